@@ -1,0 +1,329 @@
+"""Reverse-mode automatic differentiation: `Tensor`, `Op` and the backward pass.
+
+A `Tensor` holds a numpy array (`cached_data`) and, when it was computed from tensors that
+require a gradient, the `op` that made it and its `inputs`. `backward()` orders that graph
+once (iteratively, so deep graphs do not hit Python's recursion limit) and applies the chain
+rule in reverse. Gradients are built from needle ops, so they can be differentiated again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+# Number of live graph values; incremented when one is made, decremented when it dies.
+TENSOR_COUNTER = 0
+
+
+class Device:
+    """The one device needle has: the CPU, computing with numpy."""
+
+    def __repr__(self) -> str:
+        return "cpu()"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Device)
+
+    def __hash__(self) -> int:
+        return hash("cpu")
+
+    def enabled(self) -> bool:
+        return True
+
+
+_CPU = Device()
+
+
+def cpu() -> Device:
+    """Return the CPU device."""
+    return _CPU
+
+
+def all_devices() -> list[Device]:
+    return [_CPU]
+
+
+class Op:
+    """An operator: `compute` maps numpy arrays to a numpy array; `gradient` maps the
+    output's adjoint to one adjoint per input, written with needle ops."""
+
+    def __call__(self, *args):
+        raise NotImplementedError
+
+    def compute(self, *args: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor | tuple[Tensor | None, ...]:
+        raise NotImplementedError
+
+    def gradient_as_tuple(self, out_grad: Tensor, node: Tensor) -> tuple[Tensor | None, ...]:
+        grads = self.gradient(out_grad, node)
+        return grads if isinstance(grads, tuple) else (grads,)
+
+
+class TensorOp(Op):
+    """An op whose result is a Tensor."""
+
+    def __call__(self, *args: Tensor) -> Tensor:
+        return Tensor.make_from_op(self, args)
+
+
+class Value:
+    """A node of the computational graph."""
+
+    op: Op | None
+    inputs: tuple[Value, ...]
+    cached_data: np.ndarray
+    requires_grad: bool
+
+    def realize_cached_data(self) -> np.ndarray:
+        return self.cached_data
+
+    def is_leaf(self) -> bool:
+        return self.op is None
+
+    def __del__(self) -> None:
+        global TENSOR_COUNTER
+        TENSOR_COUNTER -= 1
+
+    def _init(
+        self,
+        op: Op | None,
+        inputs: Sequence[Value],
+        *,
+        cached_data: np.ndarray,
+        requires_grad: bool | None = None,
+    ) -> None:
+        global TENSOR_COUNTER
+        TENSOR_COUNTER += 1
+        if requires_grad is None:
+            requires_grad = any(x.requires_grad for x in inputs)
+        self.op = op
+        self.inputs = tuple(inputs)
+        self.cached_data = cached_data
+        self.requires_grad = requires_grad
+
+
+def _as_array(array: Any, dtype: Any) -> np.ndarray:
+    if isinstance(array, Tensor):
+        data = array.cached_data
+        return data if dtype is None or data.dtype == np.dtype(dtype) else data.astype(dtype)
+    return np.array(array, dtype=dtype)
+
+
+class Tensor(Value):
+    """An n-dimensional array that records how it was computed.
+
+    `Tensor(array, dtype=None, requires_grad=True)`: `dtype=None` keeps the input's dtype;
+    built from a Tensor of the same dtype, the new tensor shares its storage.
+    """
+
+    grad: Tensor | None
+
+    def __init__(
+        self,
+        array: Any,
+        *,
+        device: Device | None = None,
+        dtype: Any = None,
+        requires_grad: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if device is not None and not isinstance(device, Device):
+            raise ValueError(f"unknown device {device!r}; needle has only cpu()")
+        self.grad = None
+        self._init(None, (), cached_data=_as_array(array, dtype), requires_grad=requires_grad)
+
+    @classmethod
+    def make_from_op(cls, op: Op, inputs: Sequence[Tensor]) -> Tensor:
+        """Run `op` on `inputs`; keep the graph only if some input requires a gradient."""
+        tensor = cls.__new__(cls)
+        tensor.grad = None
+        data = op.compute(*[x.cached_data for x in inputs])
+        if any(x.requires_grad for x in inputs):
+            tensor._init(op, inputs, cached_data=data, requires_grad=True)
+        else:
+            tensor._init(None, (), cached_data=data, requires_grad=False)
+        return tensor
+
+    @classmethod
+    def make_const(cls, data: np.ndarray, requires_grad: bool = False) -> Tensor:
+        """Wrap a numpy array without copying it (the caller gives up ownership)."""
+        tensor = cls.__new__(cls)
+        tensor.grad = None
+        tensor._init(None, (), cached_data=data, requires_grad=requires_grad)
+        return tensor
+
+    # -- data access -------------------------------------------------------------------
+    @property
+    def data(self) -> Tensor:
+        """A detached tensor sharing this tensor's storage."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Tensor.data must be assigned a Tensor, got {type(value).__name__}")
+        if value.dtype != self.dtype:
+            raise TypeError(f"Tensor.data: dtype {value.dtype} does not match {self.dtype}")
+        self.cached_data = value.cached_data
+
+    def detach(self) -> Tensor:
+        return Tensor.make_const(self.cached_data)
+
+    def numpy(self) -> np.ndarray:
+        return np.asarray(self.cached_data)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.cached_data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.cached_data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.cached_data.ndim
+
+    @property
+    def size(self) -> int:
+        return self.cached_data.size
+
+    @property
+    def device(self) -> Device:
+        return _CPU
+
+    def __len__(self) -> int:
+        return len(self.cached_data)
+
+    def __repr__(self) -> str:
+        return f"needle.Tensor({self.cached_data!r})"
+
+    def __str__(self) -> str:
+        return str(self.cached_data)
+
+    # -- autograd ----------------------------------------------------------------------
+    def backward(self, out_grad: Tensor | None = None) -> None:
+        """Write `.grad` on every node that requires a gradient, replacing what was there."""
+        if out_grad is None:
+            out_grad = Tensor.make_const(np.ones(self.shape, dtype=self.dtype))
+        compute_gradient_of_variables(self, out_grad)
+
+    # -- operators: each is one registered op (see needle.ops) --------------------------
+    def __add__(self, other: Any) -> Tensor:
+        if isinstance(other, Tensor):
+            return ops.add(self, other)
+        return ops.add_scalar(self, other)
+
+    __radd__ = __add__
+
+    def __mul__(self, other: Any) -> Tensor:
+        if isinstance(other, Tensor):
+            return ops.multiply(self, other)
+        return ops.mul_scalar(self, other)
+
+    __rmul__ = __mul__
+
+    def __pow__(self, other: Any) -> Tensor:
+        if isinstance(other, Tensor):
+            return ops.power(self, other)
+        return ops.power_scalar(self, other)
+
+    def __sub__(self, other: Any) -> Tensor:
+        if isinstance(other, Tensor):
+            return ops.add(self, ops.negate(other))
+        return ops.add_scalar(self, -other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return ops.add_scalar(ops.negate(self), other)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        if isinstance(other, Tensor):
+            return ops.divide(self, other)
+        return ops.divide_scalar(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return ops.mul_scalar(ops.power_scalar(self, -1), other)
+
+    def __matmul__(self, other: Tensor) -> Tensor:
+        return ops.matmul(self, other)
+
+    def __neg__(self) -> Tensor:
+        return ops.negate(self)
+
+    def sum(self, axes: int | tuple[int, ...] | None = None) -> Tensor:
+        return ops.summation(self, axes)
+
+    def reshape(self, shape: tuple[int, ...]) -> Tensor:
+        return ops.reshape(self, shape)
+
+    def broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
+        return ops.broadcast_to(self, shape)
+
+    def transpose(self, axes: tuple[int, int] | None = None) -> Tensor:
+        return ops.transpose(self, axes)
+
+    # Identity semantics: optimizers key their state by tensor.
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+
+
+def find_topo_sort(node_list: Iterable[Value]) -> list[Value]:
+    """Post-order depth-first walk over `node.inputs`: every node after all of its inputs.
+
+    Iterative, so a chain of any length works; visits inputs in order, so the result is
+    deterministic.
+    """
+    order: list[Value] = []
+    visited: set[int] = set()
+    for root in node_list:
+        if id(root) in visited:
+            continue
+        visited.add(id(root))
+        stack = [(root, iter(root.inputs))]
+        while stack:
+            node, children = stack[-1]
+            for child in children:
+                if id(child) not in visited:
+                    visited.add(id(child))
+                    stack.append((child, iter(child.inputs)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> None:
+    """Reverse-mode differentiation of `output_tensor` with cotangent `out_grad`.
+
+    Stores the summed adjoint of every node that requires a gradient in its `.grad`.
+    An op's `gradient` may return None for an input that needs no gradient.
+
+    A leaf's `.grad` keeps its graph, so it can be differentiated again. An intermediate
+    node's `.grad` is stored detached: a stored graph there would point back at the node
+    itself, and such cycles keep every activation alive until the garbage collector runs.
+    """
+    grads: dict[int, list[Tensor]] = {id(output_tensor): [out_grad]}
+    for node in reversed(find_topo_sort([output_tensor])):
+        if not node.requires_grad:
+            continue
+        parts = grads.pop(id(node), None)
+        if not parts:
+            continue
+        adjoint = parts[0]
+        for part in parts[1:]:
+            adjoint = adjoint + part
+        if node.op is None:
+            node.grad = adjoint
+            continue
+        node.grad = adjoint.detach()
+        for child, grad in zip(node.inputs, node.op.gradient_as_tuple(adjoint, node)):
+            if grad is not None and child.requires_grad:
+                grads.setdefault(id(child), []).append(grad)
+
+
+from needle import ops  # noqa: E402  (ops are built on Tensor; Tensor's operators call ops)

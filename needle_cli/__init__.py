@@ -1,0 +1,1 @@
+"""The `needle` command-line tool: typer commands over the needle library."""

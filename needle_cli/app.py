@@ -1,0 +1,48 @@
+"""The `needle` command: parse, call one library function, render.
+
+Command modules import numpy and needle only inside their command functions, so
+`needle --help` and `needle --version` start fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from needle_cli.errors import NeedleGroup
+
+app = typer.Typer(
+    name="needle",
+    cls=NeedleGroup,
+    help="needle: a small deep-learning framework over numpy, and tools to train and inspect it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"needle {version('needle')}")
+        except PackageNotFoundError:
+            typer.echo("needle (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """needle: train MLPs from YAML, check gradients, inspect initializers."""
+
+
+# Commands register here, one line each (their modules keep heavy imports inside functions).
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

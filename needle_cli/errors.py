@@ -1,0 +1,36 @@
+"""Turn exceptions into one line on stderr and an exit code; never a traceback for a user error.
+
+`NeedleGroup` is the click group behind the `needle` app, so the same handling applies to
+the console script and to `typer.testing.CliRunner` in the tests.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import traceback
+from pathlib import Path
+
+import click
+from typer.core import TyperGroup
+
+from needle.errors import NeedleError
+
+CRASH_TRACE = Path(tempfile.gettempdir()) / "needle-crash.trace.txt"
+
+
+class NeedleGroup(TyperGroup):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except NeedleError as err:
+            click.echo(f"error: {err}", err=True)
+            ctx.exit(err.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception:  # noqa: BLE001 - a bug: keep the trace, say so in one line
+            CRASH_TRACE.write_text(traceback.format_exc())
+            click.echo(
+                f"internal error (this is a bug in needle); full trace saved to {CRASH_TRACE}",
+                err=True,
+            )
+            ctx.exit(1)
