@@ -1,7 +1,7 @@
 """needle: a small deep-learning framework over numpy (the CMU dlsys course's API)."""
 
 from needle import autograd, ops
-from needle.autograd import Tensor, cpu, all_devices
+from needle.autograd import Tensor, all_devices, cpu
 from needle.ops import *  # noqa: F403 - every op function at top level, as the course API has it
 
 __version__ = "0.1.0"

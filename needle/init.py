@@ -1,0 +1,275 @@
+"""Tensor constructors and weight initializers.
+
+All randomness goes through numpy's global RNG, one `np.random.rand`/`np.random.randn` call per
+constructor, so `np.random.seed(s)` reproduces every tensor, and code written against the
+course's needle draws the same numbers here. Random values are scaled in float64 and only then
+cast to `dtype`.
+
+The initializers take `(fan_in, fan_out)` and return a tensor of exactly that shape; any other
+keyword (`dtype`, `device`, `requires_grad`) is passed through to `rand`/`randn`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from needle.autograd import Device, Tensor
+from needle.errors import UsageError, unknown_choice
+
+Dtype = Any  # a numpy dtype or its name, e.g. "float32"
+
+
+def _tensor(array: np.ndarray, device: Device | None, dtype: Dtype, requires_grad: bool) -> Tensor:
+    # Tensor() checks the device and casts with a single copy.
+    return Tensor(array, device=device, dtype=dtype, requires_grad=requires_grad)
+
+
+# -- constructors ---------------------------------------------------------------------------
+
+
+def rand(
+    *shape: int,
+    low: float = 0.0,
+    high: float = 1.0,
+    device: Device | None = None,
+    dtype: Dtype = "float32",
+    requires_grad: bool = False,
+) -> Tensor:
+    """Uniform samples on [low, high): `np.random.rand(*shape) * (high - low) + low`."""
+    array = np.random.rand(*shape) * (high - low) + low
+    return _tensor(array, device, dtype, requires_grad)
+
+
+def randn(
+    *shape: int,
+    mean: float = 0.0,
+    std: float = 1.0,
+    device: Device | None = None,
+    dtype: Dtype = "float32",
+    requires_grad: bool = False,
+) -> Tensor:
+    """Normal samples N(mean, std²): `np.random.randn(*shape) * std + mean`."""
+    array = np.random.randn(*shape) * std + mean
+    return _tensor(array, device, dtype, requires_grad)
+
+
+def constant(
+    *shape: int,
+    c: float = 1.0,
+    device: Device | None = None,
+    dtype: Dtype = "float32",
+    requires_grad: bool = False,
+) -> Tensor:
+    """A tensor of `shape` filled with `c`."""
+    return _tensor(np.full(shape, c, dtype=dtype), device, dtype, requires_grad)
+
+
+def ones(
+    *shape: int, device: Device | None = None, dtype: Dtype = "float32", requires_grad: bool = False
+) -> Tensor:
+    """A tensor of ones."""
+    return constant(*shape, c=1.0, device=device, dtype=dtype, requires_grad=requires_grad)
+
+
+def zeros(
+    *shape: int, device: Device | None = None, dtype: Dtype = "float32", requires_grad: bool = False
+) -> Tensor:
+    """A tensor of zeros."""
+    return constant(*shape, c=0.0, device=device, dtype=dtype, requires_grad=requires_grad)
+
+
+def randb(
+    *shape: int,
+    p: float = 0.5,
+    device: Device | None = None,
+    dtype: Dtype = "bool",
+    requires_grad: bool = False,
+) -> Tensor:
+    """Bernoulli samples: `np.random.rand(*shape) <= p`, so each entry is true with probability p."""
+    return _tensor(np.random.rand(*shape) <= p, device, dtype, requires_grad)
+
+
+def one_hot(
+    n: int,
+    i: Tensor | np.ndarray | Any,
+    device: Device | None = None,
+    dtype: Dtype = "float32",
+    requires_grad: bool = False,
+) -> Tensor:
+    """Rows of the n×n identity at the integer labels `i`: shape `i.shape + (n,)`."""
+    labels = i.numpy() if isinstance(i, Tensor) else np.asarray(i)
+    return _tensor(np.eye(n, dtype=dtype)[labels], device, dtype, requires_grad)
+
+
+def zeros_like(
+    array: Tensor, *, device: Device | None = None, requires_grad: bool = False
+) -> Tensor:
+    """Zeros with the shape and dtype of `array`."""
+    return zeros(*array.shape, dtype=array.dtype, device=device, requires_grad=requires_grad)
+
+
+def ones_like(
+    array: Tensor, *, device: Device | None = None, requires_grad: bool = False
+) -> Tensor:
+    """Ones with the shape and dtype of `array`."""
+    return ones(*array.shape, dtype=array.dtype, device=device, requires_grad=requires_grad)
+
+
+# -- gain and fan ---------------------------------------------------------------------------
+
+# Nonlinearities whose recommended gain is 1: they do not shrink the signal's variance
+# (or, for sigmoid, following PyTorch's convention).
+_UNIT_GAIN = (
+    "linear",
+    "identity",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+)
+NONLINEARITIES: tuple[str, ...] = (*_UNIT_GAIN, "tanh", "relu", "leaky_relu", "selu")
+FAN_MODES: tuple[str, ...] = ("fan_in", "fan_out")
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """The recommended gain for a nonlinearity, as in `torch.nn.init.calculate_gain`.
+
+    ============================  ======================
+    nonlinearity                  gain
+    ============================  ======================
+    linear, identity, conv*       1
+    sigmoid                       1
+    tanh                          5/3
+    relu                          √2
+    leaky_relu                    √(2 / (1 + a²)), a = `param` (default 0.01)
+    selu                          3/4
+    ============================  ======================
+
+    The gain multiplies an initializer's scale so that activations keep their variance
+    through the layer (He et al. 2015 for relu; Klambauer et al. 2017 for selu).
+
+    Example:
+        >>> calculate_gain("leaky_relu", 0.2)  # doctest: +ELLIPSIS
+        1.3867...
+    """
+    if nonlinearity in _UNIT_GAIN:
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        if param is None:
+            slope = 0.01
+        elif isinstance(param, (int, float)) and not isinstance(param, bool):
+            slope = float(param)
+        else:
+            raise UsageError(f"leaky_relu: negative slope {param!r} is not a number")
+        return math.sqrt(2.0 / (1 + slope**2))
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    raise unknown_choice("nonlinearity", nonlinearity, NONLINEARITIES)
+
+
+def _fan(fan_in: int, fan_out: int, mode: str) -> int:
+    """The fan a Kaiming scale divides by: fan_in keeps the forward pass's variance,
+    fan_out the backward pass's."""
+    if mode == "fan_in":
+        return fan_in
+    if mode == "fan_out":
+        return fan_out
+    raise unknown_choice("mode", mode, FAN_MODES)
+
+
+# -- initializers ---------------------------------------------------------------------------
+
+
+def xavier_uniform(fan_in: int, fan_out: int, gain: float = 1.0, **kwargs: Any) -> Tensor:
+    """Xavier (Glorot) uniform: U(−a, a) with a = gain · √(6 / (fan_in + fan_out)).
+
+    From Glorot & Bengio, "Understanding the difficulty of training deep feedforward neural
+    networks" (2010): the variance 2 / (fan_in + fan_out) balances the forward and backward
+    passes of a linear or tanh-like layer.
+
+    Example:
+        >>> w = xavier_uniform(784, 100, gain=calculate_gain("tanh"))
+        >>> w.shape
+        (784, 100)
+    """
+    a = gain * math.sqrt(6 / (fan_in + fan_out))
+    return rand(fan_in, fan_out, low=-a, high=a, **kwargs)
+
+
+def xavier_normal(fan_in: int, fan_out: int, gain: float = 1.0, **kwargs: Any) -> Tensor:
+    """Xavier (Glorot) normal: N(0, std²) with std = gain · √(2 / (fan_in + fan_out)).
+
+    Glorot & Bengio (2010); same variance as `xavier_uniform`.
+    """
+    std = gain * math.sqrt(2 / (fan_in + fan_out))
+    return randn(fan_in, fan_out, std=std, **kwargs)
+
+
+def kaiming_uniform(
+    fan_in: int,
+    fan_out: int,
+    nonlinearity: str = "relu",
+    *,
+    mode: str = "fan_in",
+    param: float | None = None,
+    **kwargs: Any,
+) -> Tensor:
+    """Kaiming (He) uniform: U(−b, b) with b = gain · √(3 / fan).
+
+    From He et al., "Delving Deep into Rectifiers" (2015): variance gain² / fan keeps the
+    activations' (mode="fan_in") or the gradients' (mode="fan_out") scale through the layer.
+    `gain = calculate_gain(nonlinearity, param)`, √2 for the default relu.
+
+    Example:
+        >>> kaiming_uniform(100, 10, "leaky_relu", param=0.1, mode="fan_out").shape
+        (100, 10)
+    """
+    gain = calculate_gain(nonlinearity, param)
+    bound = gain * math.sqrt(3 / _fan(fan_in, fan_out, mode))
+    return rand(fan_in, fan_out, low=-bound, high=bound, **kwargs)
+
+
+def kaiming_normal(
+    fan_in: int,
+    fan_out: int,
+    nonlinearity: str = "relu",
+    *,
+    mode: str = "fan_in",
+    param: float | None = None,
+    **kwargs: Any,
+) -> Tensor:
+    """Kaiming (He) normal: N(0, std²) with std = gain / √fan.
+
+    He et al. (2015); same variance as `kaiming_uniform`.
+    """
+    gain = calculate_gain(nonlinearity, param)
+    std = gain / math.sqrt(_fan(fan_in, fan_out, mode))
+    return randn(fan_in, fan_out, std=std, **kwargs)
+
+
+# The initializers by name, for configs' `init:` key and `needle init-stats SCHEME`.
+INITIALIZERS: dict[str, Callable[..., Tensor]] = {
+    "xavier_uniform": xavier_uniform,
+    "xavier_normal": xavier_normal,
+    "kaiming_uniform": kaiming_uniform,
+    "kaiming_normal": kaiming_normal,
+}
+
+
+def get_initializer(name: str) -> Callable[..., Tensor]:
+    """The initializer called `name`; a UsageError with a suggestion if there is none."""
+    try:
+        return INITIALIZERS[name]
+    except KeyError:
+        raise unknown_choice("initializer", name, INITIALIZERS) from None

@@ -1,0 +1,55 @@
+"""needle's ops: each a `TensorOp` class with a function of the same name, registered in
+`REGISTRY` (see `needle.ops.registry`)."""
+
+import types as _types
+
+from needle.ops.elementwise import (
+    AddScalar,
+    DivScalar,
+    EWiseAdd,
+    EWiseDiv,
+    EWiseMul,
+    EWisePow,
+    Exp,
+    Log,
+    MulScalar,
+    Negate,
+    PowerScalar,
+    ReLU,
+    Sigmoid,
+    Tanh,
+    add,
+    add_scalar,
+    divide,
+    divide_scalar,
+    exp,
+    log,
+    mul_scalar,
+    multiply,
+    negate,
+    power,
+    power_scalar,
+    relu,
+    sigmoid,
+    tanh,
+)
+from needle.ops.matmul import MatMul, matmul
+from needle.ops.registry import REGISTRY, OpParam, OpSpec, Setting, get_op
+from needle.ops.shape import (
+    BroadcastTo,
+    Reshape,
+    Summation,
+    Transpose,
+    broadcast_to,
+    reshape,
+    summation,
+    transpose,
+)
+from needle.ops.softmax import LogSoftmax, LogSumExp, logsoftmax, logsumexp
+
+# Functions, op classes and the registry, but not the submodules.
+__all__ = [
+    name
+    for name, value in list(globals().items())
+    if not name.startswith("_") and not isinstance(value, _types.ModuleType)
+]

@@ -1,0 +1,225 @@
+"""Ops that move or reduce elements: transpose, reshape, broadcast_to, summation.
+
+`broadcast_to` and `summation` are each other's adjoints; `sum_to_shape` is the one place
+that reduces a broadcast gradient back to an input's shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from needle.autograd import Tensor, TensorOp
+from needle.errors import UsageError
+from needle.ops.registry import (
+    OpParam,
+    Setting,
+    broadcastable_pair,
+    normalize_axes,
+    random_axes,
+    random_shape,
+    register,
+)
+
+Axes = int | tuple[int, ...] | None
+
+
+def sum_to_shape(grad: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """The adjoint of broadcasting `shape` to `grad.shape`: sum over the axes it added or
+    stretched, then drop them."""
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    stretched = (lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
+    axes = tuple(range(lead)) + tuple(stretched)
+    summed = summation(grad, axes) if axes else grad
+    return summed if summed.shape == shape else reshape(summed, shape)
+
+
+def keepdims_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    """`shape` with each reduced axis kept as size 1."""
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def _axes_arg(axes: Any) -> Axes:
+    if isinstance(axes, list):
+        return tuple(axes)
+    return axes
+
+
+class Transpose(TensorOp):
+    """Swap two axes (default: the last two)."""
+
+    def __init__(self, axes: tuple[int, int] | None = None):
+        self.axes = _axes_arg(axes)
+
+    def _pair(self, ndim: int) -> tuple[int, int]:
+        if self.axes is None:
+            if ndim < 2:
+                raise UsageError(f"transpose needs at least 2 axes, got an input with {ndim}")
+            return ndim - 2, ndim - 1
+        if len(self.axes) != 2:
+            raise UsageError(f"transpose swaps exactly two axes, got axes={self.axes}")
+        first, second = normalize_axes(self.axes[0], ndim) + normalize_axes(self.axes[1], ndim)
+        return first, second
+
+    def compute(self, a: np.ndarray) -> np.ndarray:
+        return np.swapaxes(a, *self._pair(a.ndim))
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        return transpose(out_grad, self.axes)
+
+
+def _transpose_case(rng: np.random.Generator):
+    shape = random_shape(rng, 2, 4)
+    if rng.random() < 0.3:
+        return {"axes": None}, [shape]
+    first, second = (int(a) for a in rng.permutation(len(shape))[:2])
+    return {"axes": (first, second - len(shape) if rng.random() < 0.3 else second)}, [shape]
+
+
+@register(
+    Transpose,
+    params=[OpParam("axes", "axis_pair", "the two axes to swap, e.g. --axes 0,2", default=None)],
+    shapes_for=lambda p: [(2, 3, 4)],
+    random_case=_transpose_case,
+    settings=[{"axes": None}, {"axes": (0, 2)}, {"axes": (1, -1)}],
+)
+def transpose(a: Tensor, axes: tuple[int, int] | None = None) -> Tensor:
+    """Swap two axes of a (default: the last two)."""
+    return Transpose(axes)(a)
+
+
+class Reshape(TensorOp):
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = tuple(shape)
+
+    def compute(self, a: np.ndarray) -> np.ndarray:
+        try:
+            return np.reshape(a, self.shape)
+        except ValueError:
+            raise UsageError(
+                f"cannot reshape an input of shape {a.shape} to {self.shape}"
+            ) from None
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        return reshape(out_grad, node.inputs[0].shape)
+
+
+def _reshape_case(rng: np.random.Generator):
+    shape = random_shape(rng, 1, 4)
+    dims = [int(d) for d in rng.permutation(shape)]
+    target: list[int] = []
+    for d in dims:
+        if target and rng.random() < 0.5:
+            target[-1] *= d
+        else:
+            target.append(d)
+    if rng.random() < 0.3:
+        target.insert(int(rng.integers(0, len(target) + 1)), 1)
+    return {"shape": tuple(target)}, [shape]
+
+
+@register(
+    Reshape,
+    params=[OpParam("shape", "shape", "the new shape, same number of elements, e.g. --shape 4,3")],
+    shapes_for=lambda p: [(int(np.prod(p["shape"])),)],
+    random_case=_reshape_case,
+    settings=[{"shape": (4, 3)}, {"shape": (2, 1, 6)}],
+)
+def reshape(a: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """a with a new shape holding the same elements."""
+    return Reshape(shape)(a)
+
+
+class BroadcastTo(TensorOp):
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = tuple(shape)
+
+    def compute(self, a: np.ndarray) -> np.ndarray:
+        try:
+            return np.broadcast_to(a, self.shape)
+        except ValueError:
+            raise UsageError(
+                f"cannot broadcast an input of shape {a.shape} to {self.shape}"
+            ) from None
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        return sum_to_shape(out_grad, node.inputs[0].shape)
+
+
+def _broadcast_case(rng: np.random.Generator):
+    full, part = broadcastable_pair(rng)
+    if len(part) > len(full) or any(
+        p not in (1, f) for p, f in zip(part[::-1], full[::-1], strict=False)
+    ):
+        full, part = part, full
+    return {"shape": full}, [part]
+
+
+def _broadcast_shapes(params: dict[str, Any]) -> list[tuple[int, ...]]:
+    # The target with its first axis dropped and its last stretched from 1.
+    target = tuple(params["shape"])
+    part = target[1:] if len(target) > 1 else target
+    return [part[:-1] + (1,) if part else ()]
+
+
+@register(
+    BroadcastTo,
+    params=[OpParam("shape", "shape", "the target shape, e.g. --shape 3,4")],
+    shapes_for=_broadcast_shapes,
+    random_case=_broadcast_case,
+    settings=[
+        {"shape": (3, 4)},
+        Setting({"shape": (2, 3, 4)}, ((3, 1),)),
+        Setting({"shape": (3, 4)}, ((),)),
+        Setting({"shape": (5,)}, ((1,),)),
+    ],
+)
+def broadcast_to(a: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """a broadcast to `shape` by numpy's rules."""
+    return BroadcastTo(shape)(a)
+
+
+AXES = OpParam(
+    "axes",
+    "axes",
+    "axes to reduce: an int, a tuple, or none for all, e.g. --axes 0,1",
+    default=None,
+)
+
+
+class Summation(TensorOp):
+    """Σ over `axes` (an int, a tuple, or None for all); reduced axes are dropped."""
+
+    def __init__(self, axes: Axes = None):
+        self.axes = _axes_arg(axes)
+
+    def compute(self, a: np.ndarray) -> np.ndarray:
+        return np.sum(a, axis=normalize_axes(self.axes, a.ndim))
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        shape = node.inputs[0].shape
+        kept = keepdims_shape(shape, normalize_axes(self.axes, len(shape)))
+        return broadcast_to(reshape(out_grad, kept), shape)
+
+
+def reduction_case(rng: np.random.Generator):
+    shape = random_shape(rng, 1, 3)
+    return {"axes": random_axes(rng, len(shape))}, [shape]
+
+
+REDUCTION_SETTINGS = [{"axes": None}, {"axes": 0}, {"axes": 1}, {"axes": (0, 1)}, {"axes": -1}]
+
+
+@register(
+    Summation,
+    params=[AXES],
+    shapes_for=lambda p: [(3, 4)],
+    random_case=reduction_case,
+    settings=REDUCTION_SETTINGS + [Setting({"axes": (0, 2)}, ((2, 3, 4),))],
+)
+def summation(a: Tensor, axes: Axes = None) -> Tensor:
+    """Sum of a over `axes`."""
+    return Summation(axes)(a)

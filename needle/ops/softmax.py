@@ -1,0 +1,93 @@
+"""LogSumExp and LogSoftmax, stable for inputs of any magnitude."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from needle.autograd import Tensor, TensorOp
+from needle.errors import UsageError
+from needle.ops.elementwise import exp
+from needle.ops.registry import Setting, normalize_axes, random_shape, register
+from needle.ops.shape import (
+    AXES,
+    REDUCTION_SETTINGS,
+    Axes,
+    _axes_arg,
+    broadcast_to,
+    keepdims_shape,
+    reduction_case,
+    reshape,
+    summation,
+)
+
+
+def _stable_lse(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """log Σ exp(z) over `axes`, kept as size-1 axes.
+
+    Shifting by the maximum keeps every exponent ≤ 0, so nothing overflows at 1e30. A
+    maximum that is ±inf (a slice of all −inf, or a +inf entry) is not subtracted: it
+    would turn the slice into nan, where the right answers are −inf and +inf.
+    """
+    shift = np.max(z, axis=axes, keepdims=True)
+    shift = np.where(np.isfinite(shift), shift, 0).astype(z.dtype, copy=False)
+    with np.errstate(divide="ignore"):  # log(0) = −inf for an all −inf slice is the answer
+        return np.log(np.sum(np.exp(z - shift), axis=axes, keepdims=True)) + shift
+
+
+class LogSumExp(TensorOp):
+    """log Σ_axes exp(z) = log Σ exp(z − max z) + max z.
+
+    Gradient: out_grad · exp(z − lse), with out_grad broadcast back over the reduced axes.
+    """
+
+    def __init__(self, axes: Axes = None):
+        self.axes = _axes_arg(axes)
+
+    def compute(self, z: np.ndarray) -> np.ndarray:
+        axes = normalize_axes(self.axes, z.ndim)
+        lse = _stable_lse(z, axes)
+        return lse.reshape([n for i, n in enumerate(z.shape) if i not in axes])
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        z = node.inputs[0]
+        kept = keepdims_shape(z.shape, normalize_axes(self.axes, z.ndim))
+        lse = broadcast_to(reshape(node, kept), z.shape)
+        return broadcast_to(reshape(out_grad, kept), z.shape) * exp(z - lse)
+
+
+@register(
+    LogSumExp,
+    params=[AXES],
+    shapes_for=lambda p: [(3, 4)],
+    random_case=reduction_case,
+    settings=REDUCTION_SETTINGS + [Setting({"axes": (0, 2)}, ((2, 3, 4),))],
+)
+def logsumexp(a: Tensor, axes: Axes = None) -> Tensor:
+    """log Σ exp(a) over `axes`, stable at any magnitude."""
+    return LogSumExp(axes)(a)
+
+
+class LogSoftmax(TensorOp):
+    """z − logsumexp(z) over axis 1 of a 2-D input.
+
+    Gradient: out_grad − softmax(z) · Σ_j out_grad_j, with softmax = exp(output).
+    """
+
+    def compute(self, z: np.ndarray) -> np.ndarray:
+        if z.ndim != 2:
+            raise UsageError(f"logsoftmax takes a 2-D input, got shape {z.shape}")
+        return z - _stable_lse(z, (1,))
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        rows = reshape(summation(out_grad, (1,)), (node.shape[0], 1))
+        return out_grad - broadcast_to(rows, node.shape) * exp(node)
+
+
+def _logsoftmax_case(rng: np.random.Generator):
+    return {}, [random_shape(rng, 2, 2)]
+
+
+@register(LogSoftmax, shapes_for=lambda p: [(3, 5)], random_case=_logsoftmax_case)
+def logsoftmax(a: Tensor) -> Tensor:
+    """log softmax over axis 1 of a 2-D input, stable at any magnitude."""
+    return LogSoftmax()(a)
