@@ -321,7 +321,7 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
             node.grad = adjoint
             continue
         node.grad = adjoint.detach()
-        for child, grad in zip(node.inputs, node.op.gradient_as_tuple(adjoint, node)):
+        for child, grad in zip(node.inputs, node.op.gradient_as_tuple(adjoint, node), strict=True):
             if grad is not None and child.requires_grad:
                 grads.setdefault(id(child), []).append(grad)
 
