@@ -21,15 +21,20 @@ from needle.ops.shape import (
 )
 
 
-def _stable_lse(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """log Σ exp(z) over `axes`, kept as size-1 axes.
+def _shift(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """The maximum over `axes` (kept as size-1 axes), or 0 where that maximum is ±inf.
 
-    Shifting by the maximum keeps every exponent ≤ 0, so nothing overflows at 1e30. A
-    maximum that is ±inf (a slice of all −inf, or a +inf entry) is not subtracted: it
-    would turn the slice into nan, where the right answers are −inf and +inf.
+    Subtracting it keeps every exponent ≤ 0, so nothing overflows at 1e30. An infinite
+    maximum (a slice of all −inf, or a +inf entry) is not subtracted: it would turn the
+    slice into nan, where the right answers are −inf and +inf.
     """
     shift = np.max(z, axis=axes, keepdims=True)
-    shift = np.where(np.isfinite(shift), shift, 0).astype(z.dtype, copy=False)
+    return np.where(np.isfinite(shift), shift, 0).astype(z.dtype, copy=False)
+
+
+def _stable_lse(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """log Σ exp(z) over `axes`, kept as size-1 axes."""
+    shift = _shift(z, axes)
     with np.errstate(divide="ignore"):  # log(0) = −inf for an all −inf slice is the answer
         return np.log(np.sum(np.exp(z - shift), axis=axes, keepdims=True)) + shift
 
@@ -37,7 +42,10 @@ def _stable_lse(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 class LogSumExp(TensorOp):
     """log Σ_axes exp(z) = log Σ exp(z − max z) + max z.
 
-    Gradient: out_grad · exp(z − lse), with out_grad broadcast back over the reduced axes.
+    Gradient: out_grad · exp(z − lse) = out_grad · softmax(z), with out_grad broadcast back
+    over the reduced axes. The softmax is formed as exp(z − m) / Σ exp(z − m) with the
+    constant shift m = max z rather than from the rounded lse: at 1e30 in float32,
+    lse(−1e30, −1e30) rounds to −1e30 and exp(z − lse) would give weights 1 and 1.
     """
 
     def __init__(self, axes: Axes = None):
@@ -50,9 +58,12 @@ class LogSumExp(TensorOp):
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         z = node.inputs[0]
-        kept = keepdims_shape(z.shape, normalize_axes(self.axes, z.ndim))
-        lse = broadcast_to(reshape(node, kept), z.shape)
-        return broadcast_to(reshape(out_grad, kept), z.shape) * exp(z - lse)
+        axes = normalize_axes(self.axes, z.ndim)
+        kept = keepdims_shape(z.shape, axes)
+        shift = Tensor.make_const(_shift(z.cached_data, axes))
+        weights = exp(z - broadcast_to(shift, z.shape))
+        total = broadcast_to(reshape(summation(weights, axes), kept), z.shape)
+        return broadcast_to(reshape(out_grad, kept), z.shape) * (weights / total)
 
 
 @register(

@@ -1,0 +1,282 @@
+"""Registry-driven op tests: every registered op, forward against numpy and gradient through
+the checker, over its settings and over hypothesis-drawn shapes and parameters.
+
+Adding an op to the registry adds it here; it only needs a numpy reference below.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import needle as ndl
+from needle.gradcheck import check_gradients, check_op
+from needle.ops import REGISTRY
+
+
+def _axes(axes):
+    return tuple(axes) if isinstance(axes, list) else axes
+
+
+def _np_logsumexp(z, axes):
+    # Reference in float64 with the max shift done independently of needle.
+    z64 = z.astype(np.float64)
+    m = np.max(z64, axis=axes, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(z64 - m), axis=axes, keepdims=True)) + m
+    return np.squeeze(out, axis=axes) if axes is not None else out.reshape(())
+
+
+def _np_transpose(a, axes):
+    if axes is None:
+        return np.swapaxes(a, -1, -2)
+    return np.swapaxes(a, *axes)
+
+
+# The numpy meaning of every registered op: (inputs, params) -> array.
+NUMPY_REFERENCE = {
+    "add": lambda x, p: x[0] + x[1],
+    "add_scalar": lambda x, p: x[0] + p["scalar"],
+    "multiply": lambda x, p: x[0] * x[1],
+    "mul_scalar": lambda x, p: x[0] * p["scalar"],
+    "power": lambda x, p: x[0] ** x[1],
+    "power_scalar": lambda x, p: x[0] ** p["scalar"],
+    "divide": lambda x, p: x[0] / x[1],
+    "divide_scalar": lambda x, p: x[0] / p["scalar"],
+    "negate": lambda x, p: -x[0],
+    "log": lambda x, p: np.log(x[0]),
+    "exp": lambda x, p: np.exp(x[0]),
+    "relu": lambda x, p: x[0] * (x[0] > 0),
+    "tanh": lambda x, p: np.tanh(x[0]),
+    "sigmoid": lambda x, p: 1 / (1 + np.exp(-x[0])),
+    "transpose": lambda x, p: _np_transpose(x[0], p["axes"]),
+    "reshape": lambda x, p: x[0].reshape(p["shape"]),
+    "broadcast_to": lambda x, p: np.broadcast_to(x[0], p["shape"]),
+    "summation": lambda x, p: np.sum(x[0], axis=_axes(p["axes"])),
+    "matmul": lambda x, p: x[0] @ x[1],
+    "logsumexp": lambda x, p: _np_logsumexp(x[0], _axes(p["axes"])),
+    "logsoftmax": lambda x, p: x[0] - _np_logsumexp(x[0], (1,))[:, None],
+}
+
+CASES = [
+    pytest.param(name, setting, id=f"{name}-{i}")
+    for name, spec in sorted(REGISTRY.items())
+    for i, setting in enumerate(spec.settings)
+]
+
+
+def test_every_registered_op_has_a_numpy_reference():
+    assert set(NUMPY_REFERENCE) == set(REGISTRY)
+
+
+def test_every_spec_op_is_registered_and_exported():
+    spec_ops = {
+        "add", "add_scalar", "multiply", "mul_scalar", "power", "power_scalar", "divide",
+        "divide_scalar", "negate", "log", "exp", "relu", "transpose", "reshape", "broadcast_to",
+        "summation", "matmul", "logsoftmax", "logsumexp", "tanh", "sigmoid",
+    }  # fmt: skip
+    assert spec_ops <= set(REGISTRY)
+    for name, spec in REGISTRY.items():
+        assert getattr(ndl, name) is spec.function
+        assert getattr(ndl.ops, spec.op_class.__name__) is spec.op_class
+
+
+def _forward_matches(name, params, inputs, dtype):
+    spec = REGISTRY[name]
+    params = spec.resolve_params(params)
+    arrays = [x.astype(dtype) for x in inputs]
+    out = spec.call(params, *[ndl.Tensor(a) for a in arrays])
+    expected = NUMPY_REFERENCE[name]([a.astype(np.float64) for a in arrays], params)
+    assert out.shape == np.shape(expected)
+    assert out.dtype == np.dtype(dtype), f"{name}: {dtype} in, {out.dtype} out"
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(out.numpy(), expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name,setting", CASES)
+def test_forward_against_numpy(name, setting, dtype):
+    spec = REGISTRY[name]
+    inputs = spec.sample_inputs(setting.params, rng=np.random.default_rng(1), shapes=setting.shapes)
+    _forward_matches(name, setting.params, inputs, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name,setting", CASES)
+def test_gradient_through_checker(name, setting, dtype):
+    report = check_op(name, setting.params, shapes=setting.shapes, dtype=dtype, seed=3)
+    assert report.passed, report.inputs
+
+
+@pytest.mark.parametrize("name,setting", CASES)
+def test_second_order_gradient(name, setting):
+    report = check_op(name, setting.params, shapes=setting.shapes, order=2, seed=4)
+    assert report.passed, report.inputs
+
+
+@pytest.mark.parametrize("name,setting", CASES)
+def test_gradients_keep_float32(name, setting):
+    spec = REGISTRY[name]
+    inputs = spec.sample_inputs(
+        setting.params, rng=np.random.default_rng(2), shapes=setting.shapes, dtype=np.float32
+    )
+    leaves = [ndl.Tensor(x) for x in inputs]
+    out = spec.call(setting.params, *leaves)
+    out.backward()
+    for leaf in leaves:
+        assert leaf.grad.dtype == np.float32, name
+        assert leaf.grad.shape == leaf.shape
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_random_cases(name, seed):
+    """Hypothesis draws the case: the registry turns a seed into shapes, axes and scalars."""
+    spec = REGISTRY[name]
+    rng = np.random.default_rng(seed)
+    params, shapes = spec.random_case(rng)
+    inputs = spec.sample_inputs(params, rng=rng, shapes=shapes)
+    _forward_matches(name, params, inputs, "float64")
+    report = check_op(name, params, shapes=shapes, seed=seed)
+    assert report.passed, (params, shapes, report.inputs)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple),
+    data=st.data(),
+)
+def test_summation_and_logsumexp_over_any_axes(shape, data):
+    ndim = len(shape)
+    axes = data.draw(
+        st.one_of(
+            st.none(),
+            st.integers(-ndim, ndim - 1),
+            st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim, unique=True).map(tuple),
+        )
+    )
+    x = np.random.default_rng(0).standard_normal(shape)
+    np.testing.assert_allclose(ndl.summation(ndl.Tensor(x), axes).numpy(), np.sum(x, axis=axes))
+    np.testing.assert_allclose(
+        ndl.logsumexp(ndl.Tensor(x), axes).numpy(), _np_logsumexp(x, axes), rtol=1e-12
+    )
+    report = check_gradients(lambda t: ndl.logsumexp(t, axes), [x], seed=1)
+    assert report.passed
+
+
+# -- LogSumExp and LogSoftmax stability -------------------------------------------------
+@pytest.mark.parametrize("axes", [None, 1, (1,), -1, (0, 1), 0])
+def test_logsumexp_huge_magnitudes_float32(axes):
+    z = np.array([[1e30, -1e30, 3e29], [-2e30, -1e30, -3e30]], dtype=np.float32)
+    x = ndl.Tensor(z)
+    out = ndl.logsumexp(x, axes)
+    assert out.dtype == np.float32
+    assert np.all(np.isfinite(out.numpy()))
+    np.testing.assert_allclose(out.numpy(), _np_logsumexp(z, _axes(axes)), rtol=1e-6)
+    out.backward()
+    grad = x.grad.numpy()
+    assert grad.dtype == np.float32 and np.all(np.isfinite(grad))
+    # The gradient is the softmax over the reduced axes: it sums to 1 along them.
+    np.testing.assert_allclose(grad.sum(axis=axes), np.ones_like(out.numpy()), rtol=1e-6)
+
+
+def test_logsumexp_with_minus_inf_entries():
+    z = np.array([[-np.inf, 0.0, 1.0], [2.0, -np.inf, -np.inf]], dtype=np.float32)
+    x = ndl.Tensor(z)
+    out = ndl.logsumexp(x, axes=(1,))
+    np.testing.assert_allclose(out.numpy(), [np.log(1 + np.e), 2.0], rtol=1e-6)
+    out.backward()
+    expected = np.array([[0, 1 / (1 + np.e), np.e / (1 + np.e)], [1, 0, 0]])
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-6)
+
+
+def test_logsumexp_all_minus_inf_row_is_minus_inf():
+    out = ndl.logsumexp(ndl.Tensor(np.full((2, 3), -np.inf)), axes=1)
+    assert np.all(out.numpy() == -np.inf)
+
+
+def test_logsumexp_ties_at_the_maximum():
+    z = np.array([[5.0, 5.0, 5.0, 1.0]], dtype=np.float32)
+    x = ndl.Tensor(z)
+    out = ndl.logsumexp(x, axes=(1,))
+    np.testing.assert_allclose(out.numpy(), [5 + np.log(3 + np.exp(-4.0))], rtol=1e-6)
+    out.backward()
+    weights = np.exp(z[0] - z[0].max())
+    np.testing.assert_allclose(x.grad.numpy()[0], weights / weights.sum(), rtol=1e-6)
+    report = check_gradients(lambda t: ndl.logsumexp(t, axes=(1,)), [z.astype(np.float64)])
+    assert report.passed and not report.inputs[0].nondifferentiable
+
+
+def test_logsoftmax_stable_at_huge_magnitudes():
+    z = np.array([[1e30, 0.0, -1e30], [1.0, 2.0, 3.0]], dtype=np.float32)
+    x = ndl.Tensor(z)
+    out = ndl.logsoftmax(x)
+    assert out.dtype == np.float32 and np.all(np.isfinite(out.numpy()[1]))
+    np.testing.assert_allclose(out.numpy()[0], [0.0, -1e30, -2e30], rtol=1e-6)
+    out.backward(ndl.Tensor(np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)))
+    assert np.all(np.isfinite(x.grad.numpy()))
+
+
+# -- Op details SPEC fixes -------------------------------------------------------------
+def test_relu_gradient_at_zero_is_zero():
+    x = ndl.Tensor(np.array([-1.0, 0.0, 2.0]))
+    ndl.relu(x).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 1.0])
+
+
+def test_divide_scalar_accepts_one_element_array():
+    x = ndl.Tensor(np.arange(4, dtype=np.float32))
+    out = ndl.divide_scalar(x, np.array([2.0]))
+    assert out.dtype == np.float32 and out.shape == (4,)
+    np.testing.assert_allclose(out.numpy(), np.arange(4) / 2)
+
+
+@pytest.mark.parametrize("scalar", [0, -1, 0.5, -1.5, 3])
+def test_power_scalar_any_exponent(scalar):
+    x = np.array([0.5, 1.0, 2.0])
+    t = ndl.Tensor(x)
+    ndl.power_scalar(t, scalar).backward()
+    np.testing.assert_allclose(t.grad.numpy(), scalar * x ** (scalar - 1) if scalar else 0 * x)
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (3,), (1, 3)])
+def test_broadcast_to_from_small_shapes(shape):
+    x = ndl.Tensor(np.random.default_rng(0).standard_normal(shape))
+    out = ndl.broadcast_to(x, (2, 3))
+    np.testing.assert_allclose(out.numpy(), np.broadcast_to(x.numpy(), (2, 3)))
+    out.backward()
+    assert x.grad.shape == shape
+    np.testing.assert_allclose(x.grad.numpy(), np.full(shape, 6 / max(1, int(np.prod(shape)))))
+
+
+def test_python_scalars_never_upcast_float32():
+    x = ndl.Tensor(np.ones((2, 2), dtype=np.float32))
+    exprs = [x + 1.5, 1.5 + x, x - 2.0, 2.0 - x, x * 3.0, 3.0 * x, x / 3.0, 3.0 / x, x**2.5, -x]
+    exprs += [x + np.float64(1.0), x * np.float64(2.0), x / np.float64(3.0)]
+    for out in exprs:
+        assert out.dtype == np.float32
+
+
+def test_float64_stays_float64():
+    x = ndl.Tensor(np.ones((2, 2)))
+    assert (x * 2.0).dtype == np.float64
+    assert ndl.logsumexp(x, 1).dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda x: ndl.summation(x, axes=2), "axis 2 is out of range"),
+        (lambda x: ndl.logsumexp(x, axes=(0, 0)), "repeat an axis"),
+        (lambda x: ndl.reshape(x, (5,)), "cannot reshape"),
+        (lambda x: ndl.broadcast_to(x, (4, 4)), "cannot broadcast"),
+        (lambda x: ndl.matmul(x, x), "matmul shapes do not fit"),
+    ],
+)
+def test_shape_errors_name_the_problem(call, message):
+    with pytest.raises(ndl.errors.UsageError, match=message):
+        call(ndl.Tensor(np.ones((2, 3))))
