@@ -1,0 +1,196 @@
+"""The autograd engine: graph order, gradient semantics, Tensor behaviour SPEC fixes."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+import needle as ndl
+from needle import autograd
+from needle.autograd import Tensor, compute_gradient_of_variables, find_topo_sort
+
+
+def test_topo_sort_is_post_order_and_deterministic():
+    a = Tensor(np.ones(2))
+    b = Tensor(np.ones(2))
+    c = a * b
+    d = c + a
+    e = ndl.exp(d) + c
+    order = find_topo_sort([e])
+    # Post-order DFS over inputs in order: a, b, c, then d, exp(d), e.
+    assert order == [a, b, c, d, e.inputs[0], e]
+    assert find_topo_sort([e]) == order
+
+
+def test_chain_of_ten_thousand_ops_backpropagates():
+    x = Tensor(np.array([1.0, 2.0]))
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0001**10_000] * 2, rtol=1e-9)
+
+
+def test_grad_is_replaced_not_accumulated():
+    x = Tensor(np.array([1.0, 2.0, 3.0]))
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x.numpy())
+    (x * 3.0).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 3.0, 3.0])
+
+
+def test_gradients_sum_over_every_use():
+    x = Tensor(np.array([0.5, -1.0]))
+    y = x * x + ndl.exp(x) + x
+    y.backward(Tensor(np.array([1.0, 2.0])))
+    np.testing.assert_allclose(
+        x.grad.numpy(), np.array([1, 2]) * (2 * x.numpy() + np.exp(x.numpy()) + 1)
+    )
+
+
+def test_default_cotangent_is_ones_of_output_dtype():
+    x = Tensor(np.ones((2, 3), dtype=np.float32))
+    y = ndl.summation(x * 2.0, axes=1)
+    y.backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 2.0))
+
+
+def test_gradient_of_a_gradient():
+    # d/dx (x³) = 3x², d/dx Σ 3x² = 6x.
+    x = Tensor(np.array([1.0, -2.0, 0.5]))
+    (x * x * x).sum().backward()
+    first = x.grad
+    assert first.requires_grad
+    np.testing.assert_allclose(first.numpy(), 3 * x.numpy() ** 2)
+    first.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 6 * x.numpy())
+
+
+def test_no_graph_without_requires_grad():
+    a = Tensor(np.ones(3), requires_grad=False)
+    b = ndl.exp(a) * 2.0
+    assert not b.requires_grad
+    assert b.op is None and b.inputs == ()
+
+
+def test_intermediate_grads_are_detached_and_leaves_keep_graph():
+    x = Tensor(np.array([1.0, 2.0]))
+    h = ndl.exp(x)
+    h.sum().backward()
+    assert h.grad.op is None
+    assert x.grad.requires_grad and x.grad.op is not None
+
+
+def test_tensor_counter_counts_live_values():
+    gc.collect()
+    before = autograd.TENSOR_COUNTER
+    tensors = [Tensor(np.ones(2)) for _ in range(5)]
+    assert autograd.TENSOR_COUNTER == before + 5
+    del tensors
+    gc.collect()
+    assert autograd.TENSOR_COUNTER == before
+
+
+def test_backward_leaves_no_cycles():
+    # After backward, dropping the loss and the gradients frees everything by reference
+    # counting alone: no cycle waits for the garbage collector.
+    w = Tensor(np.random.default_rng(0).standard_normal((4, 3)))
+    x = Tensor(np.ones((2, 4)), requires_grad=False)
+    gc.collect()
+    gc.disable()
+    try:
+        before = autograd.TENSOR_COUNTER
+        for _ in range(3):
+            loss = ndl.logsumexp(ndl.relu(x @ w), axes=(1,)).sum()
+            loss.backward()
+            w.grad = None
+            del loss
+        assert autograd.TENSOR_COUNTER == before
+    finally:
+        gc.enable()
+
+
+# -- Tensor surface --------------------------------------------------------------------
+def test_dtype_none_keeps_input_dtype():
+    assert Tensor(np.ones(2)).dtype == np.float64
+    assert Tensor(np.ones(2, dtype=np.float32)).dtype == np.float32
+    assert Tensor(np.arange(3)).dtype.kind == "i"
+    assert Tensor([1.0, 2.0], dtype="float32").dtype == np.float32
+
+
+def test_tensor_from_tensor_shares_storage():
+    a = Tensor(np.ones(3, dtype=np.float32))
+    b = Tensor(a)
+    assert np.shares_memory(a.numpy(), b.numpy())
+    c = Tensor(a, dtype="float64")
+    assert c.dtype == np.float64 and not np.shares_memory(a.numpy(), c.numpy())
+
+
+def test_data_shares_storage_and_assignment_builds_no_graph():
+    w = Tensor(np.ones(3))
+    detached = w.data
+    assert not detached.requires_grad and np.shares_memory(detached.numpy(), w.numpy())
+    w.data = w.data * 0.5
+    assert w.op is None and w.is_leaf()
+    np.testing.assert_array_equal(w.numpy(), [0.5] * 3)
+
+
+def test_numpy_is_always_an_array():
+    out = Tensor(np.ones(3)).sum()
+    assert isinstance(out.numpy(), np.ndarray) and out.numpy().shape == ()
+
+
+def test_subtraction_is_add_of_negate():
+    a, b = Tensor(np.ones(2)), Tensor(np.ones(2))
+    out = a - b
+    assert isinstance(out.op, ndl.ops.EWiseAdd)
+    assert isinstance(out.inputs[1].op, ndl.ops.Negate)
+    shifted = a - 3
+    assert isinstance(shifted.op, ndl.ops.AddScalar) and shifted.op.scalar == -3
+
+
+@pytest.mark.parametrize(
+    "expr, expected",
+    [
+        (lambda t: t + 2, lambda x: x + 2),
+        (lambda t: 2 + t, lambda x: 2 + x),
+        (lambda t: t - 2, lambda x: x - 2),
+        (lambda t: 2 - t, lambda x: 2 - x),
+        (lambda t: t * 3, lambda x: x * 3),
+        (lambda t: 3 * t, lambda x: 3 * x),
+        (lambda t: t / 4, lambda x: x / 4),
+        (lambda t: 4 / t, lambda x: 4 / x),
+        (lambda t: t**2, lambda x: x**2),
+        (lambda t: -t, lambda x: -x),
+        (lambda t: t @ t.transpose(), lambda x: x @ x.T),
+        (lambda t: t.sum(axes=0), lambda x: x.sum(axis=0)),
+        (lambda t: t.reshape((4, 1)), lambda x: x.reshape(4, 1)),
+        (lambda t: t.broadcast_to((3, 2, 2)), lambda x: np.broadcast_to(x, (3, 2, 2))),
+    ],
+)
+def test_operators_match_numpy(expr, expected):
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_allclose(expr(Tensor(x)).numpy(), expected(x))
+
+
+def test_equality_and_hash_are_by_identity():
+    a = Tensor(np.ones(2))
+    b = Tensor(np.ones(2))
+    assert a != b and a == a
+    assert len({a: 1, b: 2}) == 2
+
+
+def test_compute_gradient_of_variables_directly():
+    x = Tensor(np.array([2.0]))
+    y = x * x
+    compute_gradient_of_variables(y, Tensor(np.array([1.0])))
+    np.testing.assert_allclose(x.grad.numpy(), [4.0])
+
+
+def test_device_is_cpu():
+    assert Tensor(np.ones(1)).device == ndl.cpu()
+    with pytest.raises(ValueError, match="cpu"):
+        Tensor(np.ones(1), device="cuda")

@@ -1,0 +1,146 @@
+"""The gradient checker catches gradients broken on purpose, and tells kinks from errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import needle as ndl
+from needle.autograd import Tensor
+from needle.errors import UsageError
+from needle.gradcheck import check_gradients, check_op
+
+
+class ScaledMul(ndl.ops.EWiseMul):
+    def gradient(self, out_grad, node):
+        grad_a, grad_b = super().gradient(out_grad, node)
+        return grad_a * 1.01, grad_b
+
+
+class TransposedMatMul(ndl.ops.MatMul):
+    def gradient(self, out_grad, node):
+        grad_a, grad_b = super().gradient(out_grad, node)
+        return ndl.transpose(grad_a), grad_b
+
+
+class AddWithoutReduction(ndl.ops.EWiseAdd):
+    def gradient(self, out_grad, node):
+        return out_grad, out_grad
+
+
+class ExpIgnoringOutGrad(ndl.ops.Exp):
+    def gradient(self, out_grad, node):
+        return node
+
+
+class SumIgnoringOutGrad(ndl.ops.Summation):
+    # Right for the default cotangent of ones, wrong for any other.
+    def gradient(self, out_grad, node):
+        return Tensor.make_const(np.ones(node.inputs[0].shape))
+
+
+class DetachedTanh(ndl.ops.Tanh):
+    # First derivative right, but built from constants: its own derivative is lost.
+    def gradient(self, out_grad, node):
+        return out_grad * Tensor.make_const(1 - node.numpy() ** 2)
+
+
+rng = np.random.default_rng(0)
+SQUARE = [rng.standard_normal((3, 3)), rng.standard_normal((3, 3))]
+BROKEN = {
+    "scaled by 1.01": (lambda a, b: ScaledMul()(a, b), SQUARE, [0]),
+    "transposed": (lambda a, b: TransposedMatMul()(a, b), SQUARE, [0]),
+    "missing broadcast reduction": (
+        lambda a, b: AddWithoutReduction()(a, b),
+        [rng.standard_normal((3, 4)), rng.standard_normal((4,))],
+        [1],
+    ),
+    "ignores out_grad (exp)": (lambda a: ExpIgnoringOutGrad()(a), SQUARE[:1], [0]),
+    "ignores out_grad (sum)": (lambda a: SumIgnoringOutGrad(None)(a), SQUARE[:1], [0]),
+}
+
+
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_gradients_fail(case, dtype, fast):
+    fn, inputs, failing = BROKEN[case]
+    report = check_gradients(fn, inputs, dtype=dtype, fast=fast, seed=5)
+    assert not report.passed
+    assert report.failing_inputs == failing
+
+
+def test_scaled_gradient_error_is_one_percent():
+    fn, inputs, _ = BROKEN["scaled by 1.01"]
+    worst = check_gradients(fn, inputs).inputs[0]
+    assert worst.max_rel_error == pytest.approx(0.01 / 1.01, rel=1e-4)
+    assert worst.analytic == pytest.approx(1.01 * worst.numerical, rel=1e-6)
+    row, col = worst.worst_index
+    assert worst.numerical == pytest.approx(inputs[1][row, col] * _cotangent(fn, inputs)[row, col])
+
+
+def _cotangent(fn, inputs, seed=0):
+    out = fn(*[Tensor(x, requires_grad=False) for x in inputs])
+    return np.random.default_rng(seed).standard_normal(out.shape)
+
+
+def test_missing_reduction_reports_the_shapes():
+    fn, inputs, _ = BROKEN["missing broadcast reduction"]
+    problem = check_gradients(fn, inputs).inputs[1].problem
+    assert problem == "gradient has shape (3, 4), input has shape (4,)"
+
+
+def test_second_order_catches_a_detached_gradient():
+    x = [rng.standard_normal((2, 3))]
+    fn = lambda a: DetachedTanh()(a)  # noqa: E731
+    assert check_gradients(fn, x).passed
+    assert not check_gradients(fn, x, order=2).passed
+    assert check_gradients(ndl.tanh, x, order=2).passed
+
+
+def test_relu_at_zero_is_a_kink_not_an_error():
+    x = np.array([[0.0, 1.5, -2.0], [0.0, -0.5, 3.0]])
+    report = check_gradients(ndl.relu, [x])
+    assert report.passed
+    assert report.inputs[0].nondifferentiable == ((0, 0), (1, 0))
+    assert report.inputs[0].checked == 6
+
+
+def test_smooth_functions_report_no_kinks():
+    x = rng.standard_normal((4, 5)) * 10
+    report = check_gradients(lambda t: ndl.logsumexp(t, (1,)), [x])
+    assert report.passed and report.inputs[0].nondifferentiable == ()
+
+
+def test_tolerances_are_keyword_only_with_dtype_defaults():
+    report32 = check_gradients(ndl.exp, [np.ones(3)], dtype="float32")
+    report64 = check_gradients(ndl.exp, [np.ones(3)])
+    assert report32.atol > report64.atol and report32.rtol > report64.rtol
+    with pytest.raises(TypeError):
+        check_gradients(ndl.exp, [np.ones(3)], "float64")  # type: ignore[misc]
+
+
+def test_tight_tolerance_turns_float32_rounding_into_failure():
+    x = [rng.standard_normal((20, 20)), rng.standard_normal((20, 20))]
+    assert check_gradients(ndl.matmul, x, dtype="float32").passed
+    assert not check_gradients(ndl.matmul, x, dtype="float32", atol=1e-12, rtol=1e-12).passed
+
+
+def test_check_op_reproducible_and_validated():
+    a = check_op("logsumexp", {"axes": 1}, seed=7)
+    b = check_op("logsumexp", {"axes": 1}, seed=7)
+    assert a == b and a.params == {"axes": 1} and a.label == "logsumexp"
+    with pytest.raises(UsageError, match="did you mean 'logsumexp'"):
+        check_op("logsumexpp")
+    with pytest.raises(UsageError, match="no parameter 'axis'"):
+        check_op("summation", {"axis": 1})
+    with pytest.raises(UsageError, match="needs --scalar"):
+        check_op("power_scalar")
+    with pytest.raises(UsageError, match="out of range"):
+        check_op("summation", {"axes": 3})
+
+
+def test_fast_mode_on_a_large_input():
+    x = rng.standard_normal((300, 400))
+    report = check_gradients(lambda t: ndl.logsumexp(t, (0,)), [x], fast=True)
+    assert report.passed and report.inputs[0].checked == 3
