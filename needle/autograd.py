@@ -139,13 +139,18 @@ class Tensor(Value):
     @classmethod
     def make_from_op(cls, op: Op, inputs: Sequence[Tensor]) -> Tensor:
         """Run `op` on `inputs`; keep the graph only if some input requires a gradient."""
-        tensor = cls.__new__(cls)
-        tensor.grad = None
+        # The hot path of every forward and backward pass: kept to plain attribute writes.
+        global TENSOR_COUNTER
         data = op.compute(*[x.cached_data for x in inputs])
-        if any(x.requires_grad for x in inputs):
-            tensor._init(op, inputs, cached_data=data, requires_grad=True)
-        else:
-            tensor._init(None, (), cached_data=data, requires_grad=False)
+        tensor = cls.__new__(cls)
+        tensor.cached_data = data
+        tensor.grad = None
+        TENSOR_COUNTER += 1
+        for x in inputs:
+            if x.requires_grad:
+                tensor.op, tensor.inputs, tensor.requires_grad = op, tuple(inputs), True
+                return tensor
+        tensor.op, tensor.inputs, tensor.requires_grad = None, (), False
         return tensor
 
     @classmethod

@@ -1,0 +1,152 @@
+"""needle's training step against the numpy floor, in one process.
+
+The model is a 784-256-128-10 ReLU MLP with softmax loss and plain SGD, in float32. The
+floor is the same step written by hand in numpy: forward, backward and update, no
+framework. Everything needle spends above it is its own overhead (graph building, Python
+dispatch, copies). Runs alternate between the two so drift on a busy machine hits both
+alike; the ratio is of the medians.
+
+    python benchmarks/train_step.py                 # batches 32, 128, 512
+    python benchmarks/train_step.py --batch-sizes 128 --rounds 15 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import needle as ndl  # noqa: E402
+from needle import nn, optim  # noqa: E402
+
+SIZES = (784, 256, 128, 10)
+LR = 0.01
+
+
+def make_data(batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    x = rng.random((batch_size, SIZES[0]), dtype=np.float32)
+    y = rng.integers(0, SIZES[-1], batch_size).astype(np.uint8)
+    return x, y
+
+
+class NeedleStep:
+    """The step as a needle user writes it: modules, SoftmaxLoss, SGD."""
+
+    def __init__(self) -> None:
+        self.model = nn.Sequential(
+            nn.Linear(SIZES[0], SIZES[1]),
+            nn.ReLU(),
+            nn.Linear(SIZES[1], SIZES[2]),
+            nn.ReLU(),
+            nn.Linear(SIZES[2], SIZES[3]),
+        )
+        self.loss_fn = nn.SoftmaxLoss()
+        self.opt = optim.SGD(self.model.parameters(), lr=LR)
+
+    def weights(self) -> list[np.ndarray]:
+        return [p.numpy().copy() for p in self.model.parameters()]
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> float:
+        self.opt.reset_grad()
+        loss = self.loss_fn(self.model(ndl.Tensor(x, requires_grad=False)), ndl.Tensor(y))
+        loss.backward()
+        self.opt.step()
+        return float(loss.numpy())
+
+
+class NumpyStep:
+    """The floor: the same forward, backward and SGD update written directly in numpy."""
+
+    def __init__(self, weights: list[np.ndarray]) -> None:
+        self.params = [w.copy() for w in weights]  # W1, b1, W2, b2, W3, b3; b of shape (1, n)
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> float:
+        w1, b1, w2, b2, w3, b3 = self.params
+        n = x.shape[0]
+        z1 = x @ w1 + b1
+        a1 = np.maximum(z1, 0)
+        z2 = a1 @ w2 + b2
+        a2 = np.maximum(z2, 0)
+        z3 = a2 @ w3 + b3
+        shifted = z3 - z3.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        total = exp.sum(axis=1, keepdims=True)
+        rows = np.arange(n)
+        loss = float(np.mean(np.log(total[:, 0]) - shifted[rows, y]))
+        dz3 = exp / total
+        dz3[rows, y] -= 1
+        dz3 /= n
+        dz2 = (dz3 @ w3.T) * (z2 > 0)
+        dz1 = (dz2 @ w2.T) * (z1 > 0)
+        grads = [
+            x.T @ dz1, dz1.sum(axis=0, keepdims=True),
+            a1.T @ dz2, dz2.sum(axis=0, keepdims=True),
+            a2.T @ dz3, dz3.sum(axis=0, keepdims=True),
+        ]  # fmt: skip
+        for p, g in zip(self.params, grads, strict=True):
+            p -= LR * g
+        return loss
+
+
+def time_steps(step, batches, steps: int) -> float:
+    """Seconds per step over `steps` steps."""
+    start = time.perf_counter()
+    for k in range(steps):
+        step(*batches[k % len(batches)])
+    return (time.perf_counter() - start) / steps
+
+
+def measure(batch_size: int, rounds: int, steps: int, seed: int = 0) -> dict[str, float]:
+    np.random.seed(seed)
+    rng = np.random.default_rng(seed)
+    batches = [make_data(batch_size, rng) for _ in range(8)]
+    needle_step = NeedleStep()
+    numpy_step = NumpyStep(needle_step.weights())
+    # Same model, same data: both sides must compute the same losses.
+    first = [needle_step(*batches[0]), numpy_step(*batches[0])]
+    if not np.isclose(first[0], first[1], rtol=1e-4):
+        raise AssertionError(f"needle loss {first[0]} != numpy loss {first[1]}")
+    for step in (needle_step, numpy_step):  # warm-up: caches, allocator, BLAS threads
+        time_steps(step, batches, steps)
+    needle_times, numpy_times = [], []
+    for _ in range(rounds):
+        needle_times.append(time_steps(needle_step, batches, steps))
+        numpy_times.append(time_steps(numpy_step, batches, steps))
+    needle_ms = statistics.median(needle_times) * 1e3
+    numpy_ms = statistics.median(numpy_times) * 1e3
+    return {
+        "batch_size": batch_size,
+        "needle_ms": needle_ms,
+        "numpy_ms": numpy_ms,
+        "ratio": needle_ms / numpy_ms,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512])
+    parser.add_argument("--rounds", type=int, default=11, help="alternating rounds (median)")
+    parser.add_argument("--steps", type=int, default=30, help="steps per round")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    rows = [measure(b, args.rounds, args.steps) for b in args.batch_sizes]
+    if args.json:
+        print(json.dumps(rows))
+        return
+    print(f"{'batch':>6} {'needle ms':>10} {'numpy ms':>10} {'ratio':>7}")
+    for row in rows:
+        print(
+            f"{row['batch_size']:>6} {row['needle_ms']:>10.3f} {row['numpy_ms']:>10.3f} "
+            f"{row['ratio']:>6.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
