@@ -89,7 +89,7 @@ def randb(
     dtype: Dtype = "bool",
     requires_grad: bool = False,
 ) -> Tensor:
-    """Bernoulli samples: `np.random.rand(*shape) <= p`, so each entry is true with probability p."""
+    """Bernoulli samples `np.random.rand(*shape) <= p`: each entry is true with probability p."""
     return _tensor(np.random.rand(*shape) <= p, device, dtype, requires_grad)
 
 
