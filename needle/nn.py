@@ -1,0 +1,325 @@
+"""Neural-network modules: `Module`, `Parameter` and the layers built on them.
+
+A module finds its parameters by walking its attributes (modules, lists, tuples and dicts, in
+insertion order); nothing is registered. Modules draw random numbers only when constructed,
+through `needle.init`, in construction order, so a seeded model matches the course's needle
+number for number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from needle import init, ops
+from needle.autograd import Device, Tensor
+from needle.errors import UsageError
+from needle.init import Dtype
+
+
+class Parameter(Tensor):
+    """A tensor that is a learnable parameter of a module: `Module.parameters()` returns it."""
+
+
+def _walk(value: Any, name: str, seen: set[int], recurse: bool) -> Iterator[tuple[str, Any]]:
+    """(dotted name, item) for every Tensor and Module reachable from `value`, depth first in
+    attribute insertion order, each object once (shared layers are not counted twice, and a
+    module that refers back to its parent does not loop). With `recurse=False` a module is
+    reported but not entered."""
+    if isinstance(value, (Tensor, Module)):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        yield name, value
+        if not (isinstance(value, Module) and recurse):
+            return
+        items: Any = vars(value).items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    elif isinstance(value, dict):
+        items = value.items()
+    else:
+        return
+    for key, item in items:
+        yield from _walk(item, f"{name}.{key}" if name else str(key), seen, recurse)
+
+
+class Module:
+    """Base class of every layer. Subclasses set attributes in `__init__` and define `forward`.
+
+    `training` is True after construction; `train()` / `eval()` set it on every descendant.
+    """
+
+    def __init__(self) -> None:
+        self.training = True
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def _named(self) -> Iterator[tuple[str, Any]]:
+        return _walk(self, "", set(), recurse=True)
+
+    def parameters(self) -> list[Parameter]:
+        """Every `Parameter` reachable through attributes, in insertion order, each once."""
+        return [item for _, item in self._named() if isinstance(item, Parameter)]
+
+    def children(self) -> list[Module]:
+        """The modules held directly by this one (in attributes, lists, tuples or dicts)."""
+        seen = {id(self)}
+        walk = _walk(list(vars(self).values()), "", seen, recurse=False)
+        return [item for _, item in walk if isinstance(item, Module)]
+
+    def train(self) -> Module:
+        """Put this module and all its descendants in training mode."""
+        return self._set_training(True)
+
+    def eval(self) -> Module:
+        """Put this module and all its descendants in evaluation mode."""
+        return self._set_training(False)
+
+    def _set_training(self, mode: bool) -> Module:
+        for _, item in self._named():
+            if isinstance(item, Module):
+                item.training = mode
+        return self
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """A copy of every tensor the module holds, parameters and plain tensors such as
+        BatchNorm's running statistics alike, keyed by dotted attribute path
+        (`"modules.0.weight"`)."""
+        return {
+            name: item.numpy().copy() for name, item in self._named() if isinstance(item, Tensor)
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Replace each tensor's storage with the array of the same name in `state`.
+
+        The names and shapes must match `state_dict()` exactly; arrays are cast to each
+        tensor's dtype and copied, so `state` can be reused.
+        """
+        tensors = {name: item for name, item in self._named() if isinstance(item, Tensor)}
+        missing, unexpected = tensors.keys() - state.keys(), state.keys() - tensors.keys()
+        if missing or unexpected:
+            raise UsageError(
+                f"state does not match {type(self).__name__}: missing {sorted(missing)}, "
+                f"unexpected {sorted(unexpected)}"
+            )
+        for name, tensor in tensors.items():
+            array = np.asarray(state[name])
+            if array.shape != tensor.shape:
+                raise UsageError(f"state '{name}' has shape {array.shape}, expected {tensor.shape}")
+            tensor.data = Tensor.make_const(array.astype(tensor.dtype, copy=True))
+
+
+class Identity(Module):
+    """y = x."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class Linear(Module):
+    """y = x W + b, with W of shape (in_features, out_features) and b of shape (1, out_features).
+
+    W ~ kaiming_uniform(in_features, out_features); b ~ kaiming_uniform(out_features, 1)
+    reshaped to a row (fan_in = out_features, as the course has it). W is drawn first.
+    Inputs of shape (..., in_features) give outputs of shape (..., out_features).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: Device | None = None,
+        dtype: Dtype = "float32",
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = Parameter(
+            init.kaiming_uniform(in_features, out_features, device=device, dtype=dtype)
+        )
+        self.bias: Parameter | None = None
+        if bias:
+            column = init.kaiming_uniform(out_features, 1, device=device, dtype=dtype)
+            self.bias = Parameter(column.numpy().reshape(1, out_features))
+
+    def forward(self, X: Tensor) -> Tensor:
+        lead = X.shape[:-1]
+        flat = len(lead) != 1  # matmul on a 2-D view: one plain product, cheap gradients
+        if flat:
+            X = ops.reshape(X, (math.prod(lead), self.in_features))
+        out = ops.matmul(X, self.weight)
+        if self.bias is not None:
+            out = ops.add(out, ops.broadcast_to(self.bias, out.shape))
+        if flat:
+            out = ops.reshape(out, (*lead, self.out_features))
+        return out
+
+
+class Flatten(Module):
+    """(B, d1, d2, ...) → (B, d1·d2·...)."""
+
+    def forward(self, X: Tensor) -> Tensor:
+        return ops.reshape(X, (X.shape[0], math.prod(X.shape[1:])))
+
+
+class ReLU(Module):
+    """y = max(x, 0)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.relu(x)
+
+
+class Tanh(Module):
+    """y = tanh(x)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.tanh(x)
+
+
+class Sigmoid(Module):
+    """y = 1 / (1 + e^(−x))."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.sigmoid(x)
+
+
+class Sequential(Module):
+    """Apply `modules` in order: y = mₙ(…m₂(m₁(x)))."""
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__()
+        self.modules = modules
+
+    def forward(self, x: Tensor) -> Tensor:
+        for module in self.modules:
+            x = module(x)
+        return x
+
+
+class Residual(Module):
+    """y = fn(x) + x."""
+
+    def __init__(self, fn: Module) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.add(self.fn(x), x)
+
+
+class SoftmaxLoss(Module):
+    """Cross-entropy of softmax(logits) against integer labels, averaged over the batch:
+
+        loss = (1/N) Σᵢ [ log Σⱼ exp(zᵢⱼ) − zᵢ,yᵢ ]
+
+    `logits` has shape (N, k), `y` holds N labels in [0, k); the result is 0-d.
+    """
+
+    def forward(self, logits: Tensor, y: Tensor) -> Tensor:
+        n, k = logits.shape
+        y_one_hot = init.one_hot(k, y, dtype=logits.dtype)
+        lse = ops.summation(ops.logsumexp(logits, axes=(1,)))
+        picked = ops.summation(ops.multiply(logits, y_one_hot))
+        return ops.divide_scalar(lse - picked, n)
+
+
+class BatchNorm1d(Module):
+    """Normalize each feature over the batch: y = w · (x − μ) / √(σ² + eps) + b.
+
+    Training uses the batch's mean μ and biased variance σ² over axis 0 and updates, outside
+    the graph, `running = (1 − momentum) · running + momentum · batch_stat`. Evaluation uses
+    the running statistics. `weight`/`bias` are Parameters; the running statistics are not.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        device: Device | None = None,
+        dtype: Dtype = "float32",
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.eps = eps
+        self.momentum = momentum
+        self.weight = Parameter(init.ones(dim, device=device, dtype=dtype))
+        self.bias = Parameter(init.zeros(dim, device=device, dtype=dtype))
+        self.running_mean = init.zeros(dim, device=device, dtype=dtype)
+        self.running_var = init.ones(dim, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = x.shape[0]
+        if self.training:
+            mean = ops.divide_scalar(ops.summation(x, axes=(0,)), n)
+            centered = x - ops.broadcast_to(mean, x.shape)
+            var = ops.divide_scalar(ops.summation(centered**2, axes=(0,)), n)
+            self._update_running(mean, var)
+        else:
+            centered = x - ops.broadcast_to(self.running_mean, x.shape)
+            var = self.running_var
+        std = ops.broadcast_to((var + self.eps) ** 0.5, x.shape)
+        x_hat = centered / std
+        return ops.broadcast_to(self.weight, x.shape) * x_hat + ops.broadcast_to(self.bias, x.shape)
+
+    def _update_running(self, mean: Tensor, var: Tensor) -> None:
+        # Plain numpy on the arrays: the statistics must not join (or keep alive) the graph.
+        m = self.momentum
+        for running, batch in ((self.running_mean, mean), (self.running_var, var)):
+            updated = (1 - m) * running.cached_data + m * batch.cached_data
+            running.data = Tensor.make_const(updated.astype(running.dtype, copy=False))
+
+
+class LayerNorm1d(Module):
+    """Normalize each sample over its last axis: y = w · (x − μ) / √(σ² + eps) + b, with the
+    sample's mean μ and biased variance σ²; `weight` starts at ones, `bias` at zeros."""
+
+    def __init__(
+        self, dim: int, eps: float = 1e-5, device: Device | None = None, dtype: Dtype = "float32"
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.eps = eps
+        self.weight = Parameter(init.ones(dim, device=device, dtype=dtype))
+        self.bias = Parameter(init.zeros(dim, device=device, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        axis = (x.ndim - 1,)
+        keep = (*x.shape[:-1], 1)
+
+        def mean_over_last(t: Tensor) -> Tensor:
+            mean = ops.divide_scalar(ops.summation(t, axes=axis), self.dim)
+            return ops.broadcast_to(ops.reshape(mean, keep), x.shape)
+
+        centered = x - mean_over_last(x)
+        x_hat = centered / (mean_over_last(centered**2) + self.eps) ** 0.5
+        return ops.broadcast_to(self.weight, x.shape) * x_hat + ops.broadcast_to(self.bias, x.shape)
+
+
+class Dropout(Module):
+    """Training: zero each entry with probability `p` and scale the rest by 1/(1 − p), so the
+    expectation is unchanged; the keep-mask is `randb(*x.shape, p=1 − p)`, drawn on every
+    call, even when p = 0 (so the random stream does not depend on p). Evaluation: y = x."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise UsageError(f"Dropout: drop probability p={p} is not in [0, 1]")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return x
+        mask = init.randb(*x.shape, p=1 - self.p, dtype=x.dtype)
+        if self.p == 1:  # every entry dropped; 1/(1 − p) would turn the zeros into NaN
+            return x * mask
+        return x * mask / (1 - self.p)
