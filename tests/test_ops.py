@@ -30,6 +30,11 @@ def _np_logsumexp(z, axes):
     return np.squeeze(out, axis=axes) if axes is not None else out.reshape(())
 
 
+def _np_softmax(z, axes):
+    e = np.exp(z - np.max(z, axis=axes, keepdims=True))
+    return e / np.sum(e, axis=axes, keepdims=True)
+
+
 def _np_transpose(a, axes):
     if axes is None:
         return np.swapaxes(a, -1, -2)
@@ -59,6 +64,7 @@ NUMPY_REFERENCE = {
     "matmul": lambda x, p: x[0] @ x[1],
     "logsumexp": lambda x, p: _np_logsumexp(x[0], _axes(p["axes"])),
     "logsoftmax": lambda x, p: x[0] - _np_logsumexp(x[0], (1,))[:, None],
+    "softmax": lambda x, p: _np_softmax(x[0], _axes(p["axes"])),
 }
 
 CASES = [

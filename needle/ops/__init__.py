@@ -45,7 +45,7 @@ from needle.ops.shape import (
     summation,
     transpose,
 )
-from needle.ops.softmax import LogSoftmax, LogSumExp, logsoftmax, logsumexp
+from needle.ops.softmax import LogSoftmax, LogSumExp, Softmax, logsoftmax, logsumexp, softmax
 
 # Functions, op classes and the registry, but not the submodules.
 __all__ = [

@@ -92,7 +92,10 @@ class EWiseMul(TensorOp):
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         a, b = node.inputs
-        return sum_to_shape(out_grad * b, a.shape), sum_to_shape(out_grad * a, b.shape)
+        # A constant factor (a one-hot matrix, a mask) needs no gradient: skip its product.
+        grad_a = sum_to_shape(out_grad * b, a.shape) if a.requires_grad else None
+        grad_b = sum_to_shape(out_grad * a, b.shape) if b.requires_grad else None
+        return grad_a, grad_b
 
 
 @register(
@@ -188,8 +191,8 @@ class EWiseDiv(TensorOp):
     def gradient(self, out_grad: Tensor, node: Tensor):
         a, b = node.inputs
         grad_a = out_grad / b
-        grad_b = -(grad_a * node)
-        return sum_to_shape(grad_a, a.shape), sum_to_shape(grad_b, b.shape)
+        grad_b = sum_to_shape(-(grad_a * node), b.shape) if b.requires_grad else None
+        return sum_to_shape(grad_a, a.shape) if a.requires_grad else None, grad_b
 
 
 @register(

@@ -43,9 +43,9 @@ class LogSumExp(TensorOp):
     """log Σ_axes exp(z) = log Σ exp(z − max z) + max z.
 
     Gradient: out_grad · exp(z − lse) = out_grad · softmax(z), with out_grad broadcast back
-    over the reduced axes. The softmax is formed as exp(z − m) / Σ exp(z − m) with the
-    constant shift m = max z rather than from the rounded lse: at 1e30 in float32,
-    lse(−1e30, −1e30) rounds to −1e30 and exp(z − lse) would give weights 1 and 1.
+    over the reduced axes. The softmax op normalizes exp(z − max z) itself rather than using
+    the rounded lse: at 1e30 in float32, lse(−1e30, −1e30) rounds to −1e30, and
+    exp(z − lse) would give weights 1 and 1 instead of ½ and ½.
     """
 
     def __init__(self, axes: Axes = None):
@@ -58,12 +58,8 @@ class LogSumExp(TensorOp):
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         z = node.inputs[0]
-        axes = normalize_axes(self.axes, z.ndim)
-        kept = keepdims_shape(z.shape, axes)
-        shift = Tensor.make_const(_shift(z.cached_data, axes))
-        weights = exp(z - broadcast_to(shift, z.shape))
-        total = broadcast_to(reshape(summation(weights, axes), kept), z.shape)
-        return broadcast_to(reshape(out_grad, kept), z.shape) * (weights / total)
+        kept = keepdims_shape(z.shape, normalize_axes(self.axes, z.ndim))
+        return broadcast_to(reshape(out_grad, kept), z.shape) * softmax(z, self.axes)
 
 
 @register(
@@ -102,3 +98,37 @@ def _logsoftmax_case(rng: np.random.Generator):
 def logsoftmax(a: Tensor) -> Tensor:
     """log softmax over axis 1 of a 2-D input, stable at any magnitude."""
     return LogSoftmax()(a)
+
+
+class Softmax(TensorOp):
+    """exp(z) / Σ_axes exp(z), computed as exp(z − max z) / Σ exp(z − max z).
+
+    Gradient: s · (out_grad − Σ_axes out_grad · s), with s the output. It is an op of its
+    own, rather than a composition, because it is the gradient of LogSumExp: one node
+    instead of ten in every softmax-loss backward pass.
+    """
+
+    def __init__(self, axes: Axes = None):
+        self.axes = _axes_arg(axes)
+
+    def compute(self, z: np.ndarray) -> np.ndarray:
+        weights = np.exp(z - _shift(z, normalize_axes(self.axes, z.ndim)))
+        return weights / np.sum(weights, axis=normalize_axes(self.axes, z.ndim), keepdims=True)
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        axes = normalize_axes(self.axes, node.ndim)
+        kept = keepdims_shape(node.shape, axes)
+        dot = broadcast_to(reshape(summation(out_grad * node, axes), kept), node.shape)
+        return node * (out_grad - dot)
+
+
+@register(
+    Softmax,
+    params=[AXES],
+    shapes_for=lambda p: [(3, 4)],
+    random_case=reduction_case,
+    settings=REDUCTION_SETTINGS + [Setting({"axes": (0, 2)}, ((2, 3, 4),))],
+)
+def softmax(a: Tensor, axes: Axes = None) -> Tensor:
+    """exp(a) normalized to sum to 1 over `axes`, stable at any magnitude."""
+    return Softmax(axes)(a)
