@@ -1,0 +1,180 @@
+"""Optimizers: update parameters from their `.grad`.
+
+`step()` works on the numpy arrays directly (it is on every training step's hot path) and
+gives each parameter a new array instead of writing into the old one, so no graph grows, a
+caller holding the previous array keeps its values, and `.grad` is never modified. Python
+scalars keep float32 arrays float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from needle.autograd import Tensor
+from needle.errors import UsageError
+
+
+class Optimizer:
+    """Holds a list of parameters; subclasses define `step()`.
+
+    Per-parameter state (momentum buffers, moment estimates) lives in dicts from parameter
+    index to numpy array, one dict per name in `_per_param`; `state_dict()` exports them.
+    """
+
+    _per_param: tuple[str, ...] = ()
+
+    def __init__(self, params: Iterable[Tensor]) -> None:
+        self.params = list(params)
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def reset_grad(self) -> None:
+        """Forget every parameter's gradient (and the graph it may keep alive)."""
+        for p in self.params:
+            p.grad = None
+
+    def _grad(self, p: Tensor, weight_decay: float) -> np.ndarray:
+        """g = grad + weight_decay · p, as a numpy array of p's dtype."""
+        g = p.grad.cached_data
+        if g.dtype != p.dtype:
+            g = g.astype(p.dtype)
+        if weight_decay:
+            g = g + weight_decay * p.cached_data
+        return g
+
+    @staticmethod
+    def _assign(p: Tensor, new: np.ndarray) -> None:
+        # A numpy float64 hyperparameter (say, from a schedule) would promote float32 here.
+        p.cached_data = new.astype(p.dtype, copy=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's accumulated state as plain data: `{name: {param_index: array}}`
+        for each per-parameter buffer, plus counters (Adam's `t`). Arrays are copies.
+        Hyperparameters are not included: they come from the constructor."""
+        return {
+            name: {i: array.copy() for i, array in getattr(self, name).items()}
+            for name in self._per_param
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict()` returned, for the same list of parameters."""
+        unexpected = set(state) - set(self._per_param)
+        if unexpected:
+            raise UsageError(
+                f"{type(self).__name__} state has unknown entries {sorted(unexpected)}; "
+                f"expected {list(self._per_param)}"
+            )
+        for name in self._per_param:
+            buffers: dict[int, np.ndarray] = {}
+            for key, array in state.get(name, {}).items():
+                i = int(key)
+                if not 0 <= i < len(self.params):
+                    raise UsageError(
+                        f"{type(self).__name__} state '{name}' refers to parameter {i}, but "
+                        f"there are {len(self.params)} parameters"
+                    )
+                p = self.params[i]
+                array = np.asarray(array)
+                if array.shape != p.shape:
+                    raise UsageError(
+                        f"{type(self).__name__} state '{name}' for parameter {i} has shape "
+                        f"{array.shape}, but the parameter has shape {p.shape}"
+                    )
+                buffers[i] = array.astype(p.dtype, copy=True)
+            setattr(self, name, buffers)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum as an exponential average (the course's,
+    not PyTorch's):
+
+        g = grad + weight_decay · p
+        u = momentum · u + (1 − momentum) · g        (u starts at 0)
+        p ← p − lr · u
+    """
+
+    _per_param = ("u",)
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params)
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.u: dict[int, np.ndarray] = {}
+
+    def step(self) -> None:
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            u = self._grad(p, self.weight_decay)
+            if self.momentum:  # with momentum 0, u = g exactly; skip the buffer
+                u = self.momentum * self.u.get(i, 0.0) + (1 - self.momentum) * u
+                self.u[i] = u
+            # p − lr·u with a single new array (negation is exact, so the bits are the same).
+            new = u * -self.lr
+            new += p.cached_data
+            self._assign(p, new)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015), with `t` counting calls to `step()`:
+
+    g = grad + weight_decay · p
+    m = β₁ · m + (1 − β₁) · g,   v = β₂ · v + (1 − β₂) · g²      (both start at 0)
+    m_hat = m / (1 − β₁ᵗ),       v_hat = v / (1 − β₂ᵗ)
+    p ← p − lr · m_hat / (√v_hat + eps)
+    """
+
+    _per_param = ("m", "v")
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 0.01,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params)
+        self.lr = lr
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.weight_decay = weight_decay
+        self.t = 0
+        self.m: dict[int, np.ndarray] = {}
+        self.v: dict[int, np.ndarray] = {}
+
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        correction1, correction2 = 1 - b1**self.t, 1 - b2**self.t
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            g = self._grad(p, self.weight_decay)
+            m = b1 * self.m.get(i, 0.0) + (1 - b1) * g
+            v = b2 * self.v.get(i, 0.0) + (1 - b2) * g**2
+            self.m[i], self.v[i] = m, v
+            m_hat, v_hat = m / correction1, v / correction2
+            self._assign(p, p.cached_data - self.lr * m_hat / (np.sqrt(v_hat) + self.eps))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "t": self.t}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        t = int(state.pop("t", 0))
+        super().load_state_dict(state)
+        self.t = t
