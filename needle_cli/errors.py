@@ -13,8 +13,6 @@ from pathlib import Path
 import click
 from typer.core import TyperGroup
 
-from needle.errors import NeedleError
-
 CRASH_TRACE = Path(tempfile.gettempdir()) / "needle-crash.trace.txt"
 
 
@@ -22,12 +20,16 @@ class NeedleGroup(TyperGroup):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except NeedleError as err:
-            click.echo(f"error: {err}", err=True)
-            ctx.exit(err.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
             raise
-        except Exception:  # noqa: BLE001 - a bug: keep the trace, say so in one line
+        except Exception as err:
+            # Imported here, not at the top: importing needle loads numpy, and
+            # `needle --help` must start fast.
+            from needle.errors import NeedleError
+
+            if isinstance(err, NeedleError):
+                click.echo(f"error: {err}", err=True)
+                ctx.exit(err.exit_code)
             CRASH_TRACE.write_text(traceback.format_exc())
             click.echo(
                 f"internal error (this is a bug in needle); full trace saved to {CRASH_TRACE}",
