@@ -1,0 +1,91 @@
+"""The one training loop: `run_batches` steps through a DataLoader, `epoch` summarizes a pass.
+
+The training runner and `epoch` both consume `run_batches`, so training and evaluation are
+computed in exactly one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from needle import nn
+from needle.autograd import Tensor
+from needle.errors import UsageError
+from needle.optim import Optimizer
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one batch produced."""
+
+    loss: float  # mean loss over the batch
+    correct: int  # number of correct predictions (argmax of the logits equals the label)
+    size: int  # batch size
+
+
+@contextmanager
+def _no_graph(params: list[nn.Parameter]) -> Iterator[None]:
+    """While active, the parameters do not require gradients, so ops on them (and on data
+    that does not either) make constants and no graph is built."""
+    saved = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad = False
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, saved, strict=True):
+            p.requires_grad = flag
+
+
+def run_batches(
+    dataloader: Iterable[tuple[Tensor, ...]],
+    model: nn.Module,
+    opt: Optimizer | None = None,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+) -> Iterator[BatchResult]:
+    """One pass over `dataloader`'s `(X, y)` batches, yielding a `BatchResult` per batch.
+
+    With `opt`: training mode, and per batch `opt.reset_grad()`, forward, loss, backward,
+    `opt.step()`. Without: evaluation mode, forward and loss only, with no graph built.
+    `loss_fn(logits, y)` returns the batch's mean loss; it defaults to `nn.SoftmaxLoss()`.
+    """
+    loss_fn = loss_fn if loss_fn is not None else nn.SoftmaxLoss()
+    training = opt is not None
+    model.train() if training else model.eval()
+    params = model.parameters()
+    for X, y in dataloader:
+        if training:
+            opt.reset_grad()
+            logits = model(X)
+            loss = loss_fn(logits, y)
+            loss.backward()
+            opt.step()
+        else:
+            # Only around the forward pass: the flags are never left changed across a yield.
+            with _no_graph(params):
+                logits = model(X)
+                loss = loss_fn(logits, y)
+        labels = y.numpy()
+        correct = int(np.count_nonzero(logits.numpy().argmax(axis=-1) == labels))
+        yield BatchResult(loss=float(loss.numpy()), correct=correct, size=len(labels))
+
+
+def epoch(
+    dataloader: Iterable[tuple[Tensor, ...]], model: nn.Module, opt: Optimizer | None = None
+) -> tuple[float, float]:
+    """One pass: train with `opt`, evaluate without. Returns `(error_rate, mean_loss)`, the
+    fraction of samples misclassified and the loss averaged over samples (each batch's mean
+    loss weighted by its size)."""
+    samples = correct = 0
+    total_loss = 0.0
+    for result in run_batches(dataloader, model, opt):
+        samples += result.size
+        correct += result.correct
+        total_loss += result.loss * result.size
+    if samples == 0:
+        raise UsageError("epoch: the data loader produced no batches")
+    return 1 - correct / samples, total_loss / samples
