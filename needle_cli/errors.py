@@ -11,16 +11,29 @@ import traceback
 from pathlib import Path
 
 import click
+import typer
 from typer.core import TyperGroup
 
 CRASH_TRACE = Path(tempfile.gettempdir()) / "needle-crash.trace.txt"
+
+# Exits, aborts and click's own usage errors go on to click's handling. Newer typer runs on
+# a copy of click whose exceptions are not click's: `typer.TyperException` is their base.
+_CLICK_HANDLED = (
+    click.exceptions.Exit,
+    click.ClickException,
+    click.Abort,
+    typer.Exit,
+    typer.Abort,
+    *((typer.TyperException,) if hasattr(typer, "TyperException") else ()),
+    KeyboardInterrupt,
+)
 
 
 class NeedleGroup(TyperGroup):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+        except _CLICK_HANDLED:
             raise
         except Exception as err:
             # Imported here, not at the top: importing needle loads numpy, and
