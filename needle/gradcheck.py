@@ -17,6 +17,7 @@ such an element is reported as a non-differentiable point, not as a gradient err
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ import numpy as np
 
 from needle.autograd import Tensor
 from needle.errors import UsageError
-from needle.ops.registry import OpSpec, get_op
+from needle.ops.registry import REGISTRY, OpSpec, get_op
 
 # Tolerances by the dtype of the analytic computation: float32 rounds at ~6e-8 per
 # operation, so it gets looser bounds than float64 rather than failing falsely.
@@ -68,6 +69,7 @@ class GradcheckReport:
     seed: int
     label: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    input_names: tuple[str, ...] = ()  # one per input when known: "a", "b", "0.weight"
 
     @property
     def passed(self) -> bool:
@@ -100,6 +102,7 @@ def check_gradients(
     projections: int = 3,
     label: str = "",
     params: dict[str, Any] | None = None,
+    input_names: Sequence[str] = (),
 ) -> GradcheckReport:
     """Compare `fn`'s analytic gradient with central differences, input by input.
 
@@ -117,6 +120,7 @@ def check_gradients(
         fast: compare random projections `⟨g, u⟩` instead of every element — a few function
             evaluations per input instead of two per element.
         projections: number of random directions per input with `fast`.
+        label, params, input_names: carried into the report to say what was checked.
     """
     if order not in (1, 2):
         raise UsageError(f"order must be 1 or 2, got {order}")
@@ -158,6 +162,7 @@ def check_gradients(
         seed=seed,
         label=label,
         params=dict(params or {}),
+        input_names=tuple(input_names),
     )
 
 
@@ -167,18 +172,70 @@ def check_op(
     *,
     shapes: Sequence[tuple[int, ...]] | None = None,
     seed: int = 0,
+    max_elements: int | None = None,
     **options: Any,
 ) -> GradcheckReport:
     """Check a registered op on random inputs that fit `params` (away from its kinks).
 
     `options` are `check_gradients`' keyword arguments (dtype, eps, atol, rtol, order, fast).
+    Parameters or shapes the op cannot take raise `UsageError` naming the op, its parameters
+    and the shapes. `max_elements` refuses an elementwise check (two evaluations per
+    element) of more input elements than that; a `fast` check has no limit.
     """
     spec = get_op(name)
     params = spec.resolve_params(params or {})
     inputs = spec.sample_inputs(params, rng=np.random.default_rng(seed), shapes=shapes)
+    _check_fits(spec, params, inputs)
+    total = sum(x.size for x in inputs)
+    if max_elements is not None and not options.get("fast") and total > max_elements:
+        raise UsageError(
+            f"op '{name}': {total} input elements is too many to check one by one "
+            f"(limit {max_elements}); use --fast for random projections, or a smaller --shape"
+        )
     return check_gradients(
-        _op_function(spec, params), inputs, seed=seed, label=name, params=params, **options
+        _op_function(spec, params),
+        inputs,
+        seed=seed,
+        label=name,
+        params=params,
+        input_names=op_input_names(spec),
+        **options,
     )
+
+
+def check_all(*, seed: int = 0, **options: Any) -> list[GradcheckReport]:
+    """`check_op` for every registered op over each of its settings (`OpSpec.settings`), in
+    registry order: one report per (op, setting)."""
+    return [
+        check_op(name, setting.params, shapes=setting.shapes, seed=seed, **options)
+        for name, spec in REGISTRY.items()
+        for setting in spec.settings
+    ]
+
+
+def op_input_names(spec: OpSpec) -> tuple[str, ...]:
+    """The names of an op function's tensor arguments: `("a", "b")` for `add(a, b)`."""
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    parameters = inspect.signature(spec.function).parameters.values()
+    names = [p.name for p in parameters if p.kind in positional][: spec.n_inputs]
+    return tuple(names) if len(names) == spec.n_inputs else tuple(map(str, range(spec.n_inputs)))
+
+
+def _check_fits(spec: OpSpec, params: dict[str, Any], inputs: list[np.ndarray]) -> None:
+    """Run the op forward once, so inputs it cannot take fail as a usage error naming the op,
+    its parameters and the shapes, rather than as numpy's error (or as a vacuous pass on
+    empty arrays) in the middle of the check."""
+    what = f"op '{spec.name}'" + "".join(f" {key}={value}" for key, value in params.items())
+    for i, x in enumerate(inputs):
+        if x.size == 0:
+            raise UsageError(f"{what}: input {i} has shape {x.shape}, with no elements to check")
+    shapes = ", ".join(str(x.shape) for x in inputs)
+    try:
+        spec.call(params, *[Tensor(x, requires_grad=False) for x in inputs])
+    except UsageError as err:
+        raise UsageError(f"{what}, input shape {shapes}: {err}") from None
+    except (ValueError, IndexError) as err:
+        raise UsageError(f"{what} cannot take inputs of shape {shapes}: {err}") from None
 
 
 def _op_function(spec: OpSpec, params: dict[str, Any]) -> Function:
@@ -271,7 +328,9 @@ def _summarize(
     abs_err = np.abs(analytic - numerical)
     rel_err = abs_err / np.maximum(np.maximum(np.abs(analytic), np.abs(numerical)), 1e-300)
     rel_err[abs_err == 0] = 0.0
-    excess = np.where(keep, abs_err / (atol + rtol * np.abs(numerical)), -1.0)
+    # Floored so that zero tolerances (atol = rtol = 0) rank errors instead of dividing by 0.
+    tolerance = np.maximum(atol + rtol * np.abs(numerical), 1e-300)
+    excess = np.where(keep, abs_err / tolerance, -1.0)
     worst = int(np.argmax(excess)) if excess.size else None
     smooth = keep.any()
     passed = bool(np.all(abs_err[keep] <= atol + rtol * np.abs(numerical[keep])))

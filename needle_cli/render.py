@@ -1,0 +1,81 @@
+"""Rendering shared by the analysis commands: a console, JSON output, number formats.
+
+The library hands back plain data; these helpers only turn it into text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+# Width for output that goes to a file or a pipe, which has no width of its own: wide
+# enough for the tables, instead of rich's 80 columns.
+PIPE_WIDTH = 120
+
+
+def console() -> Console:
+    """A console on the current stdout (made per call, so `CliRunner` captures it).
+
+    Highlighting is off: numbers are coloured by meaning (pass/fail), not by rich's guesses.
+    rich is imported here, not at the top, so `needle --help` does not load it.
+    """
+    from rich.console import Console
+
+    out = Console(highlight=False)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = PIPE_WIDTH
+    return out
+
+
+def plain(value: Any) -> Any:
+    """`value` as strict JSON data: tuples become lists, numpy scalars Python numbers, and
+    nan or ±inf (a comparison that could not be made) become null."""
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # a numpy scalar
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def print_json(data: Any) -> None:
+    """Print `data` as indented, strict JSON on stdout."""
+    typer.echo(json.dumps(plain(data), indent=2, allow_nan=False))
+
+
+def number(value: float, digits: int = 4) -> str:
+    """A compact number: `0.1531`, `1.2e-07`, `nan`."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value != 0 and not 1e-3 <= abs(value) < 1e5:
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}"
+
+
+def error(value: float) -> str:
+    """An error magnitude in scientific notation: `3.1e-11`."""
+    if value is None or math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.1e}"
+
+
+def value(x: float) -> str:
+    """A value compared at full precision where it matters: 4 significant digits."""
+    if x is None or math.isnan(x):
+        return "nan"
+    return f"{x:.4g}"

@@ -1,0 +1,378 @@
+"""`needle gradcheck` through CliRunner: options from the registry, numbers in the output,
+exit codes, and gradients broken on purpose that must exit 1."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import shlex
+
+import numpy as np
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+import needle as ndl
+from needle.autograd import Tensor
+from needle.gradcheck import DEFAULT_TOLERANCES, check_op
+from needle.ops import REGISTRY
+from needle_cli.app import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def run_json(*args: str) -> dict:
+    result = run(*args, "--json")
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.stdout)
+
+
+# -- every command's help ----------------------------------------------------------------
+
+
+def _commands(group, path=()):
+    for name, command in getattr(group, "commands", {}).items():
+        yield path + (name,)
+        yield from _commands(command, path + (name,))
+
+
+COMMANDS = list(_commands(typer.main.get_command(app)))
+
+
+def test_gradcheck_is_registered():
+    assert ("gradcheck",) in COMMANDS
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_every_command_help_exits_0(path):
+    result = run(*path, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_gradcheck_help_explains_op_options_with_examples():
+    text = run("gradcheck", "--help").output
+    for phrase in ("--list", "--axes 0,1", "--scalar -1.5", "--input-shape", "--fast", "--all"):
+        assert phrase in text
+
+
+# -- one op ------------------------------------------------------------------------------
+
+
+def test_logsumexp_passes_and_prints_the_table():
+    result = run("gradcheck", "logsumexp", "--axes", "1")
+    assert result.exit_code == 0, result.output
+    assert "gradcheck logsumexp(a, axes=1)" in result.stdout
+    assert "(3, 4)" in result.stdout and "12" in result.stdout
+    assert "✓ pass" in result.stdout
+
+
+def test_json_report_has_every_number():
+    data = run_json("gradcheck", "logsumexp", "--axes", "1")
+    assert data["passed"] is True and data["label"] == "logsumexp"
+    assert data["params"] == {"axes": 1} and data["input_names"] == ["a"]
+    (item,) = data["inputs"]
+    assert item["shape"] == [3, 4] and item["checked"] == 12 and item["passed"]
+    assert item["max_abs_error"] < 1e-7 and len(item["worst_index"]) == 2
+    assert item["analytic"] == pytest.approx(item["numerical"], rel=1e-6)
+    assert data["atol"] == DEFAULT_TOLERANCES["float64"]["atol"] and data["seed"] == 0
+    assert data["reproduce"] == "needle gradcheck logsumexp --axes 1 --shape 3,4 --seed 0"
+
+
+@pytest.mark.parametrize(
+    "text, axes", [("1", 1), ("0,1", (0, 1)), ("-1", -1), ("none", None), ("(0, 1)", (0, 1))]
+)
+def test_axes_forms(text, axes):
+    data = run_json("gradcheck", "logsumexp", "--axes", text)
+    assert data["passed"] and data["params"] == {"axes": json.loads(json.dumps(axes))}
+    # The same check as the library's with these axes: same inputs, same numbers.
+    expected = json.loads(json.dumps(check_op("logsumexp", {"axes": axes}).to_dict()))
+    assert data["inputs"] == expected["inputs"]
+
+
+def test_option_equals_form_and_op_after_its_options():
+    a = run_json("gradcheck", "summation", "--axes=0,1")
+    b = run_json("gradcheck", "--axes", "0,1", "summation")
+    assert a["params"] == b["params"] == {"axes": [0, 1]}
+    assert a["inputs"] == b["inputs"]
+
+
+def test_power_scalar_negative_exponent():
+    data = run_json("gradcheck", "power_scalar", "--scalar", "-1.5")
+    assert data["passed"] and data["params"] == {"scalar": -1.5}
+    assert "--scalar -1.5" in data["reproduce"]
+
+
+def test_shape_overrides_one_per_input():
+    data = run_json("gradcheck", "add", "--shape", "3,4", "--shape", "4")
+    assert [item["shape"] for item in data["inputs"]] == [[3, 4], [4]]
+    assert [item["checked"] for item in data["inputs"]] == [12, 4]
+    data = run_json("gradcheck", "summation", "--axes", "0,2", "--shape", "2,3,4")
+    assert data["passed"] and data["inputs"][0]["checked"] == 24
+
+
+def test_reshape_and_broadcast_take_their_target_from_shape():
+    data = run_json("gradcheck", "reshape", "--shape", "4,3", "--input-shape", "2,6")
+    assert data["params"] == {"shape": [4, 3]} and data["inputs"][0]["shape"] == [2, 6]
+    assert data["reproduce"].endswith("--shape 4,3 --input-shape 2,6 --seed 0")
+    data = run_json("gradcheck", "broadcast_to", "--shape", "3,4", "--input-shape", "()")
+    assert data["passed"] and data["inputs"][0]["shape"] == []
+    assert "--input-shape '()'" in data["reproduce"]
+
+
+def test_float32_uses_float32_tolerances():
+    data = run_json("gradcheck", "matmul", "--dtype", "float32")
+    assert data["passed"] and data["dtype"] == "float32"
+    assert (data["atol"], data["rtol"]) == tuple(DEFAULT_TOLERANCES["float32"].values())
+    assert data["reproduce"].endswith("--dtype float32")
+
+
+def test_order_two_checks_the_gradient_of_the_gradient():
+    data = run_json("gradcheck", "tanh", "--order", "2")
+    assert data["passed"] and data["order"] == 2
+    assert "--order 2" in data["reproduce"]
+
+
+def test_fast_checks_three_projections_per_input():
+    data = run_json("gradcheck", "matmul", "--shape", "200,300", "--shape", "300,100", "--fast")
+    assert data["passed"] and data["fast"]
+    assert [item["checked"] for item in data["inputs"]] == [3, 3]
+    assert "projection" in run("gradcheck", "exp", "--fast").stdout
+
+
+def test_elementwise_check_of_a_large_input_points_to_fast():
+    result = run("gradcheck", "exp", "--shape", "200,200")
+    assert result.exit_code == 2
+    assert "40000 input elements" in result.stderr and "--fast" in result.stderr
+    assert run("gradcheck", "exp", "--shape", "200,200", "--fast").exit_code == 0
+
+
+def test_seed_reproduces_and_changes_the_inputs():
+    a, b = run_json("gradcheck", "exp", "--seed", "3"), run_json("gradcheck", "exp", "--seed", "3")
+    c = run_json("gradcheck", "exp", "--seed", "4")
+    del a["seconds"], b["seconds"], c["seconds"]
+    assert a == b
+    assert a["inputs"][0]["analytic"] != c["inputs"][0]["analytic"]
+
+
+def test_tolerances_and_step_are_passed_and_reproduced():
+    data = run_json("gradcheck", "exp", "--eps", "1e-5", "--atol", "1e-3", "--rtol", "0.01")
+    assert (data["eps"], data["atol"], data["rtol"]) == (1e-5, 1e-3, 0.01)
+    assert data["reproduce"].endswith("--eps 1e-05 --atol 0.001 --rtol 0.01")
+
+
+def test_impossible_tolerance_fails_with_exit_1():
+    result = run("gradcheck", "exp", "--atol", "0", "--rtol", "0")
+    assert result.exit_code == 1 and "✗ FAIL" in result.stdout
+
+
+# -- kinks ---------------------------------------------------------------------------------
+
+
+def _integers(rng, shape):
+    return rng.integers(-1, 2, shape).astype(np.float64)  # many exact zeros: relu's kink
+
+
+def test_kinks_are_reported_not_failed(monkeypatch):
+    spec = dataclasses.replace(REGISTRY["relu"], name="relu_on_integers", draws=(_integers,))
+    monkeypatch.setitem(REGISTRY, spec.name, spec)
+    data = run_json("gradcheck", spec.name, "--shape", "4,5", "--seed", "1")
+    zeros = np.argwhere(_integers(np.random.default_rng(1), (4, 5)) == 0)
+    assert data["passed"] and len(zeros) > 0
+    assert data["inputs"][0]["nondifferentiable"] == zeros.tolist()
+    result = run("gradcheck", spec.name, "--shape", "4,5", "--seed", "1")
+    assert result.exit_code == 0
+    assert (
+        f"({len(zeros)} kinks skipped)" in result.stdout
+        and "not differentiable at" in result.stdout
+    )
+
+
+# -- gradients broken on purpose -----------------------------------------------------------
+
+
+class ScaledExp(ndl.ops.Exp):
+    def gradient(self, out_grad, node):
+        return out_grad * node * 1.01
+
+
+class TransposedMatMul(ndl.ops.MatMul):
+    def gradient(self, out_grad, node):
+        grad_a, grad_b = super().gradient(out_grad, node)
+        return ndl.transpose(grad_a), grad_b
+
+
+class AddWithoutReduction(ndl.ops.EWiseAdd):
+    def gradient(self, out_grad, node):
+        return out_grad, out_grad
+
+
+class ExpIgnoringOutGrad(ndl.ops.Exp):
+    def gradient(self, out_grad, node):
+        return node
+
+
+class SummationIgnoringOutGrad(ndl.ops.Summation):
+    def gradient(self, out_grad, node):
+        return Tensor.make_const(np.ones(node.inputs[0].shape))
+
+
+class DetachedTanh(ndl.ops.Tanh):
+    # Right first derivative from constants: its own derivative is lost (order 2 sees it).
+    def gradient(self, out_grad, node):
+        return out_grad * Tensor.make_const(1 - node.numpy() ** 2)
+
+
+# name: (registered op it imitates, broken op class, op options, shapes, failing input)
+BROKEN = {
+    "exp_times_1_01": ("exp", ScaledExp, [], ["3,4"], "a"),
+    "matmul_transposed": ("matmul", TransposedMatMul, [], ["3,3", "3,3"], "a"),
+    "add_no_reduction": ("add", AddWithoutReduction, [], ["3,4", "4"], "b"),
+    "exp_no_out_grad": ("exp", ExpIgnoringOutGrad, [], ["3,4"], "a"),
+    "sum_no_out_grad": ("summation", SummationIgnoringOutGrad, ["--axes", "1"], ["3,4"], "a"),
+}
+
+
+def _register_broken(monkeypatch, name: str, base: str, op_class: type) -> None:
+    spec = REGISTRY[base]
+
+    @functools.wraps(spec.function)  # keeps the signature: inputs named a, b
+    def function(*tensors, **params):
+        return op_class(**params)(*tensors)
+
+    monkeypatch.setitem(
+        REGISTRY, name, dataclasses.replace(spec, name=name, op_class=op_class, function=function)
+    )
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["elementwise", "fast"])
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_gradient_exits_1_and_reproduces(monkeypatch, name, fast):
+    base, op_class, options, shapes, failing = BROKEN[name]
+    _register_broken(monkeypatch, name, base, op_class)
+    args = ["gradcheck", name, *options, *[w for s in shapes for w in ("--shape", s)]]
+    args += ["--seed", "5"] + (["--fast"] if fast else [])
+    result = run(*args)
+    assert result.exit_code == 1, result.output
+    assert f"the gradient of input {failing} disagrees" in result.stdout
+    reproduce = result.stdout.split("reproduce: ")[1].strip()
+    assert "--seed 5" in reproduce and ("--fast" in reproduce) == fast
+    again = runner.invoke(app, shlex.split(reproduce)[1:] + ["--json"])
+    assert again.exit_code == 1
+    report = json.loads(again.stdout)
+    assert [item["passed"] for item in report["inputs"]].count(False) == 1
+
+
+def test_scaled_gradient_shows_a_one_percent_error(monkeypatch):
+    _register_broken(monkeypatch, "exp_times_1_01", "exp", ScaledExp)
+    data = run_json("gradcheck", "exp_times_1_01")
+    (item,) = data["inputs"]
+    assert item["max_rel_error"] == pytest.approx(0.01 / 1.01, rel=1e-5)
+    assert item["analytic"] == pytest.approx(1.01 * item["numerical"], rel=1e-6)
+
+
+def test_missing_reduction_names_the_shapes(monkeypatch):
+    _register_broken(monkeypatch, "add_no_reduction", "add", AddWithoutReduction)
+    result = run("gradcheck", "add_no_reduction", "--shape", "3,4", "--shape", "4")
+    assert result.exit_code == 1
+    assert "b: gradient has shape (3, 4), input has shape (4,)" in result.stdout
+
+
+def test_detached_gradient_passes_order_1_and_fails_order_2(monkeypatch):
+    _register_broken(monkeypatch, "tanh_detached", "tanh", DetachedTanh)
+    assert run("gradcheck", "tanh_detached").exit_code == 0
+    result = run("gradcheck", "tanh_detached", "--order", "2")
+    assert result.exit_code == 1 and "--order 2" in result.stdout
+
+
+def test_all_fails_when_one_op_is_broken(monkeypatch):
+    _register_broken(monkeypatch, "exp_times_1_01", "exp", ScaledExp)
+    result = run("gradcheck", "--all")
+    assert result.exit_code == 1
+    assert "reproduce: needle gradcheck exp_times_1_01 --shape 3,4 --seed 0" in result.stdout
+
+
+# -- --all and --list ----------------------------------------------------------------------
+
+
+N_CHECKS = sum(len(spec.settings) for spec in REGISTRY.values())
+
+
+def test_all_checks_every_op_and_setting():
+    result = run("gradcheck", "--all")
+    assert result.exit_code == 0, result.output
+    assert f"{N_CHECKS} checks over {len(REGISTRY)} ops" in result.stdout
+    for name in REGISTRY:
+        assert name in result.stdout
+
+
+def test_all_json_float32_order_2():
+    data = run_json("gradcheck", "--all", "--dtype", "float32", "--order", "2")
+    assert data["passed"] and len(data["checks"]) == N_CHECKS
+    assert {check["label"] for check in data["checks"]} == set(REGISTRY)
+    assert all(check["dtype"] == "float32" and check["order"] == 2 for check in data["checks"])
+
+
+def test_list_shows_every_op_with_its_options():
+    text = run("gradcheck", "--list").stdout
+    for name, spec in REGISTRY.items():
+        assert name in text
+        for param in spec.params:
+            assert "--" + param.name in text
+    data = run_json("gradcheck", "--list")
+    assert [entry["op"] for entry in data] == list(REGISTRY)
+    lse = next(entry for entry in data if entry["op"] == "logsumexp")
+    assert lse["inputs"] == ["a"] and lse["options"][0]["option"] == "--axes"
+    assert lse["options"][0]["default"] is None and not lse["options"][0]["required"]
+
+
+# -- usage errors: one line on stderr, exit 2 ----------------------------------------------
+
+
+USAGE_ERRORS = [
+    (["logsumexpp"], "unknown op 'logsumexpp'; did you mean 'logsumexp'?"),
+    (["logsumexp", "--axis", "1"], "no option '--axis'; did you mean '--axes'?"),
+    (["logsumexp", "--axes", "5"], "axis 5 is out of range for an input with 2 axes"),
+    (["logsumexp", "--axes", "0,0"], "repeat an axis"),
+    (["logsumexp", "--axes", "x"], "--axes expects comma-separated integers"),
+    (["logsumexp", "--axes"], "--axes needs a value"),
+    (["logsumexp", "--axes", "1", "--axes", "0"], "--axes given twice"),
+    (["transpose", "--axes", "0"], "--axes expects two axes like 0,2"),
+    (["power_scalar"], "needs --scalar"),
+    (["power_scalar", "--scalar", "abc"], "--scalar expects a number, got 'abc'"),
+    (["power_scalar", "--scalar", "inf"], "--scalar expects a finite number"),
+    (["add", "--shape", "3,4", "--shape", "5"], "cannot take inputs of shape (3, 4), (5,)"),
+    (["add", "--shape", "3,4"], "takes 2 input(s), got 1 shape(s)"),
+    (["add", "--shape", "0,4", "--shape", "4"], "sizes must be at least 1"),
+    (["matmul", "--shape", "3,4", "--shape", "5,6"], "matmul shapes do not fit"),
+    (["logsoftmax", "--shape", "3"], "logsoftmax takes a 2-D input"),
+    (["reshape", "--shape", "5", "--input-shape", "3,4"], "cannot reshape an input of shape"),
+    (["reshape", "--shape", "4,3", "--shape", "12"], "give input shapes with --input-shape"),
+    (["exp", "--shape", "3", "--input-shape", "3"], "not both"),
+    (["exp", "--dtype", "float16"], "unknown dtype 'float16'; did you mean 'float64'?"),
+    (["exp", "--order", "3"], "--order must be 1 or 2, got 3"),
+    (["exp", "--eps", "0"], "--eps must be in (0, 1)"),
+    (["exp", "--rtol", "-1"], "--rtol must be ≥ 0"),
+    (["exp", "--seed", "-1"], "--seed must be ≥ 0"),
+    (["exp", "--fsat"], "did you mean '--fast'?"),
+    (["exp", "log"], "give one OP, got 2"),
+    ([], "give an OP to check"),
+    (["exp", "--all"], "give one of OP, --all, --list, --config; got --all and OP"),
+    (["--all", "--axes", "1"], "--axes is an op option"),
+    (["--all", "--shape", "3"], "apply to one OP"),
+    (["--list", "--bogus", "1"], "unknown option '--bogus' for --list"),
+]
+
+
+@pytest.mark.parametrize("args, message", USAGE_ERRORS, ids=[" ".join(a) for a, _ in USAGE_ERRORS])
+def test_usage_errors_are_one_line_with_exit_2(args, message):
+    result = run("gradcheck", *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.output
