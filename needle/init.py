@@ -100,8 +100,19 @@ def one_hot(
     dtype: Dtype = "float32",
     requires_grad: bool = False,
 ) -> Tensor:
-    """Rows of the n×n identity at the integer labels `i`: shape `i.shape + (n,)`."""
+    """Rows of the n×n identity at the integer labels `i`: shape `i.shape + (n,)`.
+
+    Labels may come as floats holding whole numbers (cast, as the course does); anything
+    outside [0, n) is refused rather than wrapped around by numpy's negative indexing.
+    """
     labels = i.numpy() if isinstance(i, Tensor) else np.asarray(i)
+    if labels.dtype.kind not in "iu":
+        if labels.dtype.kind != "f" or not np.array_equal(labels, np.trunc(labels)):
+            raise UsageError(f"one_hot: labels must be whole numbers, got {labels.dtype} values")
+        labels = labels.astype(np.intp)
+    if labels.size and (labels.min() < 0 or labels.max() >= n):
+        bad = labels[(labels < 0) | (labels >= n)].flat[0]
+        raise UsageError(f"one_hot: label {bad} is outside [0, {n}) for {n} classes")
     return _tensor(np.eye(n, dtype=dtype)[labels], device, dtype, requires_grad)
 
 

@@ -94,6 +94,19 @@ def test_one_hot_rows_of_identity(as_tensor):
     np.testing.assert_array_equal(made.numpy(), expected)
 
 
+def test_one_hot_accepts_whole_floats_and_refuses_bad_labels():
+    np.testing.assert_array_equal(init.one_hot(3, np.array([2.0, 0.0])).numpy(), np.eye(3)[[2, 0]])
+    assert init.one_hot(3, np.array([], dtype=np.int64)).shape == (0, 3)
+    with pytest.raises(UsageError, match=r"label -1 is outside \[0, 3\)"):
+        init.one_hot(3, np.array([0, -1]))
+    with pytest.raises(UsageError, match=r"label 3 is outside \[0, 3\)"):
+        init.one_hot(3, ndl.Tensor(np.array([3, 1], dtype=np.uint8)))
+    with pytest.raises(UsageError, match="whole numbers"):
+        init.one_hot(3, np.array([0.5]))
+    with pytest.raises(UsageError, match="whole numbers"):
+        init.one_hot(3, np.array([True]))
+
+
 def test_unknown_device_is_refused():
     with pytest.raises(ValueError, match="device"):
         init.ones(2, device="cuda")
