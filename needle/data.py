@@ -77,7 +77,7 @@ def read_idx(path: str | PathLike[str]) -> np.ndarray:
     return data.astype(dtype.newbyteorder("="))  # a writable, native-endian copy
 
 
-def write_idx(path: str | PathLike[str], array: np.ndarray, gzip: bool = False) -> None:
+def write_idx(path: str | PathLike[str], array: np.ndarray, *, gzip: bool = False) -> None:
     """Write `array` as an idx file (gzip-compressed if `gzip`). Its dtype must be one idx
     has: uint8, int8, int16, int32, float32 or float64."""
     array = np.asarray(array)
