@@ -15,6 +15,24 @@ import numpy as np
 
 # Number of live graph values; incremented when one is made, decremented when it dies.
 TENSOR_COUNTER = 0
+# False inside `no_grad()`: ops then make constants and keep no graph.
+_GRAD_ENABLED = True
+
+
+class no_grad:
+    """Context manager: ops inside it build no graph, whatever their inputs require.
+
+    For evaluation: `with ndl.autograd.no_grad(): logits = model(X)`.
+    """
+
+    def __enter__(self) -> None:
+        global _GRAD_ENABLED
+        self._saved = _GRAD_ENABLED
+        _GRAD_ENABLED = False
+
+    def __exit__(self, *exc: object) -> None:
+        global _GRAD_ENABLED
+        _GRAD_ENABLED = self._saved
 
 
 class Device:
@@ -146,10 +164,11 @@ class Tensor(Value):
         tensor.cached_data = data
         tensor.grad = None
         TENSOR_COUNTER += 1
-        for x in inputs:
-            if x.requires_grad:
-                tensor.op, tensor.inputs, tensor.requires_grad = op, tuple(inputs), True
-                return tensor
+        if _GRAD_ENABLED:
+            for x in inputs:
+                if x.requires_grad:
+                    tensor.op, tensor.inputs, tensor.requires_grad = op, tuple(inputs), True
+                    return tensor
         tensor.op, tensor.inputs, tensor.requires_grad = None, (), False
         return tensor
 

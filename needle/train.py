@@ -7,13 +7,12 @@ computed in exactly one place.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from needle import nn
-from needle.autograd import Tensor
+from needle.autograd import Tensor, no_grad
 from needle.errors import UsageError
 from needle.optim import Optimizer
 
@@ -25,20 +24,6 @@ class BatchResult:
     loss: float  # mean loss over the batch
     correct: int  # number of correct predictions (argmax of the logits equals the label)
     size: int  # batch size
-
-
-@contextmanager
-def _no_graph(params: list[nn.Parameter]) -> Iterator[None]:
-    """While active, the parameters do not require gradients, so ops on them (and on data
-    that does not either) make constants and no graph is built."""
-    saved = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad = False
-    try:
-        yield
-    finally:
-        for p, flag in zip(params, saved, strict=True):
-            p.requires_grad = flag
 
 
 def run_batches(
@@ -56,7 +41,6 @@ def run_batches(
     loss_fn = loss_fn if loss_fn is not None else nn.SoftmaxLoss()
     training = opt is not None
     model.train() if training else model.eval()
-    params = model.parameters()
     for X, y in dataloader:
         if training:
             opt.reset_grad()
@@ -65,8 +49,8 @@ def run_batches(
             loss.backward()
             opt.step()
         else:
-            # Only around the forward pass: the flags are never left changed across a yield.
-            with _no_graph(params):
+            # Only around the forward pass: never left switched off across a yield.
+            with no_grad():
                 logits = model(X)
                 loss = loss_fn(logits, y)
         labels = y.numpy()

@@ -194,3 +194,14 @@ def test_device_is_cpu():
     assert Tensor(np.ones(1)).device == ndl.cpu()
     with pytest.raises(ValueError, match="cpu"):
         Tensor(np.ones(1), device="cuda")
+
+
+def test_no_grad_builds_no_graph_and_restores():
+    w = Tensor(np.ones((2, 2)))
+    with autograd.no_grad():
+        out = ndl.relu(w @ w) + 1.0
+        with autograd.no_grad():
+            pass
+        inner = w * 2.0
+    assert not out.requires_grad and out.op is None and not inner.requires_grad
+    assert (w * 2.0).requires_grad
