@@ -6,7 +6,14 @@ framework. Everything needle spends above it is its own overhead (graph building
 dispatch, copies). Runs alternate between the two so drift on a busy machine hits both
 alike; the ratio is of the medians.
 
-    python benchmarks/train_step.py                 # batches 32, 128, 512
+The allocator matters: with glibc's default malloc, a step whose temporaries are freed
+before the next one can hand its heap top back to the kernel and fault it in again
+(hundreds of page faults a step at batch 512). The table shows page faults per step for
+both sides; `--allocator tuned` reruns with trimming and mmap off (MALLOC_TRIM_THRESHOLD_,
+MALLOC_MMAP_THRESHOLD_), which takes that effect out of both.
+
+    python benchmarks/train_step.py                 # batches 32, 128, 512, default malloc
+    python benchmarks/train_step.py --allocator tuned
     python benchmarks/train_step.py --batch-sizes 128 --rounds 15 --json
 """
 
@@ -14,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import sys
 import time
@@ -95,12 +104,17 @@ class NumpyStep:
         return loss
 
 
-def time_steps(step, batches, steps: int) -> float:
-    """Seconds per step over `steps` steps."""
+TUNED_MALLOC = {"MALLOC_TRIM_THRESHOLD_": str(2**30), "MALLOC_MMAP_THRESHOLD_": str(2**30)}
+
+
+def time_steps(step, batches, steps: int) -> tuple[float, float]:
+    """Seconds per step and minor page faults per step over `steps` steps."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     for k in range(steps):
         step(*batches[k % len(batches)])
-    return (time.perf_counter() - start) / steps
+    seconds = (time.perf_counter() - start) / steps
+    return seconds, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
 
 
 def measure(batch_size: int, rounds: int, steps: int, seed: int = 0) -> dict[str, float]:
@@ -115,17 +129,19 @@ def measure(batch_size: int, rounds: int, steps: int, seed: int = 0) -> dict[str
         raise AssertionError(f"needle loss {first[0]} != numpy loss {first[1]}")
     for step in (needle_step, numpy_step):  # warm-up: caches, allocator, BLAS threads
         time_steps(step, batches, steps)
-    needle_times, numpy_times = [], []
+    needle_runs, numpy_runs = [], []
     for _ in range(rounds):
-        needle_times.append(time_steps(needle_step, batches, steps))
-        numpy_times.append(time_steps(numpy_step, batches, steps))
-    needle_ms = statistics.median(needle_times) * 1e3
-    numpy_ms = statistics.median(numpy_times) * 1e3
+        needle_runs.append(time_steps(needle_step, batches, steps))
+        numpy_runs.append(time_steps(numpy_step, batches, steps))
+    needle_ms = statistics.median(t for t, _ in needle_runs) * 1e3
+    numpy_ms = statistics.median(t for t, _ in numpy_runs) * 1e3
     return {
         "batch_size": batch_size,
         "needle_ms": needle_ms,
         "numpy_ms": numpy_ms,
         "ratio": needle_ms / numpy_ms,
+        "needle_faults": statistics.median(f for _, f in needle_runs),
+        "numpy_faults": statistics.median(f for _, f in numpy_runs),
     }
 
 
@@ -135,16 +151,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=11, help="alternating rounds (median)")
     parser.add_argument("--steps", type=int, default=30, help="steps per round")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--allocator",
+        choices=["default", "tuned"],
+        default="default",
+        help="tuned: rerun with glibc malloc's trimming and mmap turned off",
+    )
     args = parser.parse_args()
+    if args.allocator == "tuned" and any(os.environ.get(k) != v for k, v in TUNED_MALLOC.items()):
+        # glibc reads these once, at start-up: run again with them set.
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **TUNED_MALLOC})
     rows = [measure(b, args.rounds, args.steps) for b in args.batch_sizes]
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps({"allocator": args.allocator, "rows": rows}))
         return
-    print(f"{'batch':>6} {'needle ms':>10} {'numpy ms':>10} {'ratio':>7}")
+    print(f"allocator: {args.allocator} glibc malloc; medians of {args.rounds} alternating rounds")
+    print(
+        f"{'batch':>6} {'needle ms':>10} {'numpy ms':>10} {'ratio':>7} "
+        f"{'needle faults':>14} {'numpy faults':>13}"
+    )
     for row in rows:
         print(
             f"{row['batch_size']:>6} {row['needle_ms']:>10.3f} {row['numpy_ms']:>10.3f} "
-            f"{row['ratio']:>6.2f}x"
+            f"{row['ratio']:>6.2f}x {row['needle_faults']:>14.1f} {row['numpy_faults']:>13.1f}"
         )
 
 

@@ -299,20 +299,20 @@ def find_topo_sort(node_list: Iterable[Value]) -> list[Value]:
     """Post-order depth-first walk over `node.inputs`: every node after all of its inputs.
 
     Iterative, so a chain of any length works; visits inputs in order, so the result is
-    deterministic.
+    deterministic. (Nodes hash by identity, so they are their own keys.)
     """
     order: list[Value] = []
-    visited: set[int] = set()
+    visited: set[Value] = set()
     for root in node_list:
-        if id(root) in visited:
+        if root in visited:
             continue
-        visited.add(id(root))
+        visited.add(root)
         stack = [(root, iter(root.inputs))]
         while stack:
             node, children = stack[-1]
             for child in children:
-                if id(child) not in visited:
-                    visited.add(id(child))
+                if child not in visited:
+                    visited.add(child)
                     stack.append((child, iter(child.inputs)))
                     break
             else:
@@ -331,23 +331,23 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
     node's `.grad` is stored detached: a stored graph there would point back at the node
     itself, and such cycles keep every activation alive until the garbage collector runs.
     """
-    grads: dict[int, list[Tensor]] = {id(output_tensor): [out_grad]}
+    adjoints: dict[Value, Tensor] = {output_tensor: out_grad}
     for node in reversed(find_topo_sort([output_tensor])):
-        if not node.requires_grad:
+        adjoint = adjoints.pop(node, None)
+        if adjoint is None or not node.requires_grad:
             continue
-        parts = grads.pop(id(node), None)
-        if not parts:
-            continue
-        adjoint = parts[0]
-        for part in parts[1:]:
-            adjoint = adjoint + part
         if node.op is None:
             node.grad = adjoint
             continue
-        node.grad = adjoint.detach()
-        for child, grad in zip(node.inputs, node.op.gradient_as_tuple(adjoint, node), strict=True):
+        node.grad = Tensor.make_const(adjoint.cached_data)
+        grads = node.op.gradient(adjoint, node)
+        if not isinstance(grads, tuple):
+            grads = (grads,)
+        for child, grad in zip(node.inputs, grads, strict=True):
             if grad is not None and child.requires_grad:
-                grads.setdefault(id(child), []).append(grad)
+                # Contributions are summed in the order they arrive: deterministic.
+                earlier = adjoints.get(child)
+                adjoints[child] = grad if earlier is None else earlier + grad
 
 
 from needle import ops  # noqa: E402  (ops are built on Tensor; Tensor's operators call ops)
