@@ -87,7 +87,8 @@ class SourceMap:
         return found, tuple(shown + pending)
 
     def where(self, path: KeyPath, *, key: bool = False) -> str:
-        """ "file:line:col" of `path` (its key with `key=True`), or the `--set` that wrote it."""
+        """Where `path` was written: "file:line:col" (of its key with `key=True`), or the
+        `--set` that wrote it."""
         for depth in range(len(path), -1, -1):
             if path[:depth] in self.overrides:
                 return self.overrides[path[:depth]]
@@ -216,15 +217,17 @@ def read_yaml(text: str, label: str) -> tuple[Any, SourceMap]:
 _SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|(\d+)")
 
 
-def parse_key_path(text: str) -> KeyPath:
-    """ "model.layers[2].linear" or "model.layers.2.linear" -> ("model", "layers", 2, "linear")."""
+def parse_key_path(text: str, *, label: str | None = None) -> KeyPath:
+    """Read a key path: `model.layers[2].linear` (or `model.layers.2.linear`) becomes
+    ("model", "layers", 2, "linear"). `label` names the source in messages."""
+    label = label or f"--set {text}"
     path: list[str | int] = []
     rest = text
     while rest:
         match = _SEGMENT.match(rest)
         if not match:
             raise UsageError(
-                f"--set {text}: cannot read the key path at '{rest}' "
+                f"{label}: cannot read the key path at '{rest}' "
                 "(write names and list indices, such as model.layers[2].linear)"
             )
         name, bracket, bare = match.groups()
@@ -233,9 +236,9 @@ def parse_key_path(text: str) -> KeyPath:
         if rest.startswith("."):
             rest = rest[1:]
             if not rest:
-                raise UsageError(f"--set {text}: the key path ends with '.'")
+                raise UsageError(f"{label}: the key path ends with '.'")
         elif rest and not rest.startswith("["):
-            raise UsageError(f"--set {text}: cannot read the key path at '{rest}'")
+            raise UsageError(f"{label}: cannot read the key path at '{rest}'")
     return tuple(path)
 
 
@@ -245,7 +248,7 @@ def apply_override(data: dict[str, Any], source: SourceMap, override: str) -> No
     key_text, sep, value_text = override.partition("=")
     if not sep or not key_text.strip():
         raise UsageError(f"--set {override}: expected key.path=value, such as train.epochs=5")
-    path = parse_key_path(key_text.strip())
+    path = parse_key_path(key_text.strip(), label=label)
     value, _ = read_yaml(value_text, label)
     node: Any = data
     for depth, part in enumerate(path[:-1]):
@@ -297,10 +300,14 @@ class Strict(BaseModel):
         return data
 
 
-def _error(message: str, *, at: KeyPath = (), key: bool = False) -> PydanticCustomError:
+def _error(
+    message: str, *, at: KeyPath = (), key: bool = False, show: bool = True
+) -> PydanticCustomError:
     """A validation error with our own wording, pointing `at` a path below the validated value
-    (on its key with `key=True`). The message is final: no "(got ...)" is appended."""
-    return PydanticCustomError("needle", message, {"needle_at": list(at), "needle_key": key})
+    (on its key with `key=True`; `show=False` keeps `at` out of the key path shown). The
+    message is final: no "(got ...)" is appended."""
+    context = {"needle_at": list(at), "needle_key": key, "needle_show": show}
+    return PydanticCustomError("needle", message, context)
 
 
 def _choice(kind: str, choices: Iterable[str]):
@@ -570,7 +577,7 @@ def _normalize_layer(value: Any) -> Any:
         )
     if not isinstance(name, str) or name not in LAYER_TYPES:
         hint = did_you_mean(str(name), LAYER_TYPES) or f" valid: {', '.join(LAYER_TYPES)}"
-        raise _error(f"unknown layer type {_show(name)};{hint}", at=(name,), key=True)
+        raise _error(f"unknown layer type {_show(name)};{hint}", at=(name,), key=True, show=False)
     if settings is None:
         return {"type": name}
     if isinstance(settings, dict):
@@ -746,6 +753,8 @@ def _format_error(err: dict[str, Any], source: SourceMap) -> tuple[tuple[int, in
     ctx = err.get("ctx") or {}
     loc = tuple(err["loc"]) + tuple(ctx.get("needle_at", ()))
     found, shown = source.resolve(loc)
+    if not ctx.get("needle_show", True):
+        shown = shown[: len(shown) - len(ctx["needle_at"])]
     on_key = bool(ctx.get("needle_key")) and found == loc
     where = source.where(found, key=on_key)
     position = (source.keys if on_key else source.values).get(found, (0, 0))

@@ -228,7 +228,8 @@ def _read_file(
 def _read_npz(path: Path) -> Split:
     """Arrays `X` (N, ...) and `y` (N,) from an .npz, with pickled objects refused."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # Opened here so that the file is closed even when np.load rejects it.
+        with path.open("rb") as f, np.load(f, allow_pickle=False) as archive:
             names = list(archive.files)
             missing = [name for name in ("X", "y") if name not in names]
             if missing:
@@ -261,7 +262,7 @@ def _read_npz(path: Path) -> Split:
         row, col = bad[0]
         raise UsageError(
             f"'{path}': X has {len(bad)} values that are NaN or infinite, the first at "
-            f"sample {row}, feature {col} (got {X[row, col]})"
+            f"sample {row}, feature {col} (got {X[row, col].item()})"
         )
     return Split(X, _class_numbers(y, lambda i: f"'{path}': y[{i}]"))
 
@@ -275,7 +276,7 @@ def _class_numbers(values: np.ndarray, where) -> np.ndarray:
     if len(bad):
         i = int(bad[0])
         raise UsageError(
-            f"{where(i)}: a label must be a class number 0, 1, 2, ... (got {values[i]!r})"
+            f"{where(i)}: a label must be a class number 0, 1, 2, ... (got {values[i].item()!r})"
         )
     return as_float.astype(np.int64)
 

@@ -278,7 +278,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if not path.is_file():
         raise UsageError(f"checkpoint '{path}' not found")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # Opened here so that the file is closed even when np.load rejects it.
+        with path.open("rb") as f, np.load(f, allow_pickle=False) as archive:
             files = set(archive.files)
             if "format" not in files or str(archive["format"]) != CHECKPOINT_FORMAT:
                 raise UsageError(
@@ -564,6 +565,20 @@ def _run(
     resumed: bool,
 ) -> RunResult:
     """The epoch loop shared by `train` and `resume`: continue from `state`."""
+    # A diverging run overflows float32 before its loss turns NaN; the loss check reports
+    # that in one clear message, so numpy's warnings would only be noise.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _train_epochs(session, run_dir, state, callbacks, stop, resumed)
+
+
+def _train_epochs(
+    session: Session,
+    run_dir: Path,
+    state: Checkpoint,
+    callbacks: Callbacks,
+    stop: StopFlag,
+    resumed: bool,
+) -> RunResult:
     config, model, optimizer = session.config, session.model, session.optimizer
     total, steps = config.train.epochs, len(session.train_loader)
     checkpoint_path = run_dir / CHECKPOINT_FILE

@@ -1,0 +1,379 @@
+"""Runs: folders, checkpoints, bit-identical resume (at and inside epochs), determinism,
+divergence, corrupt or foreign checkpoints, evaluation, and the model builder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from needle import init, models, nn
+from needle.build import build_model, plan_model
+from needle.config import config_to_yaml, parse_config
+from needle.errors import UsageError
+from needle.fileio import TEMP_PREFIX, atomic_writer, write_text
+from needle.runs import (
+    CHECKPOINT_FILE,
+    Callbacks,
+    StopFlag,
+    TrainingDiverged,
+    evaluate,
+    load_checkpoint,
+    new_run_dir,
+    resume,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small enough to train 4 epochs in well under a second; dropout and batchnorm make the RNG
+# stream and the running statistics part of what must survive a checkpoint.
+TINY = """\
+seed: 3
+data: {dataset: spirals, samples: 150, classes: 3}
+model:
+  layers:
+    - linear: 16
+    - batchnorm1d
+    - relu
+    - dropout: 0.2
+    - linear: 3
+train:
+  epochs: 4
+  batch_size: 16
+  optimizer: {name: adam, lr: 0.02}
+"""
+
+
+def config(*overrides: str, text: str = TINY):
+    return parse_config(text, "tiny.yaml", list(overrides))
+
+
+def final(run_dir: Path):
+    return load_checkpoint(run_dir / CHECKPOINT_FILE)
+
+
+def assert_same_state(a, b):
+    assert a.model.keys() == b.model.keys()
+    for name in a.model:
+        np.testing.assert_array_equal(a.model[name], b.model[name], err_msg=name)
+    for name in ("m", "v"):
+        for i in a.optimizer[name]:
+            np.testing.assert_array_equal(a.optimizer[name][i], b.optimizer[name][i])
+    assert a.optimizer["t"] == b.optimizer["t"]
+    np.testing.assert_array_equal(a.rng[1], b.rng[1])
+    numbers = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+    assert [[getattr(m, k) for k in numbers] for m in a.history] == [
+        [getattr(m, k) for k in numbers] for m in b.history
+    ]
+
+
+def test_run_folder_files_and_numbers(tmp_path):
+    result = train(config(), out=tmp_path, name="tiny")
+    run = tmp_path / "tiny-1"
+    assert result.run_dir == run and result.status == "completed" and result.epochs == 4
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoint.npz", "config.yaml", "metrics.csv", "metrics.jsonl", "summary.json",
+    ]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
+    csv_lines = (run / "metrics.csv").read_text().splitlines()
+    assert csv_lines[0] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds"
+    assert float(csv_lines[-1].split(",")[3]) == rows[-1]["val_loss"] == result.last.val_loss
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["val_accuracy"] == result.last.val_accuracy
+    # the saved config is the resolved one: loading it gives the same config
+    again = parse_config((run / "config.yaml").read_text(), "saved.yaml")
+    assert again.model_dump() == config().model_dump()
+    assert not list(run.glob(f"{TEMP_PREFIX}*"))
+
+
+def test_run_folders_are_never_reused(tmp_path):
+    (tmp_path / "tiny-7").mkdir()
+    (tmp_path / "tiny-x").mkdir()
+    assert new_run_dir(tmp_path, "tiny") == tmp_path / "tiny-8"
+    assert new_run_dir(tmp_path, "tiny") == tmp_path / "tiny-9"
+    assert new_run_dir(tmp_path, "other") == tmp_path / "other-1"
+
+
+def test_same_config_same_numbers(tmp_path):
+    a = train(config(), out=tmp_path, name="a")
+    b = train(config(), out=tmp_path, name="b")
+    assert_same_state(final(a.run_dir), final(b.run_dir))
+    c = train(config("seed=4"), out=tmp_path, name="c")
+    assert c.last.train_loss != a.last.train_loss
+
+
+def test_two_epochs_then_resume_to_four_equals_four_straight(tmp_path):
+    straight = train(config(), out=tmp_path, name="straight")
+    half = train(config("train.epochs=2"), out=tmp_path, name="half")
+    assert half.epochs == 2
+    resumed = resume(half.run_dir, ["train.epochs=4"])
+    assert resumed.status == "completed" and resumed.epochs == 4
+    assert_same_state(final(straight.run_dir), final(resumed.run_dir))
+    # the raised epoch count is saved, so the run folder stays self-describing
+    assert "epochs: 4" in (half.run_dir / "config.yaml").read_text()
+    assert len((half.run_dir / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize("stop_at", [(2, 3), (1, 1), (4, 7)])
+def test_stop_inside_an_epoch_then_resume_equals_straight(tmp_path, stop_at):
+    straight = train(config(), out=tmp_path, name="straight")
+    flag = StopFlag()
+
+    def on_step(progress):
+        if (progress.epoch, progress.step) == stop_at:
+            flag.request(signal.SIGTERM)
+
+    stopped = train(config(), out=tmp_path, name="stopped",
+                    callbacks=Callbacks(on_step=on_step), stop=flag)
+    assert stopped.status == "interrupted"
+    assert stopped.stopped_at == stop_at and stopped.epochs == stop_at[0] - 1
+    assert stopped.signum == signal.SIGTERM
+    saved = final(stopped.run_dir)
+    assert (saved.epoch, saved.step) == (stop_at[0] - 1, stop_at[1])
+    resumed = resume(stopped.run_dir)
+    assert_same_state(final(straight.run_dir), final(resumed.run_dir))
+
+
+def test_stop_at_the_end_of_an_epoch_keeps_that_epoch(tmp_path):
+    flag = StopFlag()
+    steps = 8  # 120 training samples in batches of 16
+
+    def on_step(progress):
+        assert progress.steps == steps
+        if (progress.epoch, progress.step) == (2, steps):
+            flag.request()
+
+    stopped = train(config(), out=tmp_path, name="t", callbacks=Callbacks(on_step=on_step),
+                    stop=flag)
+    assert (stopped.status, stopped.epochs, stopped.stopped_at) == ("interrupted", 2, (2, 8))
+    assert final(stopped.run_dir).step == 0
+
+
+def test_a_finished_run_says_how_to_train_further(tmp_path):
+    done = train(config("train.epochs=1"), out=tmp_path, name="t")
+    with pytest.raises(UsageError) as caught:
+        resume(done.run_dir)
+    assert str(caught.value) == (
+        f"run '{done.run_dir}' has already trained 1 of train.epochs=1 epochs; to train "
+        f"further: needle train --resume {done.run_dir} --set train.epochs=11"
+    )
+
+
+def test_resume_changes_train_settings_only(tmp_path):
+    done = train(config("train.epochs=1"), out=tmp_path, name="t")
+    with pytest.raises(UsageError) as caught:
+        resume(done.run_dir, ["model.layers[0].linear=8"])
+    assert str(caught.value) == (
+        "--set model.layers[0].linear=8: a resumed run can change train.* settings only; "
+        "start a new run to change the data or the model"
+    )
+    with pytest.raises(UsageError, match="holds adam state but .* asks for sgd"):
+        resume(done.run_dir, ["train.epochs=2", "train.optimizer=sgd"])
+
+
+def test_divergence_names_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    # Without normalization, a huge learning rate overflows float32 within a few steps.
+    text = TINY.replace("    - batchnorm1d\n", "").replace("lr: 0.02", "lr: 1.0e+30")
+    with pytest.raises(TrainingDiverged) as caught:
+        train(config(text=text), out=tmp_path, name="t")
+    message = str(caught.value)
+    run = tmp_path / "t-1"
+    saved = final(run)
+    assert saved.epoch == 0 and saved.step == 0  # the initial state: nothing bad was saved
+    assert message.startswith("the loss became nan at epoch 1, step ")
+    assert message.endswith(
+        f"the last good checkpoint (epoch 0) is kept in {run / CHECKPOINT_FILE}. Continue from "
+        f"it with a lower rate: needle train --resume {run} --set train.optimizer.lr=1e+29"
+    )
+    assert "train.optimizer.lr is 1e+30" in message
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_at"][0] == 1
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+
+def test_corrupt_foreign_and_mismatched_checkpoints(tmp_path):
+    done = train(config("train.epochs=1"), out=tmp_path, name="t")
+    path = done.run_dir / CHECKPOINT_FILE
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(UsageError, match=r"^checkpoint '.*truncated.npz' is corrupt or incomplete"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, weights=np.zeros(3))
+    with pytest.raises(UsageError) as caught:
+        load_checkpoint(foreign)
+    assert str(caught.value) == (
+        f"'{foreign}' is not a needle checkpoint (no 'needle-checkpoint/1' marker)"
+    )
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, format=np.array("needle-checkpoint/1"), meta=np.array([{}], dtype=object))
+    with pytest.raises(UsageError, match="it holds pickled objects"):
+        load_checkpoint(pickled)
+    with pytest.raises(UsageError, match=r"^checkpoint '.*nope.npz' not found$"):
+        load_checkpoint(tmp_path / "nope.npz")
+    # a checkpoint put in a run whose config describes another model
+    other = train(config("train.epochs=1", "model.layers[0].linear=8"), out=tmp_path, name="o")
+    (other.run_dir / CHECKPOINT_FILE).write_bytes(path.read_bytes())
+    with pytest.raises(UsageError) as caught:
+        evaluate(other.run_dir)
+    assert str(caught.value) == (
+        f"checkpoint '{other.run_dir / CHECKPOINT_FILE}' belongs to a different model: tensor "
+        f"'modules.0.bias' is (1, 16) there but (1, 8) in the model "
+        f"{other.run_dir / 'config.yaml'} describes"
+    )
+
+
+def test_killing_a_run_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
+    """SIGKILL, unlike SIGINT, gives no chance to clean up: atomic writes must do the job.
+    One step per epoch, so a checkpoint is being written most of the time."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config_to_yaml(config("train.epochs=100000", "train.batch_size=150")))
+    for trial, delay in enumerate((0.05, 0.2, 0.35)):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "needle_cli", "train", str(cfg), "--out", str(tmp_path),
+             "--quiet"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        checkpoint = tmp_path / f"c-{trial + 1}" / CHECKPOINT_FILE
+        deadline = time.monotonic() + 60
+        while not checkpoint.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL  # it was still training when killed
+        saved = load_checkpoint(checkpoint)  # never torn
+        assert saved.epoch == len(saved.history)
+    assert load_checkpoint(checkpoint).epoch > 0
+
+
+# -- evaluation ------------------------------------------------------------------------------
+
+
+def test_evaluate_gives_the_numbers_the_run_reported(tmp_path):
+    done = train(config(), out=tmp_path, name="t")
+    for target in (done.run_dir, done.run_dir / CHECKPOINT_FILE):
+        result = evaluate(target)
+        assert result.loss == done.last.val_loss
+        assert result.accuracy == done.last.val_accuracy
+        assert result.samples == 30 and result.epoch == 4
+        assert result.confusion.sum() == 30
+        assert np.trace(result.confusion) / 30 == result.accuracy
+
+
+def test_evaluate_on_other_data(tmp_path):
+    done = train(config("train.epochs=1"), out=tmp_path, name="t")
+    X = np.random.default_rng(0).normal(size=(10, 2))
+    np.savez(tmp_path / "d.npz", X=X, y=np.arange(10) % 3)
+    result = evaluate(done.run_dir, data=tmp_path / "d.npz")
+    assert result.samples == 10 and result.confusion.shape == (3, 3)
+    np.savez(tmp_path / "wide.npz", X=np.zeros((4, 5)), y=np.zeros(4))
+    with pytest.raises(UsageError) as caught:
+        evaluate(done.run_dir, data=tmp_path / "wide.npz")
+    assert str(caught.value) == (
+        f"'{tmp_path / 'wide.npz'}' has 5 features per sample but the model takes 2"
+    )
+
+
+# -- model building --------------------------------------------------------------------------
+
+RESNET = """\
+model:
+  layers:
+    - linear: 20
+    - relu
+    - residual: &block [{linear: 10}, batchnorm1d, relu, {dropout: 0.1}, {linear: 20},
+                        batchnorm1d]
+    - relu
+    - residual: *block
+    - relu
+    - linear: 4
+"""
+
+
+def test_mlp_resnet_in_yaml_draws_what_the_course_model_draws():
+    np.random.seed(11)
+    built = build_model(parse_config(RESNET, "r.yaml"), 7, 4)
+    np.random.seed(11)
+    course = models.MLPResNet(7, hidden_dim=20, num_blocks=2, num_classes=4)
+    ours, theirs = built.parameters(), course.parameters()
+    assert [p.shape for p in ours] == [p.shape for p in theirs]
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    rows = plan_model(parse_config(RESNET, "r.yaml"), 7, 4)
+    assert sum(r.params for r in rows if r.depth == 0) == sum(p.numpy().size for p in ours)
+
+
+def test_layer_init_draws_exactly_the_initializer():
+    text = (
+        "model:\n  init: xavier_normal\n  init_args: {gain: 2.0}\n  layers:\n"
+        "    - linear: {out_features: 5, init: kaiming_normal, init_args: {mode: fan_out}}\n"
+        "    - linear: 3\n"
+    )
+    np.random.seed(0)
+    model = build_model(parse_config(text, "c.yaml"), 4, 3)
+    np.random.seed(0)
+    expected = [
+        init.kaiming_normal(4, 5, mode="fan_out"),
+        init.kaiming_normal(5, 1, mode="fan_out"),
+        init.xavier_normal(5, 3, gain=2.0),
+        init.xavier_normal(3, 1, gain=2.0),
+    ]
+    for p, e in zip(model.parameters(), expected, strict=True):
+        np.testing.assert_array_equal(p.numpy().reshape(-1), e.numpy().reshape(-1))
+    assert isinstance(model.modules[0], nn.Linear) and model.modules[0].bias.shape == (1, 5)
+
+
+FIT_ERRORS = {
+    "residual changes size": (
+        "model:\n  layers:\n    - linear: 3\n    - residual:\n        - linear: 5\n",
+        "c.yaml:5:9: model.layers[1].residual: the block takes 3 features and puts out 5; a "
+        "residual adds its input back, so the block must end with 3",
+    ),
+    "output is not the classes": (
+        "model:\n  layers:\n    - linear: 8\n    - relu\n    - linear: 5\n",
+        "c.yaml:5:15: model.layers[2].linear.out_features: the model puts out 5 values per "
+        "sample but the data has 3 classes; the last layer must put out 3",
+    ),
+    "norm dim disagrees": (
+        "model:\n  layers:\n    - linear: 3\n    - batchnorm1d: {dim: 4}\n",
+        "c.yaml:4:26: model.layers[1].batchnorm1d.dim: dim is 4 but the previous layer puts "
+        "out 3 features",
+    ),
+    "no layer changes the size": (
+        "model:\n  layers: [relu]\n",
+        "c.yaml:2:11: model.layers: the model puts out 2 values per sample but the data has 3 "
+        "classes; the last layer must put out 3",
+    ),
+}
+
+
+@pytest.mark.parametrize("text, message", FIT_ERRORS.values(), ids=FIT_ERRORS)
+def test_layers_that_do_not_fit_are_refused_naming_both_sides(text, message):
+    with pytest.raises(UsageError) as caught:
+        plan_model(parse_config(text, "c.yaml"), 2, 3)
+    assert str(caught.value) == message
+
+
+# -- atomic writes ---------------------------------------------------------------------------
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "f.txt"
+    write_text(path, "old")
+    with pytest.raises(RuntimeError), atomic_writer(path, text=True) as f:
+        f.write("half of the new")
+        raise RuntimeError("killed")
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["f.txt"]
