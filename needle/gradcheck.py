@@ -17,8 +17,9 @@ such an element is reported as a non-differentiable point, not as a gradient err
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -211,6 +212,112 @@ def check_all(*, seed: int = 0, **options: Any) -> list[GradcheckReport]:
         for name, spec in REGISTRY.items()
         for setting in spec.settings
     ]
+
+
+# A model check compares every parameter element when the model has at most this many
+# parameters (two forward passes each); beyond, random projections per parameter tensor.
+MODEL_ELEMENTWISE_LIMIT = 5_000
+
+
+def check_model(
+    config: Any,
+    *,
+    batch_size: int = 8,
+    seed: int = 0,
+    fast: bool | None = None,
+    max_elements: int = MODEL_ELEMENTWISE_LIMIT,
+    **options: Any,
+) -> GradcheckReport:
+    """Check every parameter gradient of the model a training config builds.
+
+    The model is built as training builds it (`build_model`, weights drawn after seeding
+    numpy with `config.seed`), its parameters cast to float64, and the gradient of the
+    training loss on the first `batch_size` training samples is checked (see
+    `check_module`). `fast=None` checks every element of a model with at most
+    `max_elements` parameters, and random projections of a larger one.
+    """
+    from needle.build import build_model
+    from needle.datasets import load_data
+
+    data = load_data(config)
+    with _global_seed(config.seed):
+        model = build_model(config, data.in_features, data.num_classes)
+    X, y = data.train.X[:batch_size], data.train.y[:batch_size]
+    return check_module(
+        model, X, y, seed=seed, fast=fast, max_elements=max_elements, label="model", **options
+    )
+
+
+def check_module(
+    model: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int = 0,
+    fast: bool | None = None,
+    max_elements: int = MODEL_ELEMENTWISE_LIMIT,
+    label: str = "model",
+    **options: Any,
+) -> GradcheckReport:
+    """Check ∂L/∂θ for every parameter θ of `model` (in training mode), where L is the mean
+    softmax loss `nn.SoftmaxLoss()(model(X), y)`; inputs are named by attribute path
+    ("modules.0.weight").
+
+    The parameters are cast to float64 in place. Randomness in the forward pass (dropout)
+    is made the same in every evaluation by reseeding numpy's global RNG before each one;
+    its state is restored afterwards.
+    """
+    from needle import nn
+
+    owners = [
+        (f"{path}.{attr}" if path else attr, module, attr)
+        for path, module in model._named()
+        if isinstance(module, nn.Module)
+        for attr, value in vars(module).items()
+        if isinstance(value, nn.Parameter)
+    ]
+    originals = [getattr(module, attr) for _, module, attr in owners]
+    arrays = [p.numpy().astype(np.float64) for p in originals]
+    total = sum(a.size for a in arrays)
+    fast = total > max_elements if fast is None else fast
+    features = Tensor(np.asarray(X, dtype=np.float64), requires_grad=False)
+    labels = Tensor(np.asarray(y), requires_grad=False)
+    loss = nn.SoftmaxLoss()
+    model.train()
+    # A fixed seed per evaluation: every forward pass draws the same dropout masks.
+    mask_seed = int(np.random.default_rng(seed).integers(2**31))
+
+    def training_loss(*params: Tensor) -> Tensor:
+        for (_, module, attr), param in zip(owners, params, strict=True):
+            setattr(module, attr, param)
+        np.random.seed(mask_seed)
+        return loss(model(features), labels)
+
+    try:
+        with _global_seed(mask_seed):
+            return check_gradients(
+                training_loss,
+                arrays,
+                seed=seed,
+                fast=fast,
+                label=label,
+                input_names=[name for name, _, _ in owners],
+                **options,
+            )
+    finally:
+        for (_, module, attr), original in zip(owners, originals, strict=True):
+            setattr(module, attr, original)
+
+
+@contextlib.contextmanager
+def _global_seed(seed: int) -> Iterator[None]:
+    """Seed numpy's global RNG (models draw from it) and restore its state afterwards."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 def op_input_names(spec: OpSpec) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from needle_cli import gradcheck, train
+from needle_cli import gradcheck, init_stats, train
 from needle_cli.errors import NeedleGroup
 
 app = typer.Typer(
@@ -43,6 +43,7 @@ def root(
 
 # Commands register here, one line each (their modules keep heavy imports inside functions).
 gradcheck.register(app)
+init_stats.register(app)
 train.register(app)
 
 

@@ -7,6 +7,7 @@ them against the chosen op's parameters (`parse_op_options`).
 
 from __future__ import annotations
 
+import math
 import shlex
 import time
 from pathlib import Path
@@ -410,19 +411,24 @@ def format_value(param_kind: str, value: Any) -> str:
     return str(value)
 
 
-def reproduce_command(report: GradcheckReport) -> str:
-    """The exact `needle gradcheck` command that reruns this check, seed included."""
+def reproduce_command(report: GradcheckReport, *, config: Path | None = None) -> str:
+    """The exact `needle gradcheck` command that reruns this check, seed included: of the op
+    the report names, or of the model a `config` file builds."""
     from needle.gradcheck import DEFAULT_EPS, DEFAULT_TOLERANCES
     from needle.ops.registry import get_op
 
-    spec = get_op(report.label)
-    kinds = {p.name: p.kind for p in spec.params}
-    words = ["needle", "gradcheck", report.label]
-    for name, value in report.params.items():
-        words += ["--" + name.replace("_", "-"), format_value(kinds.get(name, ""), value)]
-    shape_option = "--input-shape" if "shape" in kinds else "--shape"
-    for item in report.inputs:
-        words += [shape_option, format_value("shape", item.shape)]
+    words = ["needle", "gradcheck"]
+    if config is not None:
+        words += ["--config", str(config)]
+    else:
+        spec = get_op(report.label)
+        kinds = {p.name: p.kind for p in spec.params}
+        words.append(report.label)
+        for name, value in report.params.items():
+            words += ["--" + name.replace("_", "-"), format_value(kinds.get(name, ""), value)]
+        shape_option = "--input-shape" if "shape" in kinds else "--shape"
+        for item in report.inputs:
+            words += [shape_option, format_value("shape", item.shape)]
     words += ["--seed", str(report.seed)]
     defaults = DEFAULT_TOLERANCES.get(report.dtype, DEFAULT_TOLERANCES["float32"])
     if report.dtype != "float64":
@@ -461,19 +467,22 @@ def _verdict(item: Any) -> str:
     return "[green]pass[/]"
 
 
-def _render_report(report: GradcheckReport, reproduce: str, elapsed: float) -> None:
+def _render_report(
+    report: GradcheckReport, reproduce: str, elapsed: float, *, title: str | None = None
+) -> None:
     from rich import box
     from rich.table import Table
 
     out = console()
     method = "random projections vᵀJu" if report.fast else "every element"
-    out.print(f"[bold]gradcheck {describe(report)}[/]")
+    out.print(f"[bold]{title or 'gradcheck ' + describe(report)}[/]")
     out.print(
         f"[dim]{report.dtype} · order {report.order} · {method} · seed {report.seed} · "
         f"atol {report.atol:g} · rtol {report.rtol:g} · eps {report.eps:g}[/]"
     )
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    table.add_column("input")
+    names = [_input_name(report, item.index) for item in report.inputs]
+    table.add_column("input", no_wrap=True, min_width=max(map(len, names), default=5))
     for column in ("shape", "checked", "max abs err", "max rel err"):
         table.add_column(column, justify="right")
     table.add_column("projection" if report.fast else "worst at", justify="right")
@@ -507,8 +516,10 @@ def _render_report(report: GradcheckReport, reproduce: str, elapsed: float) -> N
     if report.passed:
         out.print(f"[green]✓ pass[/]: the gradient matches central differences ({elapsed:.2f} s)")
     else:
-        failing = ", ".join(_input_name(report, i) for i in report.failing_inputs)
-        out.print(f"[bold red]✗ FAIL[/]: the gradient of input {failing} disagrees")
+        failing = [_input_name(report, i) for i in report.failing_inputs]
+        what = "gradient of input" if len(failing) == 1 else "gradients of inputs"
+        agree = "disagrees" if len(failing) == 1 else "disagree"
+        out.print(f"[bold red]✗ FAIL[/]: the {what} {', '.join(failing)} {agree}")
         out.print(f"reproduce: {reproduce}", soft_wrap=True)
 
 
@@ -630,6 +641,24 @@ def _list_ops(as_json: bool) -> None:
 
 
 def _check_config(config: Path, seed: int, options: dict[str, Any], as_json: bool) -> None:
-    from needle.errors import UsageError
+    from needle.config import load_config
+    from needle.gradcheck import MODEL_ELEMENTWISE_LIMIT, check_model
 
-    raise UsageError("--config is not available yet")
+    started = time.perf_counter()
+    # Without --fast, the library picks: every element of a small model, projections beyond.
+    requested = options["fast"]
+    report = check_model(load_config(config), seed=seed, **{**options, "fast": requested or None})
+    elapsed = time.perf_counter() - started
+    reproduce = reproduce_command(report, config=config)
+    if as_json:
+        print_json({**report.to_dict(), "config": str(config), "reproduce": reproduce})
+        raise typer.Exit(0 if report.passed else 1)
+    _render_report(report, reproduce, elapsed, title=f"gradcheck --config {config}")
+    if report.fast and not requested:
+        total = sum(math.prod(item.shape) for item in report.inputs)
+        console().print(
+            f"[dim]{total} parameters (more than {MODEL_ELEMENTWISE_LIMIT}): checked by random "
+            "projections per parameter tensor[/]"
+        )
+    if not report.passed:
+        raise typer.Exit(1)

@@ -51,7 +51,7 @@ def plain(value: Any) -> Any:
 
 def print_json(data: Any) -> None:
     """Print `data` as indented, strict JSON on stdout."""
-    typer.echo(json.dumps(plain(data), indent=2, allow_nan=False))
+    typer.echo(json.dumps(plain(data), indent=2, allow_nan=False, ensure_ascii=False))
 
 
 def number(value: float, digits: int = 4) -> str:
@@ -62,7 +62,7 @@ def number(value: float, digits: int = 4) -> str:
         return "inf" if value > 0 else "-inf"
     if value != 0 and not 1e-3 <= abs(value) < 1e5:
         return f"{value:.{digits - 1}e}"
-    return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}"
+    return f"{value:#.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}"
 
 
 def error(value: float) -> str:

@@ -376,3 +376,70 @@ def test_usage_errors_are_one_line_with_exit_2(args, message):
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+# -- --config: every parameter of a config's model ------------------------------------------
+
+MODEL = """\
+seed: 1
+data: {dataset: spirals, samples: 60}
+model:
+  layers:
+    - linear: 6
+    - batchnorm1d
+    - tanh
+    - dropout: 0.2
+    - linear: 3
+"""
+
+
+class ScaledTanh(ndl.ops.Tanh):
+    def gradient(self, out_grad, node):
+        return super().gradient(out_grad, node) * 1.01
+
+
+def _model_config(tmp_path):
+    path = tmp_path / "model.yaml"
+    path.write_text(MODEL)
+    return str(path)
+
+
+def test_config_checks_every_parameter(tmp_path):
+    path = _model_config(tmp_path)
+    data = run_json("gradcheck", "--config", path)
+    assert data["passed"] and not data["fast"]  # 2·6+6 + 6+6 + 6·3+3 = 51 elements
+    assert data["input_names"] == [
+        "modules.0.weight",
+        "modules.0.bias",
+        "modules.1.weight",
+        "modules.1.bias",
+        "modules.4.weight",
+        "modules.4.bias",
+    ]
+    assert [item["checked"] for item in data["inputs"]] == [12, 6, 6, 6, 18, 3]
+    assert data["reproduce"] == f"needle gradcheck --config {path} --seed 0"
+    assert run_json("gradcheck", "--config", path, "--fast")["inputs"][0]["checked"] == 3
+
+
+def test_config_catches_a_broken_layer(tmp_path, monkeypatch):
+    path = _model_config(tmp_path)
+    monkeypatch.setattr(ndl.nn.Tanh, "forward", lambda self, x: ScaledTanh()(x))
+    result = run("gradcheck", "--config", path)
+    assert result.exit_code == 1
+    # Everything before the tanh gets a wrong gradient, but the last Linear does not, and
+    # the bias before BatchNorm has none at all (the batch mean removes it).
+    assert (
+        "the gradients of inputs modules.0.weight, modules.1.weight, modules.1.bias disagree"
+        in result.stdout
+    )
+    assert f"reproduce: needle gradcheck --config {path} --seed 0" in result.stdout
+
+
+def test_config_errors_are_usage_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  layers: [{linear: 3}, relu, {linera: 3}]\n")
+    result = run("gradcheck", "--config", str(bad))
+    assert result.exit_code == 2 and "linera" in result.stderr
+    assert run("gradcheck", "--config", str(tmp_path / "none.yaml")).exit_code == 2
+    result = run("gradcheck", "--config", str(bad), "--shape", "3")
+    assert result.exit_code == 2 and "apply to one OP" in result.stderr

@@ -1,0 +1,525 @@
+"""`needle init-stats`: an initializer's theory beside its measured draws, and what a stack of
+layers built with it does to the signal."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from needle_cli.render import console, number, print_json
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from needle.init_stats import Histogram, InitStats, Propagation
+
+# The stack depth --compare uses when --depth is not given.
+COMPARE_DEPTH = 10
+HISTOGRAM_HEIGHT = 10
+
+HELP = """Compare an initializer's theory with its draws.
+
+Prints the scheme's formulas with the numbers filled in, the expected beside the measured
+mean, std, min, max (and bound for uniform schemes), the Kolmogorov–Smirnov distance to the
+theoretical distribution with its verdict at 5 %, and a histogram of the draws over the
+theoretical density.
+
+With --depth L, also pushes a unit-variance batch through L Linear + nonlinearity layers built
+with the scheme and shows, per layer, the std of the pre-activations (forward) and of their
+gradients (backward), with what the variance argument predicts. --compare runs several schemes
+side by side. SCHEME is one of xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal.
+
+xavier_* take --gain (default 1); kaiming_* take their gain from --nonlinearity (default relu)
+and --param, and divide by --mode (default fan_in). --nonlinearity is also the activation of
+the --depth stack.
+"""
+
+EPILOG = """Examples:
+
+  needle init-stats kaiming_uniform
+
+  needle init-stats xavier_normal --fan-in 784 --fan-out 100 --gain 1.5
+
+  needle init-stats kaiming_normal --nonlinearity leaky_relu --param 0.2 --mode fan_out
+
+  needle init-stats kaiming_uniform --depth 20 --width 512
+
+  needle init-stats --compare xavier_uniform,kaiming_uniform --depth 10
+
+  needle init-stats --config mnist.yaml --json
+"""
+
+
+def register(app: typer.Typer) -> None:
+    """Add `needle init-stats` to the app."""
+    app.command("init-stats", help=HELP, epilog=EPILOG)(init_stats)
+
+
+def init_stats(
+    scheme: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="SCHEME", help="Initializer, e.g. kaiming_uniform.", show_default=False
+        ),
+    ] = None,
+    fan_in: Annotated[
+        int | None,
+        typer.Option(help="Fan-in [default: 256], e.g. --fan-in 784.", show_default=False),
+    ] = None,
+    fan_out: Annotated[
+        int | None,
+        typer.Option(help="Fan-out [default: 256], e.g. --fan-out 100.", show_default=False),
+    ] = None,
+    nonlinearity: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="kaiming's gain source and the --depth stack's activation [default: relu], "
+            "e.g. --nonlinearity tanh.",
+            show_default=False,
+        ),
+    ] = None,
+    param: Annotated[
+        float | None,
+        typer.Option(
+            metavar="A",
+            help="leaky_relu's negative slope [default: 0.01], e.g. --param 0.2.",
+            show_default=False,
+        ),
+    ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="kaiming: divide by fan_in or fan_out [default: fan_in], e.g. --mode fan_out.",
+            show_default=False,
+        ),
+    ] = None,
+    gain: Annotated[
+        float | None,
+        typer.Option(
+            metavar="G", help="xavier's gain [default: 1], e.g. --gain 1.414.", show_default=False
+        ),
+    ] = None,
+    samples: Annotated[
+        int | None,
+        typer.Option(
+            metavar="K",
+            help="Weights to draw, in whole fan_in×fan_out matrices [default: 65536], "
+            "e.g. --samples 1000000.",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seeds numpy's RNG [default: 0], e.g. --seed 3.", show_default=False),
+    ] = None,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            metavar="L",
+            help="Also push a batch through L layers built with the scheme, e.g. --depth 20.",
+            show_default=False,
+        ),
+    ] = None,
+    width: Annotated[
+        int | None,
+        typer.Option(
+            metavar="W",
+            help="Width of the --depth stack's layers [default: 256], e.g. --width 512.",
+            show_default=False,
+        ),
+    ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            metavar="S1,S2,…",
+            help=f"Schemes to set side by side (with SCHEME if given), over a --depth stack "
+            f"[default depth: {COMPARE_DEPTH}], e.g. --compare xavier_uniform,kaiming_uniform.",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE.yaml",
+            help="The statistics of each Linear layer of the model a training config builds, "
+            "e.g. --config mnist.yaml.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print every number as JSON, e.g. --json.")
+    ] = False,
+) -> None:
+    from needle.errors import UsageError
+
+    given = {
+        "--fan-in": fan_in,
+        "--fan-out": fan_out,
+        "--nonlinearity": nonlinearity,
+        "--param": param,
+        "--mode": mode,
+        "--gain": gain,
+        "--samples": samples,
+        "--seed": seed,
+        "--depth": depth,
+        "--width": width,
+        "--compare": compare,
+    }
+    if config is not None:
+        extra = [name for name, value in given.items() if value is not None] + (
+            ["SCHEME"] if scheme else []
+        )
+        if extra:
+            raise UsageError(
+                f"--config measures the Linear layers the config builds (with its own seed and "
+                f"initializers); {', '.join(extra)} {'does' if len(extra) == 1 else 'do'} not apply"
+            )
+        return _config(config, as_json)
+    if width is not None and depth is None and compare is None:
+        raise UsageError("--width sets the --depth stack's layers; give --depth L too")
+
+    from needle import init_stats as lib
+
+    schemes = ([scheme] if scheme else []) + _split_schemes(compare)
+    if not schemes:
+        raise UsageError(
+            "give a SCHEME (e.g. needle init-stats kaiming_uniform), --compare S1,S2 or --config"
+        )
+    if len(set(schemes)) != len(schemes):
+        raise UsageError(f"a scheme is listed twice: {', '.join(schemes)}")
+    seed = 0 if seed is None else seed
+    options = {"nonlinearity": nonlinearity, "param": param, "mode": mode, "gain": gain}
+    if compare is not None:
+        _check_applies(schemes, options)
+    depth = COMPARE_DEPTH if compare is not None and depth is None else depth
+
+    started = time.perf_counter()
+    results = []
+    for name in schemes:
+        stats_options, stack_options = _split_options(
+            name, options, compare=compare is not None, stack=depth is not None
+        )
+        stats = lib.init_stats(
+            name,
+            256 if fan_in is None else fan_in,
+            256 if fan_out is None else fan_out,
+            samples=lib.DEFAULT_SAMPLES if samples is None else samples,
+            seed=seed,
+            **stats_options,
+        )
+        propagation = None
+        if depth is not None:
+            propagation = lib.propagate(
+                name, depth=depth, width=256 if width is None else width, seed=seed, **stack_options
+            )
+        results.append((stats, propagation))
+    elapsed = time.perf_counter() - started
+
+    if as_json:
+        entries = [
+            {"stats": s.to_dict(), "propagation": p.to_dict() if p else None} for s, p in results
+        ]
+        print_json(entries[0] if compare is None else {"schemes": entries})
+        return
+    out = console()
+    if compare is None:
+        stats, propagation = results[0]
+        _render_stats(out, stats)
+        if stats.theory.scheme.startswith("xavier") and nonlinearity and propagation is None:
+            out.print(
+                "[dim]note: xavier schemes take --gain; --nonlinearity only sets the activation "
+                "of a --depth stack[/]"
+            )
+        if propagation is not None:
+            _render_propagation(out, propagation)
+    else:
+        _render_comparison(out, results)
+    out.print(f"[dim]({elapsed:.2f} s)[/]")
+
+
+# -- parsing -----------------------------------------------------------------------------------
+
+
+def _split_schemes(text: str | None) -> list[str]:
+    if text is None:
+        return []
+    from needle.errors import UsageError
+
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise UsageError(f"--compare expects schemes separated by commas, got '{text}'")
+    return names
+
+
+def _split_options(
+    scheme: str, options: dict[str, Any], *, compare: bool, stack: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(options for the weight statistics, options for the --depth stack) of one scheme.
+
+    --nonlinearity is the stack's activation, and kaiming's gain source; a leaky_relu stack
+    takes --param as its slope. With --compare each scheme takes the options that apply to it
+    (--gain: xavier, --mode and --param: kaiming); alone, an option that does not apply is
+    passed on so that the library names the mismatch.
+    """
+    xavier = scheme.startswith("xavier")
+    leaky_stack = stack and options["nonlinearity"] == "leaky_relu"
+    given = {key: value for key, value in options.items() if value is not None}
+    if compare:
+        foreign = {"mode", "param"} if xavier else {"gain"}
+        given = {
+            key: value
+            for key, value in given.items()
+            if key not in foreign or (key == "param" and leaky_stack)
+        }
+    stats = {
+        key: value
+        for key, value in given.items()
+        if not (xavier and (key == "nonlinearity" or (key == "param" and leaky_stack)))
+    }
+    return stats, given
+
+
+def _check_applies(schemes: list[str], options: dict[str, Any]) -> None:
+    from needle.errors import UsageError
+
+    families = {name.split("_")[0] for name in schemes}
+    for option, family in (("gain", "xavier"), ("mode", "kaiming"), ("param", "kaiming")):
+        if option == "param" and options["nonlinearity"] == "leaky_relu":
+            continue  # the slope of every scheme's leaky_relu stack
+        if options[option] is not None and family not in families:
+            raise UsageError(
+                f"--{option} applies to {family}_* schemes, and none is compared "
+                f"({', '.join(schemes)})"
+            )
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _distribution(stats: InitStats) -> str:
+    theory = stats.theory
+    scale = number(theory.scale.value)
+    if theory.distribution == "uniform":
+        return f"U(−{scale}, {scale})"
+    return f"N(0, {scale}²)"
+
+
+def _header(stats: InitStats) -> str:
+    theory = stats.theory
+    parts = [f"fan_in {theory.fan_in}", f"fan_out {theory.fan_out}"]
+    if theory.nonlinearity:
+        parts.append(theory.nonlinearity + (f" a={theory.param:g}" if theory.param else ""))
+    if theory.mode:
+        parts.append(f"mode {theory.mode}")
+    parts += [f"{stats.samples} samples", f"seed {stats.seed}"]
+    return " · ".join(parts)
+
+
+def _ks_line(stats: InitStats) -> str:
+    ks = stats.ks
+    verdict = (
+        f"[green]✓ consistent with {_distribution(stats)}[/]"
+        if ks.passed
+        else f"[bold red]✗ not {_distribution(stats)}[/]"
+    )
+    c = ks.critical * ks.samples**0.5
+    return (
+        f"Kolmogorov–Smirnov D = {ks.statistic:.4f}, critical {c:.3f}/√{ks.samples} = "
+        f"{ks.critical:.4f} at α = {ks.alpha:g}: {verdict}"
+    )
+
+
+def _render_stats(out: Console, stats: InitStats) -> None:
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    out.print(f"[bold]init-stats {stats.theory.scheme}[/]  [dim]{_header(stats)}[/]")
+    out.print(f"theory: {_distribution(stats)}")
+    for formula in stats.theory.formulas:
+        out.print(f"  {formula.text}")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("statistic")
+    table.add_column("expected", justify="right")
+    table.add_column("measured", justify="right")
+    table.add_column("")
+    for statistic in stats.statistics:
+        table.add_row(
+            statistic.name,
+            f"{statistic.expected:.4f}",
+            f"{statistic.measured:.4f}",
+            f"[dim]{escape(statistic.note)}[/]",
+        )
+    out.print(table)
+    out.print(_ks_line(stats))
+    out.print()
+    for line in histogram_lines(stats.histogram, _distribution(stats)):
+        out.print(line)
+
+
+def histogram_lines(histogram: Histogram, label: str, height: int = HISTOGRAM_HEIGHT) -> list[str]:
+    """The draws' density as bars, one column per bin, under the theoretical density (•)."""
+    eighths = " ▁▂▃▄▅▆▇█"
+    # Headroom above the theory, so bars that overshoot it show.
+    top = 1.2 * max(max(histogram.density), max(histogram.expected)) or 1.0
+    lines = [f"density of the draws (bars) and of {label} ([yellow]•[/])"]
+    for row in range(height - 1, -1, -1):
+        low, high = row * top / height, (row + 1) * top / height
+        cells = []
+        for measured, expected in zip(histogram.density, histogram.expected, strict=True):
+            if low <= expected < high or (row == height - 1 and expected >= high):
+                cells.append("[yellow]•[/]")
+                continue
+            fill = (measured - low) / (high - low)
+            cells.append(f"[cyan]{eighths[max(0, min(8, round(fill * 8)))]}[/]")
+        label_text = f"{top:8.3g}" if row == height - 1 else " " * 8
+        lines.append(f"{label_text} ┤" + "".join(cells))
+    bins = len(histogram.counts)
+    left, right = number(histogram.edges[0]), number(histogram.edges[-1])
+    lines.append(" " * 9 + "└" + "─" * bins)
+    gap = max(1, bins - len(left) - len(right))
+    lines.append(" " * 10 + left + " " * gap + right)
+    if histogram.outside:
+        lines.append(f"[dim]{histogram.outside} draws beyond the edges[/]")
+    return lines
+
+
+def _trend(ratio: float) -> str:
+    if ratio != ratio:  # nan: the stack overflowed
+        return "[bold red]overflow[/]"
+    if ratio < 0.5:
+        return f"[red]×{number(ratio)} vanishing[/]"
+    if ratio > 2:
+        return f"[red]×{number(ratio)} exploding[/]"
+    return f"[green]×{number(ratio)} steady[/]"
+
+
+def _render_propagation(out: Console, propagation: Propagation) -> None:
+    from rich import box
+    from rich.table import Table
+
+    out.print()
+    out.print(
+        f"[bold]depth {propagation.depth}[/] · width {propagation.width} · batch "
+        f"{propagation.batch} · {propagation.activation} · input std "
+        f"{propagation.input_std:.3f} · cotangent std {propagation.output_grad_std:.3f}"
+    )
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("layer", justify="right")
+    for column in ("std z (forward)", "expected", "std ∂L/∂z (backward)", "expected"):
+        table.add_column(column, justify="right")
+    for signal in propagation.layers:
+        table.add_row(
+            str(signal.layer),
+            number(signal.forward_std),
+            _maybe(signal.expected_forward_std),
+            number(signal.backward_std),
+            _maybe(signal.expected_backward_std),
+        )
+    out.print(table)
+    out.print(
+        f"forward, layer 1 → {propagation.depth}: {_trend(propagation.forward_gain)}; "
+        f"backward, layer {propagation.depth} → 1: {_trend(propagation.backward_gain)}"
+    )
+
+
+def _maybe(value: float | None) -> str:
+    return "—" if value is None else number(value)
+
+
+def _render_comparison(out: Console, results: list[tuple[InitStats, Propagation | None]]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    first = results[0][0]
+    out.print(f"[bold]init-stats --compare[/]  [dim]{_header(first)}[/]")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("scheme and formula", no_wrap=True)
+    for column in ("std", "expected", "KS D vs critical"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    for stats, _ in results:
+        table.add_row(
+            f"{stats.theory.scheme}\n[dim]{_short(stats.theory.scale)}[/]",
+            f"{stats.statistic('std').measured:.4f}",
+            f"{stats.theory.std:.4f}",
+            _ks_cell(stats),
+            _fits(stats),
+        )
+    out.print(table)
+    propagations = [p for _, p in results if p is not None]
+    if not propagations:
+        return
+    head = propagations[0]
+    out.print()
+    out.print(
+        f"[bold]depth {head.depth}[/] · width {head.width} · batch {head.batch} · "
+        f"{head.activation}: std of z forward / of ∂L/∂z backward"
+    )
+    layers = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    layers.add_column("layer", justify="right")
+    for propagation in propagations:
+        layers.add_column(f"{propagation.theory.scheme} fwd", justify="right")
+        layers.add_column("bwd", justify="right")
+    for i in range(head.depth):
+        row = [str(i + 1)]
+        for propagation in propagations:
+            signal = propagation.layers[i]
+            row += [number(signal.forward_std), number(signal.backward_std)]
+        layers.add_row(*row)
+    out.print(layers)
+    for propagation in propagations:
+        out.print(
+            f"{propagation.theory.scheme}: forward {_trend(propagation.forward_gain)}, "
+            f"backward {_trend(propagation.backward_gain)}"
+        )
+
+
+def _ks_cell(stats: InitStats) -> str:
+    return f"{stats.ks.statistic:.4f} {'≤' if stats.ks.passed else '>'} {stats.ks.critical:.4f}"
+
+
+def _fits(stats: InitStats) -> str:
+    return "[green]✓ fits[/]" if stats.ks.passed else "[bold red]✗ does not fit[/]"
+
+
+def _short(formula: Any) -> str:
+    """`bound = √2·√(3/256) = 0.1531`: the formula with its numbers only."""
+    return f"{formula.quantity} = {formula.substituted} = {formula.value:.4f}"
+
+
+def _config(path: Path, as_json: bool) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from needle.config import load_config
+    from needle.init_stats import config_layer_stats
+
+    layers = config_layer_stats(load_config(path))
+    if as_json:
+        print_json({"config": str(path), "layers": [layer.to_dict() for layer in layers]})
+        return
+    out = console()
+    out.print(f"[bold]init-stats --config {path}[/]  [dim]{len(layers)} Linear layers[/]")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in ("layer", "shape", "scheme and formula"):
+        table.add_column(column, no_wrap=True)
+    for column in ("std", "expected", "KS D vs critical"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    for layer in layers:
+        stats, theory = layer.stats, layer.stats.theory
+        table.add_row(
+            layer.name.removeprefix("model."),
+            f"{theory.fan_in}×{theory.fan_out}",
+            f"{theory.scheme}\n[dim]{_short(theory.scale)}[/]",
+            f"{stats.statistic('std').measured:.4f}",
+            f"{theory.std:.4f}",
+            _ks_cell(stats),
+            _fits(stats),
+        )
+    out.print(table)

@@ -1,0 +1,234 @@
+"""`needle init-stats` through CliRunner: the theory's numbers derived here from the formulas,
+the KS verdicts, the depth table and the exit codes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from needle import init
+from needle.init_stats import ks_critical
+from needle_cli.app import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, ["init-stats", *args])
+
+
+def run_json(*args: str) -> dict:
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def statistic(data: dict, name: str) -> dict:
+    return next(s for s in data["statistics"] if s["name"] == name)
+
+
+def test_help_lists_every_option_with_an_example():
+    text = runner.invoke(app, ["init-stats", "--help"]).output
+    for option in (
+        "--fan-in",
+        "--fan-out",
+        "--nonlinearity",
+        "--param",
+        "--mode",
+        "--gain",
+        "--samples",
+        "--seed",
+        "--depth",
+        "--width",
+        "--compare",
+        "--config",
+        "--json",
+    ):
+        assert option in text
+    assert text.count("e.g.") >= 13
+
+
+def test_default_kaiming_uniform_theory_beside_measurement():
+    result = run("kaiming_uniform")
+    assert result.exit_code == 0, result.output
+    bound = math.sqrt(2) * math.sqrt(3 / 256)
+    assert f"bound = gain·√(3/fan_in) = √2·√(3/256) = {bound:.4f}" in result.stdout
+    assert f"std = bound/√3 = {bound:.4f}/√3 = {bound / math.sqrt(3):.4f}" in result.stdout
+    assert f"U(−{bound:.4f}, {bound:.4f})" in result.stdout
+    assert "✓ consistent with" in result.stdout
+    assert f"1.358/√65536 = {ks_critical(65536):.4f}" in result.stdout
+    assert "E[extreme of n draws]" in result.stdout  # library notes are not eaten as markup
+    assert "┤" in result.stdout and "•" in result.stdout  # the histogram
+
+
+def test_json_has_every_number_theoretical_and_measured():
+    data = run_json("kaiming_uniform")["stats"]
+    bound = math.sqrt(2) * math.sqrt(3 / 256)
+    theory = data["theory"]
+    assert theory["scale"]["value"] == pytest.approx(bound)
+    assert theory["std"] == pytest.approx(bound / math.sqrt(3))
+    assert theory["gain"]["value"] == pytest.approx(math.sqrt(2))
+    assert data["samples"] == 65536 and data["seed"] == 0
+    assert statistic(data, "std")["expected"] == pytest.approx(bound / math.sqrt(3))
+    assert statistic(data, "bound")["measured"] <= bound * (1 + 1e-7)
+    assert data["ks"]["passed"] is True
+    assert data["ks"]["critical"] == pytest.approx(1.3581 / 256, rel=1e-4)
+    assert data["ks"]["statistic"] < data["ks"]["critical"]
+    h = data["histogram"]
+    assert sum(h["counts"]) + h["outside"] == 65536 and len(h["edges"]) == len(h["counts"]) + 1
+    # The measured numbers are those of the initializer's own draws.
+    np.random.seed(0)
+    w = init.kaiming_uniform(256, 256).numpy().astype(np.float64)
+    assert statistic(data, "std")["measured"] == pytest.approx(w.std())
+    assert statistic(data, "max")["measured"] == pytest.approx(w.max())
+
+
+@pytest.mark.parametrize(
+    "args, quantity, value",
+    [
+        (["xavier_uniform", "--fan-in", "784", "--fan-out", "100"], "bound", math.sqrt(6 / 884)),
+        (["xavier_normal", "--gain", "1.5"], "std", 1.5 * math.sqrt(2 / 512)),
+        (["kaiming_normal", "--nonlinearity", "tanh"], "std", 5 / 3 / 16),
+        (
+            ["kaiming_uniform", "--nonlinearity", "leaky_relu", "--param", "0.2"],
+            "bound",
+            math.sqrt(2 / 1.04) * math.sqrt(3 / 256),
+        ),
+        (["kaiming_normal", "--mode", "fan_out", "--fan-out", "64"], "std", math.sqrt(2) / 8),
+    ],
+)
+def test_options_change_the_theory(args, quantity, value):
+    data = run_json(*args)["stats"]
+    scale = data["theory"]["scale"]
+    assert scale["quantity"] == quantity and scale["value"] == pytest.approx(value)
+    assert data["ks"]["passed"]
+    assert f"= {value:.4f}" in run(*args).stdout
+
+
+def test_samples_and_seed():
+    data = run_json("xavier_normal", "--samples", "1000", "--seed", "3")["stats"]
+    assert data["samples"] == 1000 and data["seed"] == 3
+    assert data["ks"]["critical"] == pytest.approx(ks_critical(1000))
+    again = run_json("xavier_normal", "--samples", "1000", "--seed", "3")["stats"]
+    other = run_json("xavier_normal", "--samples", "1000", "--seed", "4")["stats"]
+    assert again["statistics"] == data["statistics"]
+    assert other["statistics"] != data["statistics"]
+
+
+def test_a_broken_initializer_shows_as_not_fitting(monkeypatch):
+    def too_narrow(fan_in, fan_out, gain=1.0, **kwargs):
+        a = 0.9 * gain * math.sqrt(6 / (fan_in + fan_out))
+        return init.rand(fan_in, fan_out, low=-a, high=a, **kwargs)
+
+    monkeypatch.setitem(init.INITIALIZERS, "xavier_uniform", too_narrow)
+    assert run_json("xavier_uniform")["stats"]["ks"]["passed"] is False
+    assert "✗ not U(" in run("xavier_uniform").stdout
+
+
+def test_depth_table_kaiming_steady():
+    data = run_json("kaiming_uniform", "--depth", "6", "--width", "128")
+    p = data["propagation"]
+    assert p["depth"] == 6 and p["width"] == 128 and p["activation"] == "relu"
+    assert len(p["layers"]) == 6
+    for layer in p["layers"]:
+        # relu stack, fan·Var(W) = 2: Var(z) = 2, Var(∂L/∂z) = 1/2 at every layer.
+        assert layer["expected_forward_std"] == pytest.approx(math.sqrt(2))
+        assert layer["expected_backward_std"] == pytest.approx(math.sqrt(0.5))
+        assert layer["forward_std"] == pytest.approx(math.sqrt(2), rel=0.15)
+    text = run("kaiming_uniform", "--depth", "6", "--width", "128").stdout
+    assert "depth 6 · width 128" in text and "steady" in text
+
+
+def test_compare_shows_xavier_vanishing_and_kaiming_steady():
+    data = run_json("--compare", "xavier_uniform,kaiming_uniform")
+    xavier, kaiming = data["schemes"]
+    assert xavier["stats"]["theory"]["scheme"] == "xavier_uniform"
+    assert xavier["propagation"]["depth"] == 10  # the default depth of --compare
+    # Xavier halves the variance per relu layer: ×2^(−9/2) over 10 layers.
+    assert xavier["propagation"]["forward_gain"] == pytest.approx(2**-4.5, rel=0.25)
+    assert 0.7 < kaiming["propagation"]["forward_gain"] < 1.4
+    text = run("kaiming_normal", "--compare", "xavier_normal", "--depth", "5").stdout
+    assert "kaiming_normal: forward" in text and "steady" in text
+    assert "xavier_normal: forward" in text and "vanishing" in text
+
+
+def test_compare_routes_each_option_to_the_schemes_that_take_it():
+    data = run_json(
+        "--compare",
+        "xavier_uniform,kaiming_uniform",
+        "--gain",
+        "2",
+        "--mode",
+        "fan_out",
+        "--fan-out",
+        "64",
+        "--depth",
+        "2",
+    )
+    xavier, kaiming = (entry["stats"]["theory"] for entry in data["schemes"])
+    assert xavier["gain"]["value"] == 2 and xavier["mode"] is None
+    assert kaiming["mode"] == "fan_out"
+    assert kaiming["scale"]["value"] == pytest.approx(math.sqrt(2) * math.sqrt(3 / 64))
+
+
+CONFIG = """\
+seed: 2
+data: {dataset: moons, samples: 100}
+model:
+  init: xavier_normal
+  init_args: {gain: 1.5}
+  layers: [{linear: 16}, tanh, {linear: {out_features: 2, init: kaiming_uniform}}]
+"""
+
+
+def test_config_layers(tmp_path):
+    path = tmp_path / "model.yaml"
+    path.write_text(CONFIG)
+    data = run_json("--config", str(path))
+    first, last = data["layers"]
+    assert first["name"] == "model.layers[0]" and last["name"] == "model.layers[2]"
+    assert first["theory"]["scheme"] == "xavier_normal"
+    assert first["theory"]["std"] == pytest.approx(1.5 * math.sqrt(2 / (2 + 16)))
+    assert last["theory"]["scale"]["value"] == pytest.approx(math.sqrt(2) * math.sqrt(3 / 16))
+    assert first["ks"]["passed"] and last["ks"]["passed"]
+    text = run("--config", str(path)).stdout
+    assert "2 Linear layers" in text and "layers[2]" in text and "✓ fits" in text
+
+
+ERRORS = [
+    (["kaiming_unifrom"], "unknown initializer 'kaiming_unifrom'; did you mean 'kaiming_uniform'?"),
+    (["kaiming_uniform", "--fan-in", "0"], "fan_in must be a positive integer, got 0"),
+    (["kaiming_uniform", "--fan-out", "-4"], "fan_out must be a positive integer, got -4"),
+    (["xavier_normal", "--fan-in", "0"], "fan_in must be a positive integer, got 0"),
+    (["kaiming_uniform", "--mode", "fan_inn"], "unknown mode 'fan_inn'; did you mean 'fan_in'?"),
+    (["kaiming_uniform", "--nonlinearity", "rellu"], "did you mean 'relu'?"),
+    (["kaiming_uniform", "--gain", "2"], "gain applies to xavier schemes"),
+    (["xavier_uniform", "--mode", "fan_in"], "mode applies to kaiming schemes"),
+    (["kaiming_uniform", "--param", "0.1"], "nonlinearity is relu"),
+    (["xavier_uniform", "--gain", "-1"], "gain must be a positive number"),
+    (["kaiming_uniform", "--samples", "1"], "samples must be at least 2"),
+    (["kaiming_uniform", "--seed", "-1"], "seed must be a non-negative integer"),
+    (["kaiming_uniform", "--depth", "0"], "depth must be a positive integer"),
+    (["kaiming_uniform", "--width", "8"], "give --depth L too"),
+    (["kaiming_uniform", "--depth", "2", "--nonlinearity", "conv1d"], "for a layer stack"),
+    (["kaiming_uniform", "--fan-in", "100000", "--fan-out", "1000"], "at most 20000000"),
+    ([], "give a SCHEME"),
+    (["--compare", ","], "--compare expects schemes"),
+    (["--compare", "kaiming_uniform,kaiming_uniform"], "listed twice"),
+    (["--compare", "xavier_uniform,xavier_normal", "--mode", "fan_in"], "none is compared"),
+    (["--compare", "xavier_uniform,kaiming_unform"], "did you mean 'kaiming_uniform'?"),
+    (["kaiming_uniform", "--config", "x.yaml"], "SCHEME does not apply"),
+    (["--config", "missing.yaml"], "missing.yaml"),
+]
+
+
+@pytest.mark.parametrize("args, message", ERRORS, ids=[" ".join(a) for a, _ in ERRORS])
+def test_errors_are_one_line_with_exit_2(args, message):
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert message in result.stderr and "Traceback" not in result.output
