@@ -6,7 +6,7 @@ weights through the initializer itself and sets measured mean, std, min and max 
 expected ones, with the Kolmogorov–Smirnov distance between the draws and the theoretical
 distribution. `propagate` pushes a unit-variance batch through a stack of Linear layers built
 with the scheme and records the spread of the signal forward and of the gradient backward.
-`linear_layer_stats` does the per-weight comparison for every Linear layer of a model.
+`config_layer_stats` does the per-weight comparison for every Linear layer of a config's model.
 
 All randomness goes through numpy's global RNG, as in `needle.init`; each function seeds it and
 restores the previous state afterwards.

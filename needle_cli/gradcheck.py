@@ -459,11 +459,11 @@ def _input_name(report: GradcheckReport, index: int) -> str:
     return report.input_names[index] if index < len(report.input_names) else str(index)
 
 
-def _verdict(item: Any) -> str:
-    if not item.passed:
+def _verdict(passed: bool, kinks: int) -> str:
+    if not passed:
         return "[bold red]FAIL[/]"
-    if item.nondifferentiable:
-        return f"[green]pass[/] [yellow]({len(item.nondifferentiable)} kinks skipped)[/]"
+    if kinks:
+        return f"[green]pass[/] [yellow]({kinks} kinks skipped)[/]"
     return "[green]pass[/]"
 
 
@@ -471,11 +471,12 @@ def _render_report(
     report: GradcheckReport, reproduce: str, elapsed: float, *, title: str | None = None
 ) -> None:
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     out = console()
     method = "random projections vᵀJu" if report.fast else "every element"
-    out.print(f"[bold]{title or 'gradcheck ' + describe(report)}[/]")
+    out.print(f"[bold]{escape(title or 'gradcheck ' + describe(report))}[/]")
     out.print(
         f"[dim]{report.dtype} · order {report.order} · {method} · seed {report.seed} · "
         f"atol {report.atol:g} · rtol {report.rtol:g} · eps {report.eps:g}[/]"
@@ -494,7 +495,7 @@ def _render_report(
         if report.fast and item.worst_index is not None:
             where = str(item.worst_index[0])
         table.add_row(
-            _input_name(report, item.index),
+            escape(_input_name(report, item.index)),
             str(item.shape),
             str(item.checked),
             error(item.max_abs_error),
@@ -502,25 +503,25 @@ def _render_report(
             where,
             render.value(item.analytic),
             render.value(item.numerical),
-            _verdict(item),
+            _verdict(item.passed, len(item.nondifferentiable)),
         )
     out.print(table)
     for item in report.inputs:
         name = _input_name(report, item.index)
         if item.problem:
-            out.print(f"  [red]{name}: {item.problem}[/]")
+            out.print(f"  [red]{escape(name)}: {escape(item.problem)}[/]")
         if item.nondifferentiable:
             points = ", ".join(str(p) for p in item.nondifferentiable[:5])
             more = " …" if len(item.nondifferentiable) > 5 else ""
-            out.print(f"  [yellow]{name}: not differentiable at {points}{more}[/]")
+            out.print(f"  [yellow]{escape(name)}: not differentiable at {points}{more}[/]")
     if report.passed:
         out.print(f"[green]✓ pass[/]: the gradient matches central differences ({elapsed:.2f} s)")
     else:
-        failing = [_input_name(report, i) for i in report.failing_inputs]
+        failing = [escape(_input_name(report, i)) for i in report.failing_inputs]
         what = "gradient of input" if len(failing) == 1 else "gradients of inputs"
         agree = "disagrees" if len(failing) == 1 else "disagree"
         out.print(f"[bold red]✗ FAIL[/]: the {what} {', '.join(failing)} {agree}")
-        out.print(f"reproduce: {reproduce}", soft_wrap=True)
+        out.print(f"reproduce: {reproduce}", soft_wrap=True, markup=False)
 
 
 def _check_all(seed: int, options: dict[str, Any], as_json: bool) -> None:
@@ -561,14 +562,14 @@ def _check_all(seed: int, options: dict[str, Any], as_json: bool) -> None:
                 str(sum(item.checked for item in report.inputs)),
                 error(max(item.max_abs_error for item in report.inputs)),
                 error(worst.max_rel_error),
-                _verdict(_Summary(report)),
+                _verdict(report.passed, sum(len(i.nondifferentiable) for i in report.inputs)),
             )
         out.print(table)
         ops = len({report.label for report in reports})
         if failed:
             out.print(f"[bold red]✗ FAIL[/]: {len(failed)} of {len(reports)} checks over {ops} ops")
             for report in failed:
-                out.print(f"reproduce: {reproduce_command(report)}", soft_wrap=True)
+                out.print(f"reproduce: {reproduce_command(report)}", soft_wrap=True, markup=False)
         else:
             out.print(
                 f"[green]✓ pass[/]: {len(reports)} checks over {ops} ops "
@@ -576,14 +577,6 @@ def _check_all(seed: int, options: dict[str, Any], as_json: bool) -> None:
             )
     if failed:
         raise typer.Exit(1)
-
-
-class _Summary:
-    """A report seen as one row: passed if every input passed; its kinks all together."""
-
-    def __init__(self, report: GradcheckReport) -> None:
-        self.passed = report.passed
-        self.nondifferentiable = [p for item in report.inputs for p in item.nondifferentiable]
 
 
 def _list_ops(as_json: bool) -> None:
@@ -651,7 +644,9 @@ def _check_config(config: Path, seed: int, options: dict[str, Any], as_json: boo
     elapsed = time.perf_counter() - started
     reproduce = reproduce_command(report, config=config)
     if as_json:
-        print_json({**report.to_dict(), "config": str(config), "reproduce": reproduce})
+        print_json(
+            {**report.to_dict(), "config": str(config), "reproduce": reproduce, "seconds": elapsed}
+        )
         raise typer.Exit(0 if report.passed else 1)
     _render_report(report, reproduce, elapsed, title=f"gradcheck --config {config}")
     if report.fast and not requested:

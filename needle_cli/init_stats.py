@@ -494,6 +494,7 @@ def _short(formula: Any) -> str:
 
 def _config(path: Path, as_json: bool) -> None:
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     from needle.config import load_config
@@ -504,7 +505,9 @@ def _config(path: Path, as_json: bool) -> None:
         print_json({"config": str(path), "layers": [layer.to_dict() for layer in layers]})
         return
     out = console()
-    out.print(f"[bold]init-stats --config {path}[/]  [dim]{len(layers)} Linear layers[/]")
+    out.print(
+        f"[bold]init-stats --config {escape(str(path))}[/]  [dim]{len(layers)} Linear layers[/]"
+    )
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in ("layer", "shape", "scheme and formula"):
         table.add_column(column, no_wrap=True)
@@ -514,7 +517,7 @@ def _config(path: Path, as_json: bool) -> None:
     for layer in layers:
         stats, theory = layer.stats, layer.stats.theory
         table.add_row(
-            layer.name.removeprefix("model."),
+            escape(layer.name.removeprefix("model.")),
             f"{theory.fan_in}×{theory.fan_out}",
             f"{theory.scheme}\n[dim]{_short(theory.scale)}[/]",
             f"{stats.statistic('std').measured:.4f}",
