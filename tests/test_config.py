@@ -220,9 +220,7 @@ def test_alias_cycle_is_refused():
 
 
 def test_merge_keys_and_yaml12_floats():
-    text = (
-        "base: &opt {name: sgd, lr: 1e-3}\n"
-    )
+    text = "base: &opt {name: sgd, lr: 1e-3}\n"
     data, _ = read_yaml(text + "x: {<<: *opt, momentum: 0.9}\n", "c.yaml")
     assert data["x"] == {"name": "sgd", "lr": 0.001, "momentum": 0.9}
     config = parse_config(TINY + "train:\n  optimizer: {name: adam, lr: 3e-4}\n", "c.yaml")
@@ -274,8 +272,13 @@ def test_overrides_apply_in_order_and_create_sections():
     config = parse_config(
         TINY,
         "c.yaml",
-        ["train.epochs=5", "train.epochs=7", "model.layers.0=tanh", "train.optimizer=sgd",
-         "data.noise=0.5"],
+        [
+            "train.epochs=5",
+            "train.epochs=7",
+            "model.layers.0=tanh",
+            "train.optimizer=sgd",
+            "data.noise=0.5",
+        ],
     )
     assert config.train.epochs == 7
     assert config.model.layers[0].type == "tanh"
@@ -292,7 +295,11 @@ def test_defaults_are_filled_in():
     assert (config.data.samples, config.data.classes, config.data.val_fraction) == (90, 3, 0.2)
     assert config.train.optimizer.name == "adam"
     assert config.train.optimizer.arguments() == {
-        "lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
+        "lr": 0.01,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-8,
+        "weight_decay": 0.0,
     }
 
 

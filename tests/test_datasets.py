@@ -105,8 +105,7 @@ def test_npz_with_pickled_objects_is_refused(tmp_path):
     with pytest.raises(UsageError) as caught:
         load_data(npz_config(path))
     assert str(caught.value) == (
-        f"'{path}' is not a readable .npz file (it holds pickled objects, which needle never "
-        "loads)"
+        f"'{path}' is not a readable .npz file (it holds pickled objects, which needle never loads)"
     )
 
 

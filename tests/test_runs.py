@@ -80,7 +80,11 @@ def test_run_folder_files_and_numbers(tmp_path):
     run = tmp_path / "tiny-1"
     assert result.run_dir == run and result.status == "completed" and result.epochs == 4
     assert sorted(p.name for p in run.iterdir()) == [
-        "checkpoint.npz", "config.yaml", "metrics.csv", "metrics.jsonl", "summary.json",
+        "checkpoint.npz",
+        "config.yaml",
+        "metrics.csv",
+        "metrics.jsonl",
+        "summary.json",
     ]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
@@ -133,8 +137,9 @@ def test_stop_inside_an_epoch_then_resume_equals_straight(tmp_path, stop_at):
         if (progress.epoch, progress.step) == stop_at:
             flag.request(signal.SIGTERM)
 
-    stopped = train(config(), out=tmp_path, name="stopped",
-                    callbacks=Callbacks(on_step=on_step), stop=flag)
+    stopped = train(
+        config(), out=tmp_path, name="stopped", callbacks=Callbacks(on_step=on_step), stop=flag
+    )
     assert stopped.status == "interrupted"
     assert stopped.stopped_at == stop_at and stopped.epochs == stop_at[0] - 1
     assert stopped.signum == signal.SIGTERM
@@ -153,8 +158,9 @@ def test_stop_at_the_end_of_an_epoch_keeps_that_epoch(tmp_path):
         if (progress.epoch, progress.step) == (2, steps):
             flag.request()
 
-    stopped = train(config(), out=tmp_path, name="t", callbacks=Callbacks(on_step=on_step),
-                    stop=flag)
+    stopped = train(
+        config(), out=tmp_path, name="t", callbacks=Callbacks(on_step=on_step), stop=flag
+    )
     assert (stopped.status, stopped.epochs, stopped.stopped_at) == ("interrupted", 2, (2, 8))
     assert final(stopped.run_dir).step == 0
 
@@ -242,9 +248,19 @@ def test_killing_a_run_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
     cfg.write_text(config_to_yaml(config("train.epochs=100000", "train.batch_size=150")))
     for trial, delay in enumerate((0.05, 0.2, 0.35)):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "needle_cli", "train", str(cfg), "--out", str(tmp_path),
-             "--quiet"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "needle_cli",
+                "train",
+                str(cfg),
+                "--out",
+                str(tmp_path),
+                "--quiet",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         checkpoint = tmp_path / f"c-{trial + 1}" / CHECKPOINT_FILE
         deadline = time.monotonic() + 60

@@ -1,0 +1,342 @@
+"""`needle train`, `needle evaluate` and `needle schema` through CliRunner, and Ctrl-C /
+SIGTERM in a real subprocess. Numbers and exit codes are asserted, not just output."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from needle.config import parse_config
+from needle.runs import CHECKPOINT_FILE, load_checkpoint
+from needle_cli.app import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+TINY = """\
+seed: 1
+data: {dataset: moons, samples: 100}
+model:
+  layers:
+    - linear: 8
+    - relu
+    - linear: 2
+train: {epochs: 2, batch_size: 20}
+"""
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def last_json(result) -> dict:
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def test_every_command_has_help():
+    for args in (["train"], ["evaluate"], ["schema"], ["data"], ["data", "download"]):
+        result = run(*args, "--help")
+        assert result.exit_code == 0, result.output
+        assert "Usage: needle " + " ".join(args) in result.stdout
+
+
+def test_quickstart_trains_to_95_percent_in_under_30_seconds(tmp_path):
+    began = time.perf_counter()
+    result = run("train", ROOT / "configs" / "quickstart.yaml", "--out", tmp_path, "--json")
+    seconds = time.perf_counter() - began
+    assert result.exit_code == 0, result.output
+    summary = last_json(result)
+    assert summary["epochs"] == 20 and summary["status"] == "completed"
+    assert summary["val_accuracy"] >= 0.95
+    assert seconds < 30
+    assert summary["run_dir"] == str(tmp_path / "quickstart-1")
+
+
+def test_plain_lines_per_epoch_when_not_a_terminal_and_a_final_table(tiny, tmp_path):
+    result = run("train", tiny, "--out", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        f"training {tmp_path / 'runs' / 'tiny-1'}: moons (100 samples, seed 1), 80 train / 20 "
+        "val samples, 2 features, 2 classes"
+    )
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/2", "2/2"]
+    saved = load_checkpoint(tmp_path / "runs" / "tiny-1" / CHECKPOINT_FILE)
+    val_acc = f"{100 * saved.history[-1].val_accuracy:.2f}%"
+    assert re.search(r"│\s+2/2 │.*│ +" + re.escape(val_acc) + r" │", result.stdout)
+
+
+def test_quiet_prints_nothing_and_json_is_the_last_line(tiny, tmp_path):
+    quiet = run("train", tiny, "--out", tmp_path, "--quiet")
+    assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == ""
+    both = run("train", tiny, "--out", tmp_path, "--quiet", "--json")
+    assert len(both.stdout.splitlines()) == 1
+    summary = last_json(both)
+    assert set(summary) >= {
+        "run_dir",
+        "epochs",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+    }
+    assert summary["run_dir"] == str(tmp_path / "tiny-2")
+    saved = load_checkpoint(tmp_path / "tiny-2" / CHECKPOINT_FILE)
+    assert summary["val_loss"] == saved.history[-1].val_loss
+
+
+def test_set_overrides_and_same_numbers_twice(tiny, tmp_path):
+    a = last_json(run("train", tiny, "--out", tmp_path, "--set", "train.epochs=3", "--json"))
+    b = last_json(run("train", tiny, "--out", tmp_path, "--set", "train.epochs=3", "--json"))
+    assert a["epochs"] == b["epochs"] == 3
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        assert a[key] == b[key]
+    assert a["run_dir"] != b["run_dir"]
+
+
+def test_print_config_is_the_resolved_config(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("train", tiny, "--print-config", "--set", "train.optimizer=sgd")
+    assert result.exit_code == 0
+    printed = parse_config(result.stdout, "printed.yaml")
+    assert printed.model_dump() == parse_config(TINY, "t", ["train.optimizer=sgd"]).model_dump()
+    assert yaml.safe_load(result.stdout)["train"]["optimizer"]["momentum"] == 0.0
+    assert not (tmp_path / "runs").exists()
+
+
+def test_dry_run_prints_the_model_and_writes_nothing(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("train", tiny, "--dry-run")
+    assert result.exit_code == 0, result.output
+    # 2*8 + 8 and 8*2 + 2 parameters
+    assert re.search(r"│ 0 +│ linear +│ +\(batch, 8\) │ +24 │ kaiming_uniform\(\)", result.stdout)
+    assert re.search(r"│ 2 +│ linear +│ +\(batch, 2\) │ +18 │", result.stdout)
+    assert "42 parameters; dry run: nothing trained, nothing written" in result.stdout
+    assert not (tmp_path / "runs").exists()
+    summary = last_json(run("train", tiny, "--dry-run", "--json"))
+    assert summary["parameters"] == 42 and summary["data"]["train"] == 80
+
+
+def test_dry_run_refuses_a_model_that_does_not_fit_before_writing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "bad.yaml"
+    path.write_text(TINY.replace("    - linear: 2\n", "    - linear: 5\n"))
+    for extra in (["--dry-run"], []):
+        result = run("train", path, *extra)
+        assert result.exit_code == 2
+        assert result.stderr == (
+            f"error: {path}:7:15: model.layers[2].linear.out_features: the model puts out 5 "
+            "values per sample but the data has 2 classes; the last layer must put out 2\n"
+        )
+        assert not (tmp_path / "runs").exists()
+
+
+def test_config_error_is_one_line_exit_2_nothing_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "bad.yaml"
+    path.write_text(TINY.replace("batch_size: 20", "batch_size: 0"))
+    result = run("train", path)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {path}:8:32: train.batch_size: must be a positive integer (got 0)\n"
+    )
+    assert result.stdout == ""
+    assert not (tmp_path / "runs").exists()
+    result = run("train", path, "--set", "train.batch_size=x")
+    assert result.stderr == (
+        "error: --set train.batch_size=x: train.batch_size: must be an integer (got 'x')\n"
+    )
+
+
+def test_usage_errors(tiny, tmp_path):
+    assert run("train").stderr == (
+        "error: give a CONFIG file to start a run, or --resume RUN_DIR to continue one\n"
+    )
+    both = run("train", tiny, "--resume", tmp_path)
+    assert both.exit_code == 2
+    missing = run("train", "--resume", tmp_path / "nope")
+    assert (missing.exit_code, missing.stderr) == (
+        2,
+        f"error: run folder '{tmp_path / 'nope'}' not found\n",
+    )
+
+
+def test_resume_through_the_cli(tiny, tmp_path):
+    first = last_json(run("train", tiny, "--out", tmp_path, "--json"))
+    again = run("train", "--resume", first["run_dir"], "--set", "train.epochs=3", "--json")
+    assert again.exit_code == 0, again.output
+    assert last_json(again)["epochs"] == 3
+    straight = last_json(run("train", tiny, "--out", tmp_path, "--set", "train.epochs=3", "--json"))
+    assert last_json(again)["val_loss"] == straight["val_loss"]
+    done = run("train", "--resume", first["run_dir"])
+    assert done.exit_code == 2 and "has already trained 3 of train.epochs=3" in done.stderr
+
+
+def test_divergence_exits_1_with_one_line(tmp_path):
+    path = tmp_path / "hot.yaml"
+    path.write_text(TINY.replace("batch_size: 20}", "batch_size: 20, optimizer: {lr: 1.0e+30}}"))
+    result = run("train", path, "--out", tmp_path, "--quiet")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: the loss became nan at epoch 1, step ")
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_evaluate_reports_the_runs_numbers_and_a_confusion_matrix(tiny, tmp_path):
+    summary = last_json(run("train", tiny, "--out", tmp_path, "--json"))
+    result = run("evaluate", summary["run_dir"], "--json")
+    assert result.exit_code == 0, result.output
+    evaluation = last_json(result)
+    assert evaluation["loss"] == summary["val_loss"]
+    assert evaluation["accuracy"] == summary["val_accuracy"]
+    matrix = np.array(evaluation["confusion_matrix"])
+    assert matrix.sum() == evaluation["samples"] == 20
+    assert np.trace(matrix) / 20 == evaluation["accuracy"]
+    table = run("evaluate", Path(summary["run_dir"]) / CHECKPOINT_FILE)
+    assert table.exit_code == 0
+    assert f"{100 * summary['val_accuracy']:.2f}%" in table.stdout
+    row0 = " │ ".join(str(v) for v in matrix[0])
+    assert re.search(r"│ 0 │ +" + row0.replace(" │ ", r" │ +") + " │", table.stdout)
+
+
+def test_evaluate_other_data_and_errors(tiny, tmp_path):
+    summary = last_json(run("train", tiny, "--out", tmp_path, "--json"))
+    np.savez(tmp_path / "d.npz", X=np.ones((6, 2)), y=np.array([0, 1, 0, 1, 0, 1]))
+    other = last_json(run("evaluate", summary["run_dir"], "--data", tmp_path / "d.npz", "--json"))
+    assert other["samples"] == 6 and other["accuracy"] == 0.5  # one input, one prediction
+    missing = run("evaluate", tmp_path / "nothing")
+    assert (missing.exit_code, missing.stderr) == (
+        2,
+        f"error: '{tmp_path / 'nothing'}' not found: give a run folder or a checkpoint .npz\n",
+    )
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"not a zip at all")
+    result = run("evaluate", corrupt)
+    assert result.exit_code == 2 and result.stderr.startswith(
+        f"error: checkpoint '{corrupt}' is corrupt or incomplete"
+    )
+
+
+def test_schema_is_json_schema(tmp_path):
+    result = run("schema")
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "needle training config"
+    assert "Layer" in schema["$defs"] and schema["required"] == ["model"]
+
+
+# -- mutated configs never crash ------------------------------------------------------------
+
+VALID = yaml.safe_load(TINY)
+
+
+def paths_of(data, prefix=()):
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield prefix + (key,)
+            yield from paths_of(value, prefix + (key,))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield prefix + (i,)
+            yield from paths_of(value, prefix + (i,))
+
+
+PATHS = list(paths_of(VALID))
+WRONG_TYPES = st.sampled_from(["oops", [1, 2], {"a": 1}, None, True, -7, 0, 1.5, "1e400"])
+
+
+def mutate(data, path, kind, value):
+    data = json.loads(json.dumps(data))
+    *parents, last = path
+    node = data
+    for part in parents:
+        node = node[part]
+    if kind == "rename" and isinstance(node, dict):
+        node[str(last) + "x"] = node.pop(last)
+    elif kind == "drop":
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    path=st.sampled_from(PATHS),
+    kind=st.sampled_from(["rename", "drop", "value"]),
+    value=WRONG_TYPES,
+)
+def test_mutated_configs_never_show_a_traceback(tmp_path, path, kind, value):
+    mutated = mutate(VALID, path, kind, value)
+    config = tmp_path / "m.yaml"
+    config.write_text(yaml.safe_dump(mutated))
+    result = run("train", config, "--dry-run")
+    assert "Traceback" not in result.output
+    assert "internal error" not in result.output
+    assert result.exit_code in (0, 2)
+    if result.exit_code == 2:
+        assert result.stderr.startswith("error: ") and result.stdout == ""
+    renamed_key = kind == "rename" and isinstance(path[-1], str)
+    if renamed_key:
+        assert result.exit_code == 2, "an unknown key must never be accepted"
+
+
+# -- signals in a real process ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_a_checkpoint_and_prints_the_resume_command(tmp_path, signum, code):
+    config = tmp_path / "long.yaml"
+    config.write_text(TINY.replace("epochs: 2", "epochs: 100000"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "needle_cli", "train", str(config), "--out", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    for line in proc.stdout:  # wait until training is under way
+        if line.startswith("epoch 3/"):
+            break
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=60)
+    run_dir = tmp_path / "long-1"
+    assert proc.returncode == code, stderr
+    lines = stderr.splitlines()
+    assert re.fullmatch(
+        rf"stopped at epoch (\d+), step (\d+); checkpoint saved to {re.escape(str(run_dir))}/"
+        r"checkpoint\.npz",
+        lines[0],
+    )
+    assert lines[1] == f"resume with: needle train --resume {run_dir}"
+    epoch, step = map(int, re.findall(r"\d+", lines[0])[:2])
+    saved = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    assert (saved.epoch, saved.step) in ((epoch - 1, step), (epoch, 0))
+    assert "Traceback" not in stderr
+    # the printed command works (with fewer epochs, so that it ends)
+    again = run("train", "--resume", run_dir, "--set", f"train.epochs={epoch + 1}", "--json")
+    assert again.exit_code == 0, again.output
+    assert last_json(again)["epochs"] == epoch + 1
