@@ -18,6 +18,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: rich-formatted help would import rich on every `--help`.
+    rich_markup_mode=None,
 )
 
 
