@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from needle.errors import NeedleError
+
 # Temporary files start with this, so a folder listing shows what a killed process left behind.
 TEMP_PREFIX = ".needle-tmp-"
 
@@ -23,14 +25,18 @@ TEMP_PREFIX = ".needle-tmp-"
 def atomic_writer(path: str | os.PathLike[str], *, text: bool = False) -> Iterator[IO]:
     """Open a temporary file next to `path` for writing; on a clean exit move it onto `path`.
 
-    If the body raises, the temporary file is removed and `path` is untouched.
+    If the body raises, the temporary file is removed and `path` is untouched. A write the
+    operating system refuses (a full disk, a read-only folder) raises NeedleError naming `path`.
 
     Example:
         >>> with atomic_writer(folder / "metrics.csv", text=True) as f:  # doctest: +SKIP
         ...     f.write("epoch,loss\\n")
     """
     path = Path(path)
-    fd, temp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
+    except OSError as err:
+        raise NeedleError(f"cannot write '{path}': {err.strerror}") from None
     try:
         mode = "w" if text else "wb"
         with os.fdopen(fd, mode, **({"encoding": "utf-8", "newline": ""} if text else {})) as f:
@@ -38,9 +44,11 @@ def atomic_writer(path: str | os.PathLike[str], *, text: bool = False) -> Iterat
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
+        if isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
+            raise NeedleError(f"cannot write '{path}': {err.strerror or err}") from None
         raise
     _fsync_folder(path.parent)
 

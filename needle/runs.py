@@ -423,7 +423,10 @@ def _skip_batches(loader: DataLoader, done: int, rng: tuple) -> Iterator:
 
 def new_run_dir(out: Path, name: str) -> Path:
     """A fresh folder `out/name-N`, N one past the highest in use; never an existing one."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NeedleError(f"cannot create the runs folder '{out}': {err.strerror}") from None
     taken = [p.name[len(name) + 1 :] for p in out.glob(f"{name}-*")]
     n = max((int(t) for t in taken if t.isdigit()), default=0) + 1
     while True:
@@ -433,6 +436,8 @@ def new_run_dir(out: Path, name: str) -> Path:
             return candidate
         except FileExistsError:
             n += 1
+        except OSError as err:
+            raise NeedleError(f"cannot create run folder '{candidate}': {err.strerror}") from None
 
 
 def _write_metrics(run_dir: Path, history: Sequence[EpochMetrics]) -> None:

@@ -30,12 +30,10 @@ checkpoint and prints the command that resumes it. Keys are documented in docs/c
 
 TRAIN_EPILOG = """Examples:
 
+\b
   needle train configs/quickstart.yaml
-
   needle train configs/quickstart.yaml --set train.epochs=5 --set train.optimizer.lr=0.003
-
   needle train configs/mnist_mlp.yaml --dry-run
-
   needle train --resume runs/quickstart-1 --set train.epochs=40
 """
 

@@ -138,6 +138,25 @@ def test_dry_run_prints_the_model_and_writes_nothing(tiny, tmp_path, monkeypatch
     assert summary["parameters"] == 42 and summary["data"]["train"] == 80
 
 
+@pytest.mark.parametrize("name", ["mnist_mlp", "mlp_resnet"])
+def test_mnist_configs_build_on_an_mnist_folder(tmp_path, name):
+    from test_datasets import make_mnist
+
+    from needle import models
+
+    make_mnist(tmp_path / "mnist")
+    config = ROOT / "configs" / f"{name}.yaml"
+    result = run("train", config, "--dry-run", "--json", "--set", f"data.path={tmp_path / 'mnist'}")
+    assert result.exit_code == 0, result.output
+    summary = last_json(result)
+    assert summary["data"]["in_features"] == 784 and summary["data"]["val"] == 5
+    course = models.MLPResNet(784) if name == "mlp_resnet" else None
+    expected = (
+        sum(p.numpy().size for p in course.parameters()) if course else 784 * 256 + 256 + 2570
+    )
+    assert summary["parameters"] == expected
+
+
 def test_dry_run_refuses_a_model_that_does_not_fit_before_writing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "bad.yaml"
