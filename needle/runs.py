@@ -542,7 +542,8 @@ def resume(
             f"run '{run_dir}' stopped inside epoch {checkpoint.epoch + 1}; "
             f"train.epochs must be at least {checkpoint.epoch + 1} (got {total})"
         )
-    before = TrainConfig.model_validate(checkpoint.config) if checkpoint.config else config
+    stored = SourceMap(f"the config stored in '{run_dir / CHECKPOINT_FILE}'")
+    before = validate_config(checkpoint.config, stored) if checkpoint.config else config
     if checkpoint.step and (
         before.train.batch_size != config.train.batch_size
         or before.train.shuffle != config.train.shuffle
