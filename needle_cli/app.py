@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from needle_cli import gradcheck, init_stats, train
+from needle_cli import __version__, gradcheck, init_stats, train
 from needle_cli.errors import NeedleGroup
 
 app = typer.Typer(
@@ -25,12 +25,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            typer.echo(f"needle {version('needle')}")
-        except PackageNotFoundError:
-            typer.echo("needle (not installed)")
+        typer.echo(f"needle {__version__}")
         raise typer.Exit()
 
 

@@ -1,36 +1,71 @@
 """Turn exceptions into one line on stderr and an exit code; never a traceback for a user error.
 
 `NeedleGroup` is the click group behind the `needle` app, so the same handling applies to
-the console script and to `typer.testing.CliRunner` in the tests.
+the console script and to `typer.testing.CliRunner` in the tests:
+
+- `needle.errors.NeedleError` (raised by the library for a failure the user can fix):
+  `error: <message>`, exit code 2 for usage and config errors, 1 for run-time failures;
+- a command-line usage error (unknown option, bad value): `error: <message> (see … --help)`,
+  exit 2;
+- anything else is a bug: one line saying so and where the full trace was saved, exit 1.
 """
 
 from __future__ import annotations
 
-import tempfile
-import traceback
-from pathlib import Path
+import sys
+from typing import Any
 
-import click
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
-CRASH_TRACE = Path(tempfile.gettempdir()) / "needle-crash.trace.txt"
+CRASH_TRACE_NAME = "needle-crash.trace.txt"  # in the system's temporary folder
 
-# Exits, aborts and click's own usage errors go on to click's handling. Newer typer runs on
-# a copy of click whose exceptions are not click's: `typer.TyperException` is their base.
-_CLICK_HANDLED = (
-    click.exceptions.Exit,
-    click.ClickException,
-    click.Abort,
-    typer.Exit,
-    typer.Abort,
-    *((typer.TyperException,) if hasattr(typer, "TyperException") else ()),
-    KeyboardInterrupt,
-)
+# Exits, aborts and click's own errors go on to click's handling (typer ≥ 0.29 runs on its
+# own copy of click, whose exception classes these are).
+_CLICK_HANDLED = (typer.Exit, typer.Abort, ClickException, KeyboardInterrupt)
+
+
+def save_crash_trace() -> str:
+    """Write the current exception's traceback to a file; return its path."""
+    import tempfile
+    import traceback
+    from pathlib import Path
+
+    path = Path(tempfile.gettempdir()) / CRASH_TRACE_NAME
+    path.write_text(traceback.format_exc())
+    return str(path)
 
 
 class NeedleGroup(TyperGroup):
-    def invoke(self, ctx: click.Context):
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except UsageError as err:
+            hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+            typer.echo(f"error: {err.format_message()}{hint}", err=True)
+            sys.exit(err.exit_code)
+        except ClickException as err:
+            typer.echo(f"error: {err.format_message()}", err=True)
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(130)
+        sys.exit(result if isinstance(result, int) else 0)
+
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except _CLICK_HANDLED:
@@ -41,11 +76,10 @@ class NeedleGroup(TyperGroup):
             from needle.errors import NeedleError
 
             if isinstance(err, NeedleError):
-                click.echo(f"error: {err}", err=True)
+                typer.echo(f"error: {err}", err=True)
                 ctx.exit(err.exit_code)
-            CRASH_TRACE.write_text(traceback.format_exc())
-            click.echo(
-                f"internal error (this is a bug in needle); full trace saved to {CRASH_TRACE}",
-                err=True,
+            path = save_crash_trace()
+            typer.echo(
+                f"internal error (this is a bug in needle); full trace saved to {path}", err=True
             )
             ctx.exit(1)

@@ -23,3 +23,12 @@ def test_ruff_check_passes():
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_versions_agree():
+    from importlib.metadata import version
+
+    import needle
+    import needle_cli
+
+    assert needle_cli.__version__ == needle.__version__ == version("needle")
