@@ -246,7 +246,8 @@ def _final_table(out: Console, result: RunResult) -> None:
     from rich.table import Table
 
     last = result.last
-    table = Table(title=f"run {result.run_dir}", title_justify="left")
+    out.print(f"run {result.run_dir}", soft_wrap=True)
+    table = Table()
     for column in ("epochs", "time", "train loss", "train acc", "val loss", "val acc"):
         table.add_column(column, justify="right")
     seconds = sum(m.seconds for m in result.history)
@@ -354,9 +355,8 @@ def _evaluation_tables(out: Console, result: Evaluation) -> None:
     if classes > CONFUSION_LIMIT:
         out.print(f"confusion matrix: {classes} classes, too many to show (see --json)")
         return
-    matrix = Table(
-        title="confusion matrix (rows: true class, columns: predicted)", title_justify="left"
-    )
+    out.print("confusion matrix (rows: true class, columns: predicted)")
+    matrix = Table()
     matrix.add_column("", justify="right")
     for c in range(classes):
         matrix.add_column(str(c), justify="right")
