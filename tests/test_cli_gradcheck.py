@@ -11,10 +11,18 @@ import shlex
 import numpy as np
 import pytest
 import typer.main
+from broken_ops import (
+    AddWithoutReduction,
+    DetachedTanh,
+    ExpIgnoringOutGrad,
+    ScaledExp,
+    ScaledTanh,
+    SumIgnoringOutGrad,
+    TransposedMatMul,
+)
 from typer.testing import CliRunner
 
 import needle as ndl
-from needle.autograd import Tensor
 from needle.gradcheck import DEFAULT_TOLERANCES, check_op
 from needle.ops import REGISTRY
 from needle_cli.app import app
@@ -196,45 +204,13 @@ def test_kinks_are_reported_not_failed(monkeypatch):
 # -- gradients broken on purpose -----------------------------------------------------------
 
 
-class ScaledExp(ndl.ops.Exp):
-    def gradient(self, out_grad, node):
-        return out_grad * node * 1.01
-
-
-class TransposedMatMul(ndl.ops.MatMul):
-    def gradient(self, out_grad, node):
-        grad_a, grad_b = super().gradient(out_grad, node)
-        return ndl.transpose(grad_a), grad_b
-
-
-class AddWithoutReduction(ndl.ops.EWiseAdd):
-    def gradient(self, out_grad, node):
-        return out_grad, out_grad
-
-
-class ExpIgnoringOutGrad(ndl.ops.Exp):
-    def gradient(self, out_grad, node):
-        return node
-
-
-class SummationIgnoringOutGrad(ndl.ops.Summation):
-    def gradient(self, out_grad, node):
-        return Tensor.make_const(np.ones(node.inputs[0].shape))
-
-
-class DetachedTanh(ndl.ops.Tanh):
-    # Right first derivative from constants: its own derivative is lost (order 2 sees it).
-    def gradient(self, out_grad, node):
-        return out_grad * Tensor.make_const(1 - node.numpy() ** 2)
-
-
 # name: (registered op it imitates, broken op class, op options, shapes, failing input)
 BROKEN = {
     "exp_times_1_01": ("exp", ScaledExp, [], ["3,4"], "a"),
     "matmul_transposed": ("matmul", TransposedMatMul, [], ["3,3", "3,3"], "a"),
     "add_no_reduction": ("add", AddWithoutReduction, [], ["3,4", "4"], "b"),
     "exp_no_out_grad": ("exp", ExpIgnoringOutGrad, [], ["3,4"], "a"),
-    "sum_no_out_grad": ("summation", SummationIgnoringOutGrad, ["--axes", "1"], ["3,4"], "a"),
+    "sum_no_out_grad": ("summation", SumIgnoringOutGrad, ["--axes", "1"], ["3,4"], "a"),
 }
 
 
@@ -391,11 +367,6 @@ model:
     - dropout: 0.2
     - linear: 3
 """
-
-
-class ScaledTanh(ndl.ops.Tanh):
-    def gradient(self, out_grad, node):
-        return super().gradient(out_grad, node) * 1.01
 
 
 def _model_config(tmp_path):

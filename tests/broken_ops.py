@@ -1,0 +1,60 @@
+"""Ops whose gradients are broken on purpose, each in a way a gradient checker must catch.
+
+Shared by the library tests (`test_gradcheck.py`) and the CLI tests (`test_cli_gradcheck.py`):
+each subclasses a real op and keeps its forward pass, so only the gradient is wrong.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import needle as ndl
+from needle.autograd import Tensor
+
+
+class ScaledMul(ndl.ops.EWiseMul):
+    # 1 % too large for the first input only.
+    def gradient(self, out_grad, node):
+        grad_a, grad_b = super().gradient(out_grad, node)
+        return grad_a * 1.01, grad_b
+
+
+class ScaledExp(ndl.ops.Exp):
+    def gradient(self, out_grad, node):
+        return out_grad * node * 1.01
+
+
+class ScaledTanh(ndl.ops.Tanh):
+    def gradient(self, out_grad, node):
+        return super().gradient(out_grad, node) * 1.01
+
+
+class TransposedMatMul(ndl.ops.MatMul):
+    # For square inputs the shape is right and the values are not.
+    def gradient(self, out_grad, node):
+        grad_a, grad_b = super().gradient(out_grad, node)
+        return ndl.transpose(grad_a), grad_b
+
+
+class AddWithoutReduction(ndl.ops.EWiseAdd):
+    # Forgets to sum a broadcast input's gradient back to its shape.
+    def gradient(self, out_grad, node):
+        return out_grad, out_grad
+
+
+class ExpIgnoringOutGrad(ndl.ops.Exp):
+    def gradient(self, out_grad, node):
+        return node
+
+
+class SumIgnoringOutGrad(ndl.ops.Summation):
+    # Right for the default cotangent of ones, wrong for any other.
+    def gradient(self, out_grad, node):
+        return Tensor.make_const(np.ones(node.inputs[0].shape))
+
+
+class DetachedTanh(ndl.ops.Tanh):
+    # First derivative right, but built from constants: its own derivative is lost (order 2
+    # sees it).
+    def gradient(self, out_grad, node):
+        return out_grad * Tensor.make_const(1 - node.numpy() ** 2)
