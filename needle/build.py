@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from needle import init, nn
 from needle.config import KeyPath, Linear, ModelConfig, Residual, TrainConfig
 
@@ -150,9 +148,8 @@ def _linear(model: ModelConfig, layer: Linear, in_features: int) -> nn.Linear:
     out_features = layer.out_features
     # nn.Linear draws its own default weights; rewind the RNG so that the stream holds only
     # the configured initializer's draws, exactly as if the layer had been built with it.
-    state = np.random.get_state()
-    linear = nn.Linear(in_features, out_features, bias=layer.bias)
-    np.random.set_state(state)
+    with init.rng_restored():
+        linear = nn.Linear(in_features, out_features, bias=layer.bias)
     linear.weight = nn.Parameter(draw(in_features, out_features, **args))
     if layer.bias:
         column = draw(out_features, 1, **args)

@@ -17,14 +17,14 @@ such an element is reported as a non-differentiable point, not as a gradient err
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from needle import init
 from needle.autograd import Tensor
 from needle.errors import UsageError
 from needle.ops.registry import REGISTRY, OpSpec, get_op
@@ -240,7 +240,7 @@ def check_model(
     from needle.datasets import load_data
 
     data = load_data(config)
-    with _global_seed(config.seed):
+    with init.seeded(config.seed):
         model = build_model(config, data.in_features, data.num_classes)
     X, y = data.train.X[:batch_size], data.train.y[:batch_size]
     return check_module(
@@ -294,7 +294,7 @@ def check_module(
         return loss(model(features), labels)
 
     try:
-        with _global_seed(mask_seed):
+        with init.rng_restored():  # every evaluation reseeds it
             return check_gradients(
                 training_loss,
                 arrays,
@@ -307,17 +307,6 @@ def check_module(
     finally:
         for (_, module, attr), original in zip(owners, originals, strict=True):
             setattr(module, attr, original)
-
-
-@contextlib.contextmanager
-def _global_seed(seed: int) -> Iterator[None]:
-    """Seed numpy's global RNG (models draw from it) and restore its state afterwards."""
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
 
 
 def op_input_names(spec: OpSpec) -> tuple[str, ...]:

@@ -3,7 +3,7 @@
 All randomness goes through numpy's global RNG, one `np.random.rand`/`np.random.randn` call per
 constructor, so `np.random.seed(s)` reproduces every tensor, and code written against the
 course's needle draws the same numbers here. Random values are scaled in float64 and only then
-cast to `dtype`.
+cast to `dtype`. `seeded(s)` seeds that RNG for a block and puts it back afterwards.
 
 The initializers take `(fan_in, fan_out)` and return a tensor of exactly that shape; any other
 keyword (`dtype`, `device`, `requires_grad`) is passed through to `rand`/`randn`.
@@ -11,8 +11,9 @@ keyword (`dtype`, `device`, `requires_grad`) is passed through to `rand`/`randn`
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,40 @@ Dtype = Any  # a numpy dtype or its name, e.g. "float32"
 def _tensor(array: np.ndarray, device: Device | None, dtype: Dtype, requires_grad: bool) -> Tensor:
     # Tensor() checks the device and casts with a single copy.
     return Tensor(array, device=device, dtype=dtype, requires_grad=requires_grad)
+
+
+# -- the global RNG -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def rng_restored() -> Iterator[None]:
+    """Run the block, then put numpy's global RNG back in the state it had before it, so
+    whatever the block draws leaves the stream outside untouched."""
+    state = np.random.get_state()
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed numpy's global RNG (the one every constructor here draws from) for the block, and
+    restore its previous state afterwards.
+
+    Example:
+        >>> with seeded(3):
+        ...     a = rand(2)
+        >>> with seeded(3):
+        ...     b = rand(2)
+        >>> bool((a.numpy() == b.numpy()).all())
+        True
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+    with rng_restored():
+        np.random.seed(int(seed))
+        yield
 
 
 # -- constructors ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ with the scheme and records the spread of the signal forward and of the gradient
 `config_layer_stats` does the per-weight comparison for every Linear layer of a config's model.
 
 All randomness goes through numpy's global RNG, as in `needle.init`; each function seeds it and
-restores the previous state afterwards.
+restores the previous state afterwards (`init.seeded`).
 
     >>> stats = init_stats("kaiming_uniform", 256, 256, samples=10_000)
     >>> stats.theory.scale.text
@@ -18,7 +18,6 @@ restores the previous state afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -370,19 +369,6 @@ def _gain_formula(nonlinearity: str, param: float | None, gain: float) -> tuple[
 # -- measurement ------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Seed numpy's global RNG (the one `needle.init` draws from) and restore it afterwards."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
-    state = np.random.get_state()
-    np.random.seed(int(seed))
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
-
-
 def draw(resolved: Theory, samples: int) -> np.ndarray:
     """`samples` weights drawn through the initializer itself: as many whole (fan_in, fan_out)
     matrices as needed, flattened, the first `samples` kept."""
@@ -427,7 +413,7 @@ def init_stats(
     samples = _positive_int(samples, "samples")
     if samples < 2:
         raise UsageError(f"samples must be at least 2, got {samples}")
-    with seeded(seed):
+    with init.seeded(seed):
         weights = draw(resolved, samples)
     return measure(resolved, weights, seed=seed, bins=bins)
 
@@ -591,7 +577,7 @@ def propagate(
         gain=gain,
     )
     initializer = init.get_initializer(scheme)
-    with seeded(seed):
+    with init.seeded(seed):
         x = init.randn(batch, width, dtype="float64")
         cotangent = init.randn(batch, width, dtype="float64")
         layers = []
@@ -649,7 +635,7 @@ def config_layer_stats(config: Any, *, bins: int = DEFAULT_BINS) -> list[LinearL
     from needle.datasets import load_data
 
     data = load_data(config)
-    with seeded(config.seed):
+    with init.seeded(config.seed):
         model = build_model(config, data.in_features, data.num_classes)
     specs = [
         (path, layer)

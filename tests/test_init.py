@@ -112,6 +112,48 @@ def test_unknown_device_is_refused():
         init.ones(2, device="cuda")
 
 
+# -- the global RNG ---------------------------------------------------------------------------
+
+
+def test_seeded_draws_as_np_random_seed_and_restores_the_stream():
+    np.random.seed(11)
+    expected_inside = np.random.rand(3)
+    np.random.seed(5)
+    expected_after = np.random.rand(2)
+    np.random.seed(5)
+    with init.seeded(11):
+        inside = init.rand(3, dtype="float64").numpy()
+    np.testing.assert_array_equal(inside, expected_inside)
+    np.testing.assert_array_equal(np.random.rand(2), expected_after)
+
+
+def test_rng_is_restored_when_the_block_raises():
+    np.random.seed(5)
+    expected = np.random.rand()
+    np.random.seed(5)
+    for context in (init.seeded(1), init.rng_restored()):
+        with pytest.raises(KeyError), context:
+            np.random.rand(4)
+            raise KeyError
+    assert np.random.rand() == expected
+
+
+def test_rng_restored_keeps_the_stream_without_seeding():
+    np.random.seed(5)
+    expected = np.random.rand()
+    np.random.seed(5)
+    with init.rng_restored():
+        init.kaiming_uniform(4, 3)
+    assert np.random.rand() == expected
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "3", None])
+def test_seeded_refuses_what_is_not_a_seed(seed):
+    with pytest.raises(UsageError, match="seed must be a non-negative integer"):
+        with init.seeded(seed):
+            pass
+
+
 # -- initializers: exact against the course formulas ------------------------------------------
 
 SQRT2 = math.sqrt(2)
