@@ -260,24 +260,19 @@ def check_module(
     **options: Any,
 ) -> GradcheckReport:
     """Check ∂L/∂θ for every parameter θ of `model` (in training mode), where L is the mean
-    softmax loss `nn.SoftmaxLoss()(model(X), y)`; inputs are named by attribute path
-    ("modules.0.weight").
+    softmax loss `nn.SoftmaxLoss()(model(X), y)`; inputs are named as `named_parameters()`
+    names them ("modules.0.weight").
 
-    The parameters are cast to float64 in place. Randomness in the forward pass (dropout)
-    is made the same in every evaluation by reseeding numpy's global RNG before each one;
-    its state is restored afterwards.
+    For the check, each parameter is replaced by a float64 tensor in every module attribute
+    that holds it, and put back afterwards. Randomness in the forward pass (dropout) is made
+    the same in every evaluation by reseeding numpy's global RNG before each one; its state
+    is restored afterwards.
     """
     from needle import nn
 
-    owners = [
-        (f"{path}.{attr}" if path else attr, module, attr)
-        for path, module in model._named()
-        if isinstance(module, nn.Module)
-        for attr, value in vars(module).items()
-        if isinstance(value, nn.Parameter)
-    ]
-    originals = [getattr(module, attr) for _, module, attr in owners]
-    arrays = [p.numpy().astype(np.float64) for p in originals]
+    named = model.named_parameters()
+    holders = _holders(model, named)
+    arrays = [p.numpy().astype(np.float64) for _, p in named]
     total = sum(a.size for a in arrays)
     fast = total > max_elements if fast is None else fast
     features = Tensor(np.asarray(X, dtype=np.float64), requires_grad=False)
@@ -287,9 +282,13 @@ def check_module(
     # A fixed seed per evaluation: every forward pass draws the same dropout masks.
     mask_seed = int(np.random.default_rng(seed).integers(2**31))
 
+    def put(values: Sequence[Tensor]) -> None:
+        for places, value in zip(holders, values, strict=True):
+            for module, attr in places:
+                setattr(module, attr, value)
+
     def training_loss(*params: Tensor) -> Tensor:
-        for (_, module, attr), param in zip(owners, params, strict=True):
-            setattr(module, attr, param)
+        put(params)
         np.random.seed(mask_seed)
         return loss(model(features), labels)
 
@@ -301,12 +300,29 @@ def check_module(
                 seed=seed,
                 fast=fast,
                 label=label,
-                input_names=[name for name, _, _ in owners],
+                input_names=[name for name, _ in named],
                 **options,
             )
     finally:
-        for (_, module, attr), original in zip(owners, originals, strict=True):
-            setattr(module, attr, original)
+        put([p for _, p in named])
+
+
+def _holders(model: Any, named: list[tuple[str, Any]]) -> list[list[tuple[Any, str]]]:
+    """For each parameter, the (module, attribute) pairs that hold it: more than one for a
+    parameter shared between layers. One held only in a list, tuple or dict cannot be swapped
+    for the check's tensor, and is refused rather than left out."""
+    places: dict[int, list[tuple[Any, str]]] = {id(p): [] for _, p in named}
+    for _, module in model.named_modules():
+        for attr, value in vars(module).items():
+            if id(value) in places:
+                places[id(value)].append((module, attr))
+    loose = [name for name, p in named if not places[id(p)]]
+    if loose:
+        raise UsageError(
+            f"check_module swaps parameters through module attributes; {', '.join(loose)} "
+            f"{'is' if len(loose) == 1 else 'are'} held only in a list, tuple or dict"
+        )
+    return [places[id(p)] for _, p in named]
 
 
 def op_input_names(spec: OpSpec) -> tuple[str, ...]:

@@ -67,7 +67,17 @@ class Module:
 
     def parameters(self) -> list[Parameter]:
         """Every `Parameter` reachable through attributes, in insertion order, each once."""
-        return [item for _, item in self._named() if isinstance(item, Parameter)]
+        return [parameter for _, parameter in self.named_parameters()]
+
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
+        """`parameters()` with the dotted path each is first reached by: `("modules.0.weight",
+        weight)` for the weight of a Sequential's first layer."""
+        return [(name, item) for name, item in self._named() if isinstance(item, Parameter)]
+
+    def named_modules(self) -> list[tuple[str, Module]]:
+        """This module (named "") and every module inside it, depth first in attribute order,
+        each once, with its dotted path."""
+        return [(name, item) for name, item in self._named() if isinstance(item, Module)]
 
     def children(self) -> list[Module]:
         """The modules held directly by this one (in attributes, lists, tuples or dicts)."""
@@ -84,9 +94,8 @@ class Module:
         return self._set_training(False)
 
     def _set_training(self, mode: bool) -> Module:
-        for _, item in self._named():
-            if isinstance(item, Module):
-                item.training = mode
+        for _, module in self.named_modules():
+            module.training = mode
         return self
 
     def state_dict(self) -> dict[str, np.ndarray]:

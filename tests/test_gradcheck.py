@@ -16,7 +16,7 @@ from broken_ops import (
 import needle as ndl
 from needle.autograd import Tensor
 from needle.errors import UsageError
-from needle.gradcheck import check_gradients, check_op
+from needle.gradcheck import check_gradients, check_module, check_op
 
 rng = np.random.default_rng(0)
 SQUARE = [rng.standard_normal((3, 3)), rng.standard_normal((3, 3))]
@@ -117,3 +117,47 @@ def test_fast_mode_on_a_large_input():
     x = rng.standard_normal((300, 400))
     report = check_gradients(lambda t: ndl.logsumexp(t, (0,)), [x], fast=True)
     assert report.passed and report.inputs[0].checked == 3
+
+
+# -- check_module: every parameter of a model -------------------------------------------------
+
+
+class _Tied(ndl.nn.Module):
+    """Two layers sharing one weight, and optionally a scale held only in a list."""
+
+    def __init__(self, scale_in_list: bool = False):
+        super().__init__()
+        self.first = ndl.nn.Linear(3, 3)
+        self.second = ndl.nn.Linear(3, 3)
+        self.second.weight = self.first.weight
+        self.head = ndl.nn.Linear(3, 2)
+        if scale_in_list:
+            self.scales = [ndl.nn.Parameter(ndl.init.ones(1))]
+
+    def forward(self, x):
+        if self.second.weight is not self.first.weight:
+            raise AssertionError("the shared weight came apart")
+        return self.head(ndl.tanh(self.second(ndl.tanh(self.first(x)))))
+
+
+def _batch():
+    return rng.standard_normal((4, 3)), np.array([0, 1, 1, 0])
+
+
+def test_check_module_names_inputs_and_puts_parameters_back():
+    np.random.seed(0)
+    model = _Tied()
+    before = [(name, id(p), p.dtype) for name, p in model.named_parameters()]
+    report = check_module(model, *_batch())
+    assert report.passed, report.to_dict()
+    # The shared weight is one input, swapped in both layers (the forward pass checks).
+    names = ("first.weight", "first.bias", "second.bias", "head.weight", "head.bias")
+    assert report.input_names == names
+    assert [(name, id(p), p.dtype) for name, p in model.named_parameters()] == before
+    assert model.second.weight is model.first.weight
+
+
+def test_check_module_refuses_a_parameter_it_cannot_swap():
+    np.random.seed(0)
+    with pytest.raises(UsageError, match=r"scales\.0 is held only in a list"):
+        check_module(_Tied(scale_in_list=True), *_batch())

@@ -65,6 +65,33 @@ def test_parameters_walk_attributes_in_insertion_order_once_each():
     assert all(isinstance(p, nn.Parameter) and isinstance(p, ndl.Tensor) for p in got)
 
 
+def test_named_parameters_are_parameters_with_their_attribute_paths():
+    holder = _Holder()
+    named = holder.named_parameters()
+    assert [id(p) for _, p in named] == [id(p) for p in holder.parameters()]
+    assert [name for name, _ in named] == [
+        "shared.weight",
+        "shared.bias",
+        "own",
+        "listed.0.weight",
+        "listed.1.0",
+        "named.z.weight",
+        "named.z.bias",
+    ]
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1, bias=False))
+    assert [name for name, _ in model.named_parameters()] == list(model.state_dict())
+
+
+def test_named_modules_reach_every_module_once():
+    holder = _Holder()
+    assert [(name, id(m)) for name, m in holder.named_modules()] == [
+        ("", id(holder)),
+        ("shared", id(holder.shared)),
+        ("listed.0", id(holder.listed[0])),
+        ("named.z", id(holder.named["z"])),
+    ]
+
+
 def test_children_are_direct_submodules():
     holder = _Holder()
     assert holder.children() == [holder.shared, holder.listed[0], holder.named["z"]]
