@@ -65,8 +65,7 @@ class Formula:
 class Theory:
     """A scheme resolved for given fans: the distribution its weights should follow.
 
-    `distribution` is "uniform" (on [−scale, scale]) or "normal" (N(0, scale²)); `std` is the
-    standard deviation either way (bound/√3 for uniform).
+    `distribution` is "uniform" (on [−scale, scale]) or "normal" (N(0, scale²)).
     """
 
     scheme: str
@@ -78,8 +77,26 @@ class Theory:
     mode: str | None  # which fan a kaiming scheme divides by
     gain: Formula
     scale: Formula  # "bound = …" or "std = …"
-    std: float
-    formulas: tuple[Formula, ...]  # gain, scale, and std for uniform schemes
+
+    @property
+    def std(self) -> float:
+        """The standard deviation: bound/√3 for U(−bound, bound), the scale itself for a normal."""
+        if self.distribution == UNIFORM:
+            return self.scale.value / math.sqrt(3)
+        return self.scale.value
+
+    @property
+    def formulas(self) -> tuple[Formula, ...]:
+        """The theory line by line: the gain, the scale, and for a uniform scheme its std."""
+        if self.distribution != UNIFORM:
+            return (self.gain, self.scale)
+        bound = self.scale.value
+        return (self.gain, self.scale, Formula("std", "bound/√3", f"{bound:.4f}/√3", self.std))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields, then `std` and `formulas`."""
+        formulas = [asdict(formula) for formula in self.formulas]
+        return {**asdict(self), "std": self.std, "formulas": formulas}
 
     def initializer_kwargs(self) -> dict[str, Any]:
         """The scheme's own keyword arguments, as `needle.init` takes them."""
@@ -121,6 +138,11 @@ class KSTest:
     def passed(self) -> bool:
         return self.statistic <= self.critical
 
+    @property
+    def coefficient(self) -> float:
+        """c(α), the critical value times √n."""
+        return ks_coefficient(self.alpha)
+
 
 @dataclass(frozen=True)
 class Histogram:
@@ -147,12 +169,13 @@ class InitStats:
         return next(s for s in self.statistics if s.name == name)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {**asdict(self), "theory": self.theory.to_dict()}
         data["ks"]["passed"] = self.ks.passed
-        for formula, item in zip(self.theory.formulas, data["theory"]["formulas"], strict=True):
+        theory = data["theory"]
+        formulas = (self.theory.gain, self.theory.scale, *self.theory.formulas)
+        items = (theory["gain"], theory["scale"], *theory["formulas"])
+        for formula, item in zip(formulas, items, strict=True):
             item["text"] = formula.text
-        for key in ("gain", "scale"):
-            data["theory"][key]["text"] = getattr(self.theory, key).text
         return data
 
 
@@ -191,14 +214,38 @@ class Propagation:
         """std of ∂L/∂z at the first layer over std at the last (the way gradients flow)."""
         return _ratio(self.layers[0].backward_std, self.layers[-1].backward_std)
 
+    @property
+    def forward_trend(self) -> str:
+        return trend(self.forward_gain)
+
+    @property
+    def backward_trend(self) -> str:
+        return trend(self.backward_gain)
+
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {**asdict(self), "theory": self.theory.to_dict()}
         data["forward_gain"], data["backward_gain"] = self.forward_gain, self.backward_gain
         return data
 
 
 def _ratio(top: float, bottom: float) -> float:
     return top / bottom if bottom != 0 else math.inf if top != 0 else 1.0
+
+
+# A signal whose std shrinks or grows by less than this factor over the whole stack is steady.
+STEADY_FACTOR = 2.0
+
+
+def trend(gain: float) -> str:
+    """What a stack does to the signal, from its std's `gain` over the stack: "vanishing",
+    "exploding", "steady", or "overflow" when the gain could not be measured (nan)."""
+    if math.isnan(gain):
+        return "overflow"
+    if gain < 1 / STEADY_FACTOR:
+        return "vanishing"
+    if gain > STEADY_FACTOR:
+        return "exploding"
+    return "steady"
 
 
 @dataclass(frozen=True)
@@ -242,9 +289,14 @@ def normal_quantile(p: float) -> float:
     return (low + high) / 2
 
 
+def ks_coefficient(alpha: float = KS_ALPHA) -> float:
+    """c(α) = √(−ln(α/2)/2) of the asymptotic Kolmogorov–Smirnov test: 1.358 at α = 0.05."""
+    return math.sqrt(-math.log(alpha / 2) / 2)
+
+
 def ks_critical(samples: int, alpha: float = KS_ALPHA) -> float:
-    """The asymptotic Kolmogorov–Smirnov critical value c(α)/√n, c(α) = √(−ln(α/2)/2)."""
-    return math.sqrt(-math.log(alpha / 2) / 2) / math.sqrt(samples)
+    """The asymptotic Kolmogorov–Smirnov critical value c(α)/√n."""
+    return ks_coefficient(alpha) / math.sqrt(samples)
 
 
 def ks_statistic(samples: np.ndarray, cdf: Callable[[np.ndarray], np.ndarray]) -> float:
@@ -333,12 +385,6 @@ def theory(
     substituted = expression.replace("gain", symbol, 1)
     for name, number in fans.items():
         substituted = substituted.replace(name, number)
-    scale = Formula(quantity, expression, substituted, value)
-    formulas = [gain_formula, scale]
-    std = value
-    if distribution == UNIFORM:
-        std = value / math.sqrt(3)
-        formulas.append(Formula("std", "bound/√3", f"{value:.4f}/√3", std))
     return Theory(
         scheme=scheme,
         distribution=distribution,
@@ -348,9 +394,7 @@ def theory(
         param=param,
         mode=mode,
         gain=gain_formula,
-        scale=scale,
-        std=std,
-        formulas=tuple(formulas),
+        scale=Formula(quantity, expression, substituted, value),
     )
 
 

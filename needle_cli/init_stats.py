@@ -326,9 +326,8 @@ def _ks_line(stats: InitStats) -> str:
         if ks.passed
         else f"[bold red]✗ not {_distribution(stats)}[/]"
     )
-    c = ks.critical * ks.samples**0.5
     return (
-        f"Kolmogorov–Smirnov D = {ks.statistic:.4f}, critical {c:.3f}/√{ks.samples} = "
+        f"Kolmogorov–Smirnov D = {ks.statistic:.4f}, critical {ks.coefficient:.3f}/√{ks.samples} = "
         f"{ks.critical:.4f} at α = {ks.alpha:g}: {verdict}"
     )
 
@@ -388,14 +387,12 @@ def histogram_lines(histogram: Histogram, label: str, height: int = HISTOGRAM_HE
     return lines
 
 
-def _trend(ratio: float) -> str:
-    if ratio != ratio:  # nan: the stack overflowed
+def _trend(trend: str, gain: float) -> str:
+    """`×0.0476 vanishing`, coloured by the verdict."""
+    if trend == "overflow":
         return "[bold red]overflow[/]"
-    if ratio < 0.5:
-        return f"[red]×{number(ratio)} vanishing[/]"
-    if ratio > 2:
-        return f"[red]×{number(ratio)} exploding[/]"
-    return f"[green]×{number(ratio)} steady[/]"
+    colour = "green" if trend == "steady" else "red"
+    return f"[{colour}]×{number(gain)} {trend}[/]"
 
 
 def _render_propagation(out: Console, propagation: Propagation) -> None:
@@ -422,8 +419,10 @@ def _render_propagation(out: Console, propagation: Propagation) -> None:
         )
     out.print(table)
     out.print(
-        f"forward, layer 1 → {propagation.depth}: {_trend(propagation.forward_gain)}; "
-        f"backward, layer {propagation.depth} → 1: {_trend(propagation.backward_gain)}"
+        f"forward, layer 1 → {propagation.depth}: "
+        f"{_trend(propagation.forward_trend, propagation.forward_gain)}; "
+        f"backward, layer {propagation.depth} → 1: "
+        f"{_trend(propagation.backward_trend, propagation.backward_gain)}"
     )
 
 
@@ -474,8 +473,9 @@ def _render_comparison(out: Console, results: list[tuple[InitStats, Propagation 
     out.print(layers)
     for propagation in propagations:
         out.print(
-            f"{propagation.theory.scheme}: forward {_trend(propagation.forward_gain)}, "
-            f"backward {_trend(propagation.backward_gain)}"
+            f"{propagation.theory.scheme}: "
+            f"forward {_trend(propagation.forward_trend, propagation.forward_gain)}, "
+            f"backward {_trend(propagation.backward_trend, propagation.backward_gain)}"
         )
 
 

@@ -15,6 +15,7 @@ from needle.init_stats import (
     config_layer_stats,
     expected_signal,
     init_stats,
+    ks_coefficient,
     ks_critical,
     ks_statistic,
     measure,
@@ -22,6 +23,7 @@ from needle.init_stats import (
     normal_quantile,
     propagate,
     theory,
+    trend,
     uniform_cdf,
 )
 
@@ -74,6 +76,16 @@ def test_substituted_formulas_show_the_numbers():
     assert leaky.gain.text == "gain(leaky_relu, a=0.2) = √(2/(1+a²)) = √(2/(1+0.2²)) = " + (
         f"{math.sqrt(2 / 1.04):.4f}"
     )
+
+
+def test_formulas_read_gain_scale_and_a_uniform_schemes_std():
+    uniform = theory("xavier_uniform", 30, 20)
+    assert [f.quantity for f in uniform.formulas] == ["gain", "bound", "std"]
+    std = uniform.formulas[2]
+    assert std.value == uniform.std == pytest.approx(uniform.scale.value / math.sqrt(3))
+    assert std.text == f"std = bound/√3 = {uniform.scale.value:.4f}/√3 = {std.value:.4f}"
+    normal = theory("xavier_normal", 30, 20)
+    assert normal.formulas == (normal.gain, normal.scale) and normal.std == normal.scale.value
 
 
 def test_theory_gain_is_init_calculate_gain():
@@ -130,6 +142,11 @@ def test_ks_statistic_of_an_exact_quantile_grid_is_half_a_step():
 def test_ks_critical_value_is_the_asymptotic_one():
     assert ks_critical(10_000) == pytest.approx(math.sqrt(-math.log(KS_ALPHA / 2) / 2) / 100)
     assert ks_critical(10_000) == pytest.approx(1.36 / 100, rel=2e-3)
+    # c(α) of the two-sided test: 1.224 at α = 0.10, 1.358 at 0.05, 1.628 at 0.01.
+    for alpha, c in ((0.10, 1.224), (0.05, 1.358), (0.01, 1.628)):
+        assert ks_coefficient(alpha) == pytest.approx(c, abs=5e-4)
+    stats = init_stats("kaiming_uniform", samples=400)
+    assert stats.ks.coefficient == pytest.approx(stats.ks.critical * 20)
 
 
 def test_ks_rejects_about_five_percent_of_correct_draws():
@@ -285,6 +302,22 @@ def test_measured_signal_follows_the_variance_argument(scheme, nonlinearity, par
     for signal in p.layers:
         assert signal.forward_std == pytest.approx(signal.expected_forward_std, rel=0.1)
         assert signal.backward_std == pytest.approx(signal.expected_backward_std, rel=0.1)
+
+
+@pytest.mark.parametrize(
+    "gain, verdict",
+    [
+        (0.49, "vanishing"),
+        (0.5, "steady"),
+        (1.0, "steady"),
+        (2.0, "steady"),
+        (2.01, "exploding"),
+        (math.inf, "exploding"),
+        (math.nan, "overflow"),
+    ],
+)
+def test_trend_is_steady_within_a_factor_of_two(gain, verdict):
+    assert trend(gain) == verdict
 
 
 def test_expected_signal_formula():
