@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from needle_cli import render
 from needle_cli.render import console, number, print_json
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
-    from needle.init_stats import Histogram, InitStats, Propagation
+    from needle.init_stats import Histogram, InitStats, Propagation, SchemeReport
 
 # The stack depth --compare uses when --depth is not given.
 COMPARE_DEPTH = 10
@@ -156,23 +158,22 @@ def init_stats(
 ) -> None:
     from needle.errors import UsageError
 
-    given = {
-        "--fan-in": fan_in,
-        "--fan-out": fan_out,
-        "--nonlinearity": nonlinearity,
-        "--param": param,
-        "--mode": mode,
-        "--gain": gain,
-        "--samples": samples,
-        "--seed": seed,
-        "--depth": depth,
-        "--width": width,
-        "--compare": compare,
+    options = {
+        "fan_in": fan_in,
+        "fan_out": fan_out,
+        "nonlinearity": nonlinearity,
+        "param": param,
+        "mode": mode,
+        "gain": gain,
+        "samples": samples,
+        "seed": seed,
+        "depth": depth,
+        "width": width,
     }
+    given = {key: value for key, value in options.items() if value is not None}
     if config is not None:
-        extra = [name for name, value in given.items() if value is not None] + (
-            ["SCHEME"] if scheme else []
-        )
+        extra = ["--" + key.replace("_", "-") for key in given]
+        extra += (["--compare"] if compare is not None else []) + (["SCHEME"] if scheme else [])
         if extra:
             raise UsageError(
                 f"--config measures the Linear layers the config builds (with its own seed and "
@@ -181,53 +182,27 @@ def init_stats(
         return _config(config, as_json)
     if width is not None and depth is None and compare is None:
         raise UsageError("--width sets the --depth stack's layers; give --depth L too")
-
-    from needle import init_stats as lib
-
     schemes = ([scheme] if scheme else []) + _split_schemes(compare)
     if not schemes:
         raise UsageError(
             "give a SCHEME (e.g. needle init-stats kaiming_uniform), --compare S1,S2 or --config"
         )
-    if len(set(schemes)) != len(schemes):
-        raise UsageError(f"a scheme is listed twice: {', '.join(schemes)}")
-    seed = 0 if seed is None else seed
-    options = {"nonlinearity": nonlinearity, "param": param, "mode": mode, "gain": gain}
     if compare is not None:
-        _check_applies(schemes, options)
-    depth = COMPARE_DEPTH if compare is not None and depth is None else depth
+        given.setdefault("depth", COMPARE_DEPTH)
+
+    from needle.init_stats import survey
 
     started = time.perf_counter()
-    results = []
-    for name in schemes:
-        stats_options, stack_options = _split_options(
-            name, options, compare=compare is not None, stack=depth is not None
-        )
-        stats = lib.init_stats(
-            name,
-            256 if fan_in is None else fan_in,
-            256 if fan_out is None else fan_out,
-            samples=lib.DEFAULT_SAMPLES if samples is None else samples,
-            seed=seed,
-            **stats_options,
-        )
-        propagation = None
-        if depth is not None:
-            propagation = lib.propagate(
-                name, depth=depth, width=256 if width is None else width, seed=seed, **stack_options
-            )
-        results.append((stats, propagation))
+    reports = survey(schemes, route_options=compare is not None, **given)
     elapsed = time.perf_counter() - started
 
     if as_json:
-        entries = [
-            {"stats": s.to_dict(), "propagation": p.to_dict() if p else None} for s, p in results
-        ]
+        entries = [report.to_dict() for report in reports]
         print_json(entries[0] if compare is None else {"schemes": entries})
         return
     out = console()
     if compare is None:
-        stats, propagation = results[0]
+        stats, propagation = reports[0].stats, reports[0].propagation
         _render_stats(out, stats)
         if stats.theory.scheme.startswith("xavier") and nonlinearity and propagation is None:
             out.print(
@@ -237,7 +212,7 @@ def init_stats(
         if propagation is not None:
             _render_propagation(out, propagation)
     else:
-        _render_comparison(out, results)
+        _render_comparison(out, reports)
     out.print(f"[dim]({elapsed:.2f} s)[/]")
 
 
@@ -253,48 +228,6 @@ def _split_schemes(text: str | None) -> list[str]:
     if not names:
         raise UsageError(f"--compare expects schemes separated by commas, got '{text}'")
     return names
-
-
-def _split_options(
-    scheme: str, options: dict[str, Any], *, compare: bool, stack: bool
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(options for the weight statistics, options for the --depth stack) of one scheme.
-
-    --nonlinearity is the stack's activation, and kaiming's gain source; a leaky_relu stack
-    takes --param as its slope. With --compare each scheme takes the options that apply to it
-    (--gain: xavier, --mode and --param: kaiming); alone, an option that does not apply is
-    passed on so that the library names the mismatch.
-    """
-    xavier = scheme.startswith("xavier")
-    leaky_stack = stack and options["nonlinearity"] == "leaky_relu"
-    given = {key: value for key, value in options.items() if value is not None}
-    if compare:
-        foreign = {"mode", "param"} if xavier else {"gain"}
-        given = {
-            key: value
-            for key, value in given.items()
-            if key not in foreign or (key == "param" and leaky_stack)
-        }
-    stats = {
-        key: value
-        for key, value in given.items()
-        if not (xavier and (key == "nonlinearity" or (key == "param" and leaky_stack)))
-    }
-    return stats, given
-
-
-def _check_applies(schemes: list[str], options: dict[str, Any]) -> None:
-    from needle.errors import UsageError
-
-    families = {name.split("_")[0] for name in schemes}
-    for option, family in (("gain", "xavier"), ("mode", "kaiming"), ("param", "kaiming")):
-        if option == "param" and options["nonlinearity"] == "leaky_relu":
-            continue  # the slope of every scheme's leaky_relu stack
-        if options[option] is not None and family not in families:
-            raise UsageError(
-                f"--{option} applies to {family}_* schemes, and none is compared "
-                f"({', '.join(schemes)})"
-            )
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -333,15 +266,13 @@ def _ks_line(stats: InitStats) -> str:
 
 
 def _render_stats(out: Console, stats: InitStats) -> None:
-    from rich import box
     from rich.markup import escape
-    from rich.table import Table
 
     out.print(f"[bold]init-stats {stats.theory.scheme}[/]  [dim]{_header(stats)}[/]")
     out.print(f"theory: {_distribution(stats)}")
     for formula in stats.theory.formulas:
         out.print(f"  {formula.text}")
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table = render.table()
     table.add_column("statistic")
     table.add_column("expected", justify="right")
     table.add_column("measured", justify="right")
@@ -387,25 +318,29 @@ def histogram_lines(histogram: Histogram, label: str, height: int = HISTOGRAM_HE
     return lines
 
 
-def _trend(trend: str, gain: float) -> str:
-    """`×0.0476 vanishing`, coloured by the verdict."""
-    if trend == "overflow":
-        return "[bold red]overflow[/]"
-    colour = "green" if trend == "steady" else "red"
-    return f"[{colour}]×{number(gain)} {trend}[/]"
+def _trends(propagation: Propagation) -> tuple[str, str]:
+    """The forward and the backward verdict, `×0.0476 vanishing`, coloured."""
+
+    def text(trend: str, gain: float) -> str:
+        if trend == "overflow":
+            return "[bold red]overflow[/]"
+        colour = "green" if trend == "steady" else "red"
+        return f"[{colour}]×{number(gain)} {trend}[/]"
+
+    return (
+        text(propagation.forward_trend, propagation.forward_gain),
+        text(propagation.backward_trend, propagation.backward_gain),
+    )
 
 
 def _render_propagation(out: Console, propagation: Propagation) -> None:
-    from rich import box
-    from rich.table import Table
-
     out.print()
     out.print(
         f"[bold]depth {propagation.depth}[/] · width {propagation.width} · batch "
         f"{propagation.batch} · {propagation.activation} · input std "
         f"{propagation.input_std:.3f} · cotangent std {propagation.output_grad_std:.3f}"
     )
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table = render.table()
     table.add_column("layer", justify="right")
     for column in ("std z (forward)", "expected", "std ∂L/∂z (backward)", "expected"):
         table.add_column(column, justify="right")
@@ -418,11 +353,10 @@ def _render_propagation(out: Console, propagation: Propagation) -> None:
             _maybe(signal.expected_backward_std),
         )
     out.print(table)
+    forward, backward = _trends(propagation)
     out.print(
-        f"forward, layer 1 → {propagation.depth}: "
-        f"{_trend(propagation.forward_trend, propagation.forward_gain)}; "
-        f"backward, layer {propagation.depth} → 1: "
-        f"{_trend(propagation.backward_trend, propagation.backward_gain)}"
+        f"forward, layer 1 → {propagation.depth}: {forward}; "
+        f"backward, layer {propagation.depth} → 1: {backward}"
     )
 
 
@@ -430,27 +364,37 @@ def _maybe(value: float | None) -> str:
     return "—" if value is None else number(value)
 
 
-def _render_comparison(out: Console, results: list[tuple[InitStats, Propagation | None]]) -> None:
-    from rich import box
-    from rich.table import Table
-
-    first = results[0][0]
-    out.print(f"[bold]init-stats --compare[/]  [dim]{_header(first)}[/]")
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    table.add_column("scheme and formula", no_wrap=True)
+def _fit_table(*leading: str) -> Table:
+    """Schemes against their theory, one row each (`_fit_cells`), after `leading` columns."""
+    table = render.table()
+    for column in (*leading, "scheme and formula"):
+        table.add_column(column, no_wrap=True)
     for column in ("std", "expected", "KS D vs critical"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
-    for stats, _ in results:
-        table.add_row(
-            f"{stats.theory.scheme}\n[dim]{_short(stats.theory.scale)}[/]",
-            f"{stats.statistic('std').measured:.4f}",
-            f"{stats.theory.std:.4f}",
-            _ks_cell(stats),
-            _fits(stats),
-        )
+    return table
+
+
+def _fit_cells(stats: InitStats) -> list[str]:
+    theory, ks = stats.theory, stats.ks
+    scale = theory.scale  # `bound = √2·√(3/256) = 0.1531`: the formula with its numbers only
+    formula = f"{scale.quantity} = {scale.substituted} = {scale.value:.4f}"
+    return [
+        f"{theory.scheme}\n[dim]{formula}[/]",
+        f"{stats.statistic('std').measured:.4f}",
+        f"{theory.std:.4f}",
+        f"{ks.statistic:.4f} {'≤' if ks.passed else '>'} {ks.critical:.4f}",
+        "[green]✓ fits[/]" if ks.passed else "[bold red]✗ does not fit[/]",
+    ]
+
+
+def _render_comparison(out: Console, reports: list[SchemeReport]) -> None:
+    out.print(f"[bold]init-stats --compare[/]  [dim]{_header(reports[0].stats)}[/]")
+    table = _fit_table()
+    for report in reports:
+        table.add_row(*_fit_cells(report.stats))
     out.print(table)
-    propagations = [p for _, p in results if p is not None]
+    propagations = [report.propagation for report in reports if report.propagation]
     if not propagations:
         return
     head = propagations[0]
@@ -459,7 +403,7 @@ def _render_comparison(out: Console, results: list[tuple[InitStats, Propagation 
         f"[bold]depth {head.depth}[/] · width {head.width} · batch {head.batch} · "
         f"{head.activation}: std of z forward / of ∂L/∂z backward"
     )
-    layers = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    layers = render.table()
     layers.add_column("layer", justify="right")
     for propagation in propagations:
         layers.add_column(f"{propagation.theory.scheme} fwd", justify="right")
@@ -472,30 +416,12 @@ def _render_comparison(out: Console, results: list[tuple[InitStats, Propagation 
         layers.add_row(*row)
     out.print(layers)
     for propagation in propagations:
-        out.print(
-            f"{propagation.theory.scheme}: "
-            f"forward {_trend(propagation.forward_trend, propagation.forward_gain)}, "
-            f"backward {_trend(propagation.backward_trend, propagation.backward_gain)}"
-        )
-
-
-def _ks_cell(stats: InitStats) -> str:
-    return f"{stats.ks.statistic:.4f} {'≤' if stats.ks.passed else '>'} {stats.ks.critical:.4f}"
-
-
-def _fits(stats: InitStats) -> str:
-    return "[green]✓ fits[/]" if stats.ks.passed else "[bold red]✗ does not fit[/]"
-
-
-def _short(formula: Any) -> str:
-    """`bound = √2·√(3/256) = 0.1531`: the formula with its numbers only."""
-    return f"{formula.quantity} = {formula.substituted} = {formula.value:.4f}"
+        forward, backward = _trends(propagation)
+        out.print(f"{propagation.theory.scheme}: forward {forward}, backward {backward}")
 
 
 def _config(path: Path, as_json: bool) -> None:
-    from rich import box
     from rich.markup import escape
-    from rich.table import Table
 
     from needle.config import load_config
     from needle.init_stats import config_layer_stats
@@ -508,21 +434,12 @@ def _config(path: Path, as_json: bool) -> None:
     out.print(
         f"[bold]init-stats --config {escape(str(path))}[/]  [dim]{len(layers)} Linear layers[/]"
     )
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for column in ("layer", "shape", "scheme and formula"):
-        table.add_column(column, no_wrap=True)
-    for column in ("std", "expected", "KS D vs critical"):
-        table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("verdict", no_wrap=True)
+    table = _fit_table("layer", "shape")
     for layer in layers:
-        stats, theory = layer.stats, layer.stats.theory
+        theory = layer.stats.theory
         table.add_row(
             escape(layer.name.removeprefix("model.")),
             f"{theory.fan_in}×{theory.fan_out}",
-            f"{theory.scheme}\n[dim]{_short(theory.scale)}[/]",
-            f"{stats.statistic('std').measured:.4f}",
-            f"{theory.std:.4f}",
-            _ks_cell(stats),
-            _fits(stats),
+            *_fit_cells(layer.stats),
         )
     out.print(table)

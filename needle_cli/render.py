@@ -14,6 +14,7 @@ import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
 
 # Width for output that goes to a file or a pipe, which has no width of its own: wide
@@ -33,6 +34,14 @@ def console() -> Console:
     if not out.is_terminal and "COLUMNS" not in os.environ:
         out.width = PIPE_WIDTH
     return out
+
+
+def table() -> Table:
+    """An empty table in the commands' one style: a rule under the header, no outer border."""
+    from rich import box
+    from rich.table import Table
+
+    return Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
 
 
 def plain(value: Any) -> Any:

@@ -22,6 +22,7 @@ from needle.init_stats import (
     normal_cdf,
     normal_quantile,
     propagate,
+    survey,
     theory,
     trend,
     uniform_cdf,
@@ -341,6 +342,58 @@ def test_propagate_options_and_errors():
         propagate("kaiming_uniform", depth=0)
     with pytest.raises(UsageError, match="nonlinearity for a layer stack 'conv2d'"):
         propagate("kaiming_uniform", depth=2, nonlinearity="conv2d")
+
+
+# -- several schemes side by side ---------------------------------------------------------------
+
+
+def test_survey_is_init_stats_and_propagate_of_each_scheme():
+    reports = survey(["xavier_normal", "kaiming_uniform"], samples=500, seed=2, depth=2, width=8)
+    for report, scheme in zip(reports, ["xavier_normal", "kaiming_uniform"], strict=True):
+        assert report.stats == init_stats(scheme, samples=500, seed=2)
+        assert report.propagation == propagate(scheme, depth=2, width=8, seed=2)
+        assert report.to_dict()["propagation"] == report.propagation.to_dict()
+    (alone,) = survey(["kaiming_normal"], samples=100)
+    assert alone.propagation is None and alone.to_dict()["propagation"] is None
+
+
+def test_survey_routes_each_option_to_the_schemes_that_take_it():
+    options = {"gain": 2.0, "mode": "fan_out", "samples": 100, "depth": 2, "width": 8}
+    xavier, kaiming = survey(["xavier_uniform", "kaiming_uniform"], route_options=True, **options)
+    assert xavier.stats.theory == theory("xavier_uniform", gain=2.0)
+    assert kaiming.stats.theory == theory("kaiming_uniform", mode="fan_out")
+    assert kaiming.propagation.theory == theory("kaiming_uniform", 8, 8, mode="fan_out")
+    # Without routing, every option goes to every scheme, and one that does not apply fails.
+    with pytest.raises(UsageError, match="mode applies to kaiming schemes"):
+        survey(["xavier_uniform", "kaiming_uniform"], **options)
+
+
+def test_survey_gives_a_leaky_relu_stack_its_slope_whatever_the_scheme():
+    (xavier,) = survey(["xavier_normal"], nonlinearity="leaky_relu", param=0.3, depth=2, width=8)
+    assert xavier.stats.theory == theory("xavier_normal")
+    assert xavier.propagation == propagate(
+        "xavier_normal", depth=2, width=8, nonlinearity="leaky_relu", param=0.3
+    )
+    with pytest.raises(UsageError, match="param applies to kaiming schemes"):
+        survey(["xavier_normal"], nonlinearity="leaky_relu", param=0.3)  # no stack
+
+
+@pytest.mark.parametrize(
+    "schemes, options, message",
+    [
+        (["xavier_normal", "xavier_normal"], {}, "a scheme is listed twice"),
+        (
+            ["xavier_normal", "xavier_uniform"],
+            {"mode": "fan_in"},
+            r"mode applies to kaiming_\* schemes",
+        ),
+        (["xavier_normal"], {"param": 0.1}, r"param applies to kaiming_\* schemes"),
+        (["kaiming_normal"], {"gain": 2.0}, r"gain applies to xavier_\* schemes, and none is"),
+    ],
+)
+def test_survey_refuses_an_option_no_compared_scheme_takes(schemes, options, message):
+    with pytest.raises(UsageError, match=message):
+        survey(schemes, route_options=True, samples=100, **options)
 
 
 # -- a config's Linear layers --------------------------------------------------------------------
