@@ -18,6 +18,7 @@ such an element is reported as a non-differentiable point, not as a gradient err
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -36,6 +37,14 @@ DEFAULT_TOLERANCES = {
     "float32": {"atol": 1e-4, "rtol": 5e-3},
 }
 DEFAULT_EPS = 1e-6
+
+
+def default_tolerances(dtype: str) -> dict[str, float]:
+    """`{"atol": …, "rtol": …}` for an analytic computation in `dtype` (a dtype's name);
+    float32's for any dtype without its own."""
+    return DEFAULT_TOLERANCES.get(dtype, DEFAULT_TOLERANCES["float32"])
+
+
 # One-sided slopes further apart than this (relative to their size) mark a kink; for a
 # smooth function they differ by about h·|φ''|, far below it.
 KINK_TOLERANCE = 1e-3
@@ -70,7 +79,7 @@ class GradcheckReport:
     seed: int
     label: str = ""
     params: dict[str, Any] = field(default_factory=dict)
-    input_names: tuple[str, ...] = ()  # one per input when known: "a", "b", "0.weight"
+    input_names: tuple[str, ...] = ()  # one per input: "a", "b", "modules.0.weight", or "0"
 
     @property
     def passed(self) -> bool:
@@ -79,6 +88,29 @@ class GradcheckReport:
     @property
     def failing_inputs(self) -> list[int]:
         return [report.index for report in self.inputs if not report.passed]
+
+    @property
+    def elements(self) -> int:
+        """Elements of all the inputs together: a model's parameter count."""
+        return sum(math.prod(report.shape) for report in self.inputs)
+
+    @property
+    def checked(self) -> int:
+        """Elements (or projections) compared, over all the inputs."""
+        return sum(report.checked for report in self.inputs)
+
+    @property
+    def kinks(self) -> int:
+        """Non-differentiable points found (and not counted as errors), over all the inputs."""
+        return sum(len(report.nondifferentiable) for report in self.inputs)
+
+    @property
+    def max_abs_error(self) -> float:
+        return max(report.max_abs_error for report in self.inputs)
+
+    @property
+    def max_rel_error(self) -> float:
+        return max(report.max_rel_error for report in self.inputs)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -121,14 +153,15 @@ def check_gradients(
         fast: compare random projections `⟨g, u⟩` instead of every element — a few function
             evaluations per input instead of two per element.
         projections: number of random directions per input with `fast`.
-        label, params, input_names: carried into the report to say what was checked.
+        label, params, input_names: carried into the report to say what was checked;
+            inputs without names are named by position, "0", "1", ….
     """
     if order not in (1, 2):
         raise UsageError(f"order must be 1 or 2, got {order}")
     dtype = np.dtype(dtype or np.float64)
     if dtype.kind != "f":
         raise UsageError(f"gradients need a floating dtype, got {dtype}")
-    tolerances = DEFAULT_TOLERANCES.get(dtype.name, DEFAULT_TOLERANCES["float32"])
+    tolerances = default_tolerances(dtype.name)
     atol = tolerances["atol"] if atol is None else atol
     rtol = tolerances["rtol"] if rtol is None else rtol
     rng = np.random.default_rng(seed)
@@ -163,7 +196,7 @@ def check_gradients(
         seed=seed,
         label=label,
         params=dict(params or {}),
-        input_names=tuple(input_names),
+        input_names=tuple(input_names) or tuple(map(str, range(len(inputs)))),
     )
 
 

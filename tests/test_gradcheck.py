@@ -16,7 +16,7 @@ from broken_ops import (
 import needle as ndl
 from needle.autograd import Tensor
 from needle.errors import UsageError
-from needle.gradcheck import check_gradients, check_module, check_op
+from needle.gradcheck import check_gradients, check_module, check_op, default_tolerances
 
 rng = np.random.default_rng(0)
 SQUARE = [rng.standard_normal((3, 3)), rng.standard_normal((3, 3))]
@@ -85,10 +85,26 @@ def test_smooth_functions_report_no_kinks():
     assert report.passed and report.inputs[0].nondifferentiable == ()
 
 
+def test_report_totals_over_its_inputs():
+    a = np.array([[0.0, 1.5, -2.0], [0.5, 0.0, 3.0]])
+    report = check_gradients(lambda x, y: ndl.relu(x) * y, [a, rng.standard_normal(3)])
+    assert report.input_names == ("0", "1")  # named by position when no names are given
+    assert report.elements == 6 + 3 and report.checked == 6 + 3
+    assert report.kinks == 2  # relu at the two zeros of a
+    first, second = report.inputs
+    assert report.max_abs_error == max(first.max_abs_error, second.max_abs_error)
+    assert report.max_rel_error == max(first.max_rel_error, second.max_rel_error)
+    fast = check_gradients(lambda x: ndl.exp(x), [rng.standard_normal((20, 30))], fast=True)
+    assert fast.elements == 600 and fast.checked == 3
+
+
 def test_tolerances_are_keyword_only_with_dtype_defaults():
     report32 = check_gradients(ndl.exp, [np.ones(3)], dtype="float32")
     report64 = check_gradients(ndl.exp, [np.ones(3)])
     assert report32.atol > report64.atol and report32.rtol > report64.rtol
+    for report in (report32, report64):
+        assert default_tolerances(report.dtype) == {"atol": report.atol, "rtol": report.rtol}
+    assert default_tolerances("float16") == default_tolerances("float32")
     with pytest.raises(TypeError):
         check_gradients(ndl.exp, [np.ones(3)], "float64")  # type: ignore[misc]
 
