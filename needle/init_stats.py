@@ -593,9 +593,17 @@ def expected_signal(
     if c is None:
         return [(None, None)] * depth
     r = resolved.fan_in * resolved.std**2  # square layers: fan_in = fan_out
-    forward = [r * (r * c) ** (layer - 1) for layer in range(1, depth + 1)]
-    backward = [c * (r * c) ** (depth - layer) for layer in range(1, depth + 1)]
+    forward = [r * _power(r * c, layer - 1) for layer in range(1, depth + 1)]
+    backward = [c * _power(r * c, depth - layer) for layer in range(1, depth + 1)]
     return [(math.sqrt(f), math.sqrt(b)) for f, b in zip(forward, backward, strict=True)]
+
+
+def _power(base: float, exponent: int) -> float:
+    # A deep stack's predicted variance can pass the largest float: that is inf, not a crash.
+    try:
+        return base**exponent
+    except OverflowError:
+        return math.inf
 
 
 def propagate(
@@ -644,24 +652,25 @@ def propagate(
             weight = initializer(width, width, dtype="float64", **resolved.initializer_kwargs())
             layer.weight = nn.Parameter(weight)
             layers.append(layer)
-    h, pre_activations = x, []
-    for layer in layers:
-        z = layer(h)
-        pre_activations.append(z)
-        h = phi(z)
-    with np.errstate(over="ignore", invalid="ignore"):  # an exploding stack is a result too
-        h.backward(cotangent)
     expected = expected_signal(resolved, phi_name, param, depth)
-    signals = tuple(
-        LayerSignal(
-            layer=i + 1,
-            forward_std=float(np.std(z.numpy())),
-            backward_std=float(np.std(z.grad.numpy())) if z.grad is not None else 0.0,
-            expected_forward_std=expected[i][0],
-            expected_backward_std=expected[i][1],
+    # An exploding stack is a result too: its infs and nans are measured, not warned about.
+    with np.errstate(over="ignore", invalid="ignore"):
+        h, pre_activations = x, []
+        for layer in layers:
+            z = layer(h)
+            pre_activations.append(z)
+            h = phi(z)
+        h.backward(cotangent)
+        signals = tuple(
+            LayerSignal(
+                layer=i + 1,
+                forward_std=float(np.std(z.numpy())),
+                backward_std=float(np.std(z.grad.numpy())) if z.grad is not None else 0.0,
+                expected_forward_std=expected[i][0],
+                expected_backward_std=expected[i][1],
+            )
+            for i, z in enumerate(pre_activations)
         )
-        for i, z in enumerate(pre_activations)
-    )
     return Propagation(
         theory=resolved,
         activation=phi_name,

@@ -143,6 +143,16 @@ def test_depth_table_kaiming_steady():
     assert "depth 6 · width 128" in text and "steady" in text
 
 
+def test_an_overflowing_stack_is_shown_not_a_crash():
+    result = run("xavier_normal", "--gain", "40", "--depth", "300", "--width", "16")
+    assert result.exit_code == 0, result.output
+    assert "forward, layer 1 → 300: overflow" in result.stdout
+    assert result.stderr == ""  # no numpy warnings either
+    layers = run_json("xavier_normal", "--gain", "40", "--depth", "300", "--width", "16")
+    last = layers["propagation"]["layers"][-1]
+    assert last["forward_std"] is None and last["expected_forward_std"] is None  # inf, nan
+
+
 def test_compare_shows_xavier_vanishing_and_kaiming_steady():
     data = run_json("--compare", "xavier_uniform,kaiming_uniform")
     xavier, kaiming = data["schemes"]

@@ -4,6 +4,7 @@ against it, and the Kolmogorov–Smirnov machinery checked on cases with known a
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -327,6 +328,18 @@ def test_expected_signal_formula():
     assert [f for f, _ in expected] == pytest.approx([math.sqrt(2)] * 3)
     assert [b for _, b in expected] == pytest.approx([math.sqrt(0.5)] * 3)
     assert expected_signal(t, "tanh", None, 2) == [(None, None), (None, None)]
+
+
+def test_an_overflowing_stack_is_a_result_not_a_crash_or_a_warning():
+    # fan·Var(W)·E[relu(z)²]/Var(z) = 16·(40²·2/32)/2 = 800 per layer: past float64 within
+    # ~110 layers of the prediction and ~220 of the measurement.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = propagate("xavier_normal", depth=300, width=16, gain=40)
+    assert p.layers[0].expected_forward_std == pytest.approx(math.sqrt(16 * 40**2 * 2 / 32))
+    assert p.layers[-1].expected_forward_std == math.inf
+    assert p.layers[0].expected_backward_std == math.inf
+    assert math.isnan(p.layers[-1].forward_std) and p.forward_trend == "overflow"
 
 
 def test_propagate_options_and_errors():
