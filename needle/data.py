@@ -19,6 +19,7 @@ import numpy as np
 
 from needle.autograd import Tensor
 from needle.errors import UsageError
+from needle.fileio import write_bytes
 
 # -- the idx format -------------------------------------------------------------------------
 # Header: two zero bytes, a type code, the number of dimensions d; then d big-endian uint32
@@ -78,8 +79,8 @@ def read_idx(path: str | PathLike[str]) -> np.ndarray:
 
 
 def write_idx(path: str | PathLike[str], array: np.ndarray, *, gzip: bool = False) -> None:
-    """Write `array` as an idx file (gzip-compressed if `gzip`). Its dtype must be one idx
-    has: uint8, int8, int16, int32, float32 or float64."""
+    """Write `array` as an idx file (gzip-compressed if `gzip`), atomically. Its dtype must
+    be one idx has: uint8, int8, int16, int32, float32 or float64."""
     array = np.asarray(array)
     codes = {dtype.newbyteorder("="): code for code, dtype in _IDX_DTYPES.items()}
     if array.dtype not in codes:
@@ -91,7 +92,7 @@ def write_idx(path: str | PathLike[str], array: np.ndarray, *, gzip: bool = Fals
     dtype = _IDX_DTYPES[code]
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     payload = header + np.ascontiguousarray(array, dtype=dtype).tobytes()
-    Path(path).write_bytes(gzip_lib.compress(payload) if gzip else payload)
+    write_bytes(path, gzip_lib.compress(payload) if gzip else payload)
 
 
 # -- transforms -----------------------------------------------------------------------------
