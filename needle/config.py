@@ -21,7 +21,7 @@ import inspect
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -35,6 +35,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     WithJsonSchema,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -139,36 +140,50 @@ _PLAIN_TAGS = {
     "tag:yaml.org,2002:" + name for name in ("str", "int", "float", "bool", "null", "map", "seq")
 }
 _MAX_NODES = 100_000  # aliases can expand a small file into a huge tree ("billion laughs")
+_MAX_DEPTH = 64  # real configs nest about 8 deep; far deeper would exhaust Python's stack
+_TOO_DEEP = f"the config nests more than {_MAX_DEPTH} levels deep"
 
 
 def _pos(mark: yaml.Mark) -> tuple[int, int]:
     return mark.line + 1, mark.column + 1
 
 
-def read_yaml(text: str, label: str) -> tuple[Any, SourceMap]:
+def read_yaml(text: str, label: str, *, inline: bool = False) -> tuple[Any, SourceMap]:
     """Parse one YAML document of plain data; return it and the position of every value/key.
 
     Raises UsageError "label:line:col: ..." for syntax errors, tags other than plain YAML's,
-    duplicate keys, keys that are not scalars and alias cycles. Nothing is constructed from a
-    tag, so `!!python/object/apply:os.system` fails before it could run.
+    duplicate keys, keys that are not scalars, alias cycles and nesting deeper than
+    `_MAX_DEPTH`. Nothing is constructed from a tag, so `!!python/object/apply:os.system`
+    fails before it could run. `inline=True` reads a `--set` value: positions are columns of
+    the value, "label: column 3 of the value: ...".
     """
     source = SourceMap(label)
     loader = _Loader(text)
+
+    def where(mark: yaml.Mark) -> str:
+        line, col = _pos(mark)
+        return f"{label}: column {col} of the value" if inline else f"{label}:{line}:{col}"
+
+    def fail(mark: yaml.Mark, message: str) -> UsageError:
+        return UsageError(f"{where(mark)}: {message}")
+
     try:
-        node = loader.get_single_node()
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            # PyYAML composes nested collections recursively; the stack gives out first.
+            raise fail(loader.get_mark(), _TOO_DEEP) from None
         if node is None:
             return None, source
         count = 0
-
-        def fail(mark: yaml.Mark, message: str) -> UsageError:
-            line, col = _pos(mark)
-            return UsageError(f"{label}:{line}:{col}: {message}")
 
         def build(node: yaml.Node, path: KeyPath, active: set[int]) -> Any:
             nonlocal count
             count += 1
             if count > _MAX_NODES:
                 raise fail(node.start_mark, f"the config has more than {_MAX_NODES} values")
+            if len(path) > _MAX_DEPTH:
+                raise fail(node.start_mark, _TOO_DEEP)
             if node.tag not in _PLAIN_TAGS:
                 raise fail(
                     node.start_mark,
@@ -191,10 +206,11 @@ def read_yaml(text: str, label: str) -> tuple[Any, SourceMap]:
                     raise fail(key_node.start_mark, "keys must be plain names")
                 key = loader.construct_object(key_node)
                 if key in mapping:
-                    first, _ = source.keys[path + (key,)]
+                    line, col = source.keys[path + (key,)]
+                    first = f"at column {col}" if inline else f"on line {line}"
                     raise fail(
                         key_node.start_mark,
-                        f"{dotted(path + (key,))}: duplicate key (first written on line {first})",
+                        f"{dotted(path + (key,))}: duplicate key (first written {first})",
                     )
                 source.keys[path + (key,)] = _pos(key_node.start_mark)
                 mapping[key] = build(value_node, path + (key,), active)
@@ -203,9 +219,10 @@ def read_yaml(text: str, label: str) -> tuple[Any, SourceMap]:
         return build(node, (), set()), source
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
-        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
         problem = err.problem or err.context or "invalid YAML"
-        raise UsageError(f"{where}: YAML syntax error: {problem}") from None
+        raise UsageError(
+            f"{where(mark) if mark else label}: YAML syntax error: {problem}"
+        ) from None
     except yaml.YAMLError as err:
         raise UsageError(f"{label}: YAML syntax error: {err}") from None
     finally:
@@ -249,7 +266,7 @@ def apply_override(data: dict[str, Any], source: SourceMap, override: str) -> No
     if not sep or not key_text.strip():
         raise UsageError(f"--set {override}: expected key.path=value, such as train.epochs=5")
     path = parse_key_path(key_text.strip(), label=label)
-    value, _ = read_yaml(value_text, label)
+    value, _ = read_yaml(value_text, label, inline=True)
     node: Any = data
     for depth, part in enumerate(path[:-1]):
         _check_container(node, part, path[: depth + 1], label)
@@ -326,7 +343,27 @@ def _choice(kind: str, choices: Iterable[str]):
 Positive = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
-Probability = Annotated[float, Field(ge=0, lt=1)]  # a drop probability or a moving-average rate
+
+
+def _interval(low: float, high: float, *, open_low: bool = False) -> Any:
+    """A float type for [low, high), or (low, high) with `open_low`: a mistake gets one
+    message naming both bounds (pydantic's own names only the bound crossed), and the JSON
+    Schema gets the same bounds."""
+    shown = f"{'(' if open_low else '['}{low:g}, {high:g})"
+
+    def check(written: Any, as_float: Callable[[Any], float]) -> float:
+        value = as_float(written)  # type and finiteness first, with their own messages
+        if not ((low < value) if open_low else (low <= value)) or not value < high:
+            raise _error(f"must be in {shown} (got {_show(written)})")
+        return value
+
+    lower = "exclusiveMinimum" if open_low else "minimum"
+    schema = {"type": "number", lower: low, "exclusiveMaximum": high}
+    return Annotated[float, WrapValidator(check), WithJsonSchema(schema)]
+
+
+Probability = _interval(0, 1)  # a drop probability or a moving-average rate
+Fraction = _interval(0, 1, open_low=True)
 
 GENERATED = ("spirals", "moons", "circles", "blobs", "xor")
 FILE_DATASETS = ("mnist", "fashion_mnist", "npz", "csv")
@@ -363,7 +400,7 @@ class DataConfig(Strict):
         None, description="generators: number of classes (spirals, blobs: 3; others: 2)"
     )
     noise: NonNegative | None = Field(None, description="generators: noise scale")
-    val_fraction: Annotated[float, Field(gt=0, lt=1)] | None = Field(
+    val_fraction: Fraction | None = Field(
         None, description="share held out for validation when the data has no test split (0.2)"
     )
     label_column: str | None = Field(None, description="csv: the header of the label column")

@@ -98,11 +98,19 @@ CASES = {
     ),
     "dropout p >= 1": (
         "model:\n  layers:\n    - dropout: 1.5\n",
-        "c.yaml:3:16: model.layers[0].dropout.p: must be less than 1 (got 1.5)",
+        "c.yaml:3:16: model.layers[0].dropout.p: must be in [0, 1) (got 1.5)",
     ),
     "dropout p < 0": (
         "model:\n  layers:\n    - dropout: {p: -0.1}\n",
-        "c.yaml:3:20: model.layers[0].dropout.p: must be at least 0 (got -0.1)",
+        "c.yaml:3:20: model.layers[0].dropout.p: must be in [0, 1) (got -0.1)",
+    ),
+    "val_fraction outside (0, 1)": (
+        "data: {val_fraction: 0}\nmodel: {layers: [relu]}\n",
+        "c.yaml:1:22: data.val_fraction: must be in (0, 1) (got 0)",
+    ),
+    "beta2 of 1": (
+        "model: {layers: [relu]}\ntrain:\n  optimizer: {name: adam, beta2: 1}\n",
+        "c.yaml:3:34: train.optimizer.beta2: must be in [0, 1) (got 1)",
     ),
     "unknown initializer": (
         "model:\n  init: kaiming_unifrom\n  layers: [relu]\n",
@@ -254,6 +262,16 @@ OVERRIDE_ERRORS = {
     "no equals sign": (
         ("train.epochs",),
         "--set train.epochs: expected key.path=value, such as train.epochs=5",
+    ),
+    "bad YAML in the value": (
+        ("train.epochs=[1",),
+        "--set train.epochs=[1: column 3 of the value: YAML syntax error: expected ',' or ']', "
+        "but got '<stream end>'",
+    ),
+    "duplicate key in the value": (
+        ("train={epochs: 1, epochs: 2}",),
+        "--set train={epochs: 1, epochs: 2}: column 13 of the value: epochs: duplicate key "
+        "(first written at column 2)",
     ),
     "bad key path": (
         ("a..b=1",),
