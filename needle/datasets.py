@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import math
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from needle.config import GENERATED, TrainConfig
 from needle.errors import UsageError
+from needle.fileio import read_npz
 
 # The four files of an MNIST-format folder, by role; each may also end in .gz.
 IDX_FILES = {
@@ -188,9 +188,14 @@ def _read_idx_folder(folder: Path, dataset: str, config: TrainConfig) -> tuple[S
     hint = f"; get the files with: needle data download {dataset} --to {folder}"
     if not folder.is_dir():
         raise _missing(folder, "folder", config, hint)
-    return _read_idx_pair(folder, "train", dataset, config), _read_idx_pair(
-        folder, "val", dataset, config
-    )
+    train = _read_idx_pair(folder, "train", dataset, config)
+    val = _read_idx_pair(folder, "val", dataset, config)
+    if train.X.shape[1] != val.X.shape[1]:
+        raise UsageError(
+            f"'{folder}': the train images have {train.X.shape[1]} pixels each but the t10k "
+            f"images have {val.X.shape[1]}; both splits must come from one dataset"
+        )
+    return train, val
 
 
 def _read_idx_pair(
@@ -209,6 +214,13 @@ def _read_idx_pair(
             raise _missing(folder / (stem + "[.gz]"), "file", config, hint)
         paths.append(found[0])
     images = MNISTDataset(paths[0], paths[1])
+    if len(images) == 0:
+        raise UsageError(f"'{paths[0]}' holds no images")
+    if images.images.shape[1] == 0:
+        rows, cols, _ = images.image_shape
+        raise UsageError(
+            f"'{paths[0]}' holds images of {rows}×{cols} pixels; an image needs at least one"
+        )
     return Split(images.images, images.labels.astype(np.int64))
 
 
@@ -227,27 +239,15 @@ def _read_file(
 
 def _read_npz(path: Path) -> Split:
     """Arrays `X` (N, ...) and `y` (N,) from an .npz, with pickled objects refused."""
-    try:
-        # Opened here so that the file is closed even when np.load rejects it.
-        with path.open("rb") as f, np.load(f, allow_pickle=False) as archive:
-            names = list(archive.files)
-            missing = [name for name in ("X", "y") if name not in names]
-            if missing:
-                raise UsageError(
-                    f"'{path}' has no array {' or '.join(repr(m) for m in missing)} "
-                    f"(it holds: {', '.join(names) or 'nothing'}); save the data with "
-                    "np.savez(path, X=features, y=labels)"
-                )
-            X, y = archive["X"], archive["y"]
-    except AttributeError:
-        # np.load returned a bare array: an .npy file given an .npz name
+    arrays = read_npz(path)
+    missing = [name for name in ("X", "y") if name not in arrays]
+    if missing:
         raise UsageError(
-            f"'{path}' holds a single array; needle reads an .npz with arrays X and y"
-        ) from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
-        pickled = "pickle" in str(err)
-        reason = "it holds pickled objects, which needle never loads" if pickled else str(err)
-        raise UsageError(f"'{path}' is not a readable .npz file ({reason})") from None
+            f"'{path}' has no array {' or '.join(repr(m) for m in missing)} "
+            f"(it holds: {', '.join(arrays) or 'nothing'}); save the data with "
+            "np.savez(path, X=features, y=labels)"
+        )
+    X, y = arrays["X"], arrays["y"]
     if X.dtype.kind not in "biuf":
         raise UsageError(f"'{path}': X must hold numbers (got dtype {X.dtype})")
     if X.ndim < 2:
@@ -256,6 +256,10 @@ def _read_npz(path: Path) -> Split:
         raise UsageError(f"'{path}': y must be one label per sample (got shape {y.shape})")
     if len(X) != len(y):
         raise UsageError(f"'{path}': X has {len(X)} samples but y has {len(y)} labels")
+    if len(X) == 0:
+        raise UsageError(f"'{path}' holds no samples (X has shape {X.shape})")
+    if math.prod(X.shape[1:]) == 0:
+        raise UsageError(f"'{path}': X has no features (got shape {X.shape})")
     X = X.reshape(len(X), -1).astype(np.float32)
     bad = np.argwhere(~np.isfinite(X))
     if len(bad):
@@ -284,7 +288,9 @@ def _class_numbers(values: np.ndarray, where) -> np.ndarray:
 def _read_csv(path: Path, label_column: str, config: TrainConfig | None) -> Split:
     """A header row, then one sample per row; every cell a number; `label_column` the class."""
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        # utf-8-sig: spreadsheets often start a CSV with a byte-order mark, which would
+        # otherwise become part of the first column's name.
+        with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if not header:

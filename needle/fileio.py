@@ -1,9 +1,13 @@
-"""The one way needle writes a file: to a temporary name in the same folder, then renamed.
+"""The one way needle writes a file, and the one way it opens an .npz archive.
 
-`os.replace` within one folder is atomic, so a reader (or a resumed run) sees either the
-previous complete file or the new complete file, never a torn one, even if the process is
-killed with SIGKILL half-way through a write. The data is fsynced before the rename so that
-a crash of the machine cannot leave the new name pointing at unwritten blocks.
+Writing: to a temporary name in the same folder, then renamed. `os.replace` within one folder
+is atomic, so a reader (or a resumed run) sees either the previous complete file or the new
+complete file, never a torn one, even if the process is killed with SIGKILL half-way through
+a write. The data is fsynced before the rename so that a crash of the machine cannot leave
+the new name pointing at unwritten blocks.
+
+Reading .npz: pickles are refused (`allow_pickle=False`), and a file that is not an archive
+of arrays (a single .npy, a pickle, an HTML error page) is named for what it is.
 """
 
 from __future__ import annotations
@@ -11,11 +15,15 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from needle.errors import NeedleError
+import numpy as np
+
+from needle.errors import NeedleError, UsageError
 
 # Temporary files start with this, so a folder listing shows what a killed process left behind.
 TEMP_PREFIX = ".needle-tmp-"
@@ -79,3 +87,51 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# An .npz is a zip archive: it starts with a file entry, or is an empty archive's end record.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_NPY_MAGIC = b"\x93NUMPY"
+_PICKLE_MAGIC = b"\x80"  # protocol 2 and later
+
+
+def read_npz(path: str | os.PathLike[str], *, what: str = "") -> dict[str, np.ndarray]:
+    """Every array of the .npz archive at `path`, loaded with pickled objects refused.
+
+    Raises UsageError naming the file (after `what`, such as "checkpoint") when it is
+    missing, is something other than an .npz archive, is truncated or damaged, or holds
+    pickled objects, which could run code when loaded.
+    """
+    path = Path(path)
+    name = f"{what} '{path}'" if what else f"'{path}'"
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+            if head.startswith(_NPY_MAGIC):
+                raise UsageError(f"{name} is a single .npy array, not an .npz archive of arrays")
+            if head.startswith(_PICKLE_MAGIC):
+                raise UsageError(f"{name} is a Python pickle, which needle never loads")
+            if not head.startswith(_ZIP_MAGIC):
+                raise UsageError(f"{name} is not an .npz file (it does not start like a zip)")
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as archive:
+                arrays = {}
+                for key in archive.files:
+                    try:
+                        arrays[key] = archive[key]
+                    except ValueError as err:
+                        if "allow_pickle" not in str(err):
+                            raise
+                        raise UsageError(
+                            f"{name} holds pickled objects (array '{key}'), which needle never "
+                            "loads"
+                        ) from None
+                return arrays
+    except FileNotFoundError:
+        raise UsageError(f"{name} not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"{name} is a folder, not an .npz file") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as err:
+        raise UsageError(f"{name} is truncated or damaged ({err})") from None
+    except OSError as err:
+        raise UsageError(f"cannot read {name}: {err.strerror or err}") from None

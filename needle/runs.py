@@ -29,7 +29,6 @@ import shlex
 import signal
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,8 +37,10 @@ from typing import Any
 import numpy as np
 
 from needle import nn, optim
-from needle.build import build_model
+from needle.build import build_model, plan_model
 from needle.config import (
+    GENERATED,
+    KeyPath,
     SourceMap,
     TrainConfig,
     config_data,
@@ -51,7 +52,7 @@ from needle.config import (
 from needle.data import DataLoader, NDArrayDataset
 from needle.datasets import Data, Split, load_data, load_path
 from needle.errors import NeedleError, UsageError
-from needle.fileio import TEMP_PREFIX, atomic_writer, write_text
+from needle.fileio import TEMP_PREFIX, atomic_writer, read_npz, write_text
 from needle.train import BatchResult, run_batches
 
 CONFIG_FILE = "config.yaml"
@@ -238,7 +239,12 @@ def _rng_arrays(prefix: str, state: tuple, arrays: dict, meta: dict) -> None:
 def _rng_state(prefix: str, arrays: Any, meta: dict) -> tuple:
     info = meta[prefix]
     keys = np.asarray(arrays[f"{prefix}/keys"], dtype=np.uint32)
-    return (info["kind"], keys, info["pos"], info["has_gauss"], info["cached_gaussian"])
+    state = (info["kind"], keys, info["pos"], info["has_gauss"], info["cached_gaussian"])
+    try:
+        np.random.RandomState().set_state(state)  # the check numpy makes when resuming
+    except (LookupError, TypeError, ValueError) as err:
+        raise ValueError(f"'{prefix}' is not a numpy RNG state: {err}") from None
+    return state
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
@@ -272,53 +278,79 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """Read a checkpoint written by `save_checkpoint`; pickles are refused. A missing, corrupt
-    or foreign file raises UsageError saying which."""
+    """Read a checkpoint written by `save_checkpoint`; pickles are refused. A missing, damaged,
+    foreign or tampered file raises UsageError saying which."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"checkpoint '{path}' not found")
+    arrays = read_npz(path, what="checkpoint")
+    if "format" not in arrays or str(arrays["format"]) != CHECKPOINT_FORMAT:
+        raise UsageError(f"'{path}' is not a needle checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
     try:
-        # Opened here so that the file is closed even when np.load rejects it.
-        with path.open("rb") as f, np.load(f, allow_pickle=False) as archive:
-            files = set(archive.files)
-            if "format" not in files or str(archive["format"]) != CHECKPOINT_FORMAT:
-                raise UsageError(
-                    f"'{path}' is not a needle checkpoint (no '{CHECKPOINT_FORMAT}' marker)"
-                )
-            arrays = {name: archive[name] for name in files}
-        meta = json.loads(str(arrays["meta"]))
-        optimizer: dict[str, Any] = dict(meta["optimizer_scalars"])
-        model: dict[str, np.ndarray] = {}
-        for name, array in arrays.items():
-            kind, _, rest = name.partition("/")
-            if kind == "model":
-                model[rest] = array
-            elif kind == "optim":
-                buffer, _, index = rest.rpartition("/")
-                optimizer.setdefault(buffer, {})[int(index)] = array
-        return Checkpoint(
-            model=model,
-            optimizer=optimizer,
-            optimizer_name=meta["optimizer_name"],
-            rng=_rng_state("rng", arrays, meta),
-            epoch=int(meta["epoch"]),
-            step=int(meta["step"]),
-            epoch_rng=_rng_state("epoch_rng", arrays, meta) if "epoch_rng" in meta else None,
-            partial=dict(meta["partial"]),
-            history=[EpochMetrics(**row) for row in meta["history"]],
-            config=meta["config"],
-            in_features=int(meta["in_features"]),
-            num_classes=int(meta["num_classes"]),
-        )
-    except UsageError:
-        raise
-    except AttributeError:  # np.load gave a bare array: an .npy, not an .npz
-        raise UsageError(f"'{path}' is not a needle checkpoint (a single .npy array)") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, TypeError) as err:
-        reason = (
-            "it holds pickled objects" if "pickle" in str(err) else (f"{type(err).__name__}: {err}")
-        )
+        return _parse_checkpoint(arrays)
+    except (KeyError, TypeError, ValueError, RecursionError) as err:
+        reason = f"no entry {err}" if isinstance(err, KeyError) else str(err)
         raise UsageError(f"checkpoint '{path}' is corrupt or incomplete ({reason})") from None
+
+
+def _parse_checkpoint(arrays: dict[str, np.ndarray]) -> Checkpoint:
+    """The Checkpoint in `arrays`, every part checked, so that a tampered file fails here and
+    not half-way into training. Raises KeyError, TypeError or ValueError."""
+    meta = json.loads(str(arrays["meta"]))
+    if not isinstance(meta, dict):
+        raise ValueError("its metadata is not a JSON object")
+    model: dict[str, np.ndarray] = {}
+    optimizer: dict[str, Any] = {}
+    for name, array in arrays.items():
+        kind, _, rest = name.partition("/")
+        if kind not in ("model", "optim"):
+            continue
+        if array.dtype.kind not in "biuf" or not np.isfinite(array).all():
+            raise ValueError(f"array '{name}' must hold finite numbers")
+        if kind == "model":
+            model[rest] = array
+        else:
+            buffer, _, index = rest.rpartition("/")
+            optimizer.setdefault(buffer, {})[int(index)] = array
+    optimizer.update(_numbers(meta["optimizer_scalars"], "optimizer_scalars"))
+    step = _count(meta, "step")
+    epoch_rng = _rng_state("epoch_rng", arrays, meta) if "epoch_rng" in meta else None
+    partial = _numbers(meta["partial"], "partial")
+    if step and (epoch_rng is None or not {"loss_sum", "correct", "size"} <= partial.keys()):
+        raise ValueError("it stopped inside an epoch but lacks that epoch's state")
+    history = meta["history"]
+    if not isinstance(history, list):
+        raise ValueError("its history is not a list of epochs")
+    if not isinstance(meta["config"], dict):
+        raise ValueError("its stored config is not a mapping")
+    return Checkpoint(
+        model=model,
+        optimizer=optimizer,
+        optimizer_name=str(meta["optimizer_name"]),
+        rng=_rng_state("rng", arrays, meta),
+        epoch=_count(meta, "epoch"),
+        step=step,
+        epoch_rng=epoch_rng,
+        partial=partial,
+        history=[EpochMetrics(**_numbers(row, f"history[{i}]")) for i, row in enumerate(history)],
+        config=meta["config"],
+        in_features=_count(meta, "in_features", least=1),
+        num_classes=_count(meta, "num_classes", least=1),
+    )
+
+
+def _count(meta: dict, key: str, *, least: int = 0) -> int:
+    value = meta[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{key} must be a whole number ≥ {least} (got {value!r})")
+    return value
+
+
+def _numbers(table: Any, what: str) -> dict[str, float]:
+    if not isinstance(table, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in table.values()
+    ):
+        raise ValueError(f"{what} must map names to finite numbers")
+    return table
 
 
 def _check_fits(
@@ -366,9 +398,11 @@ class Session:
 def prepare(config: TrainConfig) -> Session:
     """Load the data and build the model and optimizer, checking that everything fits, before
     anything is written. Seeds numpy's global RNG with `config.seed` first."""
-    data = load_data(config)
+    generated = config.data.dataset in GENERATED
+    with _memory_for(config, ("data", "samples" if generated else "path"), "the data"):
+        data = load_data(config)
     np.random.seed(config.seed)
-    model = build_model(config, data.in_features, data.num_classes)
+    model = _build_model(config, data.in_features, data.num_classes)
     spec = config.train.optimizer
     optimizer = OPTIMIZER_CLASSES[spec.name](model.parameters(), **spec.arguments())
     batch = config.train.batch_size
@@ -379,6 +413,32 @@ def prepare(config: TrainConfig) -> Session:
     )
     val_loader = DataLoader(NDArrayDataset(data.val.X, data.val.y), batch_size=batch)
     return Session(config, data, model, optimizer, train_loader, val_loader)
+
+
+@contextlib.contextmanager
+def _memory_for(config: TrainConfig, at: KeyPath, what: str) -> Iterator[None]:
+    """Report running out of memory while making `what` at the config key that asked for it;
+    a run-time failure (exit 1), since the same config may fit a bigger machine."""
+    try:
+        yield
+    except MemoryError as err:
+        detail = f" ({err})" if str(err) else ""
+        raise NeedleError(str(config.error(at, f"not enough memory for {what}{detail}"))) from None
+
+
+def _build_model(config: TrainConfig, in_features: int, num_classes: int) -> nn.Sequential:
+    """`build_model`, with running out of memory reported at the largest layer."""
+    rows = plan_model(config, in_features, num_classes)
+    total = sum(row.params for row in rows if row.depth == 0)
+    largest = max((row for row in rows if row.layer != "residual"), key=lambda row: row.params)
+    at: KeyPath = ("model", "layers")
+    for depth, index in enumerate(largest.index.split(".")):  # "3.1": layer 1 of block 3
+        at += (("residual", "layers") if depth else ()) + (int(index),)
+    if largest.layer == "linear":
+        at += ("linear", "out_features")
+    what = f"a model of {total:,} parameters, {largest.params:,} of them in this layer"
+    with _memory_for(config, at, what):
+        return build_model(config, in_features, num_classes)
 
 
 @dataclass
@@ -509,6 +569,11 @@ def resume(
     """
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
+    if run_dir.is_file():
+        raise UsageError(
+            f"'{run_dir}' is a file; --resume takes a run folder, such as runs/quickstart-1 "
+            "(to start a run from a config: needle train CONFIG)"
+        )
     if not run_dir.is_dir():
         raise UsageError(f"run folder '{run_dir}' not found")
     if not config_path.is_file():
@@ -553,7 +618,12 @@ def resume(
             "cannot change until that epoch ends"
         )
     session.model.load_state_dict(checkpoint.model)
-    session.optimizer.load_state_dict(checkpoint.optimizer)
+    try:
+        session.optimizer.load_state_dict(checkpoint.optimizer)
+    except UsageError as err:
+        raise UsageError(
+            f"checkpoint '{run_dir / CHECKPOINT_FILE}' is corrupt or incomplete ({err})"
+        ) from None
     for leftover in run_dir.glob(f"{TEMP_PREFIX}*"):
         leftover.unlink(missing_ok=True)  # half-written files of a killed process
     if overrides:
@@ -663,8 +733,10 @@ def _train_epochs(
             elapsed + time.perf_counter() - began,
         )
         history.append(metrics)
-        _write_metrics(run_dir, history)
+        # The checkpoint first: a kill between the two writes leaves metrics one epoch behind
+        # (the next epoch rewrites them), never claiming an epoch the checkpoint lacks.
         save_checkpoint(checkpoint_path, snapshot(epoch))
+        _write_metrics(run_dir, history)
         if callbacks.on_epoch:
             callbacks.on_epoch(metrics)
         if stop.requested and epoch < total:
@@ -772,7 +844,7 @@ def evaluate(target: str | Path, *, data: str | Path | None = None) -> Evaluatio
                 f"{num_classes} classes (0 to {num_classes - 1})"
             )
     np.random.seed(config.seed)
-    model = build_model(config, in_features, num_classes)
+    model = _build_model(config, in_features, num_classes)
     _check_fits(checkpoint, model, config.train.optimizer.name, str(checkpoint_path), label)
     model.load_state_dict(checkpoint.model)
     if len(split) == 0:

@@ -7,6 +7,8 @@ the console script and to `typer.testing.CliRunner` in the tests:
   `error: <message>`, exit code 2 for usage and config errors, 1 for run-time failures;
 - a command-line usage error (unknown option, bad value): `error: <message> (see … --help)`,
   exit 2;
+- running out of memory (which the library reports at the config key where it can):
+  `error: not enough memory (...)`, exit 1;
 - anything else is a bug: one line saying so and where the full trace was saved, exit 1.
 """
 
@@ -27,13 +29,16 @@ _CLICK_HANDLED = (typer.Exit, typer.Abort, ClickException, KeyboardInterrupt)
 
 
 def save_crash_trace() -> str:
-    """Write the current exception's traceback to a file; return its path."""
+    """Write the current exception's traceback to a file (atomically, like every file needle
+    writes); return its path. Raises NeedleError if it cannot be written."""
     import tempfile
     import traceback
     from pathlib import Path
 
+    from needle.fileio import write_text
+
     path = Path(tempfile.gettempdir()) / CRASH_TRACE_NAME
-    path.write_text(traceback.format_exc())
+    write_text(path, traceback.format_exc())
     return str(path)
 
 
@@ -78,8 +83,12 @@ class NeedleGroup(TyperGroup):
             if isinstance(err, NeedleError):
                 typer.echo(f"error: {err}", err=True)
                 ctx.exit(err.exit_code)
-            path = save_crash_trace()
-            typer.echo(
-                f"internal error (this is a bug in needle); full trace saved to {path}", err=True
-            )
+            if isinstance(err, MemoryError):
+                typer.echo(f"error: not enough memory{f' ({err})' if str(err) else ''}", err=True)
+                ctx.exit(1)
+            try:
+                where = f"full trace saved to {save_crash_trace()}"
+            except NeedleError as unsaved:
+                where = f"{type(err).__name__}: {err}; the full trace could not be saved: {unsaved}"
+            typer.echo(f"internal error (this is a bug in needle); {where}", err=True)
             ctx.exit(1)

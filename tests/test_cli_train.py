@@ -1,5 +1,6 @@
 """`needle train`, `needle evaluate` and `needle schema` through CliRunner, and Ctrl-C /
-SIGTERM in a real subprocess. Numbers and exit codes are asserted, not just output."""
+SIGTERM in a real subprocess. Numbers and exit codes are asserted, not just output. (Mutated
+configs are in test_robustness.py.)"""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from needle.config import parse_config
@@ -251,8 +250,9 @@ def test_evaluate_other_data_and_errors(tiny, tmp_path):
     corrupt = tmp_path / "corrupt.npz"
     corrupt.write_bytes(b"not a zip at all")
     result = run("evaluate", corrupt)
-    assert result.exit_code == 2 and result.stderr.startswith(
-        f"error: checkpoint '{corrupt}' is corrupt or incomplete"
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"error: checkpoint '{corrupt}' is not an .npz file (it does not start like a zip)\n",
     )
 
 
@@ -262,64 +262,6 @@ def test_schema_is_json_schema(tmp_path):
     schema = json.loads(result.stdout)
     assert schema["title"] == "needle training config"
     assert "Layer" in schema["$defs"] and schema["required"] == ["model"]
-
-
-# -- mutated configs never crash ------------------------------------------------------------
-
-VALID = yaml.safe_load(TINY)
-
-
-def paths_of(data, prefix=()):
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield prefix + (key,)
-            yield from paths_of(value, prefix + (key,))
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            yield prefix + (i,)
-            yield from paths_of(value, prefix + (i,))
-
-
-PATHS = list(paths_of(VALID))
-WRONG_TYPES = st.sampled_from(["oops", [1, 2], {"a": 1}, None, True, -7, 0, 1.5, "1e400"])
-
-
-def mutate(data, path, kind, value):
-    data = json.loads(json.dumps(data))
-    *parents, last = path
-    node = data
-    for part in parents:
-        node = node[part]
-    if kind == "rename" and isinstance(node, dict):
-        node[str(last) + "x"] = node.pop(last)
-    elif kind == "drop":
-        del node[last]
-    else:
-        node[last] = value
-    return data
-
-
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
-    path=st.sampled_from(PATHS),
-    kind=st.sampled_from(["rename", "drop", "value"]),
-    value=WRONG_TYPES,
-)
-def test_mutated_configs_never_show_a_traceback(tmp_path, path, kind, value):
-    mutated = mutate(VALID, path, kind, value)
-    config = tmp_path / "m.yaml"
-    config.write_text(yaml.safe_dump(mutated))
-    result = run("train", config, "--dry-run")
-    assert "Traceback" not in result.output
-    assert "internal error" not in result.output
-    assert result.exit_code in (0, 2)
-    if result.exit_code == 2:
-        assert result.stderr.startswith("error: ") and result.stdout == ""
-    renamed_key = kind == "rename" and isinstance(path[-1], str)
-    if renamed_key:
-        assert result.exit_code == 2, "an unknown key must never be accepted"
 
 
 # -- signals in a real process ----------------------------------------------------------------

@@ -105,14 +105,14 @@ def test_npz_with_pickled_objects_is_refused(tmp_path):
     with pytest.raises(UsageError) as caught:
         load_data(npz_config(path))
     assert str(caught.value) == (
-        f"'{path}' is not a readable .npz file (it holds pickled objects, which needle never loads)"
+        f"'{path}' holds pickled objects (array 'X'), which needle never loads"
     )
 
 
 def test_npz_that_is_not_a_zip(tmp_path):
     path = tmp_path / "d.npz"
     path.write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(UsageError, match=r"is not a readable \.npz file"):
+    with pytest.raises(UsageError, match=r"is truncated or damaged \(File is not a zip file\)"):
         load_data(npz_config(path))
 
 

@@ -214,7 +214,7 @@ def test_corrupt_foreign_and_mismatched_checkpoints(tmp_path):
     path = done.run_dir / CHECKPOINT_FILE
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(UsageError, match=r"^checkpoint '.*truncated.npz' is corrupt or incomplete"):
+    with pytest.raises(UsageError, match=r"^checkpoint '.*truncated.npz' is truncated or damaged"):
         load_checkpoint(truncated)
     foreign = tmp_path / "foreign.npz"
     np.savez(foreign, weights=np.zeros(3))
@@ -225,7 +225,7 @@ def test_corrupt_foreign_and_mismatched_checkpoints(tmp_path):
     )
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, format=np.array("needle-checkpoint/1"), meta=np.array([{}], dtype=object))
-    with pytest.raises(UsageError, match="it holds pickled objects"):
+    with pytest.raises(UsageError, match="holds pickled objects .array 'meta'., which needle"):
         load_checkpoint(pickled)
     with pytest.raises(UsageError, match=r"^checkpoint '.*nope.npz' not found$"):
         load_checkpoint(tmp_path / "nope.npz")
