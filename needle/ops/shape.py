@@ -6,6 +6,7 @@ that reduces a broadcast gradient back to an input's shape.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -192,6 +193,30 @@ AXES = OpParam(
 )
 
 
+def _reduction_case(rng: np.random.Generator):
+    shape = random_shape(rng, 1, 3)
+    return {"axes": random_axes(rng, len(shape))}, [shape]
+
+
+def register_reduction(op_class: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`register` for an op that reduces over `axes` (summation, logsumexp, softmax): the
+    `axes` option, random axes of a random shape, and settings from all axes, through single,
+    negative and several axes, to a 3-D input."""
+    return register(
+        op_class,
+        params=[AXES],
+        random_case=_reduction_case,
+        settings=[
+            {"axes": None},
+            {"axes": 0},
+            {"axes": 1},
+            {"axes": (0, 1)},
+            {"axes": -1},
+            Setting({"axes": (0, 2)}, ((2, 3, 4),)),
+        ],
+    )
+
+
 class Summation(TensorOp):
     """Σ over `axes` (an int, a tuple, or None for all); reduced axes are dropped."""
 
@@ -207,21 +232,7 @@ class Summation(TensorOp):
         return broadcast_to(reshape(out_grad, kept), shape)
 
 
-def reduction_case(rng: np.random.Generator):
-    shape = random_shape(rng, 1, 3)
-    return {"axes": random_axes(rng, len(shape))}, [shape]
-
-
-REDUCTION_SETTINGS = [{"axes": None}, {"axes": 0}, {"axes": 1}, {"axes": (0, 1)}, {"axes": -1}]
-
-
-@register(
-    Summation,
-    params=[AXES],
-    shapes_for=lambda p: [(3, 4)],
-    random_case=reduction_case,
-    settings=REDUCTION_SETTINGS + [Setting({"axes": (0, 2)}, ((2, 3, 4),))],
-)
+@register_reduction(Summation)
 def summation(a: Tensor, axes: Axes = None) -> Tensor:
     """Sum of a over `axes`."""
     return Summation(axes)(a)

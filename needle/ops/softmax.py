@@ -7,15 +7,13 @@ import numpy as np
 from needle.autograd import Tensor, TensorOp
 from needle.errors import UsageError
 from needle.ops.elementwise import exp
-from needle.ops.registry import Setting, normalize_axes, random_shape, register
+from needle.ops.registry import normalize_axes, random_shape, register
 from needle.ops.shape import (
-    AXES,
-    REDUCTION_SETTINGS,
     Axes,
     _axes_arg,
     broadcast_to,
     keepdims_shape,
-    reduction_case,
+    register_reduction,
     reshape,
     summation,
 )
@@ -62,13 +60,7 @@ class LogSumExp(TensorOp):
         return broadcast_to(reshape(out_grad, kept), z.shape) * softmax(z, self.axes)
 
 
-@register(
-    LogSumExp,
-    params=[AXES],
-    shapes_for=lambda p: [(3, 4)],
-    random_case=reduction_case,
-    settings=REDUCTION_SETTINGS + [Setting({"axes": (0, 2)}, ((2, 3, 4),))],
-)
+@register_reduction(LogSumExp)
 def logsumexp(a: Tensor, axes: Axes = None) -> Tensor:
     """log Σ exp(a) over `axes`, stable at any magnitude."""
     return LogSumExp(axes)(a)
@@ -122,13 +114,7 @@ class Softmax(TensorOp):
         return node * (out_grad - dot)
 
 
-@register(
-    Softmax,
-    params=[AXES],
-    shapes_for=lambda p: [(3, 4)],
-    random_case=reduction_case,
-    settings=REDUCTION_SETTINGS + [Setting({"axes": (0, 2)}, ((2, 3, 4),))],
-)
+@register_reduction(Softmax)
 def softmax(a: Tensor, axes: Axes = None) -> Tensor:
     """exp(a) normalized to sum to 1 over `axes`, stable at any magnitude."""
     return Softmax(axes)(a)
