@@ -182,6 +182,7 @@ _UNIT_GAIN = (
 )
 NONLINEARITIES: tuple[str, ...] = (*_UNIT_GAIN, "tanh", "relu", "leaky_relu", "selu")
 FAN_MODES: tuple[str, ...] = ("fan_in", "fan_out")
+LEAKY_RELU_SLOPE = 0.01  # leaky_relu's negative slope when `param` does not give one
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
@@ -213,7 +214,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
         if param is None:
-            slope = 0.01
+            slope = LEAKY_RELU_SLOPE
         elif isinstance(param, (int, float)) and not isinstance(param, bool):
             slope = float(param)
         else:

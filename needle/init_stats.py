@@ -415,7 +415,7 @@ def theory(
 def _gain_formula(nonlinearity: str, param: float | None, gain: float) -> tuple[Formula, str]:
     """The gain as a formula line and as the symbol substituted into the scale formula."""
     if nonlinearity == "leaky_relu":
-        slope = 0.01 if param is None else param
+        slope = init.LEAKY_RELU_SLOPE if param is None else param
         formula = Formula(
             f"gain(leaky_relu, a={slope:g})", "√(2/(1+a²))", f"√(2/(1+{slope:g}²))", gain
         )
@@ -559,7 +559,7 @@ def activation(nonlinearity: str, param: float | None = None) -> Callable[[Tenso
         "sigmoid": nn.Sigmoid,
         "linear": nn.Identity,
         "identity": nn.Identity,
-        "leaky_relu": lambda: _leaky_relu(0.01 if param is None else param),
+        "leaky_relu": lambda: _leaky_relu(init.LEAKY_RELU_SLOPE if param is None else param),
         "selu": lambda: _selu,
     }
     if nonlinearity not in modules:
@@ -573,7 +573,7 @@ def _kept_variance(nonlinearity: str, param: float | None) -> float | None:
     if nonlinearity == "relu":
         return 0.5
     if nonlinearity == "leaky_relu":
-        slope = 0.01 if param is None else param
+        slope = init.LEAKY_RELU_SLOPE if param is None else param
         return (1 + slope**2) / 2
     if nonlinearity in ("linear", "identity"):
         return 1.0
