@@ -227,6 +227,15 @@ def test_alias_cycle_is_refused():
         read_yaml("a: &x [1, *x]\n", "c.yaml")
 
 
+def test_aliases_cannot_blow_a_small_file_up():
+    text = "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\n"
+    for name, previous in zip("bcdef", "abcde", strict=True):
+        text += f"{name}: &{name} [{', '.join(['*' + previous] * 9)}]\n"  # 9**6 values
+    with pytest.raises(UsageError) as caught:
+        read_yaml(text, "laughs.yaml")
+    assert str(caught.value) == "laughs.yaml:1:11: the config has more than 100000 values"
+
+
 def test_merge_keys_and_yaml12_floats():
     text = "base: &opt {name: sgd, lr: 1e-3}\n"
     data, _ = read_yaml(text + "x: {<<: *opt, momentum: 0.9}\n", "c.yaml")
@@ -272,6 +281,12 @@ OVERRIDE_ERRORS = {
         ("train={epochs: 1, epochs: 2}",),
         "--set train={epochs: 1, epochs: 2}: column 13 of the value: epochs: duplicate key "
         "(first written at column 2)",
+    ),
+    "python tag in the value": (
+        ("model=!!python/object/apply:os.system ['true']",),
+        "--set model=!!python/object/apply:os.system ['true']: column 1 of the value: YAML tag "
+        "'!!python/object/apply:os.system' is not allowed: configs are plain data (mappings, "
+        "lists, numbers, strings, true/false, null)",
     ),
     "bad key path": (
         ("a..b=1",),

@@ -215,6 +215,17 @@ def test_mnist_missing_file_says_how_to_get_it(tmp_path):
     )
 
 
+def test_mnist_missing_folder_says_how_to_get_it(tmp_path):
+    folder = tmp_path / "nowhere"
+    text = f"data:\n  dataset: mnist\n  path: '{folder}'\n{MODEL}"
+    with pytest.raises(UsageError) as caught:
+        load_data(parse_config(text, "c.yaml"))
+    assert str(caught.value) == (
+        f"c.yaml:3:9: data.path: folder '{folder}' not found; get the files with: needle data "
+        f"download mnist --to {folder}"
+    )
+
+
 def test_mnist_label_count_mismatch_and_truncation(tmp_path):
     arrays = make_mnist(tmp_path / "m")
     write_idx(tmp_path / "m" / "train-labels-idx1-ubyte.gz", arrays["train_labels"][:-1], gzip=True)
