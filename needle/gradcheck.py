@@ -121,6 +121,23 @@ class GradcheckReport:
 Function = Callable[..., Tensor]
 
 
+def validate_tolerances(
+    *, eps: float = DEFAULT_EPS, atol: float | None = None, rtol: float | None = None
+) -> None:
+    """Raise `UsageError` unless `eps` is in (0, 1) and `atol`, `rtol` are finite and ≥ 0
+    (None: the dtype's default). An infinite or nan tolerance makes a check that cannot
+    fail; a step of nan, inf or ≥ |x| measures nothing."""
+    if not (_is_number(eps) and 0 < eps < 1):
+        raise UsageError(f"eps must be a number in (0, 1) (got {eps})")
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if value is not None and not (_is_number(value) and 0 <= value < math.inf):
+            raise UsageError(f"{name} must be a finite number ≥ 0 (got {value})")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 def check_gradients(
     fn: Function,
     inputs: Sequence[np.ndarray],
@@ -155,12 +172,18 @@ def check_gradients(
         projections: number of random directions per input with `fast`.
         label, params, input_names: carried into the report to say what was checked;
             inputs without names are named by position, "0", "1", ….
+
+    Settings under which the check could not fail or could not run raise `UsageError`:
+    see `validate_tolerances`; `order` other than 1 or 2; `projections` < 1.
     """
     if order not in (1, 2):
-        raise UsageError(f"order must be 1 or 2, got {order}")
+        raise UsageError(f"order must be 1 or 2 (got {order})")
+    validate_tolerances(eps=eps, atol=atol, rtol=rtol)
+    if not (isinstance(projections, (int, np.integer)) and projections >= 1):
+        raise UsageError(f"projections must be a positive integer (got {projections})")
     dtype = np.dtype(dtype or np.float64)
     if dtype.kind != "f":
-        raise UsageError(f"gradients need a floating dtype, got {dtype}")
+        raise UsageError(f"gradients need a floating dtype (got {dtype})")
     tolerances = default_tolerances(dtype.name)
     atol = tolerances["atol"] if atol is None else atol
     rtol = tolerances["rtol"] if rtol is None else rtol
@@ -376,11 +399,18 @@ def _check_fits(spec: OpSpec, params: dict[str, Any], inputs: list[np.ndarray]) 
             raise UsageError(f"{what}: input {i} has shape {x.shape}, with no elements to check")
     shapes = ", ".join(str(x.shape) for x in inputs)
     try:
-        spec.call(params, *[Tensor(x, requires_grad=False) for x in inputs])
+        out = spec.call(params, *[Tensor(x, requires_grad=False) for x in inputs])
     except UsageError as err:
         raise UsageError(f"{what}, input shape {shapes}: {err}") from None
     except (ValueError, IndexError) as err:
         raise UsageError(f"{what} cannot take inputs of shape {shapes}: {err}") from None
+    # An empty output (broadcast_to shape=(0, 3)) has an empty cotangent: every gradient
+    # would be 0 on both sides, and the check would pass whatever backward computes.
+    if out.size == 0:
+        raise UsageError(
+            f"{what}, input shape {shapes}: the output has shape {out.shape}, with no elements "
+            "to check"
+        )
 
 
 def _op_function(spec: OpSpec, params: dict[str, Any]) -> Function:

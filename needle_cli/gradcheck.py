@@ -158,7 +158,7 @@ def gradcheck(
     if op is not None:
         modes.append("OP")
     if len(modes) > 1:
-        raise UsageError(f"give one of OP, --all, --list, --config; got {' and '.join(modes)}")
+        raise UsageError(f"give one of OP, --all, --list, --config (got {' and '.join(modes)})")
     if not modes:
         raise UsageError(
             "give an OP to check (e.g. needle gradcheck logsumexp), --all, --list or --config"
@@ -222,7 +222,7 @@ def _split_op(op: str | None, args: list[str]) -> tuple[str | None, list[str]]:
     if len(positional) > 1:
         from needle.errors import UsageError
 
-        raise UsageError(f"give one OP, got {len(positional)}: {', '.join(map(repr, positional))}")
+        raise UsageError(f"give one OP (got {len(positional)}: {', '.join(map(repr, positional))})")
     return (positional[0] if positional else None), rest
 
 
@@ -292,9 +292,9 @@ def parse_value(param: OpParam, text: str) -> Any:
         try:
             value = float(text)
         except ValueError:
-            raise UsageError(f"{name} expects a number, got '{text}'") from None
+            raise UsageError(f"{name} expects a number (got '{text}')") from None
         if value != value or value in (float("inf"), float("-inf")):
-            raise UsageError(f"{name} expects a finite number, got '{text}'")
+            raise UsageError(f"{name} expects a finite number (got '{text}')")
         return value
     if param.kind in ("axes", "axis_pair") and text.strip().lower() in ("none", "all"):
         return None
@@ -302,23 +302,31 @@ def parse_value(param: OpParam, text: str) -> Any:
     if param.kind == "axes":
         return ints[0] if len(ints) == 1 else ints
     if param.kind == "axis_pair" and len(ints) != 2:
-        raise UsageError(f"{name} expects two axes like 0,2 (or none), got '{text}'")
+        raise UsageError(f"{name} expects two axes like 0,2, or none (got '{text}')")
     return ints
 
 
 def parse_ints(text: str, option: str, *, allow_empty: bool = False) -> tuple[int, ...]:
-    """`"3,4"` → (3, 4); brackets and spaces are ignored; `"()"` → () when allowed."""
+    """`"3,4"` → (3, 4); brackets and spaces are ignored; `"()"` → () when allowed. One
+    trailing comma is Python's 1-tuple, `(3,)`; any other empty item (`3,,4`) is refused
+    rather than dropped, which would check a shape that was not asked for."""
     from needle.errors import UsageError
 
     body = text.strip().strip("()[]").replace(" ", "")
-    parts = [part for part in body.split(",") if part != ""]
-    if not parts and not allow_empty:
-        raise UsageError(f"{option} expects comma-separated integers, got '{text}'")
+    if not body:
+        if allow_empty:
+            return ()
+        raise UsageError(f"{option} expects comma-separated integers (got '{text}')")
+    parts = body.split(",")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()
+    if "" in parts:
+        raise UsageError(f"{option} expects comma-separated integers, none empty (got '{text}')")
     try:
         return tuple(int(part) for part in parts)
     except ValueError:
         raise UsageError(
-            f"{option} expects comma-separated integers like 0,1, got '{text}'"
+            f"{option} expects comma-separated integers like 0,1 (got '{text}')"
         ) from None
 
 
@@ -328,7 +336,7 @@ def parse_shape(text: str, option: str) -> tuple[int, ...]:
 
     dims = parse_ints(text, option, allow_empty=True)
     if any(d < 1 for d in dims):
-        raise UsageError(f"{option} {text}: sizes must be at least 1")
+        raise UsageError(f"{option} sizes must be at least 1 (got '{text}')")
     return dims
 
 
@@ -343,7 +351,7 @@ def _shapes(
     if takes_shape:
         if len(shape) > 1:
             raise UsageError(
-                f"{spec.name} takes one target --shape, got {len(shape)}; "
+                f"{spec.name} takes one target --shape (got {len(shape)}); "
                 "give input shapes with --input-shape"
             )
         if shape:
@@ -370,25 +378,20 @@ def _check_options(
     order: int,
     fast: bool,
 ) -> dict[str, Any]:
-    """The numerical options, validated, as `check_gradients` keywords (None: its default)."""
+    """The numerical options, validated up front, as `check_gradients` keywords (None: its
+    default); eps, atol and rtol by the library's own rules (`validate_tolerances`)."""
     from needle.errors import UsageError, unknown_choice
+    from needle.gradcheck import validate_tolerances
 
     if dtype not in DTYPES:
         raise unknown_choice("dtype", dtype, DTYPES)
     if seed < 0:
-        raise UsageError(f"--seed must be ≥ 0, got {seed}")
+        raise UsageError(f"--seed must be ≥ 0 (got {seed})")
     if order not in (1, 2):
-        raise UsageError(f"--order must be 1 or 2, got {order}")
-    if eps is not None and not 0 < eps < 1:
-        raise UsageError(f"--eps must be in (0, 1), got {eps}")
-    for name, value in (("--atol", atol), ("--rtol", rtol)):
-        if value is not None and not value >= 0:
-            raise UsageError(f"{name} must be ≥ 0, got {value}")
-    options: dict[str, Any] = {"dtype": dtype, "order": order, "fast": fast}
-    options.update(
-        {k: v for k, v in (("eps", eps), ("atol", atol), ("rtol", rtol)) if v is not None}
-    )
-    return options
+        raise UsageError(f"--order must be 1 or 2 (got {order})")
+    tolerances = {k: v for k, v in (("eps", eps), ("atol", atol), ("rtol", rtol)) if v is not None}
+    validate_tolerances(**tolerances)
+    return {"dtype": dtype, "order": order, "fast": fast, **tolerances}
 
 
 # -- the reproducing command ---------------------------------------------------------------

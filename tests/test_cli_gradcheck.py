@@ -124,6 +124,14 @@ def test_shape_overrides_one_per_input():
     assert data["passed"] and data["inputs"][0]["checked"] == 24
 
 
+def test_a_trailing_comma_is_a_one_tuple():
+    # "(3,)" is how the report's table prints a 1-d shape: pasting it back must work.
+    data = run_json("gradcheck", "exp", "--shape", "(3,)")
+    assert data["inputs"][0]["shape"] == [3]
+    data = run_json("gradcheck", "summation", "--axes", "1,", "--shape", "3,4,")
+    assert data["params"] == {"axes": 1} and data["inputs"][0]["shape"] == [3, 4]
+
+
 def test_reshape_and_broadcast_take_their_target_from_shape():
     data = run_json("gradcheck", "reshape", "--shape", "4,3", "--input-shape", "2,6")
     assert data["params"] == {"shape": [4, 3]} and data["inputs"][0]["shape"] == [2, 6]
@@ -320,25 +328,53 @@ USAGE_ERRORS = [
     (["logsumexp", "--axes", "1", "--axes", "0"], "--axes given twice"),
     (["transpose", "--axes", "0"], "--axes expects two axes like 0,2"),
     (["power_scalar"], "needs --scalar"),
-    (["power_scalar", "--scalar", "abc"], "--scalar expects a number, got 'abc'"),
+    (["power_scalar", "--scalar", "abc"], "--scalar expects a number (got 'abc')"),
     (["power_scalar", "--scalar", "inf"], "--scalar expects a finite number"),
     (["add", "--shape", "3,4", "--shape", "5"], "cannot take inputs of shape (3, 4), (5,)"),
     (["add", "--shape", "3,4"], "takes 2 input(s), got 1 shape(s)"),
-    (["add", "--shape", "0,4", "--shape", "4"], "sizes must be at least 1"),
+    (["add", "--shape", "0,4", "--shape", "4"], "--shape sizes must be at least 1 (got '0,4')"),
+    (["exp", "--shape", "3,-1"], "--shape sizes must be at least 1 (got '3,-1')"),
+    (
+        ["exp", "--shape", "3,,4"],
+        "--shape expects comma-separated integers, none empty (got '3,,4')",
+    ),
+    (["exp", "--shape", ",3"], "--shape expects comma-separated integers, none empty (got ',3')"),
+    (["exp", "--shape", "3,4,,"], "none empty (got '3,4,,')"),
+    (
+        ["exp", "--input-shape", "(3,,4)"],
+        "--input-shape expects comma-separated integers, none empty",
+    ),
+    (["reshape", "--shape", "4,,3", "--input-shape", "12"], "--shape expects comma-separated"),
+    (["logsumexp", "--axes", "0,,1"], "--axes expects comma-separated integers, none empty"),
+    (
+        ["broadcast_to", "--shape", "0,3", "--input-shape", "3"],
+        "the output has shape (0, 3), with no elements to check",
+    ),
     (["matmul", "--shape", "3,4", "--shape", "5,6"], "matmul shapes do not fit"),
     (["logsoftmax", "--shape", "3"], "logsoftmax takes a 2-D input"),
     (["reshape", "--shape", "5", "--input-shape", "3,4"], "cannot reshape an input of shape"),
     (["reshape", "--shape", "4,3", "--shape", "12"], "give input shapes with --input-shape"),
     (["exp", "--shape", "3", "--input-shape", "3"], "not both"),
     (["exp", "--dtype", "float16"], "unknown dtype 'float16'; did you mean 'float64'?"),
-    (["exp", "--order", "3"], "--order must be 1 or 2, got 3"),
-    (["exp", "--eps", "0"], "--eps must be in (0, 1)"),
-    (["exp", "--rtol", "-1"], "--rtol must be ≥ 0"),
-    (["exp", "--seed", "-1"], "--seed must be ≥ 0"),
+    (["exp", "--order", "3"], "--order must be 1 or 2 (got 3)"),
+    (["exp", "--eps", "0"], "eps must be a number in (0, 1) (got 0.0)"),
+    (["exp", "--eps", "1"], "eps must be a number in (0, 1) (got 1.0)"),
+    (["exp", "--eps", "-1e-6"], "eps must be a number in (0, 1) (got -1e-06)"),
+    (["exp", "--eps", "inf"], "eps must be a number in (0, 1) (got inf)"),
+    (["exp", "--eps", "nan"], "eps must be a number in (0, 1) (got nan)"),
+    (["exp", "--atol", "inf"], "atol must be a finite number ≥ 0 (got inf)"),
+    (["exp", "--atol", "nan"], "atol must be a finite number ≥ 0 (got nan)"),
+    (["exp", "--atol", "-1e-9"], "atol must be a finite number ≥ 0 (got -1e-09)"),
+    (["exp", "--rtol", "inf"], "rtol must be a finite number ≥ 0 (got inf)"),
+    (["exp", "--rtol", "-1"], "rtol must be a finite number ≥ 0 (got -1.0)"),
+    (["--all", "--rtol", "inf"], "rtol must be a finite number ≥ 0 (got inf)"),
+    # Refused before the config is read: the missing file is not what the message is about.
+    (["--config", "missing.yaml", "--atol", "inf"], "atol must be a finite number ≥ 0 (got inf)"),
+    (["exp", "--seed", "-1"], "--seed must be ≥ 0 (got -1)"),
     (["exp", "--fsat"], "did you mean '--fast'?"),
-    (["exp", "log"], "give one OP, got 2"),
+    (["exp", "log"], "give one OP (got 2: 'exp', 'log')"),
     ([], "give an OP to check"),
-    (["exp", "--all"], "give one of OP, --all, --list, --config; got --all and OP"),
+    (["exp", "--all"], "give one of OP, --all, --list, --config (got --all and OP)"),
     (["--all", "--axes", "1"], "--axes is an op option"),
     (["--all", "--shape", "3"], "apply to one OP"),
     (["--list", "--bogus", "1"], "unknown option '--bogus' for --list"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from broken_ops import (
@@ -16,7 +18,13 @@ from broken_ops import (
 import needle as ndl
 from needle.autograd import Tensor
 from needle.errors import UsageError
-from needle.gradcheck import check_gradients, check_module, check_op, default_tolerances
+from needle.gradcheck import (
+    check_gradients,
+    check_module,
+    check_op,
+    default_tolerances,
+    validate_tolerances,
+)
 
 rng = np.random.default_rng(0)
 SQUARE = [rng.standard_normal((3, 3)), rng.standard_normal((3, 3))]
@@ -113,6 +121,41 @@ def test_tight_tolerance_turns_float32_rounding_into_failure():
     x = [rng.standard_normal((20, 20)), rng.standard_normal((20, 20))]
     assert check_gradients(ndl.matmul, x, dtype="float32").passed
     assert not check_gradients(ndl.matmul, x, dtype="float32", atol=1e-12, rtol=1e-12).passed
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"atol": math.inf}, r"atol must be a finite number ≥ 0 \(got inf\)"),
+        ({"rtol": math.inf}, r"rtol must be a finite number ≥ 0 \(got inf\)"),
+        ({"atol": math.nan}, r"atol must be a finite number ≥ 0 \(got nan\)"),
+        ({"rtol": -1e-3}, r"rtol must be a finite number ≥ 0 \(got -0.001\)"),
+        ({"eps": 0.0}, r"eps must be a number in \(0, 1\) \(got 0.0\)"),
+        ({"eps": 1.0}, r"eps must be a number in \(0, 1\) \(got 1.0\)"),
+        ({"eps": math.inf}, r"eps must be a number in \(0, 1\) \(got inf\)"),
+        ({"eps": math.nan}, r"eps must be a number in \(0, 1\) \(got nan\)"),
+        ({"eps": "1e-6"}, r"eps must be a number in \(0, 1\) \(got 1e-6\)"),
+        ({"fast": True, "projections": 0}, r"projections must be a positive integer \(got 0\)"),
+        ({"order": 3}, r"order must be 1 or 2 \(got 3\)"),
+    ],
+)
+def test_settings_under_which_the_check_cannot_fail_are_refused(settings, message):
+    with pytest.raises(UsageError, match=message):
+        check_gradients(ndl.exp, [np.ones(3)], **settings)
+    if set(settings) <= {"eps", "atol", "rtol"}:
+        with pytest.raises(UsageError, match=message):
+            validate_tolerances(**settings)
+
+
+def test_zero_tolerances_are_allowed():
+    validate_tolerances(eps=1e-6, atol=0.0, rtol=0.0)
+    assert check_gradients(ndl.exp, [np.ones(3)], atol=0.0, rtol=0.0).atol == 0.0
+
+
+def test_an_op_output_with_no_elements_is_refused():
+    # Its cotangent is empty: both gradients would be 0 and the check could not fail.
+    with pytest.raises(UsageError, match=r"output has shape \(0, 3\), with no elements"):
+        check_op("broadcast_to", {"shape": (0, 3)}, shapes=[(3,)])
 
 
 def test_check_op_reproducible_and_validated():
