@@ -57,7 +57,7 @@ def seeded(seed: int) -> Iterator[None]:
         True
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+        raise UsageError(f"seed must be a non-negative integer (got {seed!r})")
     with rng_restored():
         np.random.seed(int(seed))
         yield
@@ -143,7 +143,7 @@ def one_hot(
     labels = i.numpy() if isinstance(i, Tensor) else np.asarray(i)
     if labels.dtype.kind not in "iu":
         if labels.dtype.kind != "f" or not np.array_equal(labels, np.trunc(labels)):
-            raise UsageError(f"one_hot: labels must be whole numbers, got {labels.dtype} values")
+            raise UsageError(f"one_hot: labels must be whole numbers (got {labels.dtype} values)")
         labels = labels.astype(np.intp)
     if labels.size and (labels.min() < 0 or labels.max() >= n):
         bad = labels[(labels < 0) | (labels >= n)].flat[0]

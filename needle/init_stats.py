@@ -36,6 +36,15 @@ KS_ALPHA = 0.05
 # comfortably, and the statistics need far fewer.
 MAX_DRAW = 20_000_000
 DEFAULT_SAMPLES = 65_536  # one 256 × 256 matrix
+# Draws to measure: at 10⁷ the KS test already tells CDFs 4·10⁻⁴ apart (1.358/√n), and the
+# draws, their sort and their CDF take about 0.7 GB.
+MAX_SAMPLES = 10_000_000
+# A --depth stack: a signal vanishes or explodes within tens of layers; more only take time.
+MAX_DEPTH = 1_000
+# Values a stack holds, depth·width² weights and depth·batch·width activations: up to about
+# 30 bytes each at peak (float64, forward and backward, measured), so 0.6 GB at this limit.
+MAX_STACK_VALUES = 20_000_000
+DEFAULT_BATCH = 256
 DEFAULT_BINS = 40
 
 UNIFORM, NORMAL = "uniform", "normal"
@@ -338,7 +347,7 @@ _SCHEMES = {
 
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise UsageError(f"{name} must be a positive integer, got {value!r}")
+        raise UsageError(f"{name} must be a positive integer (got {value!r})")
     return int(value)
 
 
@@ -371,7 +380,7 @@ def theory(
             raise UsageError(f"param applies to kaiming schemes (leaky_relu); {scheme} takes gain")
         g = 1.0 if gain is None else float(gain)
         if not (math.isfinite(g) and g > 0):
-            raise UsageError(f"gain must be a positive number, got {gain}")
+            raise UsageError(f"gain must be a positive number (got {gain})")
         gain_formula, symbol = Formula("gain", f"{g:g}", f"{g:g}", g), f"{g:g}"
         fans = {"fan_in+fan_out": f"{fan_in}+{fan_out}"}
         value = g * math.sqrt((6 if distribution == UNIFORM else 2) / (fan_in + fan_out))
@@ -389,7 +398,7 @@ def theory(
             if nonlinearity != "leaky_relu":
                 raise UsageError(f"param is leaky_relu's slope; nonlinearity is {nonlinearity}")
             if not math.isfinite(param):
-                raise UsageError(f"param must be a finite number, got {param}")
+                raise UsageError(f"param must be a finite number (got {param})")
         g = init.calculate_gain(nonlinearity, param)
         gain_formula, symbol = _gain_formula(nonlinearity, param, g)
         fan = fan_in if mode == "fan_in" else fan_out
@@ -459,7 +468,8 @@ def init_stats(
     seed: int = 0,
     bins: int = DEFAULT_BINS,
 ) -> InitStats:
-    """Draw `samples` weights with `scheme` and compare them with its theory.
+    """Draw `samples` weights (2 to `MAX_SAMPLES`) with `scheme` and compare them with its
+    theory.
 
     Expected values: mean 0; std from the formula; for U(−a, a) the extremes of n draws
     average ∓a·(n−1)/(n+1) and never pass ±a; for N(0, σ²) they are about ±σ·Φ⁻¹((n −
@@ -469,8 +479,8 @@ def init_stats(
         scheme, fan_in, fan_out, nonlinearity=nonlinearity, param=param, mode=mode, gain=gain
     )
     samples = _positive_int(samples, "samples")
-    if samples < 2:
-        raise UsageError(f"samples must be at least 2, got {samples}")
+    if not 2 <= samples <= MAX_SAMPLES:
+        raise UsageError(f"samples must be from 2 to {MAX_SAMPLES} (got {samples})")
     with init.seeded(seed):
         weights = draw(resolved, samples)
     return measure(resolved, weights, seed=seed, bins=bins)
@@ -606,12 +616,29 @@ def _power(base: float, exponent: int) -> float:
         return math.inf
 
 
+def stack_size(depth: int, width: int, batch: int = DEFAULT_BATCH) -> tuple[int, int, int]:
+    """(depth, width, batch) checked, before anything is built: each a positive integer,
+    depth at most `MAX_DEPTH`, and the stack's weights and activations, depth·width·(width +
+    batch) values, at most `MAX_STACK_VALUES`."""
+    depth, width = _positive_int(depth, "depth"), _positive_int(width, "width")
+    batch = _positive_int(batch, "batch")
+    if depth > MAX_DEPTH:
+        raise UsageError(f"depth must be at most {MAX_DEPTH} (got {depth})")
+    values = depth * width * (width + batch)
+    if values > MAX_STACK_VALUES:
+        raise UsageError(
+            f"a stack of depth {depth} and width {width} (batch {batch}) holds depth × width × "
+            f"(width + batch) = {values} weights and activations; at most {MAX_STACK_VALUES}"
+        )
+    return depth, width, batch
+
+
 def propagate(
     scheme: str,
     *,
     depth: int,
     width: int = 256,
-    batch: int = 256,
+    batch: int = DEFAULT_BATCH,
     nonlinearity: str | None = None,
     param: float | None = None,
     mode: str | None = None,
@@ -627,9 +654,9 @@ def propagate(
     halves it every layer. The backward pass mirrors this with fan_out.
 
     `nonlinearity` is the stack's φ (default relu) and, for kaiming schemes, the gain's source.
+    `depth` is at most `MAX_DEPTH`, and the stack at most `MAX_STACK_VALUES` (`stack_size`).
     """
-    depth, width = _positive_int(depth, "depth"), _positive_int(width, "width")
-    batch = _positive_int(batch, "batch")
+    depth, width, batch = stack_size(depth, width, batch)
     phi_name = nonlinearity or "relu"
     phi = activation(phi_name, param)
     kaiming = scheme.startswith("kaiming")
@@ -719,6 +746,8 @@ def survey(
         raise UsageError(f"a scheme is listed twice: {', '.join(schemes)}")
     options = {"nonlinearity": nonlinearity, "param": param, "mode": mode, "gain": gain}
     stack = depth is not None
+    if stack:  # refused before any scheme's draws, not after them
+        stack_size(depth, width)
     routed = [_scheme_options(s, options, stack=stack, route=route_options) for s in schemes]
     if route_options:
         taken = {key for _, stack_options in routed for key in stack_options}

@@ -13,6 +13,8 @@ from needle import init
 from needle.errors import UsageError
 from needle.init_stats import (
     KS_ALPHA,
+    MAX_DEPTH,
+    MAX_STACK_VALUES,
     config_layer_stats,
     expected_signal,
     init_stats,
@@ -23,6 +25,7 @@ from needle.init_stats import (
     normal_cdf,
     normal_quantile,
     propagate,
+    stack_size,
     survey,
     theory,
     trend,
@@ -100,8 +103,8 @@ def test_theory_gain_is_init_calculate_gain():
     "scheme, kwargs, message",
     [
         ("kaiming_unifrom", {}, "did you mean 'kaiming_uniform'"),
-        ("kaiming_uniform", {"fan_in": 0}, "fan_in must be a positive integer, got 0"),
-        ("kaiming_uniform", {"fan_out": -1}, "fan_out must be a positive integer, got -1"),
+        ("kaiming_uniform", {"fan_in": 0}, r"fan_in must be a positive integer \(got 0\)"),
+        ("kaiming_uniform", {"fan_out": -1}, r"fan_out must be a positive integer \(got -1\)"),
         ("xavier_uniform", {"mode": "fan_in"}, "mode applies to kaiming schemes"),
         ("xavier_uniform", {"param": 0.1}, "param applies to kaiming schemes"),
         ("xavier_uniform", {"gain": 0.0}, "gain must be a positive number"),
@@ -262,8 +265,9 @@ def test_a_broken_initializer_is_caught(monkeypatch):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"samples": 1}, "at least 2"),
-        ({"samples": 0}, "samples must be a positive integer"),
+        ({"samples": 1}, r"samples must be from 2 to 10000000 \(got 1\)"),
+        ({"samples": 10_000_001}, r"samples must be from 2 to 10000000 \(got 10000001\)"),
+        ({"samples": 0}, r"samples must be a positive integer \(got 0\)"),
         ({"seed": -1}, "seed must be a non-negative integer"),
         ({"fan_in": 100_000, "fan_out": 1000}, "at most 20000000"),
     ],
@@ -355,6 +359,33 @@ def test_propagate_options_and_errors():
         propagate("kaiming_uniform", depth=0)
     with pytest.raises(UsageError, match="nonlinearity for a layer stack 'conv2d'"):
         propagate("kaiming_uniform", depth=2, nonlinearity="conv2d")
+
+
+def test_stack_size_limits_depth_and_the_values_a_stack_holds():
+    assert stack_size(MAX_DEPTH, 16) == (MAX_DEPTH, 16, 256)
+    with pytest.raises(UsageError, match=rf"depth must be at most {MAX_DEPTH} \(got 1001\)"):
+        stack_size(MAX_DEPTH + 1, 16)
+    # The widest stack of depth 1 that fits, and one wider: w·(w + 256) against the limit.
+    width = math.isqrt(MAX_STACK_VALUES + 128**2) - 128
+    assert width * (width + 256) <= MAX_STACK_VALUES < (width + 1) * (width + 257)
+    assert stack_size(1, width) == (1, width, 256)
+    with pytest.raises(UsageError, match=rf"activations; at most {MAX_STACK_VALUES}"):
+        stack_size(1, width + 1)
+    with pytest.raises(UsageError, match=r"\(batch 100000\) .* = 20020000 weights and"):
+        stack_size(2, 100, batch=100_000)
+    with pytest.raises(UsageError, match=r"width must be a positive integer \(got 0\)"):
+        propagate("kaiming_uniform", depth=2, width=0)
+    with pytest.raises(UsageError, match=r"depth must be at most 1000 \(got 100000\)"):
+        propagate("kaiming_uniform", depth=100_000, width=100_000)
+
+
+def test_survey_refuses_a_stack_too_large_before_drawing(monkeypatch):
+    def no_draws(*args, **kwargs):
+        raise AssertionError("drew weights before refusing the stack")
+
+    monkeypatch.setattr("needle.init_stats.draw", no_draws)
+    with pytest.raises(UsageError, match="at most 20000000"):
+        survey(["kaiming_uniform"], depth=10, width=10_000)
 
 
 # -- several schemes side by side ---------------------------------------------------------------
