@@ -54,10 +54,16 @@ def read_idx(path: str | PathLike[str]) -> np.ndarray:
             raw = gzip_lib.decompress(raw)
         except (OSError, EOFError, zlib.error) as error:
             raise UsageError(f"idx file '{path}' is not valid gzip data: {error}") from None
-    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES:
+    if len(raw) < 4:
         raise UsageError(
-            f"idx file '{path}' has magic number 0x{raw[:4].hex()}; expected 0x0000TTDD with "
-            f"type code TT in {[f'{code:02x}' for code in _IDX_DTYPES]} and DD dimensions"
+            f"idx file '{path}' has {len(raw)} bytes, too few for the 4-byte magic number"
+        )
+    if raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES:
+        codes = ", ".join(f"{code:02x}" for code in _IDX_DTYPES)
+        raise UsageError(
+            f"idx file '{path}' has magic number 0x{raw[:4].hex()}, which is not idx: the "
+            f"first two bytes must be 00, the third a type code ({codes}), the fourth the "
+            f"number of dimensions, as in 0x00000803 (MNIST images)"
         )
     dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
     header_size = 4 + 4 * ndim
@@ -246,7 +252,7 @@ class DataLoader:
 
     def __init__(self, dataset: Dataset, batch_size: int = 1, shuffle: bool = False) -> None:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
+            raise UsageError(f"batch_size must be a positive integer (got {batch_size!r})")
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle

@@ -69,9 +69,15 @@ def _valid_bytes():
 @pytest.mark.parametrize(
     "content, message",
     [
-        (b"\x00\x00\x08", "magic number 0x000008"),
-        (b"\x01\x00\x08\x01" + bytes(8), "magic number 0x01000801"),
-        (b"\x00\x00\x07\x01" + bytes(8), "magic number 0x00000701"),
+        (b"", "has 0 bytes, too few for the 4-byte magic number"),
+        (b"\x00\x00\x08", "has 3 bytes, too few for the 4-byte magic number"),
+        (b"\x01\x00\x08\x01" + bytes(8), "magic number 0x01000801, which is not idx"),
+        (
+            b"\x00\x00\x07\x01" + bytes(8),
+            r"magic number 0x00000701, which is not idx: the first two bytes must be 00, the "
+            r"third a type code \(08, 09, 0b, 0c, 0d, 0e\), the fourth the number of "
+            r"dimensions, as in 0x00000803 \(MNIST images\)",
+        ),
         (b"\x00\x00\x08\x03\x00\x00\x00\x02", "truncated: its header declares 3 dimensions"),
         (_valid_bytes()[:-1], r"is truncated: .*shape \(2, 3\).*\(6 bytes of data\).* 5 bytes"),
         (_valid_bytes() + b"\x00", r"has trailing bytes: .* 7 bytes"),
@@ -79,6 +85,7 @@ def _valid_bytes():
         (gzip.compress(_valid_bytes())[:-6], "not valid gzip data"),
     ],
     ids=[
+        "empty",
         "short",
         "nonzero",
         "type",

@@ -177,6 +177,19 @@ def test_an_mnist_folder_with_an_empty_split_or_empty_images(tmp_path):
     )
 
 
+def test_an_mnist_file_that_is_not_idx_says_how_an_idx_file_starts(tmp_path):
+    # An HTML error page saved under an MNIST file's name: "<htm" is 0x3c68746d.
+    make_mnist(tmp_path / "m", gzip=False)
+    page = tmp_path / "m" / "train-labels-idx1-ubyte"
+    page.write_bytes(b"<html>404 not found</html>")
+    config = config_file(tmp_path, f"{{dataset: mnist, path: '{tmp_path / 'm'}'}}")
+    assert one_line_error(run("train", config, "--dry-run"), 2) == (
+        f"idx file '{page}' has magic number 0x3c68746d, which is not idx: the first two bytes "
+        "must be 00, the third a type code (08, 09, 0b, 0c, 0d, 0e), the fourth the number of "
+        "dimensions, as in 0x00000803 (MNIST images)"
+    )
+
+
 def test_a_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("label,a\n0,1\n1,2\n0,3\n1,4\n", encoding="utf-8-sig")  # as Excel saves it
