@@ -27,7 +27,10 @@ def _shift(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     slice into nan, where the right answers are −inf and +inf.
     """
     shift = np.max(z, axis=axes, keepdims=True)
-    return np.where(np.isfinite(shift), shift, 0).astype(z.dtype, copy=False)
+    finite = np.isfinite(shift)
+    if finite.all():  # the usual case: skip building a replacement array
+        return shift
+    return np.where(finite, shift, 0).astype(z.dtype, copy=False)
 
 
 def _stable_lse(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
