@@ -632,6 +632,9 @@ def resume(
     return _run(session, run_dir, checkpoint, callbacks or Callbacks(), stop or StopFlag(), True)
 
 
+# A diverging run overflows float32 before its loss turns NaN; the loss check reports that
+# in one clear message, so numpy's warnings would only be noise.
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def _run(
     session: Session,
     run_dir: Path,
@@ -641,20 +644,6 @@ def _run(
     resumed: bool,
 ) -> RunResult:
     """The epoch loop shared by `train` and `resume`: continue from `state`."""
-    # A diverging run overflows float32 before its loss turns NaN; the loss check reports
-    # that in one clear message, so numpy's warnings would only be noise.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _train_epochs(session, run_dir, state, callbacks, stop, resumed)
-
-
-def _train_epochs(
-    session: Session,
-    run_dir: Path,
-    state: Checkpoint,
-    callbacks: Callbacks,
-    stop: StopFlag,
-    resumed: bool,
-) -> RunResult:
     config, model, optimizer = session.config, session.model, session.optimizer
     total, steps = config.train.epochs, len(session.train_loader)
     checkpoint_path = run_dir / CHECKPOINT_FILE
