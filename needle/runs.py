@@ -783,21 +783,6 @@ class Evaluation:
         }
 
 
-class _KeepPredictions(nn.Module):
-    """Wraps a model and keeps each batch's predicted classes, so the confusion matrix comes
-    from the same pass (`run_batches`) that computes loss and accuracy."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.predictions: list[np.ndarray] = []
-
-    def forward(self, X: Any) -> Any:
-        logits = self.model(X)
-        self.predictions.append(logits.numpy().argmax(axis=-1))
-        return logits
-
-
 def evaluate(target: str | Path, *, data: str | Path | None = None) -> Evaluation:
     """Evaluate a run folder's checkpoint (with its config.yaml) or a checkpoint file (with
     the config stored inside it) on the run's validation split, or on `data` (an .npz, .csv
@@ -855,10 +840,11 @@ def measure_split(
 ) -> tuple[_Totals, np.ndarray]:
     """Loss and accuracy totals of `model` on `split` (evaluation mode), and the confusion
     matrix, counts indexed [true class, predicted class]."""
-    keeper = _KeepPredictions(model)
     loader = DataLoader(NDArrayDataset(split.X, split.y), batch_size=batch_size)
-    totals = _measure(loader, keeper)
-    predicted = np.concatenate(keeper.predictions)
+    totals, predicted = _Totals(), []
+    for result in run_batches(loader, model):  # in order: no shuffle
+        totals.add(result)
+        predicted.append(result.predictions)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(confusion, (split.y, predicted), 1)
+    np.add.at(confusion, (split.y, np.concatenate(predicted)), 1)
     return totals, confusion

@@ -7,7 +7,7 @@ computed in exactly one place.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,6 +24,9 @@ class BatchResult:
     loss: float  # mean loss over the batch
     correct: int  # number of correct predictions (argmax of the logits equals the label)
     size: int  # batch size
+    # The predicted classes (argmax of the logits), for confusion matrices; an array, so
+    # results compare by the numbers above.
+    predictions: np.ndarray = field(compare=False, repr=False)
 
 
 def run_batches(
@@ -54,8 +57,13 @@ def run_batches(
                 logits = model(X)
                 loss = loss_fn(logits, y)
         labels = y.numpy()
-        correct = int(np.count_nonzero(logits.numpy().argmax(axis=-1) == labels))
-        yield BatchResult(loss=float(loss.numpy()), correct=correct, size=len(labels))
+        predictions = logits.numpy().argmax(axis=-1)
+        yield BatchResult(
+            loss=float(loss.numpy()),
+            correct=int(np.count_nonzero(predictions == labels)),
+            size=len(labels),
+            predictions=predictions,
+        )
 
 
 def epoch(

@@ -27,6 +27,7 @@ from needle.runs import (
     TrainingDiverged,
     evaluate,
     load_checkpoint,
+    measure_split,
     new_run_dir,
     resume,
     train,
@@ -397,3 +398,20 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("killed")
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_confusion_matrix_counts_true_rows_against_predicted_columns():
+    from needle.datasets import Split
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((23, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 23)
+    np.random.seed(0)
+    model = nn.Sequential(nn.Linear(4, 3))
+    totals, confusion = measure_split(model, Split(X, y), batch_size=5, num_classes=3)
+    predicted = (X @ model.modules[0].weight.numpy() + model.modules[0].bias.numpy()).argmax(1)
+    expected = np.zeros((3, 3), dtype=np.int64)
+    for true, guess in zip(y, predicted, strict=True):
+        expected[true, guess] += 1
+    np.testing.assert_array_equal(confusion, expected)
+    assert totals.correct == np.trace(expected) and totals.size == 23

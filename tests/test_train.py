@@ -50,10 +50,13 @@ def test_training_pass_equals_a_hand_written_loop():
         loss = nn.SoftmaxLoss()(logits, yb)
         loss.backward()
         ref_opt.step()
-        correct = int((logits.numpy().argmax(axis=1) == yb.numpy()).sum())
-        expected.append(BatchResult(float(loss.numpy()), correct, yb.shape[0]))
+        predicted = logits.numpy().argmax(axis=1)
+        correct = int((predicted == yb.numpy()).sum())
+        expected.append(BatchResult(float(loss.numpy()), correct, yb.shape[0], predicted))
 
     assert results == expected
+    for got, want in zip(results, expected, strict=True):
+        np.testing.assert_array_equal(got.predictions, want.predictions)
     assert [r.size for r in results] == [5, 5, 5, 5, 3]
     for a, b in zip(model.parameters(), reference.parameters(), strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -153,10 +156,10 @@ def test_training_learns_a_separable_problem():
 
 
 def test_batch_result_is_plain_frozen_data():
-    result = BatchResult(loss=0.5, correct=3, size=4)
+    result = BatchResult(loss=0.5, correct=3, size=4, predictions=np.array([1, 0, 2, 2]))
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.loss = 1.0  # type: ignore[misc]
-    assert dataclasses.asdict(result) == {"loss": 0.5, "correct": 3, "size": 4}
+    assert result == BatchResult(loss=0.5, correct=3, size=4, predictions=np.zeros(4))
 
 
 def test_epoch_on_an_empty_loader_is_a_usage_error():
