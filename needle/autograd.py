@@ -147,7 +147,6 @@ class Tensor(Value):
         device: Device | None = None,
         dtype: Any = None,
         requires_grad: bool = True,
-        **kwargs: Any,
     ) -> None:
         if device is not None and not isinstance(device, Device):
             raise ValueError(f"unknown device {device!r}; needle has only cpu()")
