@@ -339,9 +339,7 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
             node.grad = adjoint
             continue
         node.grad = Tensor.make_const(adjoint.cached_data)
-        grads = node.op.gradient(adjoint, node)
-        if not isinstance(grads, tuple):
-            grads = (grads,)
+        grads = node.op.gradient_as_tuple(adjoint, node)
         for child, grad in zip(node.inputs, grads, strict=True):
             if grad is not None and child.requires_grad:
                 # Contributions are summed in the order they arrive: deterministic.
