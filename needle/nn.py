@@ -167,7 +167,9 @@ class Linear(Module):
             X = ops.reshape(X, (math.prod(lead), self.in_features))
         out = ops.matmul(X, self.weight)
         if self.bias is not None:
-            out = ops.add(out, ops.broadcast_to(self.bias, out.shape))
+            # add broadcasts the (1, out_features) row itself; an explicit broadcast_to
+            # node would give the same numbers and one more node to build and walk back.
+            out = ops.add(out, self.bias)
         if flat:
             out = ops.reshape(out, (*lead, self.out_features))
         return out
