@@ -41,6 +41,16 @@ def _np_transpose(a, axes):
     return np.swapaxes(a, *axes)
 
 
+def _np_sum_to_shape(a, shape):
+    """Each output entry sums the entries of `a` that broadcasting would copy it to."""
+    out = np.zeros(shape)
+    lead = a.ndim - len(shape)
+    for index in np.ndindex(a.shape):
+        source = tuple(0 if n == 1 else i for i, n in zip(index[lead:], shape, strict=True))
+        out[source] += a[index]
+    return out
+
+
 # The numpy meaning of every registered op: (inputs, params) -> array.
 NUMPY_REFERENCE = {
     "add": lambda x, p: x[0] + x[1],
@@ -61,6 +71,7 @@ NUMPY_REFERENCE = {
     "reshape": lambda x, p: x[0].reshape(p["shape"]),
     "broadcast_to": lambda x, p: np.broadcast_to(x[0], p["shape"]),
     "summation": lambda x, p: np.sum(x[0], axis=_axes(p["axes"])),
+    "sum_to_shape": lambda x, p: _np_sum_to_shape(x[0], p["shape"]),
     "matmul": lambda x, p: x[0] @ x[1],
     "logsumexp": lambda x, p: _np_logsumexp(x[0], _axes(p["axes"])),
     "logsoftmax": lambda x, p: x[0] - _np_logsumexp(x[0], (1,))[:, None],
@@ -280,6 +291,8 @@ def test_float64_stays_float64():
         (lambda x: ndl.logsumexp(x, axes=(0, 0)), "repeat an axis"),
         (lambda x: ndl.reshape(x, (5,)), "cannot reshape"),
         (lambda x: ndl.broadcast_to(x, (4, 4)), "cannot broadcast"),
+        (lambda x: ndl.sum_to_shape(x, (2,)), "cannot sum an input of shape"),
+        (lambda x: ndl.sum_to_shape(x, (1, 2, 3)), "cannot sum an input of shape"),
         (lambda x: ndl.matmul(x, x), "matmul shapes do not fit"),
     ],
 )

@@ -39,9 +39,11 @@ from needle.ops.shape import (
     BroadcastTo,
     Reshape,
     Summation,
+    SumToShape,
     Transpose,
     broadcast_to,
     reshape,
+    sum_to_shape,
     summation,
     transpose,
 )

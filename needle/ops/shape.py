@@ -1,6 +1,6 @@
 """Ops that move or reduce elements: transpose, reshape, broadcast_to, summation.
 
-`broadcast_to` and `summation` are each other's adjoints; `sum_to_shape` is the one place
+`broadcast_to` and `sum_to_shape` are each other's adjoints: `sum_to_shape` is the one place
 that reduces a broadcast gradient back to an input's shape.
 """
 
@@ -24,18 +24,6 @@ from needle.ops.registry import (
 )
 
 Axes = int | tuple[int, ...] | None
-
-
-def sum_to_shape(grad: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """The adjoint of broadcasting `shape` to `grad.shape`: sum over the axes it added or
-    stretched, then drop them."""
-    if grad.shape == shape:
-        return grad
-    lead = grad.ndim - len(shape)
-    stretched = (lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
-    axes = tuple(range(lead)) + tuple(stretched)
-    summed = summation(grad, axes) if axes else grad
-    return summed if summed.shape == shape else reshape(summed, shape)
 
 
 def keepdims_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
@@ -228,11 +216,68 @@ class Summation(TensorOp):
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         shape = node.inputs[0].shape
-        kept = keepdims_shape(shape, normalize_axes(self.axes, len(shape)))
-        return broadcast_to(reshape(out_grad, kept), shape)
+        axes = normalize_axes(self.axes, len(shape))
+        if axes != tuple(range(len(axes))):  # reduced axes in the middle or at the end:
+            out_grad = reshape(out_grad, keepdims_shape(shape, axes))  # keep them as size 1
+        # Leading reduced axes need no reshape: broadcasting adds them back by itself.
+        return broadcast_to(out_grad, shape)
 
 
 @register_reduction(Summation)
 def summation(a: Tensor, axes: Axes = None) -> Tensor:
     """Sum of a over `axes`."""
     return Summation(axes)(a)
+
+
+class SumToShape(TensorOp):
+    """The adjoint of `broadcast_to`: sum `a` down to `shape`, a shape that broadcasts to
+    `a.shape`, over the leading axes broadcasting would add and the size-1 axes it would
+    stretch. Every broadcasting op's gradient goes back to its input's shape through it."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = tuple(shape)
+
+    def _axes(self, from_shape: tuple[int, ...]) -> tuple[int, ...]:
+        lead = len(from_shape) - len(self.shape)
+        if lead < 0 or any(
+            n not in (1, m) for n, m in zip(self.shape, from_shape[lead:], strict=True)
+        ):
+            raise UsageError(f"cannot sum an input of shape {from_shape} to {self.shape}")
+        stretched = [lead + i for i, n in enumerate(self.shape) if n == 1]
+        return tuple(range(lead)) + tuple(i for i in stretched if from_shape[i] != 1)
+
+    def compute(self, a: np.ndarray) -> np.ndarray:
+        summed = np.add.reduce(a, axis=self._axes(a.shape), keepdims=True)
+        return summed.reshape(self.shape)
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        return broadcast_to(out_grad, node.inputs[0].shape)
+
+
+def _sum_to_shape_case(rng: np.random.Generator):
+    params, [shape] = _broadcast_case(rng)
+    return {"shape": shape}, [params["shape"]]
+
+
+def _sum_to_shape_shapes(params: dict[str, Any]) -> list[tuple[int, ...]]:
+    # A leading axis added and every size-1 axis stretched to 3.
+    return [(2, *(3 if n == 1 else n for n in params["shape"]))]
+
+
+@register(
+    SumToShape,
+    params=[OpParam("shape", "shape", "the shape to sum down to, e.g. --shape 1,4")],
+    shapes_for=_sum_to_shape_shapes,
+    random_case=_sum_to_shape_case,
+    settings=[
+        {"shape": (1, 4)},
+        Setting({"shape": (3, 1)}, ((2, 3, 4),)),
+        Setting({"shape": ()}, ((3, 4),)),
+        Setting({"shape": (4,)}, ((3, 4),)),
+    ],
+)
+def sum_to_shape(a: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """a summed down to `shape`, the shape it was broadcast from (broadcast_to's adjoint)."""
+    if a.shape == tuple(shape):  # nothing was broadcast: no node
+        return a
+    return SumToShape(shape)(a)

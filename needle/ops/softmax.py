@@ -11,7 +11,6 @@ from needle.ops.registry import normalize_axes, random_shape, register
 from needle.ops.shape import (
     Axes,
     _axes_arg,
-    broadcast_to,
     keepdims_shape,
     register_reduction,
     reshape,
@@ -60,7 +59,8 @@ class LogSumExp(TensorOp):
     def gradient(self, out_grad: Tensor, node: Tensor):
         z = node.inputs[0]
         kept = keepdims_shape(z.shape, normalize_axes(self.axes, z.ndim))
-        return broadcast_to(reshape(out_grad, kept), z.shape) * softmax(z, self.axes)
+        # The product broadcasts out_grad back over the reduced axes.
+        return reshape(out_grad, kept) * softmax(z, self.axes)
 
 
 @register_reduction(LogSumExp)
@@ -82,7 +82,7 @@ class LogSoftmax(TensorOp):
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         rows = reshape(summation(out_grad, (1,)), (node.shape[0], 1))
-        return out_grad - broadcast_to(rows, node.shape) * exp(node)
+        return out_grad - rows * exp(node)  # rows broadcast over each row's entries
 
 
 def _logsoftmax_case(rng: np.random.Generator):
@@ -113,8 +113,8 @@ class Softmax(TensorOp):
     def gradient(self, out_grad: Tensor, node: Tensor):
         axes = normalize_axes(self.axes, node.ndim)
         kept = keepdims_shape(node.shape, axes)
-        dot = broadcast_to(reshape(summation(out_grad * node, axes), kept), node.shape)
-        return node * (out_grad - dot)
+        dot = reshape(summation(out_grad * node, axes), kept)
+        return node * (out_grad - dot)  # dot broadcasts over the reduced axes
 
 
 @register_reduction(Softmax)
