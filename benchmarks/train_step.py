@@ -6,6 +6,12 @@ framework. Everything needle spends above it is its own overhead (graph building
 dispatch, copies). Runs alternate between the two so drift on a busy machine hits both
 alike; the ratio is of the medians.
 
+Each side starts from a batch in the form its data pipeline delivers: numpy arrays for the
+floor, the Tensors `needle.data.DataLoader` yields for needle (it wraps the arrays its
+fancy-indexing made, without a second copy). A loop that instead wraps numpy arrays itself
+with `ndl.Tensor(x)` pays a copy of each batch (the course's semantics: the tensor must not
+change when the caller's array does); the `wrap us` column measures that copy.
+
 The allocator matters: with glibc's default malloc, a step whose temporaries are freed
 before the next one can hand its heap top back to the kernel and fault it in again
 (hundreds of page faults a step at batch 512). The table shows page faults per step for
@@ -33,7 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import needle as ndl  # noqa: E402
-from needle import nn, optim  # noqa: E402
+from needle import data, nn, optim  # noqa: E402
 
 SIZES = (784, 256, 128, 10)
 LR = 0.01
@@ -62,9 +68,9 @@ class NeedleStep:
     def weights(self) -> list[np.ndarray]:
         return [p.numpy().copy() for p in self.model.parameters()]
 
-    def __call__(self, x: np.ndarray, y: np.ndarray) -> float:
+    def __call__(self, x: ndl.Tensor, y: ndl.Tensor) -> float:
         self.opt.reset_grad()
-        loss = self.loss_fn(self.model(ndl.Tensor(x, requires_grad=False)), ndl.Tensor(y))
+        loss = self.loss_fn(self.model(x), y)
         loss.backward()
         self.opt.step()
         return float(loss.numpy())
@@ -117,22 +123,37 @@ def time_steps(step, batches, steps: int) -> tuple[float, float]:
     return seconds, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
 
 
+def time_wrap(batches, steps: int) -> float:
+    """Seconds to wrap one numpy batch as a user loop would: `ndl.Tensor(x)`, `ndl.Tensor(y)`."""
+    start = time.perf_counter()
+    for k in range(steps):
+        x, y = batches[k % len(batches)]
+        ndl.Tensor(x, requires_grad=False), ndl.Tensor(y)
+    return (time.perf_counter() - start) / steps
+
+
 def measure(batch_size: int, rounds: int, steps: int, seed: int = 0) -> dict[str, float]:
     np.random.seed(seed)
     rng = np.random.default_rng(seed)
     batches = [make_data(batch_size, rng) for _ in range(8)]
+    # The same batches, as needle's DataLoader yields them (in order: no shuffle).
+    xs, ys = zip(*batches, strict=True)
+    dataset = data.NDArrayDataset(np.concatenate(xs), np.concatenate(ys))
+    tensor_batches = list(data.DataLoader(dataset, batch_size=batch_size))
     needle_step = NeedleStep()
     numpy_step = NumpyStep(needle_step.weights())
     # Same model, same data: both sides must compute the same losses.
-    first = [needle_step(*batches[0]), numpy_step(*batches[0])]
+    first = [needle_step(*tensor_batches[0]), numpy_step(*batches[0])]
     if not np.isclose(first[0], first[1], rtol=1e-4):
         raise AssertionError(f"needle loss {first[0]} != numpy loss {first[1]}")
-    for step in (needle_step, numpy_step):  # warm-up: caches, allocator, BLAS threads
-        time_steps(step, batches, steps)
-    needle_runs, numpy_runs = [], []
+    # warm-up: caches, allocator, BLAS threads
+    time_steps(needle_step, tensor_batches, steps)
+    time_steps(numpy_step, batches, steps)
+    needle_runs, numpy_runs, wraps = [], [], []
     for _ in range(rounds):
-        needle_runs.append(time_steps(needle_step, batches, steps))
+        needle_runs.append(time_steps(needle_step, tensor_batches, steps))
         numpy_runs.append(time_steps(numpy_step, batches, steps))
+        wraps.append(time_wrap(batches, steps))
     needle_ms = statistics.median(t for t, _ in needle_runs) * 1e3
     numpy_ms = statistics.median(t for t, _ in numpy_runs) * 1e3
     return {
@@ -142,6 +163,7 @@ def measure(batch_size: int, rounds: int, steps: int, seed: int = 0) -> dict[str
         "ratio": needle_ms / numpy_ms,
         "needle_faults": statistics.median(f for _, f in needle_runs),
         "numpy_faults": statistics.median(f for _, f in numpy_runs),
+        "wrap_us": statistics.median(wraps) * 1e6,
     }
 
 
@@ -168,12 +190,13 @@ def main() -> None:
     print(f"allocator: {args.allocator} glibc malloc; medians of {args.rounds} alternating rounds")
     print(
         f"{'batch':>6} {'needle ms':>10} {'numpy ms':>10} {'ratio':>7} "
-        f"{'needle faults':>14} {'numpy faults':>13}"
+        f"{'needle faults':>14} {'numpy faults':>13} {'wrap us':>8}"
     )
     for row in rows:
         print(
             f"{row['batch_size']:>6} {row['needle_ms']:>10.3f} {row['numpy_ms']:>10.3f} "
-            f"{row['ratio']:>6.2f}x {row['needle_faults']:>14.1f} {row['numpy_faults']:>13.1f}"
+            f"{row['ratio']:>6.2f}x {row['needle_faults']:>14.1f} {row['numpy_faults']:>13.1f} "
+            f"{row['wrap_us']:>8.1f}"
         )
 
 
