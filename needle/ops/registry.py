@@ -7,6 +7,7 @@ differentiable. `Tensor` operators, the tests and `needle gradcheck` all read th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -204,6 +205,14 @@ def random_axes(rng: np.random.Generator, ndim: int) -> int | tuple[int, ...] | 
 
 def normalize_axes(axes: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
     """Axes as a sorted tuple of non-negative ints; None means all axes."""
+    if isinstance(axes, list):
+        axes = tuple(axes)
+    return _normalize_axes(axes, ndim)
+
+
+@functools.lru_cache(maxsize=4096, typed=True)
+def _normalize_axes(axes: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
+    # Cached: reductions and their gradients ask for the same few answers on every step.
     if axes is None:
         return tuple(range(ndim))
     if isinstance(axes, (int, np.integer)):

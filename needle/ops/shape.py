@@ -6,6 +6,7 @@ that reduces a broadcast gradient back to an input's shape.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -212,7 +213,7 @@ class Summation(TensorOp):
         self.axes = _axes_arg(axes)
 
     def compute(self, a: np.ndarray) -> np.ndarray:
-        return np.sum(a, axis=normalize_axes(self.axes, a.ndim))
+        return np.add.reduce(a, axis=normalize_axes(self.axes, a.ndim))  # what np.sum runs
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         shape = node.inputs[0].shape
@@ -237,21 +238,23 @@ class SumToShape(TensorOp):
     def __init__(self, shape: tuple[int, ...]):
         self.shape = tuple(shape)
 
-    def _axes(self, from_shape: tuple[int, ...]) -> tuple[int, ...]:
-        lead = len(from_shape) - len(self.shape)
-        if lead < 0 or any(
-            n not in (1, m) for n, m in zip(self.shape, from_shape[lead:], strict=True)
-        ):
-            raise UsageError(f"cannot sum an input of shape {from_shape} to {self.shape}")
-        stretched = [lead + i for i, n in enumerate(self.shape) if n == 1]
-        return tuple(range(lead)) + tuple(i for i in stretched if from_shape[i] != 1)
-
     def compute(self, a: np.ndarray) -> np.ndarray:
-        summed = np.add.reduce(a, axis=self._axes(a.shape), keepdims=True)
+        summed = np.add.reduce(a, axis=_summed_axes(a.shape, self.shape), keepdims=True)
         return summed.reshape(self.shape)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         return broadcast_to(out_grad, node.inputs[0].shape)
+
+
+@functools.lru_cache(maxsize=1024)
+def _summed_axes(shape: tuple[int, ...], target: tuple[int, ...]) -> tuple[int, ...]:
+    """The axes to sum `shape` over to get `target`: the leading axes broadcasting adds to
+    `target`, and its size-1 axes that broadcasting stretches."""
+    lead = len(shape) - len(target)
+    if lead < 0 or any(n not in (1, m) for n, m in zip(target, shape[lead:], strict=True)):
+        raise UsageError(f"cannot sum an input of shape {shape} to {target}")
+    stretched = (lead + i for i, n in enumerate(target) if n == 1 and shape[lead + i] != 1)
+    return tuple(range(lead)) + tuple(stretched)
 
 
 def _sum_to_shape_case(rng: np.random.Generator):

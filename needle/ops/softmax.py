@@ -25,7 +25,7 @@ def _shift(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     maximum (a slice of all −inf, or a +inf entry) is not subtracted: it would turn the
     slice into nan, where the right answers are −inf and +inf.
     """
-    shift = np.max(z, axis=axes, keepdims=True)
+    shift = z.max(axis=axes, keepdims=True)
     finite = np.isfinite(shift)
     if finite.all():  # the usual case: skip building a replacement array
         return shift
@@ -35,8 +35,12 @@ def _shift(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 def _stable_lse(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """log Σ exp(z) over `axes`, kept as size-1 axes."""
     shift = _shift(z, axes)
-    with np.errstate(divide="ignore"):  # log(0) = −inf for an all −inf slice is the answer
-        return np.log(np.sum(np.exp(z - shift), axis=axes, keepdims=True)) + shift
+    total = np.exp(z - shift).sum(axis=axes, keepdims=True)
+    # A finite shift is some slice's maximum, so that slice's sum holds exp(0) = 1 and the
+    # log is finite. Only an all −inf slice (shift 0, every term 0) sums to 0: its log is
+    # −inf, the right answer, and not worth numpy's warning.
+    with np.errstate(divide="ignore"):
+        return np.log(total) + shift
 
 
 class LogSumExp(TensorOp):
