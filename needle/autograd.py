@@ -174,9 +174,11 @@ class Tensor(Value):
     @classmethod
     def make_const(cls, data: np.ndarray, requires_grad: bool = False) -> Tensor:
         """Wrap a numpy array without copying it (the caller gives up ownership)."""
+        global TENSOR_COUNTER
+        TENSOR_COUNTER += 1  # on every backward pass (each node's .grad): plain writes
         tensor = cls.__new__(cls)
-        tensor.grad = None
-        tensor._init(None, (), cached_data=data, requires_grad=requires_grad)
+        tensor.op, tensor.inputs, tensor.cached_data = None, (), data
+        tensor.requires_grad, tensor.grad = requires_grad, None
         return tensor
 
     # -- data access -------------------------------------------------------------------

@@ -140,6 +140,11 @@ def one_hot(
     Labels may come as floats holding whole numbers (cast, as the course does); anything
     outside [0, n) is refused rather than wrapped around by numpy's negative indexing.
     """
+    return _tensor(np.eye(n, dtype=dtype)[class_indices(i, n)], device, dtype, requires_grad)
+
+
+def class_indices(i: Tensor | np.ndarray | Any, n: int) -> np.ndarray:
+    """The labels `i` as an integer array, checked to be whole numbers in [0, n)."""
     labels = i.numpy() if isinstance(i, Tensor) else np.asarray(i)
     if labels.dtype.kind not in "iu":
         if labels.dtype.kind != "f" or not np.array_equal(labels, np.trunc(labels)):
@@ -148,7 +153,7 @@ def one_hot(
     if labels.size and (labels.min() < 0 or labels.max() >= n):
         bad = labels[(labels < 0) | (labels >= n)].flat[0]
         raise UsageError(f"one_hot: label {bad} is outside [0, {n}) for {n} classes")
-    return _tensor(np.eye(n, dtype=dtype)[labels], device, dtype, requires_grad)
+    return labels
 
 
 def zeros_like(

@@ -239,7 +239,8 @@ class SoftmaxLoss(Module):
 
     def forward(self, logits: Tensor, y: Tensor) -> Tensor:
         n, k = logits.shape
-        weights = init.one_hot(k, y, dtype=logits.dtype).numpy() * (-1 / n)
+        weights = np.eye(k, dtype=logits.dtype)[init.class_indices(y, k)]  # one_hot(y)
+        weights *= -1 / n
         picked = ops.multiply(ops.logsoftmax(logits), Tensor.make_const(weights))
         return ops.summation(picked)
 

@@ -278,7 +278,7 @@ class ReLU(TensorOp):
         return np.maximum(a, 0)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
-        return out_grad * Tensor.make_const(node.inputs[0].cached_data > 0)
+        return multiply(out_grad, Tensor.make_const(node.inputs[0].cached_data > 0))
 
 
 @register(ReLU, draws=[away_from_zero], nondifferentiable="a = 0 (relu'(0) is taken as 0)")

@@ -26,8 +26,8 @@ class MatMul(TensorOp):
         a, b = node.inputs
         # An input that needs no gradient (a batch of data) skips its product: for a
         # network's first layer that is the largest matmul of the step.
-        grad_a = sum_to_shape(out_grad @ transpose(b), a.shape) if a.requires_grad else None
-        grad_b = sum_to_shape(transpose(a) @ out_grad, b.shape) if b.requires_grad else None
+        grad_a = sum_to_shape(matmul(out_grad, transpose(b)), a.shape) if a.requires_grad else None
+        grad_b = sum_to_shape(matmul(transpose(a), out_grad), b.shape) if b.requires_grad else None
         return grad_a, grad_b
 
 
