@@ -20,7 +20,12 @@ MALLOC_MMAP_THRESHOLD_), which takes that effect out of both.
 
     python benchmarks/train_step.py                 # batches 32, 128, 512, default malloc
     python benchmarks/train_step.py --allocator tuned
-    python benchmarks/train_step.py --batch-sizes 128 --rounds 15 --json
+    python benchmarks/train_step.py --batch-sizes 128 --processes 9 --json
+
+Each batch size is measured in fresh processes (5 by default, taking turns with the other
+sizes): the allocator's state depends on everything the process did before, and a row
+measured after another inherits that history. The table gives the median over processes
+and the range of their ratios.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -149,11 +155,12 @@ def measure(batch_size: int, rounds: int, steps: int, seed: int = 0) -> dict[str
     # warm-up: caches, allocator, BLAS threads
     time_steps(needle_step, tensor_batches, steps)
     time_steps(numpy_step, batches, steps)
-    needle_runs, numpy_runs, wraps = [], [], []
+    needle_runs, numpy_runs = [], []
     for _ in range(rounds):
         needle_runs.append(time_steps(needle_step, tensor_batches, steps))
         numpy_runs.append(time_steps(numpy_step, batches, steps))
-        wraps.append(time_wrap(batches, steps))
+    # Timed after the steps: its batch-sized copies would change the heap both steps share.
+    wraps = [time_wrap(batches, steps) for _ in range(rounds)]
     needle_ms = statistics.median(t for t, _ in needle_runs) * 1e3
     numpy_ms = statistics.median(t for t, _ in numpy_runs) * 1e3
     return {
@@ -167,11 +174,32 @@ def measure(batch_size: int, rounds: int, steps: int, seed: int = 0) -> dict[str
     }
 
 
+def in_fresh_process(batch_size: int, args: argparse.Namespace) -> dict[str, float]:
+    """One `measure` row from a new Python process, so no row inherits another's heap."""
+    command = [sys.executable, __file__, "--one-process", "--json"]
+    command += ["--batch-sizes", str(batch_size), "--rounds", str(args.rounds)]
+    command += ["--steps", str(args.steps), "--allocator", args.allocator]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output)["rows"][0]
+
+
+def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Medians over the processes' rows, plus the range of their ratios."""
+    row = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    row["ratio_min"] = min(run["ratio"] for run in runs)
+    row["ratio_max"] = max(run["ratio"] for run in runs)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--rounds", type=int, default=11, help="alternating rounds (median)")
     parser.add_argument("--steps", type=int, default=30, help="steps per round")
+    parser.add_argument(
+        "--processes", type=int, default=5, help="fresh processes per batch size (median)"
+    )
+    parser.add_argument("--one-process", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--allocator",
@@ -183,20 +211,31 @@ def main() -> None:
     if args.allocator == "tuned" and any(os.environ.get(k) != v for k, v in TUNED_MALLOC.items()):
         # glibc reads these once, at start-up: run again with them set.
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **TUNED_MALLOC})
-    rows = [measure(b, args.rounds, args.steps) for b in args.batch_sizes]
+    if args.one_process:
+        rows = [measure(b, args.rounds, args.steps) for b in args.batch_sizes]
+    else:
+        # Processes take turns between batch sizes, so drift on the machine hits all rows.
+        runs: dict[int, list[dict[str, float]]] = {b: [] for b in args.batch_sizes}
+        for _ in range(args.processes):
+            for b in args.batch_sizes:
+                runs[b].append(in_fresh_process(b, args))
+        rows = [summarize(runs[b]) for b in args.batch_sizes]
     if args.json:
         print(json.dumps({"allocator": args.allocator, "rows": rows}))
         return
-    print(f"allocator: {args.allocator} glibc malloc; medians of {args.rounds} alternating rounds")
     print(
-        f"{'batch':>6} {'needle ms':>10} {'numpy ms':>10} {'ratio':>7} "
+        f"allocator: {args.allocator} glibc malloc; each row: medians over {args.processes} "
+        f"fresh processes of medians over {args.rounds} alternating rounds"
+    )
+    print(
+        f"{'batch':>6} {'needle ms':>10} {'numpy ms':>10} {'ratio':>7} {'range':>12} "
         f"{'needle faults':>14} {'numpy faults':>13} {'wrap us':>8}"
     )
     for row in rows:
         print(
-            f"{row['batch_size']:>6} {row['needle_ms']:>10.3f} {row['numpy_ms']:>10.3f} "
-            f"{row['ratio']:>6.2f}x {row['needle_faults']:>14.1f} {row['numpy_faults']:>13.1f} "
-            f"{row['wrap_us']:>8.1f}"
+            f"{row['batch_size']:>6.0f} {row['needle_ms']:>10.3f} {row['numpy_ms']:>10.3f} "
+            f"{row['ratio']:>6.2f}x {row['ratio_min']:>5.2f}-{row['ratio_max']:.2f}x "
+            f"{row['needle_faults']:>14.1f} {row['numpy_faults']:>13.1f} {row['wrap_us']:>8.1f}"
         )
 
 
