@@ -158,7 +158,12 @@ class Tensor(Value):
         """Run `op` on `inputs`; keep the graph only if some input requires a gradient."""
         # The hot path of every forward and backward pass: kept to plain attribute writes.
         global TENSOR_COUNTER
-        data = op.compute(*[x.cached_data for x in inputs])
+        if len(inputs) == 2:  # most ops take one or two inputs: no argument list to build
+            data = op.compute(inputs[0].cached_data, inputs[1].cached_data)
+        elif len(inputs) == 1:
+            data = op.compute(inputs[0].cached_data)
+        else:
+            data = op.compute(*[x.cached_data for x in inputs])
         tensor = cls.__new__(cls)
         tensor.cached_data = data
         tensor.grad = None

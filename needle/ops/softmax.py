@@ -14,6 +14,7 @@ from needle.ops.shape import (
     keepdims_shape,
     register_reduction,
     reshape,
+    sum_to_shape,
     summation,
 )
 
@@ -85,7 +86,7 @@ class LogSoftmax(TensorOp):
         return z - _stable_lse(z, (1,))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
-        rows = reshape(summation(out_grad, (1,)), (node.shape[0], 1))
+        rows = sum_to_shape(out_grad, (node.shape[0], 1))  # each row's Σ_j, kept as a column
         return out_grad - rows * exp(node)  # rows broadcast over each row's entries
 
 
