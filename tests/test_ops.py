@@ -278,6 +278,22 @@ def test_python_scalars_never_upcast_float32():
         assert out.dtype == np.float32
 
 
+@pytest.mark.parametrize(
+    "axes", [(0, 2), [0, 2], np.array([0, 2]), (np.int64(0), -1), -1, np.int32(1)]
+)
+def test_axes_in_any_sequence_or_integer_form(axes):
+    # normalize_axes caches its answers: lists and arrays must still work (they are unhashable).
+    x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    axis = tuple(axes) if isinstance(axes, (tuple, list, np.ndarray)) else axes
+    for function, reference in [(ndl.summation, np.sum), (ndl.logsumexp, None)]:
+        out = function(ndl.Tensor(x), axes=axes).numpy()
+        if reference is not None:
+            np.testing.assert_allclose(out, reference(x, axis=axis))
+        else:
+            expected = np.log(np.sum(np.exp(x), axis=axis))
+            np.testing.assert_allclose(out, expected)
+
+
 def test_float64_stays_float64():
     x = ndl.Tensor(np.ones((2, 2)))
     assert (x * 2.0).dtype == np.float64

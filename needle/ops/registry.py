@@ -205,8 +205,8 @@ def random_axes(rng: np.random.Generator, ndim: int) -> int | tuple[int, ...] | 
 
 def normalize_axes(axes: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
     """Axes as a sorted tuple of non-negative ints; None means all axes."""
-    if isinstance(axes, list):
-        axes = tuple(axes)
+    if not (axes is None or isinstance(axes, (int, np.integer, tuple))):
+        axes = tuple(axes)  # a list or an array of axes: hashable, for the cache
     return _normalize_axes(axes, ndim)
 
 
