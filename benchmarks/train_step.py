@@ -21,6 +21,7 @@ MALLOC_MMAP_THRESHOLD_), which takes that effect out of both.
     python benchmarks/train_step.py                 # batches 32, 128, 512, default malloc
     python benchmarks/train_step.py --allocator tuned
     python benchmarks/train_step.py --batch-sizes 128 --processes 9 --json
+    PYTHONPATH=/path/to/other/checkout python benchmarks/train_step.py   # another version
 
 Each batch size is measured in fresh processes (5 by default, taking turns with the other
 sizes): the allocator's state depends on everything the process did before, and a row
@@ -42,7 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Appended, not prepended: PYTHONPATH can point at another checkout to compare versions.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 import needle as ndl  # noqa: E402
 from needle import data, nn, optim  # noqa: E402
@@ -223,6 +225,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({"allocator": args.allocator, "rows": rows}))
         return
+    print(f"needle from {Path(ndl.__file__).parent}")
     print(
         f"allocator: {args.allocator} glibc malloc; each row: medians over {args.processes} "
         f"fresh processes of medians over {args.rounds} alternating rounds"

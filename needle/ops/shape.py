@@ -1,4 +1,4 @@
-"""Ops that move or reduce elements: transpose, reshape, broadcast_to, summation.
+"""Ops that move or reduce elements: transpose, reshape, broadcast_to, summation, sum_to_shape.
 
 `broadcast_to` and `sum_to_shape` are each other's adjoints: `sum_to_shape` is the one place
 that reduces a broadcast gradient back to an input's shape.
