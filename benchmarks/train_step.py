@@ -23,7 +23,7 @@ MALLOC_MMAP_THRESHOLD_), which takes that effect out of both.
     python benchmarks/train_step.py --batch-sizes 128 --processes 9 --json
     PYTHONPATH=/path/to/other/checkout python benchmarks/train_step.py   # another version
 
-Each batch size is measured in fresh processes (5 by default, taking turns with the other
+Each batch size is measured in fresh processes (7 by default, taking turns with the other
 sizes): the allocator's state depends on everything the process did before, and a row
 measured after another inherits that history. The table gives the median over processes
 and the range of their ratios.
@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -176,9 +177,19 @@ def measure(batch_size: int, rounds: int, steps: int, seed: int = 0) -> dict[str
     }
 
 
-def in_fresh_process(batch_size: int, args: argparse.Namespace) -> dict[str, float]:
+def shift_heap(seed: int) -> list[bytearray]:
+    """Hold 0–1 MiB of small blocks (and an odd-sized one) so that everything allocated
+    after them lands at a different offset in the heap. The floor's speed moves by up to
+    ~10 % with where its arrays land (with how much the process allocated before: even the
+    directory a script is started from changes it); processes with different seeds sample
+    layouts instead of measuring every version of the code at one fixed, arbitrary one."""
+    rng = random.Random(seed)
+    return [bytearray(4096) for _ in range(rng.randrange(256))] + [bytearray(rng.randrange(4096))]
+
+
+def in_fresh_process(batch_size: int, seed: int, args: argparse.Namespace) -> dict[str, float]:
     """One `measure` row from a new Python process, so no row inherits another's heap."""
-    command = [sys.executable, __file__, "--one-process", "--json"]
+    command = [sys.executable, __file__, "--one-process", "--json", "--heap-seed", str(seed)]
     command += ["--batch-sizes", str(batch_size), "--rounds", str(args.rounds)]
     command += ["--steps", str(args.steps), "--allocator", args.allocator]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -199,9 +210,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=11, help="alternating rounds (median)")
     parser.add_argument("--steps", type=int, default=30, help="steps per round")
     parser.add_argument(
-        "--processes", type=int, default=5, help="fresh processes per batch size (median)"
+        "--processes", type=int, default=7, help="fresh processes per batch size (median)"
     )
     parser.add_argument("--one-process", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--heap-seed", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--allocator",
@@ -214,13 +226,15 @@ def main() -> None:
         # glibc reads these once, at start-up: run again with them set.
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **TUNED_MALLOC})
     if args.one_process:
+        padding = shift_heap(args.heap_seed) if args.heap_seed is not None else []
         rows = [measure(b, args.rounds, args.steps) for b in args.batch_sizes]
+        del padding
     else:
         # Processes take turns between batch sizes, so drift on the machine hits all rows.
         runs: dict[int, list[dict[str, float]]] = {b: [] for b in args.batch_sizes}
-        for _ in range(args.processes):
+        for seed in range(args.processes):
             for b in args.batch_sizes:
-                runs[b].append(in_fresh_process(b, args))
+                runs[b].append(in_fresh_process(b, seed, args))
         rows = [summarize(runs[b]) for b in args.batch_sizes]
     if args.json:
         print(json.dumps({"allocator": args.allocator, "rows": rows}))
