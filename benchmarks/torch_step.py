@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from train_step import LR, SIZES, NumpyStep, make_data
+from train_step import LR, SIZES, NumpyStep, make_data, shift_heap
 
 
 def torch_step_factory():
@@ -80,8 +80,9 @@ def time_one_side(side: str, batch_size: int, rounds: int, steps: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def run_side(python: str, side: str, batch_size: int, args: argparse.Namespace) -> float:
+def run_side(python: str, side: str, batch_size: int, seed: int, args: argparse.Namespace) -> float:
     command = [python, __file__, "--side", side, "--batch-sizes", str(batch_size)]
+    command += ["--heap-seed", str(seed)]
     command += ["--rounds", str(args.rounds), "--steps", str(args.steps)]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return float(json.loads(output)["ms"])
@@ -92,21 +93,24 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--processes", type=int, default=5, help="alternating process pairs")
+    parser.add_argument("--processes", type=int, default=7, help="alternating process pairs")
     parser.add_argument("--torch-python", default=sys.executable, help="interpreter with torch")
     parser.add_argument("--side", choices=["torch", "numpy"], help=argparse.SUPPRESS)
+    parser.add_argument("--heap-seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
+        padding = shift_heap(args.heap_seed)  # as in train_step.py: sample heap layouts
         ms = time_one_side(args.side, args.batch_sizes[0], args.rounds, args.steps)
+        del padding
         print(json.dumps({"ms": ms}))
         return
     print(f"medians over {args.processes} alternating pairs of fresh processes")
     print(f"{'batch':>6} {'torch ms':>9} {'numpy ms':>9} {'ratio':>7}")
     for b in args.batch_sizes:
         torch_ms, numpy_ms = [], []
-        for _ in range(args.processes):
-            numpy_ms.append(run_side(sys.executable, "numpy", b, args))
-            torch_ms.append(run_side(args.torch_python, "torch", b, args))
+        for seed in range(args.processes):
+            numpy_ms.append(run_side(sys.executable, "numpy", b, seed, args))
+            torch_ms.append(run_side(args.torch_python, "torch", b, seed, args))
         t, n = statistics.median(torch_ms), statistics.median(numpy_ms)
         print(f"{b:>6} {t:>9.3f} {n:>9.3f} {t / n:>6.2f}x")
 
