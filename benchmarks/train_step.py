@@ -1,4 +1,4 @@
-"""needle's training step against the numpy floor, in one process.
+"""needle's training step against the numpy floor, timed side by side in the same process.
 
 The model is a 784-256-128-10 ReLU MLP with softmax loss and plain SGD, in float32. The
 floor is the same step written by hand in numpy: forward, backward and update, no
@@ -25,8 +25,9 @@ MALLOC_MMAP_THRESHOLD_), which takes that effect out of both.
 
 Each batch size is measured in fresh processes (7 by default, taking turns with the other
 sizes): the allocator's state depends on everything the process did before, and a row
-measured after another inherits that history. The table gives the median over processes
-and the range of their ratios.
+measured after another inherits that history. Each process also shifts its heap by a
+seeded amount first (`shift_heap`), so the processes sample heap layouts. The table gives
+the median over processes and the range of their ratios.
 """
 
 from __future__ import annotations
