@@ -288,6 +288,23 @@ def test_softmax_loss_gradient():
     np.testing.assert_allclose(z.grad.numpy(), p / 5, rtol=1e-10)
 
 
+@pytest.mark.parametrize(
+    "labels, message",
+    [([0, 4], r"label 4 is outside \[0, 4\)"), ([-1, 0], "label -1"), ([0.5, 1.0], "whole")],
+)
+def test_softmax_loss_refuses_labels_that_are_not_classes(labels, message):
+    # numpy's fancy indexing would wrap -1 around and stop only at 4: the loss checks first.
+    with pytest.raises(ndl.errors.UsageError, match=message):
+        nn.SoftmaxLoss()(_tensor((2, 4)), ndl.Tensor(np.array(labels)))
+
+
+def test_softmax_loss_takes_whole_float_labels():
+    logits = _tensor((3, 4))
+    as_floats = nn.SoftmaxLoss()(logits, ndl.Tensor(np.array([3.0, 0.0, 2.0])))
+    as_ints = nn.SoftmaxLoss()(logits, ndl.Tensor(np.array([3, 0, 2])))
+    assert float(as_floats.numpy()) == float(as_ints.numpy())
+
+
 # -- BatchNorm1d ------------------------------------------------------------------------------
 
 
