@@ -112,8 +112,9 @@ class Softmax(TensorOp):
         self.axes = _axes_arg(axes)
 
     def compute(self, z: np.ndarray) -> np.ndarray:
-        weights = np.exp(z - _shift(z, normalize_axes(self.axes, z.ndim)))
-        return weights / np.sum(weights, axis=normalize_axes(self.axes, z.ndim), keepdims=True)
+        axes = normalize_axes(self.axes, z.ndim)
+        weights = np.exp(z - _shift(z, axes))
+        return weights / weights.sum(axis=axes, keepdims=True)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         axes = normalize_axes(self.axes, node.ndim)
