@@ -14,9 +14,10 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from needle.errors import NeedleError, UsageError, unknown_choice
 from needle.fileio import atomic_writer
@@ -128,12 +129,13 @@ def download(
         raise NeedleError(f"cannot create folder '{folder}': {err.strerror}") from None
     files = []
     expected_sums = sums if sums is not None else SHA256[dataset]
+    by_hand = _by_hand(dataset, folder, expected_sums)
     for name, expected in expected_sums.items():
         path = folder / name
         if path.is_file() and sha256_of(path) == expected:
             files.append(FileStatus(name, path, "present", path.stat().st_size, expected))
             continue
-        size = _fetch(base + name, path, expected, timeout, on_progress, dataset, expected_sums)
+        size = _fetch(base + name, path, expected, timeout, on_progress, by_hand)
         files.append(FileStatus(name, path, "downloaded", size, expected))
     return DownloadResult(dataset, folder, base, files)
 
@@ -144,16 +146,16 @@ def _fetch(
     expected: str,
     timeout: float,
     on_progress: Callable[[str, int, int | None], None] | None,
-    dataset: str,
-    sums: dict[str, str],
+    by_hand: str,
 ) -> int:
-    """Stream `url` into `path` through a temporary file; keep it only if the sum matches."""
+    """Stream `url` into `path` through a temporary file; keep it only if the sum matches.
+    Errors end with `by_hand`, how to install the files without this mirror."""
     digest, size = hashlib.sha256(), 0
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, atomic_writer(path) as f:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            while chunk := response.read(_CHUNK):
+            for chunk in _body(response, url, by_hand):
                 f.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
@@ -167,15 +169,25 @@ def _fetch(
                     "mirror)"
                 )
     except urllib.error.HTTPError as err:
-        raise NeedleError(
-            f"{url}: HTTP {err.code} {err.reason}. {_by_hand(dataset, path.parent, sums)}"
-        ) from None
+        raise NeedleError(f"{url}: HTTP {err.code} {err.reason}. {by_hand}") from None
     except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", None) or err
-        raise NeedleError(
-            f"cannot download {url} ({reason}). {_by_hand(dataset, path.parent, sums)}"
-        ) from None
+        raise _unreachable(url, err, by_hand) from None
     return size
+
+
+def _body(response: IO[bytes], url: str, by_hand: str) -> Iterator[bytes]:
+    """The response's bytes, a chunk at a time. A connection that fails half-way (a timeout,
+    a reset) is reported here: inside `atomic_writer` an OSError reads as a failed write."""
+    try:
+        while chunk := response.read(_CHUNK):
+            yield chunk
+    except OSError as err:
+        raise _unreachable(url, err, by_hand) from None
+
+
+def _unreachable(url: str, err: OSError, by_hand: str) -> NeedleError:
+    reason = getattr(err, "reason", None) or err
+    return NeedleError(f"cannot download {url} ({reason}). {by_hand}")
 
 
 def _by_hand(dataset: str, folder: Path, sums: dict[str, str]) -> str:

@@ -144,6 +144,37 @@ def test_offline_says_where_to_put_the_files(tmp_path, monkeypatch):
     assert list(to.iterdir()) == []
 
 
+def test_a_transfer_that_stalls_is_a_download_error_not_a_write_error(tmp_path, monkeypatch):
+    """A timeout half-way through the body is the network's fault: the message names the URL
+    and says how to install by hand, and nothing is left in the folder."""
+    monkeypatch.delenv(download_module.MIRROR_ENV, raising=False)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    done = threading.Event()
+
+    def serve_a_few_bytes_then_stall():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + bytes(10))
+            done.wait(5)
+
+    threading.Thread(target=serve_a_few_bytes_then_stall, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    to = tmp_path / "m"
+    try:
+        with pytest.raises(download_module.NeedleError) as caught:
+            download_module.download("mnist", to, mirror=url, timeout=0.2)
+    finally:
+        done.set()
+        listener.close()
+    message = str(caught.value)
+    assert message.startswith(f"cannot download {url}{NAMES[0]} (timed out). ")
+    assert "To install mnist by hand" in message
+    assert list(to.iterdir()) == []
+
+
 def test_bad_names_and_mirrors_are_usage_errors(tmp_path):
     result = download("mnsit", "--to", tmp_path)
     assert (result.exit_code, result.stderr) == (
