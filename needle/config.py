@@ -42,7 +42,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from needle import init
-from needle.errors import UsageError, did_you_mean
+from needle.errors import UsageError, did_you_mean, unknown_choice
 
 KeyPath = tuple[str | int, ...]
 
@@ -327,17 +327,12 @@ def _error(
     return PydanticCustomError("needle", message, context)
 
 
-def _choice(kind: str, choices: Iterable[str]):
-    """A validator for a name from a registry, with a did-you-mean."""
-    choices = sorted(choices)
-
-    def check(value: str) -> str:
-        if value not in choices:
-            hint = did_you_mean(value, choices) or f" valid: {', '.join(choices)}"
-            raise _error(f"unknown {kind} {_show(value)};{hint}")
-        return value
-
-    return check
+def _choice(kind: str, choices: Iterable[str], value: str, *, at: KeyPath = ()) -> str:
+    """`value` if it names one of `choices`, else the registry's own error (with a
+    did-you-mean) pointing `at` a path below the validated value."""
+    if value not in choices:
+        raise _error(str(unknown_choice(kind, value, choices)), at=at)
+    return value
 
 
 Positive = Annotated[int, Field(gt=0)]
@@ -408,7 +403,7 @@ class DataConfig(Strict):
     @field_validator("dataset")
     @classmethod
     def _check_dataset(cls, value: str) -> str:
-        return _choice("dataset", DATASETS)(value)
+        return _choice("dataset", DATASETS, value)
 
     @model_validator(mode="after")
     def _fill_and_check(self) -> DataConfig:
@@ -484,11 +479,11 @@ def _check_init_args(name: str, args: dict[str, Any], at: KeyPath) -> None:
         if key == "nonlinearity":
             if not isinstance(value, str):
                 raise _error(f"must be a nonlinearity name (got {_show(value)})", at=here)
-            _choice_at("nonlinearity", init.NONLINEARITIES, value, here)
+            _choice("nonlinearity", init.NONLINEARITIES, value, at=here)
         elif key == "mode":
             if not isinstance(value, str):
                 raise _error(f"must be fan_in or fan_out (got {_show(value)})", at=here)
-            _choice_at("mode", init.FAN_MODES, value, here)
+            _choice("mode", init.FAN_MODES, value, at=here)
         elif key in ("gain", "param"):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise _error(f"must be a number (got {_show(value)})", at=here)
@@ -497,13 +492,6 @@ def _check_init_args(name: str, args: dict[str, Any], at: KeyPath) -> None:
                     f"must be a finite number{' > 0' * (key == 'gain')} (got {_show(value)})",
                     at=here,
                 )
-
-
-def _choice_at(kind: str, choices: Iterable[str], value: str, at: KeyPath) -> None:
-    try:
-        _choice(kind, choices)(value)
-    except PydanticCustomError as err:
-        raise _error(err.message(), at=at) from None
 
 
 class LayerSpec(Strict):
@@ -529,7 +517,7 @@ class Linear(LayerSpec):
     @field_validator("init")
     @classmethod
     def _check_init(cls, value: str | None) -> str | None:
-        return None if value is None else _choice("initializer", init.INITIALIZERS)(value)
+        return None if value is None else _choice("initializer", init.INITIALIZERS, value)
 
 
 class ReLU(LayerSpec):
@@ -670,7 +658,7 @@ class ModelConfig(Strict):
     @field_validator("init")
     @classmethod
     def _check_init(cls, value: str) -> str:
-        return _choice("initializer", init.INITIALIZERS)(value)
+        return _choice("initializer", init.INITIALIZERS, value)
 
     @model_validator(mode="after")
     def _check_initializers(self) -> ModelConfig:
@@ -719,7 +707,7 @@ class OptimizerConfig(Strict):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        return _choice("optimizer", OPTIMIZERS)(value)
+        return _choice("optimizer", OPTIMIZERS, value)
 
     @model_validator(mode="after")
     def _fill_and_check(self) -> OptimizerConfig:

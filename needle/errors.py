@@ -29,9 +29,8 @@ def did_you_mean(value: str, choices: Iterable[str]) -> str:
 
 
 def unknown_choice(kind: str, value: str, choices: Iterable[str]) -> UsageError:
-    """The standard error for a name that is not in a registry."""
+    """The standard error for a name that is not in a registry. The name is shown quoted and
+    escaped, so a stray newline or quote in it cannot break the one-line message."""
     choices = sorted(choices)
-    hint = did_you_mean(value, choices)
-    if hint:
-        return UsageError(f"unknown {kind} '{value}';{hint}")
-    return UsageError(f"unknown {kind} '{value}'; valid: {', '.join(choices)}")
+    hint = did_you_mean(value, choices) or f" valid: {', '.join(choices)}"
+    return UsageError(f"unknown {kind} {str(value)!r};{hint}")

@@ -122,6 +122,15 @@ CASES = {
         "c.yaml:2:29: model.init_args.nonlinearity: unknown nonlinearity 'rleu'; did you mean "
         "'relu'?",
     ),
+    "unknown mode": (
+        "model:\n  init_args: {mode: fan_inn}\n  layers: [relu]\n",
+        "c.yaml:2:21: model.init_args.mode: unknown mode 'fan_inn'; did you mean 'fan_in'?",
+    ),
+    "a name with a newline stays on one line": (
+        'model:\n  init: "kaiming\\nuniform"\n  layers: [relu]\n',
+        "c.yaml:2:9: model.init: unknown initializer 'kaiming\\nuniform'; did you mean "
+        "'kaiming_uniform'?",
+    ),
     "argument the initializer does not take": (
         "model:\n  layers:\n    - linear: {out_features: 3, init: xavier_uniform, "
         "init_args: {nonlinearity: relu}}\n",
