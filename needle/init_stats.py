@@ -392,8 +392,7 @@ def theory(
             )
         nonlinearity = nonlinearity or "relu"
         mode = mode or "fan_in"
-        if mode not in init.FAN_MODES:
-            raise unknown_choice("mode", mode, init.FAN_MODES)
+        fan = init._fan(fan_in, fan_out, mode)  # the initializers' own choice, mode checked
         if param is not None:
             if nonlinearity != "leaky_relu":
                 raise UsageError(f"param is leaky_relu's slope; nonlinearity is {nonlinearity}")
@@ -401,7 +400,6 @@ def theory(
                 raise UsageError(f"param must be a finite number (got {param})")
         g = init.calculate_gain(nonlinearity, param)
         gain_formula, symbol = _gain_formula(nonlinearity, param, g)
-        fan = fan_in if mode == "fan_in" else fan_out
         expression = expression.format(fan=mode)
         fans = {mode: str(fan)}
         value = g * math.sqrt(3 / fan) if distribution == UNIFORM else g / math.sqrt(fan)
