@@ -417,8 +417,9 @@ def _check_fits(spec: OpSpec, params: dict[str, Any], inputs: list[np.ndarray]) 
 
 
 def _op_function(spec: OpSpec, params: dict[str, Any]) -> Function:
+    # `params` are resolved once by check_op, not again on each of the check's evaluations.
     def fn(*tensors: Tensor) -> Tensor:
-        return spec.call(params, *tensors)
+        return spec.function(*tensors, **params)
 
     return fn
 
