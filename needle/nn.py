@@ -109,8 +109,9 @@ class Module:
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Replace each tensor's storage with the array of the same name in `state`.
 
-        The names and shapes must match `state_dict()` exactly; arrays are cast to each
-        tensor's dtype and copied, so `state` can be reused.
+        The names and shapes must match `state_dict()` exactly (otherwise UsageError, and
+        nothing is replaced); arrays are cast to each tensor's dtype and copied, so `state` can
+        be reused.
         """
         tensors = {name: item for name, item in self._named() if isinstance(item, Tensor)}
         missing, unexpected = tensors.keys() - state.keys(), state.keys() - tensors.keys()
@@ -119,11 +120,14 @@ class Module:
                 f"state does not match {type(self).__name__}: missing {sorted(missing)}, "
                 f"unexpected {sorted(unexpected)}"
             )
+        loaded: dict[str, np.ndarray] = {}
         for name, tensor in tensors.items():
             array = np.asarray(state[name])
             if array.shape != tensor.shape:
                 raise UsageError(f"state '{name}' has shape {array.shape}, expected {tensor.shape}")
-            tensor.data = Tensor.make_const(array.astype(tensor.dtype, copy=True))
+            loaded[name] = array.astype(tensor.dtype, copy=True)
+        for name, tensor in tensors.items():  # only once every array has passed
+            tensor.data = Tensor.make_const(loaded[name])
 
 
 class Identity(Module):

@@ -61,15 +61,17 @@ class Optimizer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what `state_dict()` returned, for the same list of parameters."""
+        """Restore what `state_dict()` returned, for the same list of parameters; a state
+        that does not fit raises UsageError and changes nothing."""
         unexpected = set(state) - set(self._per_param)
         if unexpected:
             raise UsageError(
                 f"{type(self).__name__} state has unknown entries {sorted(unexpected)}; "
                 f"expected {list(self._per_param)}"
             )
+        loaded: dict[str, dict[int, np.ndarray]] = {}
         for name in self._per_param:
-            buffers: dict[int, np.ndarray] = {}
+            buffers = loaded[name] = {}
             for key, array in state.get(name, {}).items():
                 i = int(key)
                 if not 0 <= i < len(self.params):
@@ -85,6 +87,7 @@ class Optimizer:
                         f"{array.shape}, but the parameter has shape {p.shape}"
                     )
                 buffers[i] = array.astype(p.dtype, copy=True)
+        for name, buffers in loaded.items():  # only once every buffer has passed
             setattr(self, name, buffers)
 
 

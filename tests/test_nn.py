@@ -156,6 +156,17 @@ def test_load_state_dict_rejects_a_different_model():
         model.load_state_dict({"weight": np.zeros((4, 3)), "bias": np.zeros((1, 4))})
 
 
+def test_a_rejected_state_loads_nothing():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    before = model.state_dict()
+    state = {name: np.zeros_like(array) for name, array in before.items()}
+    state["modules.1.bias"] = np.zeros((1, 3))  # the last tensor is the wrong shape
+    with pytest.raises(UsageError, match="'modules.1.bias' has shape"):
+        model.load_state_dict(state)
+    for name, array in model.state_dict().items():
+        np.testing.assert_array_equal(array, before[name])
+
+
 # -- Linear -----------------------------------------------------------------------------------
 
 

@@ -231,6 +231,20 @@ def test_load_state_dict_rejects_mismatches():
     assert adam.t == 0  # nothing was loaded from the rejected state
 
 
+def test_a_rejected_state_leaves_every_buffer_as_it_was():
+    p = nn.Parameter(np.ones(2, dtype=np.float32))
+    opt = optim.Adam([p])
+    _set_grads([p], [[1.0, -1.0]])
+    opt.step()
+    before = opt.state_dict()
+    with pytest.raises(UsageError, match="'v' for parameter 0 has shape"):
+        opt.load_state_dict({"t": 9, "m": {0: np.zeros(2)}, "v": {0: np.zeros(3)}})
+    after = opt.state_dict()
+    assert after["t"] == before["t"]
+    for name in ("m", "v"):
+        np.testing.assert_array_equal(after[name][0], before[name][0])
+
+
 def test_loaded_buffers_take_the_parameter_dtype():
     p = nn.Parameter(np.ones(2, dtype=np.float32))
     opt = optim.SGD([p], momentum=0.5, lr=1.0)
