@@ -131,6 +131,27 @@ CASES = {
         "c.yaml:2:9: model.init: unknown initializer 'kaiming\\nuniform'; did you mean "
         "'kaiming_uniform'?",
     ),
+    "misspelled initializer argument": (
+        "model:\n  init_args: {nonlinearty: relu}\n  layers: [relu]\n",
+        "c.yaml:2:15: model.init_args.nonlinearty: kaiming_uniform takes no argument "
+        "'nonlinearty'; did you mean 'nonlinearity'?",
+    ),
+    "nonlinearity not a name": (
+        "model:\n  init_args: {nonlinearity: 3}\n  layers: [relu]\n",
+        "c.yaml:2:29: model.init_args.nonlinearity: must be a nonlinearity name (got 3)",
+    ),
+    "mode not a name": (
+        "model:\n  init_args: {mode: 1}\n  layers: [relu]\n",
+        "c.yaml:2:21: model.init_args.mode: must be fan_in or fan_out (got 1)",
+    ),
+    "gain of 0": (
+        "model:\n  init: xavier_uniform\n  init_args: {gain: 0}\n  layers: [relu]\n",
+        "c.yaml:3:21: model.init_args.gain: must be a finite number > 0 (got 0)",
+    ),
+    "infinite leaky_relu slope": (
+        "model:\n  init_args: {param: .inf}\n  layers: [relu]\n",
+        "c.yaml:2:22: model.init_args.param: must be a finite number (got inf)",
+    ),
     "argument the initializer does not take": (
         "model:\n  layers:\n    - linear: {out_features: 3, init: xavier_uniform, "
         "init_args: {nonlinearity: relu}}\n",
@@ -150,9 +171,27 @@ CASES = {
         "c.yaml:4:3: data.samples: not used with dataset 'npz': it applies to the generators "
         "(spirals, moons, circles, blobs, xor) only",
     ),
+    "path for a generator": (
+        "data: {path: x.npz}\nmodel: {layers: [relu]}\n",
+        "c.yaml:1:8: data.path: not used with dataset 'spirals': 'spirals' is generated, it "
+        "reads no file",
+    ),
+    "label_column for npz": (
+        "data: {dataset: npz, path: x.npz, label_column: y}\nmodel: {layers: [relu]}\n",
+        "c.yaml:1:35: data.label_column: not used with dataset 'npz': it applies to csv files only",
+    ),
+    "too few samples to split": (
+        "data: {samples: 5}\nmodel: {layers: [relu]}\n",
+        "c.yaml:1:17: data.samples: 5 samples is too few for 3 classes and a validation split "
+        "(need at least 6)",
+    ),
     "moons with 3 classes": (
         "data: {dataset: moons, classes: 3}\nmodel: {layers: [relu]}\n",
         "c.yaml:1:33: data.classes: 'moons' makes exactly 2 classes (got 3)",
+    ),
+    "a key that is not a name": (
+        "? [a]\n: 1\nmodel: {layers: [relu]}\n",
+        "c.yaml:1:3: keys must be plain names",
     ),
     "duplicate key": (
         "seed: 1\nseed: 2\nmodel: {layers: [relu]}\n",
@@ -277,6 +316,13 @@ OVERRIDE_ERRORS = {
         ("seed.x=1",),
         "--set seed.x=1: seed is not a mapping (got 0)",
     ),
+    "name into a list": (
+        ("model.layers.x=1",),
+        "--set model.layers.x=1: model.layers is not a mapping (got a list) (use an index, such "
+        "as [0])",
+    ),
+    "index into a scalar": (("seed[0]=1",), "--set seed[0]=1: seed is not a list (got 0)"),
+    "key path ending with a dot": (("train.=1",), "--set train.=1: the key path ends with '.'"),
     "no equals sign": (
         ("train.epochs",),
         "--set train.epochs: expected key.path=value, such as train.epochs=5",
