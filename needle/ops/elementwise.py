@@ -14,6 +14,7 @@ from needle.ops.registry import (
     away_from_zero,
     normal,
     positive,
+    random_shape,
     register,
 )
 from needle.ops.shape import sum_to_shape
@@ -36,10 +37,15 @@ def as_scalar(value: Any) -> Any:
     return value
 
 
+class ScalarOp(TensorOp):
+    """An op with one scalar operand, held as a Python number (see `as_scalar`)."""
+
+    def __init__(self, scalar: float):
+        self.scalar = as_scalar(scalar)
+
+
 def _scalar_case(scalars: tuple[float, ...]):
     def case(rng: np.random.Generator):
-        from needle.ops.registry import random_shape
-
         return {"scalar": float(rng.choice(scalars))}, [random_shape(rng)]
 
     return case
@@ -64,10 +70,7 @@ def add(a: Tensor, b: Tensor) -> Tensor:
     return EWiseAdd()(a, b)
 
 
-class AddScalar(TensorOp):
-    def __init__(self, scalar: float):
-        self.scalar = as_scalar(scalar)
-
+class AddScalar(ScalarOp):
     def compute(self, a: np.ndarray) -> np.ndarray:
         return a + self.scalar
 
@@ -108,10 +111,7 @@ def multiply(a: Tensor, b: Tensor) -> Tensor:
     return EWiseMul()(a, b)
 
 
-class MulScalar(TensorOp):
-    def __init__(self, scalar: float):
-        self.scalar = as_scalar(scalar)
-
+class MulScalar(ScalarOp):
     def compute(self, a: np.ndarray) -> np.ndarray:
         return a * self.scalar
 
@@ -156,11 +156,8 @@ def power(a: Tensor, b: Tensor) -> Tensor:
     return EWisePow()(a, b)
 
 
-class PowerScalar(TensorOp):
+class PowerScalar(ScalarOp):
     """a ** scalar for any real exponent; gradient scalar·a^(scalar−1)."""
-
-    def __init__(self, scalar: float):
-        self.scalar = as_scalar(scalar)
 
     def compute(self, a: np.ndarray) -> np.ndarray:
         return np.power(a, self.scalar)
@@ -207,10 +204,7 @@ def divide(a: Tensor, b: Tensor) -> Tensor:
     return EWiseDiv()(a, b)
 
 
-class DivScalar(TensorOp):
-    def __init__(self, scalar: float):
-        self.scalar = as_scalar(scalar)
-
+class DivScalar(ScalarOp):
     def compute(self, a: np.ndarray) -> np.ndarray:
         return a / self.scalar
 
