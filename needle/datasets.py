@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from needle.config import GENERATED, TrainConfig
+from needle.data import MNISTDataset
 from needle.errors import UsageError
 from needle.fileio import read_npz
 
@@ -179,15 +180,22 @@ GENERATORS = {"spirals": spirals, "moons": moons, "circles": circles, "blobs": b
 # -- files -----------------------------------------------------------------------------------
 
 
+def _error(config: TrainConfig | None, key: str, message: str) -> UsageError:
+    """`message`, pointing at `data.<key>` in the config file when there is one."""
+    return config.error(("data", key), message) if config else UsageError(message)
+
+
 def _missing(path: Path, what: str, config: TrainConfig | None, hint: str = "") -> UsageError:
-    message = f"{what} '{path}' not found{hint}"
-    return config.error(("data", "path"), message) if config else UsageError(message)
+    return _error(config, "path", f"{what} '{path}' not found{hint}")
+
+
+def _download_hint(dataset: str, folder: Path) -> str:
+    return f"; get the files with: needle data download {dataset} --to {folder}"
 
 
 def _read_idx_folder(folder: Path, dataset: str, config: TrainConfig) -> tuple[Split, Split]:
-    hint = f"; get the files with: needle data download {dataset} --to {folder}"
     if not folder.is_dir():
-        raise _missing(folder, "folder", config, hint)
+        raise _missing(folder, "folder", config, _download_hint(dataset, folder))
     train = _read_idx_pair(folder, "train", dataset, config)
     val = _read_idx_pair(folder, "val", dataset, config)
     if train.X.shape[1] != val.X.shape[1]:
@@ -203,14 +211,12 @@ def _read_idx_pair(
 ) -> Split:
     """Images and labels of one split of an MNIST-format folder, via needle.data.MNISTDataset
     (which checks magic numbers, sizes and that the counts agree)."""
-    from needle.data import MNISTDataset
-
     paths = []
     for role in (f"{split}_images", f"{split}_labels"):
         stem = IDX_FILES[role]
         found = [folder / name for name in (stem, stem + ".gz") if (folder / name).is_file()]
         if not found:
-            hint = f"; get the files with: needle data download {dataset} --to {folder}"
+            hint = _download_hint(dataset, folder)
             raise _missing(folder / (stem + "[.gz]"), "file", config, hint)
         paths.append(found[0])
     images = MNISTDataset(paths[0], paths[1])
@@ -228,8 +234,9 @@ def _read_file(
     path: Path, kind: str, config: TrainConfig | None, *, label_column: str | None
 ) -> Split:
     if path.is_dir():
-        message = f"'{path}' is a folder; dataset '{kind}' reads one .{kind} file"
-        raise config.error(("data", "path"), message) if config else UsageError(message)
+        raise _error(
+            config, "path", f"'{path}' is a folder; dataset '{kind}' reads one .{kind} file"
+        )
     if not path.exists():
         raise _missing(path, "file", config)
     if kind == "npz":
@@ -299,13 +306,12 @@ def _read_csv(path: Path, label_column: str, config: TrainConfig | None) -> Spli
                 )
             header = [name.strip() for name in header]
             if label_column not in header:
-                message = (
+                raise _error(
+                    config,
+                    "label_column",
                     f"'{path}' has no column '{label_column}' (columns: {', '.join(header)}); "
-                    "set data.label_column"
+                    "set data.label_column",
                 )
-                if config is not None:
-                    raise config.error(("data", "label_column"), message)
-                raise UsageError(message)
             label_at = header.index(label_column)
             rows: list[list[float]] = []
             for row in reader:

@@ -175,6 +175,25 @@ def test_csv_without_the_label_column_points_at_label_column(tmp_path):
     )
 
 
+def test_a_folder_where_a_file_belongs_points_at_the_config(tmp_path):
+    text = f"data:\n  dataset: npz\n  path: '{tmp_path}'\n{MODEL}"
+    with pytest.raises(UsageError) as caught:
+        load_data(parse_config(text, "c.yaml"))
+    assert str(caught.value) == (
+        f"c.yaml:3:9: data.path: '{tmp_path}' is a folder; dataset 'npz' reads one .npz file"
+    )
+
+
+def test_load_path_without_a_config_names_only_the_file(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("a,b\n1,0\n")
+    with pytest.raises(UsageError) as caught:
+        load_path(path, label_column="target")
+    assert str(caught.value) == (
+        f"'{path}' has no column 'target' (columns: a, b); set data.label_column"
+    )
+
+
 # -- MNIST-format folders --------------------------------------------------------------------
 
 
