@@ -579,7 +579,7 @@ def resume(
     if not config_path.is_file():
         raise UsageError(f"'{run_dir}' is not a run folder: it has no {CONFIG_FILE}")
     for override in overrides:
-        path = parse_key_path(override.partition("=")[0].strip())
+        path = parse_key_path(override.partition("=")[0].strip(), label=f"--set {override}")
         if path[:1] != ("train",) or len(path) < 2:
             raise UsageError(
                 f"--set {override}: a resumed run can change train.* settings only; "
@@ -607,16 +607,14 @@ def resume(
             f"run '{run_dir}' stopped inside epoch {checkpoint.epoch + 1}; "
             f"train.epochs must be at least {checkpoint.epoch + 1} (got {total})"
         )
-    stored = SourceMap(f"the config stored in '{run_dir / CHECKPOINT_FILE}'")
-    before = validate_config(checkpoint.config, stored) if checkpoint.config else config
-    if checkpoint.step and (
-        before.train.batch_size != config.train.batch_size
-        or before.train.shuffle != config.train.shuffle
-    ):
-        raise UsageError(
-            f"run '{run_dir}' stopped inside an epoch; its train.batch_size and train.shuffle "
-            "cannot change until that epoch ends"
-        )
+    if checkpoint.step and checkpoint.config:
+        stored = SourceMap(f"the config stored in '{run_dir / CHECKPOINT_FILE}'")
+        before = validate_config(checkpoint.config, stored).train
+        if (before.batch_size, before.shuffle) != (config.train.batch_size, config.train.shuffle):
+            raise UsageError(
+                f"run '{run_dir}' stopped inside an epoch; its train.batch_size and "
+                "train.shuffle cannot change until that epoch ends"
+            )
     session.model.load_state_dict(checkpoint.model)
     try:
         session.optimizer.load_state_dict(checkpoint.optimizer)

@@ -177,6 +177,48 @@ def test_a_finished_run_says_how_to_train_further(tmp_path):
     )
 
 
+def stopped_inside_epoch(tmp_path, epoch: int, step: int):
+    """A run of TINY stopped (as by Ctrl-C) after `step` batches of `epoch`."""
+    flag = StopFlag()
+
+    def on_step(progress):
+        if (progress.epoch, progress.step) == (epoch, step):
+            flag.request()
+
+    return train(config(), out=tmp_path, name="s", callbacks=Callbacks(on_step=on_step), stop=flag)
+
+
+def test_a_stop_inside_an_epoch_keeps_what_that_epoch_needs_on_resume(tmp_path):
+    run = stopped_inside_epoch(tmp_path, 3, 2).run_dir
+    with pytest.raises(UsageError) as caught:
+        resume(run, ["train.epochs=2"])
+    assert str(caught.value) == (
+        f"run '{run}' stopped inside epoch 3; train.epochs must be at least 3 (got 2)"
+    )
+    # the rest of the epoch must draw the batches its first steps were drawn with
+    for change in ("train.batch_size=8", "train.shuffle=false"):
+        with pytest.raises(UsageError) as caught:
+            resume(run, [change])
+        assert str(caught.value) == (
+            f"run '{run}' stopped inside an epoch; its train.batch_size and train.shuffle "
+            "cannot change until that epoch ends"
+        )
+    assert resume(run, ["train.optimizer.lr=0.01"]).status == "completed"
+
+
+def test_resume_needs_a_run_folder_and_names_the_whole_override(tmp_path):
+    with pytest.raises(UsageError) as caught:
+        resume(tmp_path)
+    assert str(caught.value) == f"'{tmp_path}' is not a run folder: it has no config.yaml"
+    done = train(config("train.epochs=1"), out=tmp_path, name="t")
+    with pytest.raises(UsageError) as caught:
+        resume(done.run_dir, ["train..epochs=2"])
+    assert str(caught.value) == (
+        "--set train..epochs=2: cannot read the key path at '.epochs' (write names and list "
+        "indices, such as model.layers[2].linear)"
+    )
+
+
 def test_resume_changes_train_settings_only(tmp_path):
     done = train(config("train.epochs=1"), out=tmp_path, name="t")
     with pytest.raises(UsageError) as caught:
