@@ -668,21 +668,18 @@ def propagate(
         gain=gain,
     )
     initializer = init.get_initializer(scheme)
+    kwargs = resolved.initializer_kwargs()
     with init.seeded(seed):
-        x = init.randn(batch, width, dtype="float64")
+        # The gradient flows back to the input, not to the weights: only ∂L/∂z is measured.
+        x = init.randn(batch, width, dtype="float64", requires_grad=True)
         cotangent = init.randn(batch, width, dtype="float64")
-        layers = []
-        for _ in range(depth):
-            layer = nn.Linear(width, width, bias=False, dtype="float64")
-            weight = initializer(width, width, dtype="float64", **resolved.initializer_kwargs())
-            layer.weight = nn.Parameter(weight)
-            layers.append(layer)
+        weights = [initializer(width, width, dtype="float64", **kwargs) for _ in range(depth)]
     expected = expected_signal(resolved, phi_name, param, depth)
     # An exploding stack is a result too: its infs and nans are measured, not warned about.
     with np.errstate(over="ignore", invalid="ignore"):
         h, pre_activations = x, []
-        for layer in layers:
-            z = layer(h)
+        for weight in weights:
+            z = ops.matmul(h, weight)  # a Linear layer without bias
             pre_activations.append(z)
             h = phi(z)
         h.backward(cotangent)

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from needle import init
-from needle.init_stats import ks_critical
+from needle.init_stats import ks_critical, propagate
 from needle_cli.app import app
 
 runner = CliRunner()
@@ -138,7 +138,14 @@ def test_depth_table_kaiming_steady():
         # relu stack, fan·Var(W) = 2: Var(z) = 2, Var(∂L/∂z) = 1/2 at every layer.
         assert layer["expected_forward_std"] == pytest.approx(math.sqrt(2))
         assert layer["expected_backward_std"] == pytest.approx(math.sqrt(0.5))
-        assert layer["forward_std"] == pytest.approx(math.sqrt(2), rel=0.15)
+    # The measured columns are the library's; the first layer's std varies by < 1 % with the
+    # seed, deeper ones drift more (how well they follow the theory: test_init_stats.py).
+    stack = propagate("kaiming_uniform", depth=6, width=128)
+    assert [layer["forward_std"] for layer in p["layers"]] == [s.forward_std for s in stack.layers]
+    assert [layer["backward_std"] for layer in p["layers"]] == [
+        s.backward_std for s in stack.layers
+    ]
+    assert p["layers"][0]["forward_std"] == pytest.approx(math.sqrt(2), rel=0.05)
     text = run("kaiming_uniform", "--depth", "6", "--width", "128").stdout
     assert "depth 6 · width 128" in text and "steady" in text
 
