@@ -62,8 +62,10 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
-    def _named(self) -> Iterator[tuple[str, Any]]:
-        return _walk(self, "", set(), recurse=True)
+    def _named(self, kind: type) -> list[tuple[str, Any]]:
+        """(dotted path, item) for every instance of `kind` reachable from this module."""
+        walk = _walk(self, "", set(), recurse=True)
+        return [(name, item) for name, item in walk if isinstance(item, kind)]
 
     def parameters(self) -> list[Parameter]:
         """Every `Parameter` reachable through attributes, in insertion order, each once."""
@@ -72,12 +74,12 @@ class Module:
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         """`parameters()` with the dotted path each is first reached by: `("modules.0.weight",
         weight)` for the weight of a Sequential's first layer."""
-        return [(name, item) for name, item in self._named() if isinstance(item, Parameter)]
+        return self._named(Parameter)
 
     def named_modules(self) -> list[tuple[str, Module]]:
         """This module (named "") and every module inside it, depth first in attribute order,
         each once, with its dotted path."""
-        return [(name, item) for name, item in self._named() if isinstance(item, Module)]
+        return self._named(Module)
 
     def children(self) -> list[Module]:
         """The modules held directly by this one (in attributes, lists, tuples or dicts)."""
@@ -102,9 +104,7 @@ class Module:
         """A copy of every tensor the module holds, parameters and plain tensors such as
         BatchNorm's running statistics alike, keyed by dotted attribute path
         (`"modules.0.weight"`)."""
-        return {
-            name: item.numpy().copy() for name, item in self._named() if isinstance(item, Tensor)
-        }
+        return {name: tensor.numpy().copy() for name, tensor in self._named(Tensor)}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Replace each tensor's storage with the array of the same name in `state`.
@@ -113,7 +113,7 @@ class Module:
         nothing is replaced); arrays are cast to each tensor's dtype and copied, so `state` can
         be reused.
         """
-        tensors = {name: item for name, item in self._named() if isinstance(item, Tensor)}
+        tensors = dict(self._named(Tensor))
         missing, unexpected = tensors.keys() - state.keys(), state.keys() - tensors.keys()
         if missing or unexpected:
             raise UsageError(
