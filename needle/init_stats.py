@@ -70,6 +70,9 @@ class Formula:
             exact = False
         return " = ".join(parts) + ("" if exact else f" = {self.value:.4f}")
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "text": self.text}
+
 
 @dataclass(frozen=True)
 class Theory:
@@ -104,9 +107,14 @@ class Theory:
         return (self.gain, self.scale, Formula("std", "bound/√3", f"{bound:.4f}/√3", self.std))
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields, then `std` and `formulas`."""
-        formulas = [asdict(formula) for formula in self.formulas]
-        return {**asdict(self), "std": self.std, "formulas": formulas}
+        """The fields, then `std` and `formulas`; each formula with its `text`."""
+        return {
+            **asdict(self),
+            "gain": self.gain.to_dict(),
+            "scale": self.scale.to_dict(),
+            "std": self.std,
+            "formulas": [formula.to_dict() for formula in self.formulas],
+        }
 
     def initializer_kwargs(self) -> dict[str, Any]:
         """The scheme's own keyword arguments, as `needle.init` takes them."""
@@ -181,11 +189,6 @@ class InitStats:
     def to_dict(self) -> dict[str, Any]:
         data = {**asdict(self), "theory": self.theory.to_dict()}
         data["ks"]["passed"] = self.ks.passed
-        theory = data["theory"]
-        formulas = (self.theory.gain, self.theory.scale, *self.theory.formulas)
-        items = (theory["gain"], theory["scale"], *theory["formulas"])
-        for formula, item in zip(formulas, items, strict=True):
-            item["text"] = formula.text
         return data
 
 

@@ -93,6 +93,16 @@ def test_formulas_read_gain_scale_and_a_uniform_schemes_std():
     assert normal.formulas == (normal.gain, normal.scale) and normal.std == normal.scale.value
 
 
+def test_every_formula_in_the_json_carries_its_text():
+    stats = init_stats("kaiming_uniform", samples=100)
+    data = stats.to_dict()["theory"]
+    assert data["gain"]["text"] == stats.theory.gain.text == "gain(relu) = √2 = 1.4142"
+    assert data["scale"]["text"] == stats.theory.scale.text
+    assert [f["text"] for f in data["formulas"]] == [f.text for f in stats.theory.formulas]
+    stack = propagate("xavier_uniform", depth=1, width=4)
+    assert stack.to_dict()["theory"]["scale"]["text"] == stack.theory.scale.text
+
+
 def test_theory_gain_is_init_calculate_gain():
     for nonlinearity in ("relu", "tanh", "selu", "sigmoid", "leaky_relu"):
         t = theory("kaiming_uniform", 8, 8, nonlinearity=nonlinearity)
