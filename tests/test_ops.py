@@ -282,7 +282,7 @@ def test_python_scalars_never_upcast_float32():
     "axes", [(0, 2), [0, 2], np.array([0, 2]), (np.int64(0), -1), -1, np.int32(1)]
 )
 def test_axes_in_any_sequence_or_integer_form(axes):
-    # normalize_axes caches its answers: lists and arrays must still work (they are unhashable).
+    # normalize_axes caches its answers: ops store lists and arrays (unhashable) as tuples.
     x = np.random.default_rng(0).standard_normal((2, 3, 4))
     axis = tuple(axes) if isinstance(axes, (tuple, list, np.ndarray)) else axes
     for function, reference in [(ndl.summation, np.sum), (ndl.logsumexp, None)]:

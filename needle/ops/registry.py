@@ -203,15 +203,18 @@ def random_axes(rng: np.random.Generator, ndim: int) -> int | tuple[int, ...] | 
     return axes[0] if choice == 1 else tuple(axes)
 
 
-def normalize_axes(axes: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
-    """Axes as a sorted tuple of non-negative ints; None means all axes."""
-    if not (axes is None or isinstance(axes, (int, np.integer, tuple))):
-        axes = tuple(axes)  # a list or an array of axes: hashable, for the cache
-    return _normalize_axes(axes, ndim)
+def as_axes(axes: int | Sequence[int] | None) -> int | tuple[int, ...] | None:
+    """`axes` as None, an int or a tuple: a list or an array of axes becomes a tuple, which
+    `normalize_axes` can cache. Ops store their `axes` this way when they are made."""
+    if axes is None or isinstance(axes, (int, np.integer, tuple)):
+        return axes
+    return tuple(axes)
 
 
 @functools.lru_cache(maxsize=4096, typed=True)
-def _normalize_axes(axes: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
+def normalize_axes(axes: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
+    """Axes (None, an int or a tuple, see `as_axes`) as a sorted tuple of non-negative ints;
+    None means all axes."""
     # Cached: reductions and their gradients ask for the same few answers on every step.
     if axes is None:
         return tuple(range(ndim))

@@ -17,6 +17,7 @@ from needle.errors import UsageError
 from needle.ops.registry import (
     OpParam,
     Setting,
+    as_axes,
     broadcastable_pair,
     normalize_axes,
     random_axes,
@@ -32,17 +33,11 @@ def keepdims_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, 
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
-def _axes_arg(axes: Any) -> Axes:
-    if isinstance(axes, list):
-        return tuple(axes)
-    return axes
-
-
 class Transpose(TensorOp):
     """Swap two axes (default: the last two)."""
 
     def __init__(self, axes: tuple[int, int] | None = None):
-        self.axes = _axes_arg(axes)
+        self.axes = as_axes(axes)
 
     def _pair(self, ndim: int) -> tuple[int, int]:
         if self.axes is None:
@@ -212,7 +207,7 @@ class Summation(TensorOp):
     """Σ over `axes` (an int, a tuple, or None for all); reduced axes are dropped."""
 
     def __init__(self, axes: Axes = None):
-        self.axes = _axes_arg(axes)
+        self.axes = as_axes(axes)
 
     def compute(self, a: np.ndarray) -> np.ndarray:
         return np.add.reduce(a, axis=normalize_axes(self.axes, a.ndim))  # what np.sum runs

@@ -7,10 +7,9 @@ import numpy as np
 from needle.autograd import Tensor, TensorOp
 from needle.errors import UsageError
 from needle.ops.elementwise import exp
-from needle.ops.registry import normalize_axes, random_shape, register
+from needle.ops.registry import as_axes, normalize_axes, random_shape, register
 from needle.ops.shape import (
     Axes,
-    _axes_arg,
     keepdims_shape,
     register_reduction,
     reshape,
@@ -54,7 +53,7 @@ class LogSumExp(TensorOp):
     """
 
     def __init__(self, axes: Axes = None):
-        self.axes = _axes_arg(axes)
+        self.axes = as_axes(axes)
 
     def compute(self, z: np.ndarray) -> np.ndarray:
         axes = normalize_axes(self.axes, z.ndim)
@@ -109,7 +108,7 @@ class Softmax(TensorOp):
     """
 
     def __init__(self, axes: Axes = None):
-        self.axes = _axes_arg(axes)
+        self.axes = as_axes(axes)
 
     def compute(self, z: np.ndarray) -> np.ndarray:
         axes = normalize_axes(self.axes, z.ndim)
