@@ -279,11 +279,12 @@ def _read_npz(path: Path) -> Split:
 
 
 def _class_numbers(values: np.ndarray, where) -> np.ndarray:
-    """Labels as int64, each a non-negative whole number."""
+    """Labels as int64, each a non-negative whole number that int64 can hold."""
     if values.dtype.kind not in "biuf":
         raise UsageError(f"{where(0)}: labels must be numbers (got dtype {values.dtype})")
     as_float = values.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(as_float) | (as_float < 0) | (as_float != np.round(as_float)))
+    whole = np.isfinite(as_float) & (as_float == np.round(as_float))
+    bad = np.flatnonzero(~whole | (as_float < 0) | (as_float >= 2.0**63))
     if len(bad):
         i = int(bad[0])
         raise UsageError(

@@ -85,6 +85,10 @@ NPZ_CASES = {
         dict(X=np.zeros((2, 2)), y=np.array([0, -1])),
         "y[1]: a label must be a class number 0, 1, 2, ... (got -1)",
     ),
+    "label past int64": (  # was cast to a negative class, with a numpy warning
+        dict(X=np.zeros((2, 2)), y=np.array([0, 1e30])),
+        "y[1]: a label must be a class number 0, 1, 2, ... (got 1e+30)",
+    ),
     "1-d features": (dict(X=np.zeros(3), y=np.zeros(3)), "X must be (samples, features)"),
 }
 
