@@ -394,6 +394,24 @@ class Session:
     train_loader: DataLoader
     val_loader: DataLoader
 
+    def checkpoint(
+        self, epoch: int, history: Sequence[EpochMetrics], config: dict[str, Any], **extra: Any
+    ) -> Checkpoint:
+        """The session's state now (parameters, optimizer, RNG) after `epoch` epochs;
+        `config` is `config_data(self.config)`, made once by the caller."""
+        return Checkpoint(
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            optimizer_name=self.config.train.optimizer.name,
+            rng=np.random.get_state(),
+            epoch=epoch,
+            history=list(history),
+            config=config,
+            in_features=self.data.in_features,
+            num_classes=self.data.num_classes,
+            **extra,
+        )
+
 
 def prepare(config: TrainConfig) -> Session:
     """Load the data and build the model and optimizer, checking that everything fits, before
@@ -540,16 +558,7 @@ def train(
     session = prepare(config)
     run_dir = new_run_dir(Path(out), name)
     _write_config(run_dir, config)
-    start = Checkpoint(
-        model=session.model.state_dict(),
-        optimizer=session.optimizer.state_dict(),
-        optimizer_name=config.train.optimizer.name,
-        rng=np.random.get_state(),
-        epoch=0,
-        config=config_data(config),
-        in_features=session.data.in_features,
-        num_classes=session.data.num_classes,
-    )
+    start = session.checkpoint(0, [], config_data(config))
     save_checkpoint(run_dir / CHECKPOINT_FILE, start)
     return _run(session, run_dir, start, callbacks or Callbacks(), stop or StopFlag(), False)
 
@@ -657,20 +666,6 @@ def _run(
     def result(status: str, epochs: int, **extra: Any) -> RunResult:
         return RunResult(run_dir, status, epochs, total, list(history), checkpoint_path, **extra)
 
-    def snapshot(epoch: int, **extra: Any) -> Checkpoint:
-        return Checkpoint(
-            model=model.state_dict(),
-            optimizer=optimizer.state_dict(),
-            optimizer_name=config.train.optimizer.name,
-            rng=np.random.get_state(),
-            epoch=epoch,
-            history=list(history),
-            config=state.config,
-            in_features=session.data.in_features,
-            num_classes=session.data.num_classes,
-            **extra,
-        )
-
     for epoch in range(state.epoch + 1, total + 1):
         totals, step, elapsed = _Totals(), 0, 0.0
         if epoch == state.epoch + 1 and state.step:
@@ -701,10 +696,15 @@ def _run(
                     "size": totals.size,
                     "seconds": elapsed + time.perf_counter() - began,
                 }
-                save_checkpoint(
-                    checkpoint_path,
-                    snapshot(epoch - 1, step=step, epoch_rng=epoch_rng, partial=partial),
+                stop_state = session.checkpoint(
+                    epoch - 1,
+                    history,
+                    state.config,
+                    step=step,
+                    epoch_rng=epoch_rng,
+                    partial=partial,
                 )
+                save_checkpoint(checkpoint_path, stop_state)
                 stopped = result(
                     "interrupted", epoch - 1, stopped_at=(epoch, step), signum=stop.signum
                 )
@@ -722,7 +722,7 @@ def _run(
         history.append(metrics)
         # The checkpoint first: a kill between the two writes leaves metrics one epoch behind
         # (the next epoch rewrites them), never claiming an epoch the checkpoint lacks.
-        save_checkpoint(checkpoint_path, snapshot(epoch))
+        save_checkpoint(checkpoint_path, session.checkpoint(epoch, history, state.config))
         _write_metrics(run_dir, history)
         if callbacks.on_epoch:
             callbacks.on_epoch(metrics)
