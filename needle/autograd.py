@@ -106,23 +106,6 @@ class Value:
         global TENSOR_COUNTER
         TENSOR_COUNTER -= 1
 
-    def _init(
-        self,
-        op: Op | None,
-        inputs: Sequence[Value],
-        *,
-        cached_data: np.ndarray,
-        requires_grad: bool | None = None,
-    ) -> None:
-        global TENSOR_COUNTER
-        TENSOR_COUNTER += 1
-        if requires_grad is None:
-            requires_grad = any(x.requires_grad for x in inputs)
-        self.op = op
-        self.inputs = tuple(inputs)
-        self.cached_data = cached_data
-        self.requires_grad = requires_grad
-
 
 def _as_array(array: Any, dtype: Any) -> np.ndarray:
     if isinstance(array, Tensor):
@@ -148,10 +131,12 @@ class Tensor(Value):
         dtype: Any = None,
         requires_grad: bool = True,
     ) -> None:
+        global TENSOR_COUNTER
+        TENSOR_COUNTER += 1  # first: a construction that raises below still reaches __del__
         if device is not None and not isinstance(device, Device):
             raise ValueError(f"unknown device {device!r}; needle has only cpu()")
-        self.grad = None
-        self._init(None, (), cached_data=_as_array(array, dtype), requires_grad=requires_grad)
+        self.op, self.inputs, self.cached_data = None, (), _as_array(array, dtype)
+        self.requires_grad, self.grad = requires_grad, None
 
     @classmethod
     def make_from_op(cls, op: Op, inputs: Sequence[Tensor]) -> Tensor:

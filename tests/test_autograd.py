@@ -94,6 +94,18 @@ def test_tensor_counter_counts_live_values():
     assert autograd.TENSOR_COUNTER == before
 
 
+def test_tensor_counter_ignores_a_failed_construction():
+    # A Tensor whose __init__ raises still reaches __del__: it must have been counted.
+    gc.collect()
+    before = autograd.TENSOR_COUNTER
+    with pytest.raises(ValueError, match="device"):
+        Tensor(np.ones(2), device="cuda")
+    with pytest.raises(TypeError, match="not understood"):
+        Tensor(np.ones(2), dtype="not-a-dtype")
+    gc.collect()
+    assert autograd.TENSOR_COUNTER == before
+
+
 def test_backward_leaves_no_cycles():
     # After backward, dropping the loss and the gradients frees everything by reference
     # counting alone: no cycle waits for the garbage collector.
