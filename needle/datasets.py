@@ -77,6 +77,13 @@ def load_data(config: TrainConfig) -> Data:
             train, val = _read_idx_folder(path, spec.dataset, config)
         else:
             whole = _read_file(path, spec.dataset, config, label_column=spec.label_column)
+            if len(whole) < 2:  # generators are held to 2 per class by the config
+                raise _error(
+                    config,
+                    "path",
+                    f"'{path}' holds {len(whole)} sample; at least 2 are needed to hold some "
+                    "out for validation",
+                )
             train, val = _split(whole, spec.val_fraction, rng)
         source = str(path)
     num_classes = int(max(train.y.max(initial=0), val.y.max(initial=0))) + 1
@@ -101,10 +108,9 @@ def load_path(path: str | Path, *, label_column: str = "label") -> Split:
 
 
 def _split(whole: Split, val_fraction: float, rng: np.random.Generator) -> tuple[Split, Split]:
-    """Shuffle, then hold out the last `val_fraction` (at least one sample each side)."""
+    """Shuffle, then hold out the last `val_fraction` (at least one sample each side, so
+    `whole` holds at least 2)."""
     n = len(whole)
-    if n < 2:
-        raise UsageError(f"need at least 2 samples to hold some out for validation (got {n})")
     order = rng.permutation(n)
     n_val = min(max(1, round(n * val_fraction)), n - 1)
     train, val = order[: n - n_val], order[n - n_val :]

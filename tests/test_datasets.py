@@ -167,6 +167,18 @@ def test_csv_problems_name_file_and_line(tmp_path, text, message):
     assert str(caught.value) == message.format(path=path)
 
 
+def test_a_single_sample_cannot_be_split_and_the_file_is_named(tmp_path):
+    path = tmp_path / "one.csv"
+    path.write_text("a,label\n1,0\n")
+    text = f"data:\n  dataset: csv\n  path: '{path}'\n{MODEL}"
+    with pytest.raises(UsageError) as caught:
+        load_data(parse_config(text, "c.yaml"))
+    assert str(caught.value) == (
+        f"c.yaml:3:9: data.path: '{path}' holds 1 sample; at least 2 are needed to hold some "
+        "out for validation"
+    )
+
+
 def test_csv_without_the_label_column_points_at_label_column(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("a,b\n1,0\n")
