@@ -310,6 +310,12 @@ def test_float64_stays_float64():
         (lambda x: ndl.sum_to_shape(x, (2,)), "cannot sum an input of shape"),
         (lambda x: ndl.sum_to_shape(x, (1, 2, 3)), "cannot sum an input of shape"),
         (lambda x: ndl.matmul(x, x), "matmul shapes do not fit"),
+        (lambda x: ndl.matmul(ndl.summation(x, 0), x), "matmul needs inputs with at least 2 axes"),
+        (lambda x: ndl.transpose(ndl.summation(x, 0)), "transpose needs at least 2 axes"),
+        (lambda x: ndl.transpose(x, (0, 1, 1)), "transpose swaps exactly two axes"),
+        (lambda x: ndl.transpose(x, (0, 2)), "axis 2 is out of range"),
+        (lambda x: ndl.logsoftmax(ndl.summation(x, 0)), r"logsoftmax takes a 2-D input"),
+        (lambda x: ndl.divide_scalar(x, np.ones(2)), r"1-element array, got shape \(2,\)"),
     ],
 )
 def test_shape_errors_name_the_problem(call, message):

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from needle.autograd import Tensor, TensorOp
+from needle.errors import UsageError
 from needle.ops.registry import (
     OpParam,
     Setting,
@@ -32,7 +33,7 @@ def as_scalar(value: Any) -> Any:
         value = value.cached_data
     if isinstance(value, (np.ndarray, np.generic)):
         if np.size(value) != 1:
-            raise ValueError(f"expected a scalar or a 1-element array, got shape {np.shape(value)}")
+            raise UsageError(f"expected a scalar or a 1-element array, got shape {np.shape(value)}")
         return np.asarray(value).reshape(-1)[0].item()
     return value
 
