@@ -150,6 +150,15 @@ def test_data_shares_storage_and_assignment_builds_no_graph():
     np.testing.assert_array_equal(w.numpy(), [0.5] * 3)
 
 
+def test_data_assignment_refuses_a_non_tensor_or_another_dtype():
+    w = Tensor(np.ones(3, dtype=np.float32))
+    with pytest.raises(TypeError, match="must be assigned a Tensor, got ndarray"):
+        w.data = np.zeros(3, dtype=np.float32)
+    with pytest.raises(TypeError, match="dtype float64 does not match float32"):
+        w.data = Tensor(np.zeros(3))
+    np.testing.assert_array_equal(w.numpy(), np.ones(3))
+
+
 def test_numpy_is_always_an_array():
     out = Tensor(np.ones(3)).sum()
     assert isinstance(out.numpy(), np.ndarray) and out.numpy().shape == ()

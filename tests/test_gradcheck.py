@@ -137,6 +137,7 @@ def test_tight_tolerance_turns_float32_rounding_into_failure():
         ({"eps": "1e-6"}, r"eps must be a number in \(0, 1\) \(got 1e-6\)"),
         ({"fast": True, "projections": 0}, r"projections must be a positive integer \(got 0\)"),
         ({"order": 3}, r"order must be 1 or 2 \(got 3\)"),
+        ({"dtype": "int64"}, r"gradients need a floating dtype \(got int64\)"),
     ],
 )
 def test_settings_under_which_the_check_cannot_fail_are_refused(settings, message):
@@ -170,6 +171,14 @@ def test_check_op_reproducible_and_validated():
         check_op("power_scalar")
     with pytest.raises(UsageError, match="out of range"):
         check_op("summation", {"axes": 3})
+
+
+def test_check_op_refuses_too_many_elements_unless_fast():
+    shapes = [(20, 30), (20, 30)]
+    with pytest.raises(UsageError, match=r"1200 input elements is too many .*\(limit 1000\)"):
+        check_op("add", shapes=shapes, max_elements=1000)
+    assert check_op("add", shapes=shapes, max_elements=1200).checked == 1200
+    assert check_op("add", shapes=shapes, max_elements=1000, fast=True).passed
 
 
 def test_fast_mode_on_a_large_input():
