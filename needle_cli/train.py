@@ -19,6 +19,7 @@ from needle_cli.render import console, number, plain
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from needle.datasets import Data
     from needle.runs import EpochMetrics, Evaluation, RunResult
 
 TRAIN_HELP = """Train a model from a YAML config, or continue a run.
@@ -176,12 +177,7 @@ class _Display:
 
     def _describe_start(self, start) -> str:
         what = "resuming" if start.resumed else "training"
-        data = start.data
-        return (
-            f"{what} {start.run_dir}: {data.source}, {len(data.train.y)} train / "
-            f"{len(data.val.y)} val samples, {data.in_features} features, "
-            f"{data.num_classes} classes"
-        )
+        return f"{what} {start.run_dir}: {start.data.source}, {_describe_data(start.data)}"
 
     def _start_line(self, start) -> None:
         self.epochs = start.epochs
@@ -232,6 +228,13 @@ class _Display:
     def _epoch_bar(self, m: EpochMetrics) -> None:
         self.progress.console.print(_epoch_text(m, self.epochs))
         self.progress.reset(self.task, completed=0)
+
+
+def _describe_data(data: Data) -> str:
+    return (
+        f"{len(data.train.y)} train / {len(data.val.y)} val samples, "
+        f"{data.in_features} features, {data.num_classes} classes"
+    )
 
 
 def _epoch_text(m: EpochMetrics, epochs: int) -> str:
@@ -287,10 +290,7 @@ def _dry_run(config, out: Console, as_json: bool) -> None:
             }
         )
         return
-    out.print(
-        f"data: {data.source}: {len(data.train.y)} train / {len(data.val.y)} val samples, "
-        f"{data.in_features} features, {data.num_classes} classes"
-    )
+    out.print(f"data: {data.source}: {_describe_data(data)}")
     table = Table(title="model", title_justify="left")
     for column, justify in (
         ("#", "left"),

@@ -128,6 +128,9 @@ def test_dry_run_prints_the_model_and_writes_nothing(tiny, tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     result = run("train", tiny, "--dry-run")
     assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(
+        "data: moons (100 samples, seed 1): 80 train / 20 val samples, 2 features, 2 classes\n"
+    )
     # 2*8 + 8 and 8*2 + 2 parameters
     assert re.search(r"│ 0 +│ linear +│ +\(batch, 8\) │ +24 │ kaiming_uniform\(\)", result.stdout)
     assert re.search(r"│ 2 +│ linear +│ +\(batch, 2\) │ +18 │", result.stdout)
