@@ -810,7 +810,7 @@ def evaluate(target: str | Path, *, data: str | Path | None = None) -> Evaluatio
                 f"'{data}' has {split.X.shape[1]} features per sample but the model takes "
                 f"{in_features}"
             )
-        if len(split) and split.y.max() >= num_classes:
+        if split.y.max() >= num_classes:  # load_path refuses a file without samples
             raise UsageError(
                 f"'{data}' has labels up to {split.y.max()} but the model knows "
                 f"{num_classes} classes (0 to {num_classes - 1})"
@@ -819,8 +819,6 @@ def evaluate(target: str | Path, *, data: str | Path | None = None) -> Evaluatio
     model = _build_model(config, in_features, num_classes)
     _check_fits(checkpoint, model, config.train.optimizer.name, str(checkpoint_path), label)
     model.load_state_dict(checkpoint.model)
-    if len(split) == 0:
-        raise UsageError(f"{described} has no samples to evaluate")
     totals, confusion = measure_split(model, split, config.train.batch_size, num_classes)
     return Evaluation(
         totals.loss,

@@ -347,6 +347,12 @@ def test_evaluate_on_other_data(tmp_path):
     assert str(caught.value) == (
         f"'{tmp_path / 'wide.npz'}' has 5 features per sample but the model takes 2"
     )
+    np.savez(tmp_path / "labels.npz", X=X, y=np.arange(10) % 6)
+    with pytest.raises(UsageError) as caught:
+        evaluate(done.run_dir, data=tmp_path / "labels.npz")
+    assert str(caught.value) == (
+        f"'{tmp_path / 'labels.npz'}' has labels up to 5 but the model knows 3 classes (0 to 2)"
+    )
 
 
 # -- model building --------------------------------------------------------------------------
