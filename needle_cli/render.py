@@ -58,9 +58,11 @@ def plain(value: Any) -> Any:
     return value
 
 
-def print_json(data: Any) -> None:
-    """Print `data` as indented, strict JSON on stdout."""
-    typer.echo(json.dumps(plain(data), indent=2, allow_nan=False, ensure_ascii=False))
+def print_json(data: Any, *, one_line: bool = False) -> None:
+    """Print `data` as strict JSON on stdout: indented, or on `one_line` (the last line of a
+    command's output, for scripts)."""
+    indent = None if one_line else 2
+    typer.echo(json.dumps(plain(data), indent=indent, allow_nan=False, ensure_ascii=False))
 
 
 def number(value: float, digits: int = 4) -> str:

@@ -7,14 +7,13 @@ command functions so that `needle --help` stays fast.
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from needle_cli.render import console, number, plain
+from needle_cli.render import console, number, print_json
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -47,11 +46,6 @@ def register(app: typer.Typer) -> None:
     data_app = typer.Typer(help="Get datasets.", no_args_is_help=True)
     data_app.command("download")(download)
     app.add_typer(data_app, name="data")
-
-
-def _emit_json(data: dict[str, Any]) -> None:
-    """One JSON object on one line: the last line of stdout, for scripts."""
-    typer.echo(json.dumps(plain(data), allow_nan=False))
 
 
 def _percent(value: float | None) -> str:
@@ -143,7 +137,7 @@ def train(
     elif not quiet and not as_json:
         _final_table(out_console, result)
     if as_json:
-        _emit_json(result.to_json())
+        print_json(result.to_json(), one_line=True)
     if result.status == "interrupted":
         raise typer.Exit(128 + (result.signum or signal.SIGINT))
 
@@ -276,7 +270,7 @@ def _dry_run(config, out: Console, as_json: bool) -> None:
     rows = plan_model(config, data.in_features, data.num_classes)
     total = sum(p.numpy().size for p in session.model.parameters())
     if as_json:
-        _emit_json(
+        print_json(
             {
                 "data": {
                     "source": data.source,
@@ -287,7 +281,8 @@ def _dry_run(config, out: Console, as_json: bool) -> None:
                 },
                 "layers": [row.__dict__ for row in rows],
                 "parameters": total,
-            }
+            },
+            one_line=True,
         )
         return
     out.print(f"data: {data.source}: {_describe_data(data)}")
@@ -337,7 +332,7 @@ def evaluate(
 
     result = evaluate_run(target, data=data)
     if as_json:
-        _emit_json(result.to_json())
+        print_json(result.to_json(), one_line=True)
         return
     _evaluation_tables(console(), result)
 
@@ -411,7 +406,7 @@ def download(
 
     result = fetch(dataset, folder, mirror=mirror, on_progress=progress if live else None)
     if as_json:
-        _emit_json(
+        print_json(
             {
                 "dataset": result.dataset,
                 "folder": str(result.folder),
@@ -420,7 +415,8 @@ def download(
                     {"name": f.name, "status": f.status, "bytes": f.size, "sha256": f.sha256}
                     for f in result.files
                 ],
-            }
+            },
+            one_line=True,
         )
         return
     for f in result.files:
