@@ -174,7 +174,8 @@ def check_gradients(
             inputs without names are named by position, "0", "1", ….
 
     Settings under which the check could not fail or could not run raise `UsageError`:
-    see `validate_tolerances`; `order` other than 1 or 2; `projections` < 1.
+    see `validate_tolerances`; `order` other than 1 or 2; `projections` < 1; an input or
+    an output with no elements.
     """
     if order not in (1, 2):
         raise UsageError(f"order must be 1 or 2 (got {order})")
@@ -189,6 +190,9 @@ def check_gradients(
     rtol = tolerances["rtol"] if rtol is None else rtol
     rng = np.random.default_rng(seed)
     arrays = [np.asarray(x, dtype=np.float64) for x in inputs]
+    for i, x in enumerate(arrays):
+        if x.size == 0:
+            raise UsageError(f"input {i} has shape {x.shape}, with no elements to check")
     if order == 2:
         fn = _gradient_function(fn, arrays, rng)
 
@@ -426,6 +430,9 @@ def _op_function(spec: OpSpec, params: dict[str, Any]) -> Function:
 
 def _cotangent(fn: Function, arrays: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     out = fn(*[Tensor(x, requires_grad=False) for x in arrays])
+    # An empty cotangent makes every gradient 0 on both sides: a check that cannot fail.
+    if out.size == 0:
+        raise UsageError(f"the output has shape {out.shape}, with no elements to check")
     return rng.standard_normal(out.shape)
 
 

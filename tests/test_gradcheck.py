@@ -159,6 +159,14 @@ def test_an_op_output_with_no_elements_is_refused():
         check_op("broadcast_to", {"shape": (0, 3)}, shapes=[(3,)])
 
 
+def test_check_gradients_refuses_what_has_no_elements():
+    # Called directly (not through check_op), an empty input or output would pass vacuously.
+    with pytest.raises(UsageError, match=r"input 0 has shape \(0, 3\), with no elements"):
+        check_gradients(ndl.exp, [np.ones((0, 3))])
+    with pytest.raises(UsageError, match=r"output has shape \(0, 3\), with no elements"):
+        check_gradients(lambda t: ndl.broadcast_to(t, (0, 3)), [np.ones(3)])
+
+
 def test_check_op_reproducible_and_validated():
     a = check_op("logsumexp", {"axes": 1}, seed=7)
     b = check_op("logsumexp", {"axes": 1}, seed=7)
