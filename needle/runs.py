@@ -357,18 +357,14 @@ def _check_fits(
     checkpoint: Checkpoint, model: nn.Module, optimizer_name: str, where: str, config_label: str
 ) -> None:
     """Refuse a checkpoint whose tensors do not match the model the config builds."""
-    expected = {name: array.shape for name, array in model.state_dict().items()}
-    found = {name: array.shape for name, array in checkpoint.model.items()}
+    expected = {name: str(array.shape) for name, array in model.state_dict().items()}
+    found = {name: str(array.shape) for name, array in checkpoint.model.items()}
     for name in sorted(expected.keys() | found.keys()):
-        if expected.get(name) != found.get(name):
-
-            def shape(s):
-                return "missing" if s is None else str(tuple(s))
-
+        there, here = found.get(name, "missing"), expected.get(name, "missing")
+        if there != here:
             raise UsageError(
                 f"checkpoint '{where}' belongs to a different model: tensor '{name}' is "
-                f"{shape(found.get(name))} there but {shape(expected.get(name))} in the model "
-                f"{config_label} describes"
+                f"{there} there but {here} in the model {config_label} describes"
             )
     if checkpoint.optimizer_name != optimizer_name:
         raise UsageError(

@@ -286,6 +286,12 @@ def test_corrupt_foreign_and_mismatched_checkpoints(tmp_path):
         f"'modules.0.bias' is (1, 16) there but (1, 8) in the model "
         f"{other.run_dir / 'config.yaml'} describes"
     )
+    # and one whose model has a layer this config's lacks
+    text = TINY.replace("    - batchnorm1d\n", "")
+    fewer = train(config("train.epochs=1", text=text), out=tmp_path, name="f")
+    (fewer.run_dir / CHECKPOINT_FILE).write_bytes(path.read_bytes())
+    with pytest.raises(UsageError, match=r"tensor 'modules.1.bias' is \(16,\) there but missing"):
+        evaluate(fewer.run_dir)
 
 
 def test_killing_a_run_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
