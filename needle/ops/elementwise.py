@@ -148,7 +148,6 @@ class EWisePow(TensorOp):
     EWisePow,
     n_inputs=2,
     draws=[positive, normal],
-    random_case=None,
     nondifferentiable="a ≤ 0 (log a in the exponent's gradient)",
     settings=[{}, Setting({}, ((3, 4), (4,)))],
 )

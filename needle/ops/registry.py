@@ -145,7 +145,7 @@ def register(
             draws=tuple(draw_list),
             settings=tuple(s if isinstance(s, Setting) else Setting(s) for s in settings),
             nondifferentiable=nondifferentiable,
-            summary=(function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else "",
+            summary=(function.__doc__ or "").strip().partition("\n")[0],
         )
         return function
 
