@@ -48,6 +48,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
 
 
+# The `--json` option of train, evaluate and data download.
+JsonLine = Annotated[
+    bool, typer.Option("--json", help="End stdout with one JSON line of the results.")
+]
+
+
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
@@ -88,9 +94,7 @@ def train(
     print_config: Annotated[
         bool, typer.Option("--print-config", help="Print the resolved config as YAML and exit.")
     ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="End stdout with one JSON line of the results.")
-    ] = False,
+    as_json: JsonLine = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no progress.")] = False,
 ) -> None:
     from needle import runs
@@ -323,9 +327,7 @@ def evaluate(
             "validation split.",
         ),
     ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="End stdout with one JSON line of the results.")
-    ] = False,
+    as_json: JsonLine = False,
 ) -> None:
     """Loss, accuracy and confusion matrix of a trained model."""
     from needle.runs import evaluate as evaluate_run
@@ -388,9 +390,7 @@ def download(
             "the dataset's usual mirror].",
         ),
     ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="End stdout with one JSON line of the results.")
-    ] = False,
+    as_json: JsonLine = False,
 ) -> None:
     """Download MNIST or Fashion-MNIST (four idx files), checking SHA-256 sums."""
     from needle.download import download as fetch
