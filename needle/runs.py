@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -738,7 +738,7 @@ def _diverged(
     epoch: int,
     step: int,
     steps: int,
-) -> None:
+) -> NoReturn:
     lr = config.train.optimizer.lr
     _write_summary(so_far, {"diverged_at": [epoch, step]})
     raise TrainingDiverged(
