@@ -60,7 +60,7 @@ def test_gradcheck_is_registered():
 def test_every_command_help_exits_0(path):
     result = run(*path, "--help")
     assert result.exit_code == 0, result.output
-    assert "Usage:" in result.output
+    assert "Usage: needle " + " ".join(path) in result.stdout
 
 
 def test_gradcheck_help_explains_op_options_with_examples():
