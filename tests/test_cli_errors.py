@@ -32,6 +32,44 @@ def test_unknown_command_is_one_line_exit_2():
     assert "No such command 'trian'" in result.stderr
 
 
+def test_no_command_prints_the_help_and_exits_2():
+    result = runner.invoke(app, [])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Usage: needle [OPTIONS] COMMAND")
+    assert "init-stats" in result.stderr and "Traceback" not in result.output
+
+
+def _probe(failure: BaseException) -> typer.Typer:
+    """A two-command app on NeedleGroup whose `fail` command raises `failure`."""
+    probe = typer.Typer(cls=errors.NeedleGroup)
+
+    @probe.command()
+    def fail() -> None:
+        raise failure
+
+    @probe.command()
+    def other() -> None:
+        pass
+
+    return probe
+
+
+def test_ctrl_c_or_an_abort_outside_a_run_exits_130_without_a_trace():
+    # Ctrl-C: the shell shows ^C and typer exits quietly; an abort says so.
+    for failure, said in ((KeyboardInterrupt(), ""), (typer.Abort(), "aborted\n")):
+        result = runner.invoke(_probe(failure), ["fail"])
+        assert (result.exit_code, result.stderr) == (130, said), result.output
+
+
+def test_a_click_error_is_one_line_with_its_own_exit_code():
+    from typer._click.exceptions import ClickException
+
+    failure = ClickException("the disk is on fire")
+    failure.exit_code = 3
+    result = runner.invoke(_probe(failure), ["fail"])
+    assert (result.exit_code, result.stderr) == (3, "error: the disk is on fire\n")
+
+
 def test_a_bug_says_so_and_saves_the_trace(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile
