@@ -24,8 +24,9 @@ from typer.core import TyperGroup
 CRASH_TRACE_NAME = "needle-crash.trace.txt"  # in the system's temporary folder
 
 # Exits, aborts and click's own errors go on to click's handling (typer ≥ 0.29 runs on its
-# own copy of click, whose exception classes these are).
-_CLICK_HANDLED = (typer.Exit, typer.Abort, ClickException, KeyboardInterrupt)
+# own copy of click, whose exception classes these are). Ctrl-C, a BaseException, passes
+# `except Exception` by itself.
+_CLICK_HANDLED = (typer.Exit, typer.Abort, ClickException)
 
 
 def save_crash_trace() -> str:
