@@ -150,6 +150,15 @@ def test_depth_table_kaiming_steady():
     assert "depth 6 · width 128" in text and "steady" in text
 
 
+def test_xavier_given_a_nonlinearity_without_a_stack_says_what_it_sets():
+    result = run("xavier_uniform", "--nonlinearity", "tanh")
+    assert result.exit_code == 0, result.output
+    note = "note: xavier schemes take --gain; --nonlinearity only sets the activation"
+    assert note in result.stdout
+    assert note not in run("xavier_uniform", "--nonlinearity", "tanh", "--depth", "2").stdout
+    assert note not in run("kaiming_uniform", "--nonlinearity", "tanh").stdout
+
+
 def test_an_overflowing_stack_is_shown_not_a_crash():
     result = run("xavier_normal", "--gain", "40", "--depth", "300", "--width", "16")
     assert result.exit_code == 0, result.output

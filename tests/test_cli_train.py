@@ -233,6 +233,25 @@ def test_evaluate_reports_the_runs_numbers_and_a_confusion_matrix(tiny, tmp_path
     assert re.search(r"│ 0 │ +" + row0.replace(" │ ", r" │ +") + " │", table.stdout)
 
 
+def test_evaluate_leaves_out_a_confusion_matrix_too_wide_to_read(tmp_path):
+    from needle_cli.train import CONFUSION_LIMIT
+
+    classes = CONFUSION_LIMIT + 1
+    path = tmp_path / "wide.yaml"
+    path.write_text(
+        TINY.replace("moons, samples: 100", f"blobs, samples: 210, classes: {classes}")
+        .replace("linear: 2", f"linear: {classes}")
+        .replace("epochs: 2", "epochs: 1")
+    )
+    summary = last_json(run("train", path, "--out", tmp_path, "--json"))
+    table = run("evaluate", summary["run_dir"])
+    assert table.exit_code == 0, table.output
+    assert f"confusion matrix: {classes} classes, too many to show (see --json)" in table.stdout
+    assert "rows: true class" not in table.stdout
+    matrix = last_json(run("evaluate", summary["run_dir"], "--json"))["confusion_matrix"]
+    assert np.array(matrix).shape == (classes, classes)
+
+
 def test_evaluate_other_data_and_errors(tiny, tmp_path):
     summary = last_json(run("train", tiny, "--out", tmp_path, "--json"))
     np.savez(tmp_path / "d.npz", X=np.ones((6, 2)), y=np.array([0, 1, 0, 1, 0, 1]))
