@@ -189,6 +189,12 @@ def test_usage_errors(tiny, tmp_path):
     )
     both = run("train", tiny, "--resume", tmp_path)
     assert both.exit_code == 2
+    for option in ("--dry-run", "--print-config", "--out=runs"):
+        result = run("train", "--resume", tmp_path, option)
+        assert (result.exit_code, result.stderr) == (
+            2,
+            "error: --out, --dry-run and --print-config apply to a new run, not --resume\n",
+        )
     missing = run("train", "--resume", tmp_path / "nope")
     assert (missing.exit_code, missing.stderr) == (
         2,
