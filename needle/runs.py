@@ -53,7 +53,7 @@ from needle.data import DataLoader, NDArrayDataset
 from needle.datasets import Data, Split, load_data, load_path
 from needle.errors import NeedleError, UsageError
 from needle.fileio import TEMP_PREFIX, atomic_writer, read_npz, write_text
-from needle.train import BatchResult, run_batches
+from needle.train import Totals, run_batches
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -455,30 +455,8 @@ def _build_model(config: TrainConfig, in_features: int, num_classes: int) -> nn.
         return build_model(config, in_features, num_classes)
 
 
-@dataclass
-class _Totals:
-    """Running sums over batches: loss weighted by batch size, correct predictions, samples."""
-
-    loss_sum: float = 0.0
-    correct: int = 0
-    size: int = 0
-
-    def add(self, result: BatchResult) -> None:
-        self.loss_sum += result.loss * result.size
-        self.correct += result.correct
-        self.size += result.size
-
-    @property
-    def loss(self) -> float:
-        return self.loss_sum / self.size
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.size
-
-
-def _measure(loader: Iterable, model: nn.Module) -> _Totals:
-    totals = _Totals()
+def _measure(loader: Iterable, model: nn.Module) -> Totals:
+    totals = Totals()
     for result in run_batches(loader, model):
         totals.add(result)
     return totals
@@ -663,12 +641,12 @@ def _run(
         return RunResult(run_dir, status, epochs, total, list(history), checkpoint_path, **extra)
 
     for epoch in range(state.epoch + 1, total + 1):
-        totals, step, elapsed = _Totals(), 0, 0.0
+        totals, step, elapsed = Totals(), 0, 0.0
         if epoch == state.epoch + 1 and state.step:
             np.random.set_state(state.epoch_rng)
             epoch_rng = state.epoch_rng
             batches: Iterable = _skip_batches(session.train_loader, state.step, state.rng)
-            totals = _Totals(
+            totals = Totals(
                 state.partial["loss_sum"], int(state.partial["correct"]), int(state.partial["size"])
             )
             step, elapsed = state.step, float(state.partial.get("seconds", 0.0))
@@ -829,11 +807,11 @@ def evaluate(target: str | Path, *, data: str | Path | None = None) -> Evaluatio
 
 def measure_split(
     model: nn.Module, split: Split, batch_size: int, num_classes: int
-) -> tuple[_Totals, np.ndarray]:
+) -> tuple[Totals, np.ndarray]:
     """Loss and accuracy totals of `model` on `split` (evaluation mode), and the confusion
     matrix, counts indexed [true class, predicted class]."""
     loader = DataLoader(NDArrayDataset(split.X, split.y), batch_size=batch_size)
-    totals, predicted = _Totals(), []
+    totals, predicted = Totals(), []
     for result in run_batches(loader, model):  # in order: no shuffle
         totals.add(result)
         predicted.append(result.predictions)

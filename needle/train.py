@@ -66,18 +66,38 @@ def run_batches(
         )
 
 
+@dataclass
+class Totals:
+    """Running sums over batches: loss weighted by batch size, correct predictions, samples.
+    `loss` and `accuracy` are averages over samples."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    size: int = 0
+
+    def add(self, result: BatchResult) -> None:
+        self.loss_sum += result.loss * result.size
+        self.correct += result.correct
+        self.size += result.size
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.size
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.size
+
+
 def epoch(
     dataloader: Iterable[tuple[Tensor, ...]], model: nn.Module, opt: Optimizer | None = None
 ) -> tuple[float, float]:
     """One pass: train with `opt`, evaluate without. Returns `(error_rate, mean_loss)`, the
     fraction of samples misclassified and the loss averaged over samples (each batch's mean
     loss weighted by its size)."""
-    samples = correct = 0
-    total_loss = 0.0
+    totals = Totals()
     for result in run_batches(dataloader, model, opt):
-        samples += result.size
-        correct += result.correct
-        total_loss += result.loss * result.size
-    if samples == 0:
+        totals.add(result)
+    if totals.size == 0:
         raise UsageError("epoch: the data loader produced no batches")
-    return 1 - correct / samples, total_loss / samples
+    return 1 - totals.accuracy, totals.loss
