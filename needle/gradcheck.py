@@ -188,7 +188,7 @@ def check_gradients(
     tolerances = default_tolerances(dtype.name)
     atol = tolerances["atol"] if atol is None else atol
     rtol = tolerances["rtol"] if rtol is None else rtol
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(init.check_seed(seed))
     arrays = [np.asarray(x, dtype=np.float64) for x in inputs]
     for i, x in enumerate(arrays):
         if x.size == 0:
@@ -248,7 +248,9 @@ def check_op(
     """
     spec = get_op(name)
     params = spec.resolve_params(params or {})
-    inputs = spec.sample_inputs(params, rng=np.random.default_rng(seed), shapes=shapes)
+    inputs = spec.sample_inputs(
+        params, rng=np.random.default_rng(init.check_seed(seed)), shapes=shapes
+    )
     _check_fits(spec, params, inputs)
     total = sum(x.size for x in inputs)
     if max_elements is not None and not options.get("fast") and total > max_elements:
@@ -343,7 +345,7 @@ def check_module(
     loss = nn.SoftmaxLoss()
     model.train()
     # A fixed seed per evaluation: every forward pass draws the same dropout masks.
-    mask_seed = int(np.random.default_rng(seed).integers(2**31))
+    mask_seed = int(np.random.default_rng(init.check_seed(seed)).integers(2**31))
 
     def put(values: Sequence[Tensor]) -> None:
         for places, value in zip(holders, values, strict=True):

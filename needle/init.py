@@ -56,11 +56,17 @@ def seeded(seed: int) -> Iterator[None]:
         >>> bool((a.numpy() == b.numpy()).all())
         True
     """
+    seed = check_seed(seed)
+    with rng_restored():
+        np.random.seed(seed)
+        yield
+
+
+def check_seed(seed: Any) -> int:
+    """`seed` as an int, refused unless it is a non-negative integer (what numpy accepts)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UsageError(f"seed must be a non-negative integer (got {seed!r})")
-    with rng_restored():
-        np.random.seed(int(seed))
-        yield
+    return int(seed)
 
 
 # -- constructors ---------------------------------------------------------------------------

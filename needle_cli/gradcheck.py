@@ -382,11 +382,11 @@ def _check_options(
     default); eps, atol and rtol by the library's own rules (`validate_tolerances`)."""
     from needle.errors import UsageError, unknown_choice
     from needle.gradcheck import validate_tolerances
+    from needle.init import check_seed
 
     if dtype not in DTYPES:
         raise unknown_choice("dtype", dtype, DTYPES)
-    if seed < 0:
-        raise UsageError(f"--seed must be ≥ 0 (got {seed})")
+    check_seed(seed)
     if order not in (1, 2):
         raise UsageError(f"--order must be 1 or 2 (got {order})")
     tolerances = {k: v for k, v in (("eps", eps), ("atol", atol), ("rtol", rtol)) if v is not None}

@@ -370,7 +370,7 @@ USAGE_ERRORS = [
     (["--all", "--rtol", "inf"], "rtol must be a finite number ≥ 0 (got inf)"),
     # Refused before the config is read: the missing file is not what the message is about.
     (["--config", "missing.yaml", "--atol", "inf"], "atol must be a finite number ≥ 0 (got inf)"),
-    (["exp", "--seed", "-1"], "--seed must be ≥ 0 (got -1)"),
+    (["exp", "--seed", "-1"], "seed must be a non-negative integer (got -1)"),
     (["exp", "--fsat"], "did you mean '--fast'?"),
     (["exp", "log"], "give one OP (got 2: 'exp', 'log')"),
     ([], "give an OP to check"),

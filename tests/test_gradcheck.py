@@ -19,6 +19,7 @@ import needle as ndl
 from needle.autograd import Tensor
 from needle.errors import UsageError
 from needle.gradcheck import (
+    check_all,
     check_gradients,
     check_module,
     check_op,
@@ -146,6 +147,19 @@ def test_settings_under_which_the_check_cannot_fail_are_refused(settings, messag
     if set(settings) <= {"eps", "atol", "rtol"}:
         with pytest.raises(UsageError, match=message):
             validate_tolerances(**settings)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True])
+def test_a_seed_numpy_cannot_take_is_refused_at_every_entry_point(seed):
+    message = r"seed must be a non-negative integer"
+    with pytest.raises(UsageError, match=message):
+        check_gradients(ndl.exp, [np.ones(3)], seed=seed)
+    with pytest.raises(UsageError, match=message):
+        check_op("exp", seed=seed)
+    with pytest.raises(UsageError, match=message):
+        check_all(seed=seed)
+    with pytest.raises(UsageError, match=message):
+        check_module(ndl.nn.Linear(2, 3), np.ones((4, 2)), np.zeros(4, dtype=int), seed=seed)
 
 
 def test_zero_tolerances_are_allowed():
