@@ -140,6 +140,11 @@ class RunResult:
     def resume_command(self) -> str:
         return resume_command(self.run_dir)
 
+    @property
+    def seconds(self) -> float:
+        """Training time over the epochs completed."""
+        return sum(m.seconds for m in self.history)
+
     def to_json(self) -> dict[str, Any]:
         """The summary as JSON-ready data (also written to summary.json)."""
         last = self.last
@@ -152,7 +157,7 @@ class RunResult:
             "train_accuracy": last.train_accuracy if last else None,
             "val_loss": last.val_loss if last else None,
             "val_accuracy": last.val_accuracy if last else None,
-            "seconds": sum(m.seconds for m in self.history),
+            "seconds": self.seconds,
             "checkpoint": str(self.checkpoint),
             "stopped_at": list(self.stopped_at) if self.stopped_at else None,
         }

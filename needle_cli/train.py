@@ -251,10 +251,9 @@ def _final_table(out: Console, result: RunResult) -> None:
     table = Table()
     for column in ("epochs", "time", "train loss", "train acc", "val loss", "val acc"):
         table.add_column(column, justify="right")
-    seconds = sum(m.seconds for m in result.history)
     table.add_row(
         f"{result.epochs}/{result.total_epochs}",
-        f"{seconds:.1f}s",
+        f"{result.seconds:.1f}s",
         number(last.train_loss),
         _percent(last.train_accuracy),
         number(last.val_loss),
