@@ -37,7 +37,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from needle import nn, optim
-from needle.build import build_model, plan_model
+from needle.build import LayerSummary, build_model, plan_model
 from needle.config import (
     GENERATED,
     KeyPath,
@@ -391,9 +391,14 @@ class Session:
     config: TrainConfig
     data: Data
     model: nn.Sequential
+    plan: list[LayerSummary]  # the model, a row per layer (`build.plan_model`)
     optimizer: optim.Optimizer
     train_loader: DataLoader
     val_loader: DataLoader
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(row.params for row in self.plan if row.depth == 0)
 
     def checkpoint(
         self, epoch: int, history: Sequence[EpochMetrics], config: dict[str, Any], **extra: Any
@@ -421,7 +426,7 @@ def prepare(config: TrainConfig) -> Session:
     with _memory_for(config, ("data", "samples" if generated else "path"), "the data"):
         data = load_data(config)
     np.random.seed(config.seed)
-    model = _build_model(config, data.in_features, data.num_classes)
+    model, plan = _build_model(config, data.in_features, data.num_classes)
     spec = config.train.optimizer
     optimizer = OPTIMIZER_CLASSES[spec.name](model.parameters(), **spec.arguments())
     batch = config.train.batch_size
@@ -431,7 +436,7 @@ def prepare(config: TrainConfig) -> Session:
         shuffle=config.train.shuffle,
     )
     val_loader = DataLoader(NDArrayDataset(data.val.X, data.val.y), batch_size=batch)
-    return Session(config, data, model, optimizer, train_loader, val_loader)
+    return Session(config, data, model, plan, optimizer, train_loader, val_loader)
 
 
 @contextlib.contextmanager
@@ -445,8 +450,10 @@ def _memory_for(config: TrainConfig, at: KeyPath, what: str) -> Iterator[None]:
         raise NeedleError(str(config.error(at, f"not enough memory for {what}{detail}"))) from None
 
 
-def _build_model(config: TrainConfig, in_features: int, num_classes: int) -> nn.Sequential:
-    """`build_model`, with running out of memory reported at the largest layer."""
+def _build_model(
+    config: TrainConfig, in_features: int, num_classes: int
+) -> tuple[nn.Sequential, list[LayerSummary]]:
+    """`build_model` and its plan, with running out of memory reported at the largest layer."""
     rows = plan_model(config, in_features, num_classes)
     total = sum(row.params for row in rows if row.depth == 0)
     largest = max((row for row in rows if row.layer != "residual"), key=lambda row: row.params)
@@ -457,7 +464,7 @@ def _build_model(config: TrainConfig, in_features: int, num_classes: int) -> nn.
         at += ("linear", "out_features")
     what = f"a model of {total:,} parameters, {largest.params:,} of them in this layer"
     with _memory_for(config, at, what):
-        return build_model(config, in_features, num_classes)
+        return build_model(config, in_features, num_classes), rows
 
 
 def _measure(loader: Iterable, model: nn.Module) -> Totals:
@@ -795,7 +802,7 @@ def evaluate(target: str | Path, *, data: str | Path | None = None) -> Evaluatio
                 f"{num_classes} classes (0 to {num_classes - 1})"
             )
     np.random.seed(config.seed)
-    model = _build_model(config, in_features, num_classes)
+    model, _ = _build_model(config, in_features, num_classes)
     _check_fits(checkpoint, model, config.train.optimizer.name, str(checkpoint_path), label)
     model.load_state_dict(checkpoint.model)
     totals, confusion = measure_split(model, split, config.train.batch_size, num_classes)

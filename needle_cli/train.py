@@ -265,13 +265,10 @@ def _final_table(out: Console, result: RunResult) -> None:
 def _dry_run(config, out: Console, as_json: bool) -> None:
     from rich.table import Table
 
-    from needle.build import plan_model
     from needle.runs import prepare
 
     session = prepare(config)
-    data = session.data
-    rows = plan_model(config, data.in_features, data.num_classes)
-    total = sum(p.numpy().size for p in session.model.parameters())
+    data, rows, total = session.data, session.plan, session.parameter_count
     if as_json:
         print_json(
             {
