@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import typer
 import yaml
+from cli_contract import one_line_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_datasets import make_mnist
@@ -59,14 +60,6 @@ train: {epochs: 1, batch_size: 12}
 
 def run(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, code: int) -> str:
-    """The message of a failed command, checked to be one `error:` line, exit `code`."""
-    assert result.exit_code == code, result.output
-    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert "Traceback" not in result.output
-    return result.stderr[len("error: ") : -1]
 
 
 def config_file(folder: Path, data: str, layers: str = "[{linear: 2}]") -> Path:
