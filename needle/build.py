@@ -10,6 +10,7 @@ last layer whose size is not the number of classes. `build_model` constructs the
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from needle import init, nn
@@ -144,14 +145,5 @@ def _linear(model: ModelConfig, layer: Linear, in_features: int) -> nn.Linear:
     """nn.Linear with weight ~ init(in, out) and bias ~ init(out, 1) as a row, the course's
     convention for any initializer."""
     name, args = model.initializer(layer)
-    draw = init.get_initializer(name)
-    out_features = layer.out_features
-    # nn.Linear draws its own default weights; rewind the RNG so that the stream holds only
-    # the configured initializer's draws, exactly as if the layer had been built with it.
-    with init.rng_restored():
-        linear = nn.Linear(in_features, out_features, bias=layer.bias)
-    linear.weight = nn.Parameter(draw(in_features, out_features, **args))
-    if layer.bias:
-        column = draw(out_features, 1, **args)
-        linear.bias = nn.Parameter(column.numpy().reshape(1, out_features))
-    return linear
+    draw = functools.partial(init.get_initializer(name), **args)
+    return nn.Linear(in_features, layer.out_features, bias=layer.bias, initializer=draw)

@@ -9,7 +9,7 @@ number for number.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -140,8 +140,10 @@ class Identity(Module):
 class Linear(Module):
     """y = x W + b, with W of shape (in_features, out_features) and b of shape (1, out_features).
 
-    W ~ kaiming_uniform(in_features, out_features); b ~ kaiming_uniform(out_features, 1)
-    reshaped to a row (fan_in = out_features, as the course has it). W is drawn first.
+    W ~ initializer(in_features, out_features); b ~ initializer(out_features, 1) reshaped to
+    a row (fan_in = out_features, as the course has it). W is drawn first. The initializer
+    defaults to `init.kaiming_uniform`; any function of (fan_in, fan_out, device=, dtype=)
+    returning a Tensor will do, e.g. `functools.partial(init.xavier_normal, gain=2.0)`.
     Inputs of shape (..., in_features) give outputs of shape (..., out_features).
     """
 
@@ -152,16 +154,16 @@ class Linear(Module):
         bias: bool = True,
         device: Device | None = None,
         dtype: Dtype = "float32",
+        *,
+        initializer: Callable[..., Tensor] = init.kaiming_uniform,
     ) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = Parameter(
-            init.kaiming_uniform(in_features, out_features, device=device, dtype=dtype)
-        )
+        self.weight = Parameter(initializer(in_features, out_features, device=device, dtype=dtype))
         self.bias: Parameter | None = None
         if bias:
-            column = init.kaiming_uniform(out_features, 1, device=device, dtype=dtype)
+            column = initializer(out_features, 1, device=device, dtype=dtype)
             self.bias = Parameter(column.numpy().reshape(1, out_features))
 
     def forward(self, X: Tensor) -> Tensor:

@@ -3,6 +3,8 @@ parameter discovery, modes, RNG order and dtype preservation."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -182,6 +184,20 @@ def test_linear_draws_weight_then_bias():
     np.testing.assert_array_equal(layer.weight.numpy(), weight)
     np.testing.assert_array_equal(layer.bias.numpy(), bias.T)
     assert layer.parameters() == [layer.weight, layer.bias]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_linear_draws_weight_then_bias_from_a_given_initializer(dtype):
+    draw = functools.partial(init.xavier_normal, gain=2.0)
+    np.random.seed(4)
+    layer = nn.Linear(5, 3, dtype=dtype, initializer=draw)
+    after = np.random.rand()
+    np.random.seed(4)
+    weight, bias = draw(5, 3, dtype=dtype).numpy(), draw(3, 1, dtype=dtype).numpy()
+    assert np.random.rand() == after  # only the initializer's draws, nothing else
+    assert layer.weight.dtype == layer.bias.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(layer.weight.numpy(), weight)
+    np.testing.assert_array_equal(layer.bias.numpy(), bias.T)
 
 
 def test_linear_without_bias_draws_only_the_weight():
