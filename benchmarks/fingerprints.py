@@ -35,7 +35,9 @@ def write_files(folder: Path) -> dict[str, Path]:
     np.savez(npz, X=X, y=y)
     csv = folder / "data.csv"
     header = ",".join(f"f{i}" for i in range(8)) + ",label"
-    rows = [",".join(f"{v:.6f}" for v in x[:8]) + f",{label}" for x, label in zip(X, y, strict=True)]
+    rows = [
+        ",".join(f"{v:.6f}" for v in x[:8]) + f",{label}" for x, label in zip(X, y, strict=True)
+    ]
     csv.write_text(header + "\n" + "\n".join(rows) + "\n")
     idx = folder / "mnist"
     idx.mkdir()
