@@ -224,19 +224,22 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     if nonlinearity == "relu":
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
-        if param is None:
-            slope = LEAKY_RELU_SLOPE
-        elif isinstance(param, (int, float)) and not isinstance(param, bool):
-            slope = float(param)
-        else:
-            raise UsageError(f"leaky_relu: negative slope {param!r} is not a number")
-        return math.sqrt(2.0 / (1 + slope**2))
+        return math.sqrt(2.0 / (1 + leaky_relu_slope(param) ** 2))
     if nonlinearity == "selu":
         return 3.0 / 4
     raise unknown_choice("nonlinearity", nonlinearity, NONLINEARITIES)
 
 
-def _fan(fan_in: int, fan_out: int, mode: str) -> int:
+def leaky_relu_slope(param: float | None = None) -> float:
+    """leaky_relu's negative slope a: `param`, or `LEAKY_RELU_SLOPE` (0.01) when it is None."""
+    if param is None:
+        return LEAKY_RELU_SLOPE
+    if isinstance(param, (int, float)) and not isinstance(param, bool):
+        return float(param)
+    raise UsageError(f"leaky_relu: negative slope {param!r} is not a number")
+
+
+def fan(fan_in: int, fan_out: int, mode: str) -> int:
     """The fan a Kaiming scale divides by: fan_in keeps the forward pass's variance,
     fan_out the backward pass's."""
     if mode == "fan_in":
@@ -244,6 +247,51 @@ def _fan(fan_in: int, fan_out: int, mode: str) -> int:
     if mode == "fan_out":
         return fan_out
     raise unknown_choice("mode", mode, FAN_MODES)
+
+
+# -- the scale each initializer draws at ------------------------------------------------------
+# One function per formula, read by the initializers below and by `needle.init_stats`, so the
+# numbers an initializer draws at and the numbers its theory shows cannot drift apart. Each
+# takes the symbols its formula is written in.
+
+
+def xavier_uniform_bound(fan_in: int, fan_out: int, gain: float = 1.0) -> float:
+    """a = gain · √(6 / (fan_in + fan_out)), the bound of `xavier_uniform`'s U(−a, a).
+
+    Glorot & Bengio (2010): U(−a, a) has variance a²/3 = gain² · 2 / (fan_in + fan_out), the
+    compromise between 1/fan_in (steady activations) and 1/fan_out (steady gradients).
+    """
+    return gain * math.sqrt(6 / (fan_in + fan_out))
+
+
+def xavier_normal_std(fan_in: int, fan_out: int, gain: float = 1.0) -> float:
+    """std = gain · √(2 / (fan_in + fan_out)), of `xavier_normal`'s N(0, std²).
+
+    Glorot & Bengio (2010): the variance of `xavier_uniform_bound`'s U(−a, a).
+    """
+    return gain * math.sqrt(2 / (fan_in + fan_out))
+
+
+def kaiming_uniform_bound(fan: int, gain: float) -> float:
+    """b = gain · √(3 / fan), the bound of `kaiming_uniform`'s U(−b, b).
+
+    He et al. (2015): U(−b, b) has variance b²/3 = gain² / fan, which with the gain of the
+    layer's nonlinearity (`calculate_gain`) keeps the variance of the activations (fan =
+    fan_in) or of the gradients (fan = fan_out, see `fan`) from layer to layer.
+
+    Example:
+        >>> round(kaiming_uniform_bound(256, calculate_gain("relu")), 4)
+        0.1531
+    """
+    return gain * math.sqrt(3 / fan)
+
+
+def kaiming_normal_std(fan: int, gain: float) -> float:
+    """std = gain / √fan, of `kaiming_normal`'s N(0, std²).
+
+    He et al. (2015): the variance gain² / fan of `kaiming_uniform_bound`'s U(−b, b).
+    """
+    return gain / math.sqrt(fan)
 
 
 # -- initializers ---------------------------------------------------------------------------
@@ -261,7 +309,7 @@ def xavier_uniform(fan_in: int, fan_out: int, gain: float = 1.0, **kwargs: Any) 
         >>> w.shape
         (784, 100)
     """
-    a = gain * math.sqrt(6 / (fan_in + fan_out))
+    a = xavier_uniform_bound(fan_in, fan_out, gain)
     return rand(fan_in, fan_out, low=-a, high=a, **kwargs)
 
 
@@ -270,7 +318,7 @@ def xavier_normal(fan_in: int, fan_out: int, gain: float = 1.0, **kwargs: Any) -
 
     Glorot & Bengio (2010); same variance as `xavier_uniform`.
     """
-    std = gain * math.sqrt(2 / (fan_in + fan_out))
+    std = xavier_normal_std(fan_in, fan_out, gain)
     return randn(fan_in, fan_out, std=std, **kwargs)
 
 
@@ -294,7 +342,7 @@ def kaiming_uniform(
         (100, 10)
     """
     gain = calculate_gain(nonlinearity, param)
-    bound = gain * math.sqrt(3 / _fan(fan_in, fan_out, mode))
+    bound = kaiming_uniform_bound(fan(fan_in, fan_out, mode), gain)
     return rand(fan_in, fan_out, low=-bound, high=bound, **kwargs)
 
 
@@ -312,7 +360,7 @@ def kaiming_normal(
     He et al. (2015); same variance as `kaiming_uniform`.
     """
     gain = calculate_gain(nonlinearity, param)
-    std = gain / math.sqrt(_fan(fan_in, fan_out, mode))
+    std = kaiming_normal_std(fan(fan_in, fan_out, mode), gain)
     return randn(fan_in, fan_out, std=std, **kwargs)
 
 

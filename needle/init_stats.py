@@ -395,7 +395,7 @@ def theory(
             )
         nonlinearity = nonlinearity or "relu"
         mode = mode or "fan_in"
-        fan = init._fan(fan_in, fan_out, mode)  # the initializers' own choice, mode checked
+        fan = init.fan(fan_in, fan_out, mode)  # the initializers' own choice, mode checked
         if param is not None:
             if nonlinearity != "leaky_relu":
                 raise UsageError(f"param is leaky_relu's slope; nonlinearity is {nonlinearity}")

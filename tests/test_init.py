@@ -336,3 +336,62 @@ def test_registry():
         init.get_initializer("kaiming_unifrom")
     with pytest.raises(UsageError, match="valid: kaiming_normal, kaiming_uniform"):
         init.get_initializer("orthogonal")
+
+
+# -- the scale helpers: the formulas, and the initializers drawing through them -----------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    fan_in=st.integers(1, 5000),
+    fan_out=st.integers(1, 5000),
+    gain=st.floats(0.01, 10),
+    mode=st.sampled_from(init.FAN_MODES),
+)
+def test_scale_helpers_are_the_papers_formulas(fan_in, fan_out, gain, mode):
+    fan = fan_in if mode == "fan_in" else fan_out
+    assert init.fan(fan_in, fan_out, mode) == fan
+    # Glorot: Var = 2·gain²/(fan_in + fan_out); He: Var = gain²/fan; U(−a, a) has Var a²/3.
+    xavier_var, kaiming_var = 2 * gain**2 / (fan_in + fan_out), gain**2 / fan
+    assert init.xavier_uniform_bound(fan_in, fan_out, gain) ** 2 / 3 == pytest.approx(xavier_var)
+    assert init.xavier_normal_std(fan_in, fan_out, gain) ** 2 == pytest.approx(xavier_var)
+    assert init.kaiming_uniform_bound(fan, gain) ** 2 / 3 == pytest.approx(kaiming_var)
+    assert init.kaiming_normal_std(fan, gain) ** 2 == pytest.approx(kaiming_var)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, scale",
+    [
+        ("xavier_uniform", {"gain": 0.7}, lambda: init.xavier_uniform_bound(7, 3, 0.7)),
+        ("xavier_normal", {"gain": 3.0}, lambda: init.xavier_normal_std(7, 3, 3.0)),
+        (
+            "kaiming_uniform",
+            {"nonlinearity": "leaky_relu", "param": 0.3, "mode": "fan_out"},
+            lambda: init.kaiming_uniform_bound(3, init.calculate_gain("leaky_relu", 0.3)),
+        ),
+        (
+            "kaiming_normal",
+            {"nonlinearity": "tanh"},
+            lambda: init.kaiming_normal_std(7, init.calculate_gain("tanh")),
+        ),
+    ],
+)
+def test_initializers_draw_at_their_scale_helper_bit_for_bit(name, kwargs, scale):
+    value = scale()
+    if name.endswith("uniform"):
+        reference = lambda: _uniform((7, 3), value)  # noqa: E731
+    else:
+        reference = lambda: np.random.randn(7, 3) * value  # noqa: E731
+    made, expected = _same_draws(
+        lambda: init.get_initializer(name)(7, 3, **kwargs),
+        lambda: reference().astype(np.float32),
+    )
+    np.testing.assert_array_equal(made.numpy(), expected)
+
+
+def test_leaky_relu_slope_defaults_and_refuses_what_is_not_a_number():
+    assert init.leaky_relu_slope() == init.LEAKY_RELU_SLOPE == 0.01
+    assert init.leaky_relu_slope(0) == 0.0 and init.leaky_relu_slope(0.25) == 0.25
+    for bad in (True, "0.1", [0.1]):
+        with pytest.raises(UsageError, match=r"leaky_relu: negative slope .* is not a number"):
+            init.leaky_relu_slope(bad)
