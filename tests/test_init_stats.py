@@ -393,7 +393,7 @@ def test_survey_refuses_a_stack_too_large_before_drawing(monkeypatch):
     def no_draws(*args, **kwargs):
         raise AssertionError("drew weights before refusing the stack")
 
-    monkeypatch.setattr("needle.init_stats.draw", no_draws)
+    monkeypatch.setattr("needle.init_stats.measurement.draw", no_draws)
     with pytest.raises(UsageError, match="at most 20000000"):
         survey(["kaiming_uniform"], depth=10, width=10_000)
 

@@ -1,0 +1,52 @@
+"""A config's model, layer by layer: each Linear weight a training config builds, against the
+theory of the initializer the config gives it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from needle import init, nn
+from needle.init_stats.formulas import theory
+from needle.init_stats.histograms import DEFAULT_BINS
+from needle.init_stats.measurement import InitStats, measure
+
+
+@dataclass(frozen=True)
+class LinearLayerStats:
+    """A model's Linear weight against the scheme that initialized it."""
+
+    name: str  # where the layer is in its config, e.g. "model.layers[0]"
+    stats: InitStats
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.stats.to_dict()}
+
+
+def config_layer_stats(config: Any, *, bins: int = DEFAULT_BINS) -> list[LinearLayerStats]:
+    """For each Linear layer of the model a training config builds (built as training builds
+    it, after seeding numpy with `config.seed`), its weight against the theory of the
+    initializer the config gives that layer. Layers are named by their place in the config,
+    e.g. "model.layers[2].residual.layers[0]"."""
+    from needle.build import build_model
+    from needle.config import Linear, dotted, walk_layers
+    from needle.datasets import load_data
+
+    data = load_data(config)
+    with init.seeded(config.seed):
+        model = build_model(config, data.in_features, data.num_classes)
+    specs = [
+        (path, layer)
+        for path, layer in walk_layers(config.model.layers, ("model", "layers"))
+        if isinstance(layer, Linear)
+    ]
+    results = []
+    # build_model constructs layers in config order, so the n-th Linear module is the n-th
+    # Linear entry of the config.
+    linears = [module for _, module in model.named_modules() if isinstance(module, nn.Linear)]
+    for (path, spec), module in zip(specs, linears, strict=True):
+        scheme, args = config.model.initializer(spec)
+        resolved = theory(scheme, module.in_features, module.out_features, **args)
+        stats = measure(resolved, module.weight.numpy(), seed=config.seed, bins=bins)
+        results.append(LinearLayerStats(name=dotted(path), stats=stats))
+    return results
