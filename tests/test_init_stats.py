@@ -129,6 +129,14 @@ def test_theory_rejects_what_a_scheme_does_not_take(scheme, kwargs, message):
         theory(scheme, **kwargs)
 
 
+def test_a_slope_that_is_not_a_number_is_a_usage_error_not_a_crash():
+    message = r"leaky_relu: negative slope '0\.1' is not a number"
+    with pytest.raises(UsageError, match=message):
+        theory("kaiming_uniform", nonlinearity="leaky_relu", param="0.1")
+    with pytest.raises(UsageError, match=message):  # xavier: the slope is the stack's alone
+        propagate("xavier_uniform", depth=1, width=4, nonlinearity="leaky_relu", param="0.1")
+
+
 # -- the distributions and the KS test ----------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ def activation(nonlinearity: str, param: float | None = None) -> Callable[[Tenso
         "sigmoid": nn.Sigmoid,
         "linear": nn.Identity,
         "identity": nn.Identity,
-        "leaky_relu": lambda: _leaky_relu(init.LEAKY_RELU_SLOPE if param is None else param),
+        "leaky_relu": lambda: _leaky_relu(init.leaky_relu_slope(param)),
         "selu": lambda: _selu,
     }
     if nonlinearity not in modules:
@@ -37,14 +37,19 @@ def activation(nonlinearity: str, param: float | None = None) -> Callable[[Tenso
     return modules[nonlinearity]()
 
 
-# E[φ(z)²]/Var(z) for z ~ N(0, σ²), which for these (positively homogeneous) φ also equals
-# E[φ'(z)²]: the share of the signal's variance a layer's nonlinearity keeps.
 def kept_variance(nonlinearity: str, param: float | None) -> float | None:
+    """c = E[φ(z)²]/Var(z) for z ~ N(0, σ²), the share of the signal's variance the
+    nonlinearity keeps; for these positively homogeneous φ it also equals E[φ'(z)²], the
+    share of the gradient's. relu ½, leaky_relu (1 + a²)/2, linear 1; None for tanh, sigmoid
+    and selu, which have no closed form.
+
+    Derived here from φ, not from `init.calculate_gain`, so the prediction of `propagate`
+    checks the gain: Kaiming's gain² is 1/c exactly for these three.
+    """
     if nonlinearity == "relu":
         return 0.5
     if nonlinearity == "leaky_relu":
-        slope = init.LEAKY_RELU_SLOPE if param is None else param
-        return (1 + slope**2) / 2
+        return (1 + init.leaky_relu_slope(param) ** 2) / 2
     if nonlinearity in ("linear", "identity"):
         return 1.0
     return None

@@ -9,6 +9,7 @@ in.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -105,16 +106,19 @@ class Theory:
 
 # Gains in closed form, written as they read in the papers.
 _GAIN_SYMBOLS = {"tanh": "5/3", "relu": "√2", "selu": "3/4"}
-# scheme: (distribution, the scale it sets, its formula; {fan} is fan_in or fan_out by mode)
-_SCHEMES = {
-    "xavier_uniform": (UNIFORM, "bound", "gain·√(6/(fan_in+fan_out))"),
-    "xavier_normal": (NORMAL, "std", "gain·√(2/(fan_in+fan_out))"),
-    "kaiming_uniform": (UNIFORM, "bound", "gain·√(3/{fan})"),
-    "kaiming_normal": (NORMAL, "std", "gain/√{fan}"),
+# scheme: (distribution, the scale it sets, that scale's formula as it reads, and the function
+# of needle.init that computes it for the initializer; {fan} is fan_in or fan_out by mode).
+# The formula is text only: the scale's value comes from needle.init.
+_SCHEMES: dict[str, tuple[str, str, str, Callable[..., float]]] = {
+    "xavier_uniform": (UNIFORM, "bound", "gain·√(6/(fan_in+fan_out))", init.xavier_uniform_bound),
+    "xavier_normal": (NORMAL, "std", "gain·√(2/(fan_in+fan_out))", init.xavier_normal_std),
+    "kaiming_uniform": (UNIFORM, "bound", "gain·√(3/{fan})", init.kaiming_uniform_bound),
+    "kaiming_normal": (NORMAL, "std", "gain/√{fan}", init.kaiming_normal_std),
 }
 
 
 def positive_int(value: Any, name: str) -> int:
+    """`value` as an int, refused unless it is a positive integer (fans, samples, sizes)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise UsageError(f"{name} must be a positive integer (got {value!r})")
     return int(value)
@@ -140,8 +144,7 @@ def theory(
     if scheme not in _SCHEMES:
         raise unknown_choice("initializer with a known distribution", scheme, _SCHEMES)
     fan_in, fan_out = positive_int(fan_in, "fan_in"), positive_int(fan_out, "fan_out")
-    distribution, quantity, expression = _SCHEMES[scheme]
-    # Variance 2/(fan_in + fan_out) (Glorot) or gain²/fan (He): U(−a, a) has variance a²/3.
+    distribution, quantity, expression, scale = _SCHEMES[scheme]
     if scheme.startswith("xavier"):
         if mode is not None:
             raise UsageError(f"mode applies to kaiming schemes; {scheme} uses fan_in + fan_out")
@@ -152,7 +155,7 @@ def theory(
             raise UsageError(f"gain must be a positive number (got {gain})")
         gain_formula, symbol = Formula("gain", f"{g:g}", f"{g:g}", g), f"{g:g}"
         fans = {"fan_in+fan_out": f"{fan_in}+{fan_out}"}
-        value = g * math.sqrt((6 if distribution == UNIFORM else 2) / (fan_in + fan_out))
+        value = scale(fan_in, fan_out, g)
     else:
         if gain is not None:
             raise UsageError(
@@ -165,13 +168,13 @@ def theory(
         if param is not None:
             if nonlinearity != "leaky_relu":
                 raise UsageError(f"param is leaky_relu's slope; nonlinearity is {nonlinearity}")
-            if not math.isfinite(param):
+            if not math.isfinite(init.leaky_relu_slope(param)):
                 raise UsageError(f"param must be a finite number (got {param})")
         g = init.calculate_gain(nonlinearity, param)
         gain_formula, symbol = _gain_formula(nonlinearity, param, g)
         expression = expression.format(fan=mode)
         fans = {mode: str(fan)}
-        value = g * math.sqrt(3 / fan) if distribution == UNIFORM else g / math.sqrt(fan)
+        value = scale(fan, g)
     substituted = expression.replace("gain", symbol, 1)
     for name, number in fans.items():
         substituted = substituted.replace(name, number)
@@ -191,7 +194,7 @@ def theory(
 def _gain_formula(nonlinearity: str, param: float | None, gain: float) -> tuple[Formula, str]:
     """The gain as a formula line and as the symbol substituted into the scale formula."""
     if nonlinearity == "leaky_relu":
-        slope = init.LEAKY_RELU_SLOPE if param is None else param
+        slope = init.leaky_relu_slope(param)
         formula = Formula(
             f"gain(leaky_relu, a={slope:g})", "√(2/(1+a²))", f"√(2/(1+{slope:g}²))", gain
         )
