@@ -219,6 +219,22 @@ def test_logsumexp_all_minus_inf_row_is_minus_inf():
     assert np.all(out.numpy() == -np.inf)
 
 
+@pytest.mark.parametrize(
+    "shape, axes", [((2, 0), 1), ((2, 0), None), ((0,), None), ((3, 0, 2), (1, 2)), ((0, 3), 1)]
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logsumexp_over_nothing_is_minus_inf(shape, axes, dtype):
+    # log of an empty sum: as summation over no entries is 0, log Σ exp over them is −inf.
+    z = np.zeros(shape, dtype=dtype)
+    x = ndl.Tensor(z)
+    out = ndl.logsumexp(x, axes)
+    total = ndl.summation(ndl.Tensor(z), axes).numpy()
+    assert out.dtype == dtype and out.shape == total.shape
+    np.testing.assert_array_equal(out.numpy(), np.full(total.shape, -np.inf))
+    out.backward()
+    assert x.grad.shape == shape and x.grad.dtype == dtype
+
+
 def test_logsumexp_ties_at_the_maximum():
     z = np.array([[5.0, 5.0, 5.0, 1.0]], dtype=np.float32)
     x = ndl.Tensor(z)

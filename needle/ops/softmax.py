@@ -23,8 +23,11 @@ def _shift(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 
     Subtracting it keeps every exponent ≤ 0, so nothing overflows at 1e30. An infinite
     maximum (a slice of all −inf, or a +inf entry) is not subtracted: it would turn the
-    slice into nan, where the right answers are −inf and +inf.
+    slice into nan, where the right answers are −inf and +inf. An empty input has no
+    maximum (numpy refuses to take one) and gets 0 too: a sum over no entries is 0, log −inf.
     """
+    if z.size == 0:
+        return np.zeros(keepdims_shape(z.shape, axes), dtype=z.dtype)
     shift = z.max(axis=axes, keepdims=True)
     finite = np.isfinite(shift)
     if finite.all():  # the usual case: skip building a replacement array
@@ -36,8 +39,8 @@ def _log_sum_exp_shifted(shifted: np.ndarray, axes: tuple[int, ...]) -> np.ndarr
     """log Σ exp(shifted) over `axes`, kept as size-1 axes, for `shifted` = z − _shift(z)."""
     total = np.exp(shifted).sum(axis=axes, keepdims=True)
     # A finite shift is some slice's maximum, so that slice's sum holds exp(0) = 1 and the
-    # log is finite. Only an all −inf slice (shift 0, every term 0) sums to 0: its log is
-    # −inf, the right answer, and not worth numpy's warning.
+    # log is finite. Only an all −inf slice (every term 0) or an empty one sums to 0:
+    # its log is −inf, the right answer, and not worth numpy's warning.
     with np.errstate(divide="ignore"):
         return np.log(total)
 
