@@ -261,7 +261,7 @@ class Tensor(Value):
         return ops.divide_scalar(self, other)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return ops.mul_scalar(ops.power_scalar(self, -1), other)
+        return ops.rdivide_scalar(self, other)
 
     def __matmul__(self, other: Tensor) -> Tensor:
         return ops.matmul(self, other)

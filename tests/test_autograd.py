@@ -197,6 +197,17 @@ def test_operators_match_numpy(expr, expected):
     np.testing.assert_allclose(expr(Tensor(x)).numpy(), expected(x))
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.float32, np.float64])
+@pytest.mark.parametrize("scalar", [2, 3, 2.5])
+def test_scalar_over_tensor_is_true_division(dtype, scalar):
+    # One correctly rounded quotient with numpy's result dtype, as `Tensor / scalar` gives:
+    # no integer-power error for integers, no second rounding through a reciprocal.
+    x = np.arange(1, 50).astype(dtype)
+    for out, expected in [(scalar / Tensor(x), scalar / x), (Tensor(x) / scalar, x / scalar)]:
+        assert out.dtype == expected.dtype
+        np.testing.assert_array_equal(out.numpy(), expected)
+
+
 def test_equality_and_hash_are_by_identity():
     a = Tensor(np.ones(2))
     b = Tensor(np.ones(2))

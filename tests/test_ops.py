@@ -64,6 +64,7 @@ NUMPY_REFERENCE = {
     "power_scalar": lambda x, p: x[0] ** p["scalar"],
     "divide": lambda x, p: x[0] / x[1],
     "divide_scalar": lambda x, p: x[0] / p["scalar"],
+    "rdivide_scalar": lambda x, p: p["scalar"] / x[0],
     "negate": lambda x, p: -x[0],
     "log": lambda x, p: np.log(x[0]),
     "exp": lambda x, p: np.exp(x[0]),
