@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from needle.errors import UsageError
+
 # Number of live graph values; incremented when one is made, decremented when it dies.
 TENSOR_COUNTER = 0
 # False inside `no_grad()`: ops then make constants and keep no graph.
@@ -222,7 +224,18 @@ class Tensor(Value):
 
     # -- autograd ----------------------------------------------------------------------
     def backward(self, out_grad: Tensor | None = None) -> None:
-        """Write `.grad` on every node that requires a gradient, replacing what was there."""
+        """Write `.grad` on every node of this tensor's graph that requires a gradient,
+        replacing what was there; tensors outside the graph keep theirs.
+
+        A tensor that requires no gradient has no graph, so there would be nothing to write:
+        that is an error, not a silent no-op that leaves older gradients looking current.
+        """
+        if not self.requires_grad:
+            raise UsageError(
+                f"backward() on a tensor of shape {self.shape} that does not depend on any "
+                "tensor requiring a gradient (requires_grad=False, made from constants or "
+                "under no_grad()); nothing would get a .grad"
+            )
         if out_grad is None:
             out_grad = Tensor.make_const(np.ones(self.shape, dtype=self.dtype))
         compute_gradient_of_variables(self, out_grad)

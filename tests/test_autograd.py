@@ -105,6 +105,35 @@ def test_gradient_of_a_gradient():
     np.testing.assert_allclose(x.grad.numpy(), 6 * x.numpy())
 
 
+def test_backward_of_a_constant_raises_and_keeps_every_grad():
+    # x * 3's gradient is out_grad · 3, a constant: x.grad.sum() does not depend on x, so a
+    # backward() there could write nothing, and x.grad silently kept the first gradient.
+    x = Tensor(np.array([1.0, 2.0]))
+    (x * 3).sum().backward()
+    first = x.grad
+    assert not first.requires_grad
+    with pytest.raises(ndl.errors.UsageError, match="does not depend on any tensor"):
+        first.sum().backward()
+    assert x.grad is first
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
+    with pytest.raises(ndl.errors.UsageError, match="requires_grad=False"):
+        Tensor(np.ones(2), requires_grad=False).sum().backward()
+    with autograd.no_grad():
+        inside = (x * x).sum()
+    with pytest.raises(ndl.errors.UsageError):
+        inside.backward()
+
+
+def test_backward_writes_only_the_grads_of_its_own_graph():
+    # x.grad = w depends on w alone: differentiating it writes w.grad; x, outside that
+    # graph, keeps its .grad.
+    x, w = Tensor(np.array([1.0, 2.0])), Tensor(np.array([0.5, -1.0]))
+    (x * w).sum().backward()
+    x.grad.sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [0.5, -1.0])
+
+
 def test_no_graph_without_requires_grad():
     a = Tensor(np.ones(3), requires_grad=False)
     b = ndl.exp(a) * 2.0

@@ -490,10 +490,11 @@ def test_dropout_drops_about_p():
 )
 def test_float32_in_float32_out(make):
     module = make()
-    x = _tensor((5, 4))
+    x = ndl.Tensor(_tensor((5, 4)))  # requires a gradient: parameterless modules have a graph
     out = module(x)
     assert out.dtype == np.float32
     out.sum().backward()
+    assert x.grad.dtype == np.float32
     for p in module.parameters():
         assert p.dtype == np.float32 and p.grad.dtype == np.float32
 
