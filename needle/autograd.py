@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from needle.errors import UsageError
+
 # Number of live graph values; incremented when one is made, decremented when it dies.
 TENSOR_COUNTER = 0
 # False inside `no_grad()`: ops then make constants and keep no graph.
@@ -222,7 +224,18 @@ class Tensor(Value):
 
     # -- autograd ----------------------------------------------------------------------
     def backward(self, out_grad: Tensor | None = None) -> None:
-        """Write `.grad` on every node that requires a gradient, replacing what was there."""
+        """Write `.grad` on every node of this tensor's graph that requires a gradient,
+        replacing what was there; tensors outside the graph keep theirs.
+
+        A tensor that requires no gradient has no graph, so there would be nothing to write:
+        that is an error, not a silent no-op that leaves older gradients looking current.
+        """
+        if not self.requires_grad:
+            raise UsageError(
+                f"backward() on a tensor of shape {self.shape} that does not depend on any "
+                "tensor requiring a gradient (requires_grad=False, made from constants or "
+                "under no_grad()); nothing would get a .grad"
+            )
         if out_grad is None:
             out_grad = Tensor.make_const(np.ones(self.shape, dtype=self.dtype))
         compute_gradient_of_variables(self, out_grad)
@@ -261,7 +274,7 @@ class Tensor(Value):
         return ops.divide_scalar(self, other)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return ops.mul_scalar(ops.power_scalar(self, -1), other)
+        return ops.rdivide_scalar(self, other)
 
     def __matmul__(self, other: Tensor) -> Tensor:
         return ops.matmul(self, other)
@@ -312,17 +325,45 @@ def find_topo_sort(node_list: Iterable[Value]) -> list[Value]:
     return order
 
 
+class _Cast(TensorOp):
+    """The engine's conversion of a gradient to its input's dtype; differentiable, so a
+    converted gradient can be differentiated again (its own gradient converts back)."""
+
+    def __init__(self, dtype: np.dtype):
+        self.dtype = dtype
+
+    def compute(self, a: np.ndarray) -> np.ndarray:
+        return a.astype(self.dtype)
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        return _Cast(node.inputs[0].dtype)(out_grad)
+
+
+def _in_dtype_of(grad: Tensor, node: Value) -> Tensor:
+    """`grad` in `node`'s dtype when that is a floating one.
+
+    Ops compute in numpy's promoted dtype, so a float32 input used with a float64 one gets a
+    float64 product; converted here, every op's gradient has its input's dtype. An integer
+    or boolean input keeps the floating gradient: in its own dtype it would be truncated.
+    """
+    dtype = node.cached_data.dtype
+    if grad.cached_data.dtype == dtype or dtype.kind not in "fc":
+        return grad
+    return _Cast(dtype)(grad)
+
+
 def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> None:
     """Reverse-mode differentiation of `output_tensor` with cotangent `out_grad`.
 
-    Stores the summed adjoint of every node that requires a gradient in its `.grad`.
-    An op's `gradient` may return None for an input that needs no gradient.
+    Stores the summed adjoint of every node that requires a gradient in its `.grad`, in the
+    node's dtype (see `_in_dtype_of`). An op's `gradient` may return None for an input that
+    needs no gradient.
 
     A leaf's `.grad` keeps its graph, so it can be differentiated again. An intermediate
     node's `.grad` is stored detached: a stored graph there would point back at the node
     itself, and such cycles keep every activation alive until the garbage collector runs.
     """
-    adjoints: dict[Value, Tensor] = {output_tensor: out_grad}
+    adjoints: dict[Value, Tensor] = {output_tensor: _in_dtype_of(out_grad, output_tensor)}
     for node in reversed(find_topo_sort([output_tensor])):
         adjoint = adjoints.pop(node, None)
         if adjoint is None or not node.requires_grad:
@@ -334,6 +375,7 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
         grads = node.op.gradient_as_tuple(adjoint, node)
         for child, grad in zip(node.inputs, grads, strict=True):
             if grad is not None and child.requires_grad:
+                grad = _in_dtype_of(grad, child)
                 # Contributions are summed in the order they arrive: deterministic.
                 earlier = adjoints.get(child)
                 adjoints[child] = grad if earlier is None else earlier + grad

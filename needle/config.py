@@ -688,6 +688,7 @@ def walk_layers(layers: Sequence[LayerSpec], at: KeyPath) -> Iterable[tuple[KeyP
 OPTIMIZERS = {
     "sgd": {"lr": 0.01, "momentum": 0.0, "weight_decay": 0.0},
     "adam": {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
+    "adamw": {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01},
 }
 
 
@@ -695,14 +696,18 @@ class OptimizerConfig(Strict):
     """`train.optimizer:` `adam`, or `{name: sgd, lr: 0.1, momentum: 0.9}` and so on."""
 
     name: str = Field(
-        "adam", description="sgd or adam", json_schema_extra={"enum": sorted(OPTIMIZERS)}
+        "adam", description="sgd, adam or adamw", json_schema_extra={"enum": sorted(OPTIMIZERS)}
     )
     lr: PositiveFloat | None = Field(None, description="learning rate (0.01)")
     momentum: Probability | None = Field(None, description="sgd: momentum (0)")
-    beta1: Probability | None = Field(None, description="adam: first-moment rate (0.9)")
-    beta2: Probability | None = Field(None, description="adam: second-moment rate (0.999)")
-    eps: PositiveFloat | None = Field(None, description="adam: added to the denominator (1e-8)")
-    weight_decay: NonNegative | None = Field(None, description="L2 penalty (0)")
+    beta1: Probability | None = Field(None, description="adam, adamw: first-moment rate (0.9)")
+    beta2: Probability | None = Field(None, description="adam, adamw: second-moment rate (0.999)")
+    eps: PositiveFloat | None = Field(
+        None, description="adam, adamw: added to the denominator (1e-8)"
+    )
+    weight_decay: NonNegative | None = Field(
+        None, description="L2 penalty (0); adamw: decoupled weight decay (0.01)"
+    )
 
     @field_validator("name")
     @classmethod

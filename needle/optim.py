@@ -139,6 +139,8 @@ class Adam(Optimizer):
     """
 
     _per_param = ("m", "v")
+    # AdamW's switch: weight decay shrinks p itself instead of joining the gradient.
+    _decoupled = False
 
     def __init__(
         self,
@@ -163,15 +165,18 @@ class Adam(Optimizer):
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         correction1, correction2 = 1 - b1**self.t, 1 - b2**self.t
+        l2 = 0.0 if self._decoupled else self.weight_decay
+        shrink = 1 - self.lr * self.weight_decay if self._decoupled else 1.0
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
-            g = self._grad(p, self.weight_decay)
+            g = self._grad(p, l2)
             m = b1 * self.m.get(i, 0.0) + (1 - b1) * g
             v = b2 * self.v.get(i, 0.0) + (1 - b2) * g**2
             self.m[i], self.v[i] = m, v
             m_hat, v_hat = m / correction1, v / correction2
-            self._assign(p, p.cached_data - self.lr * m_hat / (np.sqrt(v_hat) + self.eps))
+            w = p.cached_data if shrink == 1 else shrink * p.cached_data
+            self._assign(p, w - self.lr * m_hat / (np.sqrt(v_hat) + self.eps))
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "t": self.t}
@@ -181,3 +186,30 @@ class Adam(Optimizer):
         t = int(state.pop("t", 0))
         super().load_state_dict(state)
         self.t = t
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019, "Decoupled Weight Decay
+    Regularization"): the decay shrinks p directly instead of entering the moments as an L2
+    gradient, so 1/√v_hat does not rescale it and every entry shrinks by the same factor:
+
+    g = grad
+    m, v, m_hat, v_hat as in Adam
+    p ← p − lr · (m_hat / (√v_hat + eps) + weight_decay · p)
+
+    computed, as PyTorch does, as p ← (1 − lr · weight_decay) · p − lr · m_hat / (√v_hat + eps).
+    The default weight_decay is PyTorch's 0.01; with 0 it is Adam (without decay) exactly.
+    """
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 0.01,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ) -> None:
+        super().__init__(params, lr, beta1, beta2, eps, weight_decay)

@@ -381,7 +381,7 @@ def _check_fits(
 # -- the pieces of a run ---------------------------------------------------------------------
 
 
-OPTIMIZER_CLASSES = {"sgd": optim.SGD, "adam": optim.Adam}
+OPTIMIZER_CLASSES = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW}
 
 
 @dataclass

@@ -58,6 +58,42 @@ def test_default_cotangent_is_ones_of_output_dtype():
     np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 2.0))
 
 
+def test_gradient_has_its_input_dtype_when_dtypes_mix():
+    # A float32 parameter meeting float64 data: each gradient takes its own input's dtype,
+    # so the course's update `p.data = p.data - lr * p.grad` keeps working.
+    rng = np.random.default_rng(0)
+    x32, w64 = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((2, 3))
+    x, w = Tensor(x32), Tensor(w64)
+    h = x * 2.0  # an intermediate float32 node
+    (h * w).sum().backward(Tensor(np.array(1.0)))  # a float64 cotangent, too
+    assert (x.grad.dtype, h.grad.dtype, w.grad.dtype) == (np.float32, np.float32, np.float64)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * w64, rtol=1e-7)
+    np.testing.assert_allclose(w.grad.numpy(), 2 * x32, rtol=1e-7)
+    x.data = x.data - 0.1 * x.grad
+    assert x.dtype == np.float32
+
+
+def test_a_cast_gradient_can_be_differentiated_again():
+    # d/dx Σ x²w = 2xw (float32, cast from float64), then d/dw Σ 2xw = 2x and d/dx = 2w.
+    x32 = np.array([1.0, -2.0, 0.5], dtype=np.float32)
+    w64 = np.array([0.3, 1.5, -1.0])
+    x, w = Tensor(x32), Tensor(w64)
+    (x * x * w).sum().backward()
+    assert x.grad.dtype == np.float32 and x.grad.requires_grad
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x32 * w64, rtol=1e-6)
+    x.grad.sum().backward()
+    assert (x.grad.dtype, w.grad.dtype) == (np.float32, np.float64)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * w64, rtol=1e-6)
+    np.testing.assert_allclose(w.grad.numpy(), 2 * x32, rtol=1e-7)
+
+
+def test_an_integer_input_gets_a_float_gradient_not_a_truncated_one():
+    t = Tensor(np.array([1, 2, 3]))
+    (t * 0.5).sum().backward()
+    assert t.grad.dtype == np.float64
+    np.testing.assert_array_equal(t.grad.numpy(), [0.5, 0.5, 0.5])
+
+
 def test_gradient_of_a_gradient():
     # d/dx (x³) = 3x², d/dx Σ 3x² = 6x.
     x = Tensor(np.array([1.0, -2.0, 0.5]))
@@ -67,6 +103,35 @@ def test_gradient_of_a_gradient():
     np.testing.assert_allclose(first.numpy(), 3 * x.numpy() ** 2)
     first.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), 6 * x.numpy())
+
+
+def test_backward_of_a_constant_raises_and_keeps_every_grad():
+    # x * 3's gradient is out_grad · 3, a constant: x.grad.sum() does not depend on x, so a
+    # backward() there could write nothing, and x.grad silently kept the first gradient.
+    x = Tensor(np.array([1.0, 2.0]))
+    (x * 3).sum().backward()
+    first = x.grad
+    assert not first.requires_grad
+    with pytest.raises(ndl.errors.UsageError, match="does not depend on any tensor"):
+        first.sum().backward()
+    assert x.grad is first
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
+    with pytest.raises(ndl.errors.UsageError, match="requires_grad=False"):
+        Tensor(np.ones(2), requires_grad=False).sum().backward()
+    with autograd.no_grad():
+        inside = (x * x).sum()
+    with pytest.raises(ndl.errors.UsageError):
+        inside.backward()
+
+
+def test_backward_writes_only_the_grads_of_its_own_graph():
+    # x.grad = w depends on w alone: differentiating it writes w.grad; x, outside that
+    # graph, keeps its .grad.
+    x, w = Tensor(np.array([1.0, 2.0])), Tensor(np.array([0.5, -1.0]))
+    (x * w).sum().backward()
+    x.grad.sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [0.5, -1.0])
 
 
 def test_no_graph_without_requires_grad():
@@ -195,6 +260,17 @@ def test_subtraction_is_add_of_negate():
 def test_operators_match_numpy(expr, expected):
     x = np.array([[1.0, 2.0], [3.0, 4.0]])
     np.testing.assert_allclose(expr(Tensor(x)).numpy(), expected(x))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.float32, np.float64])
+@pytest.mark.parametrize("scalar", [2, 3, 2.5])
+def test_scalar_over_tensor_is_true_division(dtype, scalar):
+    # One correctly rounded quotient with numpy's result dtype, as `Tensor / scalar` gives:
+    # no integer-power error for integers, no second rounding through a reciprocal.
+    x = np.arange(1, 50).astype(dtype)
+    for out, expected in [(scalar / Tensor(x), scalar / x), (Tensor(x) / scalar, x / scalar)]:
+        assert out.dtype == expected.dtype
+        np.testing.assert_array_equal(out.numpy(), expected)
 
 
 def test_equality_and_hash_are_by_identity():

@@ -4,13 +4,16 @@ configs agree."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
 import yaml
 
+from needle import runs
 from needle.config import (
     LAYER_TYPES,
+    OPTIMIZERS,
     DataConfig,
     ModelConfig,
     OptimizerConfig,
@@ -23,6 +26,7 @@ from needle.config import (
     read_yaml,
 )
 from needle.errors import UsageError
+from needle.runs import OPTIMIZER_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))
@@ -86,12 +90,12 @@ CASES = {
         "c.yaml:3:31: train.optimizer.lr: must be greater than 0 (got 0)",
     ),
     "unknown optimizer": (
-        "model: {layers: [relu]}\ntrain:\n  optimizer: adamw\n",
-        "c.yaml:3:14: train.optimizer.name: unknown optimizer 'adamw'; did you mean 'adam'?",
+        "model: {layers: [relu]}\ntrain:\n  optimizer: addam\n",
+        "c.yaml:3:14: train.optimizer.name: unknown optimizer 'addam'; did you mean 'adam'?",
     ),
     "setting of the other optimizer": (
         "model: {layers: [relu]}\ntrain:\n  optimizer: {name: sgd, beta1: 0.9}\n",
-        "c.yaml:3:26: train.optimizer.beta1: sgd has no setting beta1 (it belongs to adam)",
+        "c.yaml:3:26: train.optimizer.beta1: sgd has no setting beta1 (it belongs to adam, adamw)",
     ),
     "batch size 0": (
         "model: {layers: [relu]}\ntrain:\n  batch_size: 0\n",
@@ -394,6 +398,19 @@ def test_defaults_are_filled_in():
         "eps": 1e-8,
         "weight_decay": 0.0,
     }
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_each_optimizer_name_builds_its_class_with_the_library_s_defaults(name):
+    config = parse_config(TINY + f"train:\n  optimizer: {name}\n", "c.yaml")
+    cls = OPTIMIZER_CLASSES[name]
+    defaults = {
+        key: p.default
+        for key, p in inspect.signature(cls).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    assert config.train.optimizer.arguments() == defaults
+    assert type(runs.prepare(config).optimizer) is cls
 
 
 def test_short_and_long_forms_mean_the_same():

@@ -4,6 +4,7 @@ parameter discovery, modes, RNG order and dtype preservation."""
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import pytest
@@ -302,6 +303,28 @@ def test_softmax_loss_matches_numpy(scale):
     assert float(loss.numpy()) == pytest.approx(_np_softmax_loss(logits.numpy(), y.numpy()), 1e-5)
 
 
+@pytest.mark.parametrize("dtype, rel", [(np.float32, 1e-6), (np.float64, 1e-15)])
+def test_softmax_loss_of_equal_huge_logits_is_log_2(dtype, rel):
+    # Two equal logits are a coin flip at any magnitude: the loss is log 2, never 0.
+    logits = ndl.Tensor(np.array([[1e8, 1e8]], dtype=dtype))
+    loss = nn.SoftmaxLoss()(logits, ndl.Tensor(np.array([0])))
+    assert float(loss.numpy()) == pytest.approx(math.log(2), rel=rel)
+
+
+def test_softmax_loss_of_confident_float32_logits_near_1e3():
+    # Right and confident, so the loss is ~1e-6: forming it as lse − z_y from two rounded
+    # numbers near 1e3 would leave only the ulp of 1e3 (6e-5) of it.
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 64)
+    z = 1000 + rng.standard_normal((64, 10))
+    z[np.arange(64), y] += 15
+    z = z.astype(np.float32)
+    exact = _np_softmax_loss(z, y)  # float64, from the same float32 logits
+    loss = nn.SoftmaxLoss()(ndl.Tensor(z), ndl.Tensor(y))
+    assert loss.dtype == np.float32
+    assert abs(float(loss.numpy()) - exact) < 5e-7
+
+
 def test_softmax_loss_gradient():
     y = ndl.Tensor(np.array([2, 0, 1, 2, 2]), requires_grad=False)
     logits = np.random.default_rng(4).standard_normal((5, 3))
@@ -467,10 +490,11 @@ def test_dropout_drops_about_p():
 )
 def test_float32_in_float32_out(make):
     module = make()
-    x = _tensor((5, 4))
+    x = ndl.Tensor(_tensor((5, 4)))  # requires a gradient: parameterless modules have a graph
     out = module(x)
     assert out.dtype == np.float32
     out.sum().backward()
+    assert x.grad.dtype == np.float32
     for p in module.parameters():
         assert p.dtype == np.float32 and p.grad.dtype == np.float32
 

@@ -6,10 +6,13 @@ Adding an op to the registry adds it here; it only needs a numpy reference below
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import needle as ndl
 from needle.gradcheck import check_gradients, check_op
@@ -61,6 +64,7 @@ NUMPY_REFERENCE = {
     "power_scalar": lambda x, p: x[0] ** p["scalar"],
     "divide": lambda x, p: x[0] / x[1],
     "divide_scalar": lambda x, p: x[0] / p["scalar"],
+    "rdivide_scalar": lambda x, p: p["scalar"] / x[0],
     "negate": lambda x, p: -x[0],
     "log": lambda x, p: np.log(x[0]),
     "exp": lambda x, p: np.exp(x[0]),
@@ -216,6 +220,22 @@ def test_logsumexp_all_minus_inf_row_is_minus_inf():
     assert np.all(out.numpy() == -np.inf)
 
 
+@pytest.mark.parametrize(
+    "shape, axes", [((2, 0), 1), ((2, 0), None), ((0,), None), ((3, 0, 2), (1, 2)), ((0, 3), 1)]
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logsumexp_over_nothing_is_minus_inf(shape, axes, dtype):
+    # log of an empty sum: as summation over no entries is 0, log Σ exp over them is −inf.
+    z = np.zeros(shape, dtype=dtype)
+    x = ndl.Tensor(z)
+    out = ndl.logsumexp(x, axes)
+    total = ndl.summation(ndl.Tensor(z), axes).numpy()
+    assert out.dtype == dtype and out.shape == total.shape
+    np.testing.assert_array_equal(out.numpy(), np.full(total.shape, -np.inf))
+    out.backward()
+    assert x.grad.shape == shape and x.grad.dtype == dtype
+
+
 def test_logsumexp_ties_at_the_maximum():
     z = np.array([[5.0, 5.0, 5.0, 1.0]], dtype=np.float32)
     x = ndl.Tensor(z)
@@ -236,6 +256,52 @@ def test_logsoftmax_stable_at_huge_magnitudes():
     np.testing.assert_allclose(out.numpy()[0], [0.0, -1e30, -2e30], rtol=1e-6)
     out.backward(ndl.Tensor(np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)))
     assert np.all(np.isfinite(x.grad.numpy()))
+
+
+def _np_logsoftmax(z):
+    """(z − m) − log Σ exp(z − m) over axis 1, in float64 from the exactly upcast input."""
+    shifted = z.astype(np.float64) - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def test_logsoftmax_of_equal_huge_entries_is_minus_log_k():
+    # float64: 1e16 − lse(1e16, 1e16) rounds to 0; the shifted form is −log 2 exactly.
+    out = ndl.logsoftmax(ndl.Tensor(np.array([[1e16, 1e16]])))
+    np.testing.assert_array_equal(out.numpy(), [[-math.log(2), -math.log(2)]])
+    # float32: a row of −1e30 is uniform, log(1/4) each; with a cotangent of ones the
+    # gradient 1 − 4 · softmax is 0 (the unshifted form gave 0 and −3).
+    x = ndl.Tensor(np.full((1, 4), -1e30, dtype=np.float32))
+    out = ndl.logsoftmax(x)
+    np.testing.assert_allclose(out.numpy(), np.full((1, 4), -math.log(4)), rtol=1e-7)
+    out.backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad.numpy(), np.zeros((1, 4)), atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    small=hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(1, 3), st.integers(1, 5)),
+        elements=st.floats(-10, 10),
+    ),
+    offset=st.sampled_from([0.0, 1e3, -1e3, 1e8, 1e16, 1e30, -1e30]),
+    dtype=st.sampled_from(["float32", "float64"]),
+)
+def test_logsoftmax_is_accurate_at_any_offset(small, offset, dtype):
+    """Values and gradient to a few ulps of the float64 reference, however far the logits
+    are from 0 (the rows are shifted by `offset`, then rounded to `dtype`)."""
+    z = (small + offset).astype(dtype)
+    reference = _np_logsoftmax(z)
+    x = ndl.Tensor(z)
+    out = ndl.logsoftmax(x)
+    tol = 1e-6 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(out.numpy(), reference, rtol=tol, atol=tol)
+    cotangent = np.random.default_rng(0).standard_normal(z.shape).astype(dtype)
+    out.backward(ndl.Tensor(cotangent))
+    # d/dz of Σ c · logsoftmax(z) = c − softmax(z) · Σ_j c_j, row by row.
+    expected = cotangent - np.exp(reference) * cotangent.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=10 * tol, atol=10 * tol)
 
 
 # -- Op details SPEC fixes -------------------------------------------------------------

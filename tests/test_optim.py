@@ -1,4 +1,4 @@
-"""needle.optim: SGD and Adam against numpy re-implementations of their update formulas,
+"""needle.optim: SGD, Adam and AdamW against numpy re-implementations of their update formulas,
 the no-graph / no-mutation / dtype guarantees, and state_dict round trips."""
 
 from __future__ import annotations
@@ -76,6 +76,58 @@ def test_adam_three_steps_match_numpy():
             np.testing.assert_allclose(p.numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_adamw_three_steps_match_numpy():
+    layer, X, y = _problem(2)
+    lr, b1, b2, eps, wd = 0.1, 0.8, 0.95, 1e-6, 0.3
+    opt = optim.AdamW(layer.parameters(), lr=lr, beta1=b1, beta2=b2, eps=eps, weight_decay=wd)
+    params = [p.numpy().astype(np.float64) for p in layer.parameters()]
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    for t in range(1, 4):
+        grads = _backward(layer, X, y, opt)
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            # Decoupled: the moments see the loss gradient only; the decay acts on p directly.
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            m_hat, v_hat = m[i] / (1 - b1**t), v[i] / (1 - b2**t)
+            params[i] = p - lr * (m_hat / (np.sqrt(v_hat) + eps) + wd * p)
+        opt.step()
+        assert opt.t == t
+        for p, expected in zip(layer.parameters(), params, strict=True):
+            assert p.dtype == np.float32
+            np.testing.assert_allclose(p.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_adamw_decay_is_not_adam_s_l2_penalty():
+    # With a zero loss gradient, AdamW only shrinks p by (1 − lr·wd) per step. Adam's L2
+    # term wd·p goes through the moments instead: normalized by √v_hat, its first step moves
+    # every entry by lr whatever its size.
+    w0 = np.array([1.0, -2.0, 0.5], dtype=np.float32)
+    lr, wd = 0.01, 0.1
+    a, b = nn.Parameter(w0.copy()), nn.Parameter(w0.copy())
+    adamw = optim.AdamW([a], lr=lr, weight_decay=wd)
+    adam = optim.Adam([b], lr=lr, weight_decay=wd)
+    for step in range(1, 4):
+        for p, opt in ((a, adamw), (b, adam)):
+            _set_grads([p], [np.zeros(3)])
+            opt.step()
+        np.testing.assert_allclose(a.numpy(), w0 * (1 - lr * wd) ** step, rtol=1e-6)
+        if step == 1:
+            np.testing.assert_allclose(b.numpy(), w0 - lr * np.sign(w0), rtol=1e-6)
+    assert np.all(np.abs(a.numpy() - b.numpy()) > 0.02)
+    # Without decay the two are the same optimizer, bit for bit.
+    layer_a, X, y = _problem(3)
+    layer_b, _, _ = _problem(3)
+    plain_w = optim.AdamW(layer_a.parameters(), lr=0.05, weight_decay=0.0)
+    plain = optim.Adam(layer_b.parameters(), lr=0.05)
+    for _ in range(2):
+        for layer, opt in ((layer_a, plain_w), (layer_b, plain)):
+            _backward(layer, X, y, opt)
+            opt.step()
+    for pa, pb in zip(layer_a.parameters(), layer_b.parameters(), strict=True):
+        np.testing.assert_array_equal(pa.numpy(), pb.numpy())
+
+
 def test_adam_first_step_moves_each_entry_by_about_lr():
     # With bias correction, m_hat/√v_hat = g/|g| on the first step: a signed step of lr.
     p = nn.Parameter(np.array([1.0, -2.0, 3.0], dtype=np.float32))
@@ -124,6 +176,7 @@ def test_plain_sgd_keeps_no_momentum_buffer():
         lambda ps: optim.SGD(ps, lr=0.1, weight_decay=0.1),
         lambda ps: optim.SGD(ps, lr=0.1, momentum=0.5, weight_decay=0.1),
         lambda ps: optim.Adam(ps, weight_decay=0.1),
+        lambda ps: optim.AdamW(ps, weight_decay=0.1),
     ],
 )
 def test_step_builds_no_graph_and_mutates_nothing_it_does_not_own(make):
@@ -146,7 +199,7 @@ def test_step_builds_no_graph_and_mutates_nothing_it_does_not_own(make):
         assert not np.array_equal(p.numpy(), value)
 
 
-@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam])
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.AdamW])
 def test_numpy_float64_hyperparameters_keep_float32(cls):
     p = nn.Parameter(np.ones(3, dtype=np.float32))
     opt = cls([p], lr=np.float64(0.1), weight_decay=np.float64(0.1))
@@ -176,8 +229,9 @@ def test_reset_grad_and_parameters_without_grad_are_skipped():
     [
         lambda ps: optim.SGD(ps, lr=0.3, momentum=0.9, weight_decay=0.01),
         lambda ps: optim.Adam(ps, lr=0.05, weight_decay=0.01),
+        lambda ps: optim.AdamW(ps, lr=0.05, weight_decay=0.1),
     ],
-    ids=["sgd", "adam"],
+    ids=["sgd", "adam", "adamw"],
 )
 def test_state_dict_resumes_exactly(make):
     layer, X, y = _problem()
@@ -260,3 +314,9 @@ def test_defaults_are_the_course_s():
     assert (sgd.lr, sgd.momentum, sgd.weight_decay) == (0.01, 0.0, 0.0)
     assert (adam.lr, adam.beta1, adam.beta2, adam.weight_decay, adam.t) == (0.01, 0.9, 0.999, 0, 0)
     assert math.isclose(adam.eps, 1e-8)
+
+
+def test_adamw_defaults_are_adam_s_with_pytorch_s_decay():
+    adamw = optim.AdamW([])
+    assert (adamw.lr, adamw.beta1, adamw.beta2, adamw.weight_decay) == (0.01, 0.9, 0.999, 0.01)
+    assert math.isclose(adamw.eps, 1e-8) and adamw.t == 0

@@ -223,6 +223,31 @@ def divide_scalar(a: Tensor, scalar: float) -> Tensor:
     return DivScalar(scalar)(a)
 
 
+class RDivScalar(ScalarOp):
+    """scalar / a; gradient −scalar / a² = −out_grad · node / a."""
+
+    def compute(self, a: np.ndarray) -> np.ndarray:
+        # One quotient, in numpy's dtype for it: an integer input gives floats, as a / scalar
+        # does. (scalar · a⁻¹ would round twice, and integers refuse negative powers.)
+        return self.scalar / a
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        return -(out_grad * node) / node.inputs[0]
+
+
+@register(
+    RDivScalar,
+    params=[SCALAR],
+    draws=[away_from_zero],
+    random_case=_scalar_case((-2.0, 0.5, 3.0)),
+    nondifferentiable="a = 0 (a pole)",
+    settings=[{"scalar": 2.0}, {"scalar": -1.5}],
+)
+def rdivide_scalar(a: Tensor, scalar: float) -> Tensor:
+    """scalar / a, true division (what `2 / tensor` computes)."""
+    return RDivScalar(scalar)(a)
+
+
 class Negate(TensorOp):
     def compute(self, a: np.ndarray) -> np.ndarray:
         return np.negative(a)

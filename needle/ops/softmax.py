@@ -23,8 +23,11 @@ def _shift(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 
     Subtracting it keeps every exponent ≤ 0, so nothing overflows at 1e30. An infinite
     maximum (a slice of all −inf, or a +inf entry) is not subtracted: it would turn the
-    slice into nan, where the right answers are −inf and +inf.
+    slice into nan, where the right answers are −inf and +inf. An empty input has no
+    maximum (numpy refuses to take one) and gets 0 too: a sum over no entries is 0, log −inf.
     """
+    if z.size == 0:
+        return np.zeros(keepdims_shape(z.shape, axes), dtype=z.dtype)
     shift = z.max(axis=axes, keepdims=True)
     finite = np.isfinite(shift)
     if finite.all():  # the usual case: skip building a replacement array
@@ -32,15 +35,20 @@ def _shift(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     return np.where(finite, shift, 0).astype(z.dtype, copy=False)
 
 
+def _log_sum_exp_shifted(shifted: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """log Σ exp(shifted) over `axes`, kept as size-1 axes, for `shifted` = z − _shift(z)."""
+    total = np.exp(shifted).sum(axis=axes, keepdims=True)
+    # A finite shift is some slice's maximum, so that slice's sum holds exp(0) = 1 and the
+    # log is finite. Only an all −inf slice (every term 0) or an empty one sums to 0:
+    # its log is −inf, the right answer, and not worth numpy's warning.
+    with np.errstate(divide="ignore"):
+        return np.log(total)
+
+
 def _stable_lse(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """log Σ exp(z) over `axes`, kept as size-1 axes."""
     shift = _shift(z, axes)
-    total = np.exp(z - shift).sum(axis=axes, keepdims=True)
-    # A finite shift is some slice's maximum, so that slice's sum holds exp(0) = 1 and the
-    # log is finite. Only an all −inf slice (shift 0, every term 0) sums to 0: its log is
-    # −inf, the right answer, and not worth numpy's warning.
-    with np.errstate(divide="ignore"):
-        return np.log(total) + shift
+    return _log_sum_exp_shifted(z - shift, axes) + shift
 
 
 class LogSumExp(TensorOp):
@@ -74,15 +82,22 @@ def logsumexp(a: Tensor, axes: Axes = None) -> Tensor:
 
 
 class LogSoftmax(TensorOp):
-    """z − logsumexp(z) over axis 1 of a 2-D input.
+    """z − logsumexp(z) over axis 1 of a 2-D input, computed as (z − m) − log Σ exp(z − m)
+    with m the row's maximum.
 
-    Gradient: out_grad − softmax(z) · Σ_j out_grad_j, with softmax = exp(output).
+    Subtracting the log-sum-exp after the fact would cancel two huge, rounded numbers:
+    1e16 − lse(1e16, 1e16) is 0 in float64, not −log 2. Shifted first, z − m is at most one
+    rounding from its true value and the log of a sum in [1, k] is small: nothing huge cancels.
+
+    Gradient: out_grad − softmax(z) · Σ_j out_grad_j, with softmax = exp(output): the output
+    is accurate to a few ulps, so its exp is too (1/4 each for a row of four −1e30 entries).
     """
 
     def compute(self, z: np.ndarray) -> np.ndarray:
         if z.ndim != 2:
             raise UsageError(f"logsoftmax takes a 2-D input, got shape {z.shape}")
-        return z - _stable_lse(z, (1,))
+        shifted = z - _shift(z, (1,))
+        return shifted - _log_sum_exp_shifted(shifted, (1,))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         rows = sum_to_shape(out_grad, (node.shape[0], 1))  # each row's Σ_j, kept as a column
