@@ -452,8 +452,8 @@ class DataConfig(Strict):
 # -- layers ----------------------------------------------------------------------------------
 
 # The initializer arguments a config may pass: what each initializer takes besides the fans,
-# minus what the model builder decides (dtype, device, requires_grad).
-_BUILDER_KWARGS = {"dtype", "device", "requires_grad"}
+# minus what the model builder decides (dtype, device, requires_grad, the shape of the draw).
+_BUILDER_KWARGS = {"dtype", "device", "requires_grad", "shape"}
 
 
 def initializer_arguments(name: str) -> list[str]:

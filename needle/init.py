@@ -5,8 +5,9 @@ constructor, so `np.random.seed(s)` reproduces every tensor, and code written ag
 course's needle draws the same numbers here. Random values are scaled in float64 and only then
 cast to `dtype`. `seeded(s)` seeds that RNG for a block and puts it back afterwards.
 
-The initializers take `(fan_in, fan_out)` and return a tensor of exactly that shape; any other
-keyword (`dtype`, `device`, `requires_grad`) is passed through to `rand`/`randn`.
+The initializers take `(fan_in, fan_out)` and return a tensor of that shape, or of `shape=` when
+given (a conv kernel (k, k, in, out) scaled by its fans in·k², out·k²); any other keyword
+(`dtype`, `device`, `requires_grad`) is passed through to `rand`/`randn`.
 """
 
 from __future__ import annotations
@@ -297,12 +298,38 @@ def kaiming_normal_std(fan: int, gain: float) -> float:
 # -- initializers ---------------------------------------------------------------------------
 
 
-def xavier_uniform(fan_in: int, fan_out: int, gain: float = 1.0, **kwargs: Any) -> Tensor:
+def _draw_shape(
+    name: str, fan_in: int, fan_out: int, shape: tuple[int, ...] | None
+) -> tuple[int, ...]:
+    """The shape of an initializer's one draw: `shape`, or (fan_in, fan_out) when it is None."""
+    if shape is None:
+        return (fan_in, fan_out)
+    if isinstance(shape, str):  # kaiming_uniform(9, 5, "tanh"): the course's third is shape
+        raise UsageError(
+            f"{name}: shape {shape!r} is not a shape; give the nonlinearity by keyword, "
+            f"{name}(fan_in, fan_out, nonlinearity={shape!r})"
+        )
+    dims = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    whole = (isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in dims)
+    if not all(whole) or any(n < 0 for n in dims):
+        raise UsageError(f"{name}: shape {shape!r} must be a tuple of non-negative integers")
+    return tuple(int(n) for n in dims)
+
+
+def xavier_uniform(
+    fan_in: int,
+    fan_out: int,
+    gain: float = 1.0,
+    *,
+    shape: tuple[int, ...] | None = None,
+    **kwargs: Any,
+) -> Tensor:
     """Xavier (Glorot) uniform: U(−a, a) with a = gain · √(6 / (fan_in + fan_out)).
 
     From Glorot & Bengio, "Understanding the difficulty of training deep feedforward neural
     networks" (2010): the variance 2 / (fan_in + fan_out) balances the forward and backward
-    passes of a linear or tanh-like layer.
+    passes of a linear or tanh-like layer. `shape` (default (fan_in, fan_out)) is the shape
+    of the draw; the bound always comes from the fans.
 
     Example:
         >>> w = xavier_uniform(784, 100, gain=calculate_gain("tanh"))
@@ -310,21 +337,29 @@ def xavier_uniform(fan_in: int, fan_out: int, gain: float = 1.0, **kwargs: Any) 
         (784, 100)
     """
     a = xavier_uniform_bound(fan_in, fan_out, gain)
-    return rand(fan_in, fan_out, low=-a, high=a, **kwargs)
+    return rand(*_draw_shape("xavier_uniform", fan_in, fan_out, shape), low=-a, high=a, **kwargs)
 
 
-def xavier_normal(fan_in: int, fan_out: int, gain: float = 1.0, **kwargs: Any) -> Tensor:
+def xavier_normal(
+    fan_in: int,
+    fan_out: int,
+    gain: float = 1.0,
+    *,
+    shape: tuple[int, ...] | None = None,
+    **kwargs: Any,
+) -> Tensor:
     """Xavier (Glorot) normal: N(0, std²) with std = gain · √(2 / (fan_in + fan_out)).
 
-    Glorot & Bengio (2010); same variance as `xavier_uniform`.
+    Glorot & Bengio (2010); same variance as `xavier_uniform`. `shape` as there.
     """
     std = xavier_normal_std(fan_in, fan_out, gain)
-    return randn(fan_in, fan_out, std=std, **kwargs)
+    return randn(*_draw_shape("xavier_normal", fan_in, fan_out, shape), std=std, **kwargs)
 
 
 def kaiming_uniform(
     fan_in: int,
     fan_out: int,
+    shape: tuple[int, ...] | None = None,
     nonlinearity: str = "relu",
     *,
     mode: str = "fan_in",
@@ -337,13 +372,20 @@ def kaiming_uniform(
     activations' (mode="fan_in") or the gradients' (mode="fan_out") scale through the layer.
     `gain = calculate_gain(nonlinearity, param)`, √2 for the default relu.
 
+    `shape` is the third positional parameter, as in the course's hw4: the shape of the one
+    `rand` draw (default (fan_in, fan_out)); the bound still comes from the fans, so a conv
+    kernel is `kaiming_uniform(in·k², out·k², (k, k, in, out))`.
+
     Example:
-        >>> kaiming_uniform(100, 10, "leaky_relu", param=0.1, mode="fan_out").shape
+        >>> kaiming_uniform(100, 10, nonlinearity="leaky_relu", param=0.1, mode="fan_out").shape
         (100, 10)
+        >>> kaiming_uniform(3 * 9, 8 * 9, (3, 3, 3, 8)).shape
+        (3, 3, 3, 8)
     """
+    dims = _draw_shape("kaiming_uniform", fan_in, fan_out, shape)
     gain = calculate_gain(nonlinearity, param)
     bound = kaiming_uniform_bound(fan(fan_in, fan_out, mode), gain)
-    return rand(fan_in, fan_out, low=-bound, high=bound, **kwargs)
+    return rand(*dims, low=-bound, high=bound, **kwargs)
 
 
 def kaiming_normal(
@@ -351,17 +393,20 @@ def kaiming_normal(
     fan_out: int,
     nonlinearity: str = "relu",
     *,
+    shape: tuple[int, ...] | None = None,
     mode: str = "fan_in",
     param: float | None = None,
     **kwargs: Any,
 ) -> Tensor:
     """Kaiming (He) normal: N(0, std²) with std = gain / √fan.
 
-    He et al. (2015); same variance as `kaiming_uniform`.
+    He et al. (2015); same variance as `kaiming_uniform`. `shape` (by keyword here, as the
+    course keeps `nonlinearity` third) is the shape of the draw, default (fan_in, fan_out).
     """
+    dims = _draw_shape("kaiming_normal", fan_in, fan_out, shape)
     gain = calculate_gain(nonlinearity, param)
     std = kaiming_normal_std(fan(fan_in, fan_out, mode), gain)
-    return randn(fan_in, fan_out, std=std, **kwargs)
+    return randn(*dims, std=std, **kwargs)
 
 
 # The initializers by name, for configs' `init:` key and `needle init-stats SCHEME`.

@@ -278,13 +278,13 @@ def parse_op_options(spec: OpSpec, args: list[str], command_options: list[str]) 
 
 
 def _example(param: OpParam) -> str:
-    examples = {"scalar": "-1.5", "axes": "0,1", "axis_pair": "0,2", "shape": "3,4"}
+    examples = {"scalar": "-1.5", "int": "2", "axes": "0,1", "axis_pair": "0,2", "shape": "3,4"}
     return f"{option_name(param)} {examples.get(param.kind, '1')}"
 
 
 def parse_value(param: OpParam, text: str) -> Any:
-    """An op parameter's value from its text: a number, axes (`1`, `0,1`, `none`), an axis
-    pair (`0,2`, `none`) or a shape (`3,4`, `()`)."""
+    """An op parameter's value from its text: a number, an integer (`2`), axes (`1`, `0,1`,
+    `none`), an axis pair (`0,2`, `none`) or a shape (`3,4`, `()`)."""
     from needle.errors import UsageError
 
     name = option_name(param)
@@ -296,6 +296,11 @@ def parse_value(param: OpParam, text: str) -> Any:
         if value != value or value in (float("inf"), float("-inf")):
             raise UsageError(f"{name} expects a finite number (got '{text}')")
         return value
+    if param.kind == "int":
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise UsageError(f"{name} expects an integer (got '{text}')") from None
     if param.kind in ("axes", "axis_pair") and text.strip().lower() in ("none", "all"):
         return None
     ints = parse_ints(text, name, allow_empty=param.kind == "shape")

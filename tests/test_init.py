@@ -195,7 +195,7 @@ def test_initializers_match_course_formulas_bit_for_bit(make, reference):
 def test_kaiming_defaults_are_relu_fan_in():
     default, explicit = _same_draws(
         lambda: init.kaiming_uniform(9, 5).numpy(),
-        lambda: init.kaiming_uniform(9, 5, "relu", mode="fan_in").numpy(),
+        lambda: init.kaiming_uniform(9, 5, nonlinearity="relu", mode="fan_in").numpy(),
     )
     np.testing.assert_array_equal(default, explicit)
 
@@ -205,7 +205,7 @@ def test_kaiming_fan_out_and_other_gains(nonlinearity):
     gain = init.calculate_gain(nonlinearity, 0.2 if nonlinearity == "leaky_relu" else None)
     b = gain * math.sqrt(3 / 5)
     made, expected = _same_draws(
-        lambda: init.kaiming_uniform(9, 5, nonlinearity, mode="fan_out", param=0.2),
+        lambda: init.kaiming_uniform(9, 5, nonlinearity=nonlinearity, mode="fan_out", param=0.2),
         lambda: _uniform((9, 5), b).astype(np.float32),
     )
     np.testing.assert_array_equal(made.numpy(), expected)
@@ -395,3 +395,57 @@ def test_leaky_relu_slope_defaults_and_refuses_what_is_not_a_number():
     for bad in (True, "0.1", [0.1]):
         with pytest.raises(UsageError, match=r"leaky_relu: negative slope .* is not a number"):
             init.leaky_relu_slope(bad)
+
+
+# -- shape: the one draw's shape, the bound from the fans --------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    k=st.integers(1, 4),
+    channels=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    name=st.sampled_from(sorted(init.INITIALIZERS)),
+)
+def test_shape_is_the_draw_and_the_fans_the_scale(k, channels, name):
+    """A conv kernel (k, k, in, out) drawn with fans in·k², out·k²: the same numbers as one
+    hand-made draw of that shape, scaled by the theoretical bound (or std) of those fans."""
+    c_in, c_out = channels
+    fan_in, fan_out, shape = c_in * k * k, c_out * k * k, (k, k, c_in, c_out)
+    scale = {
+        "kaiming_uniform": SQRT2 * math.sqrt(3 / fan_in),
+        "xavier_uniform": math.sqrt(6 / (fan_in + fan_out)),
+        "kaiming_normal": SQRT2 / math.sqrt(fan_in),
+        "xavier_normal": math.sqrt(2 / (fan_in + fan_out)),
+    }[name]
+
+    def reference():
+        if name.endswith("uniform"):
+            return _uniform(shape, scale).astype(np.float32)
+        return (np.random.randn(*shape) * scale).astype(np.float32)
+
+    made, expected = _same_draws(
+        lambda: init.get_initializer(name)(fan_in, fan_out, shape=shape), reference
+    )
+    assert made.shape == shape and made.dtype == np.float32
+    np.testing.assert_array_equal(made.numpy(), expected)
+
+
+def test_kaiming_uniform_takes_shape_third():
+    # The course's hw4 signature: kaiming_uniform(fan_in, fan_out, shape=None, nonlinearity=...).
+    made, expected = _same_draws(
+        lambda: init.kaiming_uniform(12, 6, (2, 3, 2)),
+        lambda: init.kaiming_uniform(12, 6, shape=(2, 3, 2)),
+    )
+    np.testing.assert_array_equal(made.numpy(), expected.numpy())
+    tanh, expected = _same_draws(
+        lambda: init.kaiming_uniform(12, 6, None, "tanh"),
+        lambda: _uniform((12, 6), 5 / 3 * math.sqrt(3 / 12)).astype(np.float32),
+    )
+    np.testing.assert_array_equal(tanh.numpy(), expected)
+
+
+def test_a_nonlinearity_where_shape_goes_names_the_keyword():
+    with pytest.raises(UsageError, match=r"shape 'tanh' is not a shape.*nonlinearity='tanh'"):
+        init.kaiming_uniform(9, 5, "tanh")
+    with pytest.raises(UsageError, match=r"shape \(3, -1\) must be a tuple of non-negative"):
+        init.xavier_normal(3, 3, shape=(3, -1))

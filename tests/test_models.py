@@ -1,7 +1,9 @@
 """needle.models: structure, parameter counts derived from the dimensions, the order weights
-are drawn in, and a forward pass against numpy."""
+are drawn in, a forward pass against numpy, and a small CNN that learns."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -9,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import needle as ndl
-from needle import init, nn
-from needle.models import MLPResNet, ResidualBlock
+from needle import init, nn, optim
+from needle.models import ConvBN, MLPResNet, ResidualBlock, ResNet9
 
 
 def _linear_count(n_in, n_out):
@@ -137,3 +139,115 @@ def test_eval_is_deterministic_and_draws_nothing():
     np.random.seed(5)
     assert np.random.rand() == after
     np.testing.assert_array_equal(first, second)
+
+
+# -- ResNet9 -----------------------------------------------------------------------------------
+
+# SPEC-hw4's layer list: ("conv_bn", in, out, k, stride), ("residual", channels) for two
+# ConvBN(channels, channels, 3, 1), ("linear", in, out).
+RESNET9_LAYERS = [
+    ("conv_bn", 3, 16, 7, 4),
+    ("conv_bn", 16, 32, 3, 2),
+    ("residual", 32),
+    ("conv_bn", 32, 64, 3, 2),
+    ("conv_bn", 64, 128, 3, 2),
+    ("residual", 128),
+    ("linear", 128, 128),
+    ("linear", 128, 10),
+]
+
+
+def _resnet9_draws():
+    """(shape, uniform bound) of every drawn parameter in construction order, from the
+    layer list: per ConvBN the conv weight (k, k, in, out), bound √2·√(3/(in·k²)), then its
+    bias (out,), bound 1/√(in·k²); per Linear the weight (in, out), bound √2·√(3/in), then
+    its bias (out, 1), bound √2·√(3/out) (the course's fan_in = out)."""
+    convs = []
+    for layer in RESNET9_LAYERS:
+        if layer[0] == "conv_bn":
+            convs.append(layer[1:])
+        elif layer[0] == "residual":
+            convs += [(layer[1], layer[1], 3, 1)] * 2
+    draws = []
+    for c_in, c_out, k, _ in convs:
+        fan_in = c_in * k * k
+        draws.append(((k, k, c_in, c_out), math.sqrt(2) * math.sqrt(3 / fan_in)))
+        draws.append(((c_out,), 1 / math.sqrt(fan_in)))
+    for _, n_in, n_out in (layer for layer in RESNET9_LAYERS if layer[0] == "linear"):
+        draws.append(((n_in, n_out), math.sqrt(2) * math.sqrt(3 / n_in)))
+        draws.append(((n_out, 1), math.sqrt(2) * math.sqrt(3 / n_out)))
+    return convs, draws
+
+
+def test_resnet9_parameter_count_follows_the_layer_list():
+    convs, draws = _resnet9_draws()
+    # Every ConvBN adds BatchNorm2d's weight and bias, one entry per output channel each.
+    expected = sum(math.prod(shape) for shape, _ in draws) + sum(
+        2 * c_out for _, c_out, _, _ in convs
+    )
+    assert sum(p.size for p in ResNet9().parameters()) == expected
+
+
+def test_resnet9_draws_its_weights_in_layer_order():
+    np.random.seed(21)
+    model = ResNet9()
+    after = np.random.rand()
+
+    np.random.seed(21)
+    _, draws = _resnet9_draws()
+    expected = [np.random.rand(*shape) * 2 * bound - bound for shape, bound in draws]
+    assert np.random.rand() == after, "drew a different amount of randomness"
+
+    # The drawn parameters are the conv weights and biases (ndim 4 and the conv bias right
+    # after one) and the Linear ones; BatchNorm2d's weights (ones) and biases (zeros) are not.
+    params = model.parameters()
+    drawn = [
+        p
+        for i, p in enumerate(params)
+        if p.ndim == 4 or (i and params[i - 1].ndim == 4) or p.ndim == 2
+    ]
+    assert len(drawn) == len(expected)
+    for p, values in zip(drawn, expected, strict=True):
+        np.testing.assert_array_equal(p.numpy(), values.astype(np.float32).reshape(p.shape))
+
+
+def test_resnet9_on_cifar_sized_images():
+    np.random.seed(0)
+    model = ResNet9(dtype="float64")
+    assert [type(m) for m in model.modules[:3]] == [nn.Sequential, nn.Sequential, nn.Residual]
+    x = ndl.Tensor(np.random.default_rng(0).random((2, 3, 32, 32)), requires_grad=False)
+    out = model(x)
+    assert out.shape == (2, 10) and out.dtype == np.float64
+    nn.SoftmaxLoss()(out, ndl.Tensor(np.array([3, 7]))).backward()
+    for p in model.parameters():
+        assert p.grad is not None and p.grad.shape == p.shape
+
+
+def test_a_tiny_cnn_learns_to_tell_stripes_apart():
+    """Vertical against horizontal bright stripes in noise: 30 steps of SGD on the batch
+    bring the loss well down."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 32)
+    images = rng.standard_normal((32, 1, 6, 6)) * 0.5
+    where = rng.integers(0, 6, 32)
+    for i, (label, k) in enumerate(zip(labels, where, strict=True)):
+        if label:
+            images[i, 0, k, :] += 2.0
+        else:
+            images[i, 0, :, k] += 2.0
+    X = ndl.Tensor(images.astype(np.float32), requires_grad=False)
+    y = ndl.Tensor(labels, requires_grad=False)
+
+    np.random.seed(1)
+    model = nn.Sequential(ConvBN(1, 4, 3, 1), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = nn.SoftmaxLoss()
+    losses = []
+    for _ in range(30):
+        opt.reset_grad()
+        loss = loss_fn(model(X), y)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.numpy()))
+    assert losses[-1] < 0.25 * losses[0], losses
+    assert all(np.isfinite(losses))

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from conv_reference import conv_loops, dilate_loops, undilate_loops
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -80,6 +81,10 @@ NUMPY_REFERENCE = {
     "logsumexp": lambda x, p: _np_logsumexp(x[0], _axes(p["axes"])),
     "logsoftmax": lambda x, p: x[0] - _np_logsumexp(x[0], (1,))[:, None],
     "softmax": lambda x, p: _np_softmax(x[0], _axes(p["axes"])),
+    "flip": lambda x, p: np.flip(x[0], _axes(p["axes"])),
+    "dilate": lambda x, p: dilate_loops(x[0], p["axes"], p["dilation"]),
+    "undilate": lambda x, p: undilate_loops(x[0], p["axes"], p["dilation"]),
+    "conv": lambda x, p: conv_loops(x[0], x[1], p["stride"], p["padding"]),
 }
 
 CASES = [

@@ -3,6 +3,7 @@
 
 import types as _types
 
+from needle.ops.conv import Conv, Dilate, Flip, Undilate, conv, dilate, flip, undilate
 from needle.ops.elementwise import (
     AddScalar,
     DivScalar,

@@ -29,7 +29,8 @@ REQUIRED = object()
 
 @dataclass(frozen=True)
 class OpParam:
-    """One constructor argument of an op: `kind` is "scalar", "axes", "axis_pair" or "shape"."""
+    """One constructor argument of an op: `kind` is "scalar", "int", "axes", "axis_pair" or
+    "shape"."""
 
     name: str
     kind: str

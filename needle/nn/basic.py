@@ -1,4 +1,4 @@
-"""Neural-network modules: `Module`, `Parameter` and the layers built on them.
+"""The module machinery, `Module` and `Parameter`, and the dense layers built on it.
 
 A module finds its parameters by walking its attributes (modules, lists, tuples and dicts, in
 insertion order); nothing is registered. Modules draw random numbers only when constructed,

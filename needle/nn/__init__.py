@@ -1,0 +1,43 @@
+"""Neural-network modules: `Module`, `Parameter` and the layers built on them.
+
+`needle.nn.basic` holds the module machinery and the dense layers (Linear, the norms,
+Dropout, the activations, the loss); `needle.nn.conv` the convolutional ones (Conv,
+BatchNorm2d). Everything public is here, as `nn.Linear`, `nn.Conv`.
+"""
+
+from needle.nn.basic import (
+    BatchNorm1d,
+    Dropout,
+    Flatten,
+    Identity,
+    LayerNorm1d,
+    Linear,
+    Module,
+    Parameter,
+    ReLU,
+    Residual,
+    Sequential,
+    Sigmoid,
+    SoftmaxLoss,
+    Tanh,
+)
+from needle.nn.conv import BatchNorm2d, Conv
+
+__all__ = [
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv",
+    "Dropout",
+    "Flatten",
+    "Identity",
+    "LayerNorm1d",
+    "Linear",
+    "Module",
+    "Parameter",
+    "ReLU",
+    "Residual",
+    "Sequential",
+    "Sigmoid",
+    "SoftmaxLoss",
+    "Tanh",
+]

@@ -1,0 +1,101 @@
+"""Convolutional layers on NCHW images: `Conv` and `BatchNorm2d`.
+
+Both take and return (N, C, H, W), as the course's models pass images; inside, they work on
+the NHWC layout the conv op computes in, reached by two axis swaps each way.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from needle import init, ops
+from needle.autograd import Device, Tensor
+from needle.errors import UsageError
+from needle.init import Dtype
+from needle.nn.basic import BatchNorm1d, Module, Parameter
+
+
+def to_nhwc(x: Tensor) -> Tensor:
+    """(N, C, H, W) → (N, H, W, C)."""
+    return ops.transpose(ops.transpose(x, (1, 2)), (2, 3))
+
+
+def to_nchw(x: Tensor) -> Tensor:
+    """(N, H, W, C) → (N, C, H, W)."""
+    return ops.transpose(ops.transpose(x, (2, 3)), (1, 2))
+
+
+def _size(value: Any, name: str, low: int = 1) -> int:
+    """A size given as an int or a tuple (whose first entry counts, as in the course)."""
+    if isinstance(value, (tuple, list)) and value:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise UsageError(f"Conv: {name} must be an integer ≥ {low} (got {value!r})")
+    return int(value)
+
+
+class Conv(Module):
+    """2-D convolution of NCHW images: y = conv(x, W) + b, padding (k − 1)//2, so a stride-1
+    layer with an odd kernel keeps H and W.
+
+    `weight` (k, k, in_channels, out_channels) ~ kaiming_uniform(in·k², out·k²) with the
+    draw in the kernel's shape; then `bias` (out_channels,) ~ U(−1/√(in·k²), 1/√(in·k²)), one
+    `rand` (the course's order). Tuple sizes count by their first entry.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...] = 1,
+        bias: bool = True,
+        device: Device | None = None,
+        dtype: Dtype = "float32",
+    ) -> None:
+        super().__init__()
+        self.in_channels = _size(in_channels, "in_channels")
+        self.out_channels = _size(out_channels, "out_channels")
+        self.kernel_size = k = _size(kernel_size, "kernel_size")
+        self.stride = _size(stride, "stride")
+        self.padding = (k - 1) // 2
+        fan_in, fan_out = self.in_channels * k * k, self.out_channels * k * k
+        shape = (k, k, self.in_channels, self.out_channels)
+        self.weight = Parameter(
+            init.kaiming_uniform(fan_in, fan_out, shape, device=device, dtype=dtype)
+        )
+        self.bias: Parameter | None = None
+        if bias:
+            bound = 1 / math.sqrt(fan_in)
+            self.bias = Parameter(
+                init.rand(self.out_channels, low=-bound, high=bound, device=device, dtype=dtype)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise UsageError(
+                f"Conv takes NCHW images with {self.in_channels} channels, (N, "
+                f"{self.in_channels}, H, W); got shape {x.shape}"
+            )
+        out = ops.conv(to_nhwc(x), self.weight, self.stride, self.padding)
+        if self.bias is not None:
+            out = ops.add(out, self.bias)  # broadcast along the last (channel) axis
+        return to_nchw(out)
+
+
+class BatchNorm2d(BatchNorm1d):
+    """Batch normalization of each channel of NCHW images, over the batch and every pixel:
+    BatchNorm1d on the (N·H·W, C) rows of the NHWC layout, reshaped back to (N, C, H, W).
+    `weight`, `bias` and the running statistics have shape (C,)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != self.dim:
+            raise UsageError(
+                f"BatchNorm2d takes NCHW images with {self.dim} channels; got shape {x.shape}"
+            )
+        n, c, h, w = x.shape
+        rows = ops.reshape(to_nhwc(x), (n * h * w, c))
+        return to_nchw(ops.reshape(super().forward(rows), (n, h, w, c)))

@@ -1,0 +1,332 @@
+"""Convolution and the ops around it: flip, dilate / undilate, and conv (NHWC, a
+cross-correlation as PyTorch's conv2d).
+
+conv's forward is one matrix product over the im2col view of the padded input. Its two
+gradients are ops of their own, each one product too: `ConvInputGrad` (out_grad · bᵀ added
+back window by window, col2im) and `ConvWeightGrad` (im2col(a)ᵀ · out_grad). All three are
+bilinear, and their gradients are each other: the gradient of either gradient op is conv and
+the other one. So conv can be differentiated again at any stride and padding, and no step
+ever convolves a dilated out_grad full of zeros.
+
+Every compute goes through the array primitives of `needle.ops.strided`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from needle.autograd import Tensor, TensorOp
+from needle.errors import UsageError
+from needle.ops import conv_cases, strided
+from needle.ops.registry import OpParam, Setting, as_axes, normalize_axes, register
+
+Axes = int | tuple[int, ...] | None
+ALL = slice(None)
+
+
+def _integer(value: Any, name: str, op: str, low: int) -> int:
+    """`value` as an int, refused unless it is an integer ≥ `low`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise UsageError(f"{op}: {name} must be an integer ≥ {low} (got {value!r})")
+    return int(value)
+
+
+AXES = OpParam("axes", "axes", "the axes, e.g. --axes 0,1 (or none for all)")
+DILATION = OpParam("dilation", "int", "zeros inserted after each element, e.g. --dilation 1")
+
+
+# -- flip ------------------------------------------------------------------------------------
+
+
+class Flip(TensorOp):
+    """Reverse `a` along `axes` (None: every axis); the gradient flips back."""
+
+    def __init__(self, axes: Axes):
+        self.axes = as_axes(axes)
+
+    def compute(self, a: np.ndarray) -> np.ndarray:
+        return strided.flip(a, normalize_axes(self.axes, a.ndim))
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        return flip(out_grad, self.axes)
+
+
+@register(
+    Flip,
+    params=[AXES],
+    shapes_for=lambda p: [(2, 3, 4)],
+    random_case=conv_cases.flip_case,
+    settings=[{"axes": (0, 1)}, {"axes": 2}, {"axes": (0, -1)}],
+)
+def flip(a: Tensor, axes: Axes) -> Tensor:
+    """a reversed along `axes`."""
+    return Flip(axes)(a)
+
+
+# -- dilate and undilate ---------------------------------------------------------------------
+
+
+def _dilated_axes(axes: Axes, ndim: int) -> tuple[int, ...]:
+    """The listed axes an `ndim`-axis input has, as sorted non-negative ints: an axis ≥ ndim
+    is ignored (the course dilates axes (2, 3) of kernels and (1, 2) of images alike)."""
+    if axes is None:
+        return normalize_axes(None, ndim)
+    if isinstance(axes, (int, np.integer)):
+        axes = (axes,)
+    return normalize_axes(tuple(axis for axis in axes if axis < ndim), ndim)
+
+
+def _every(step: int, axes: tuple[int, ...], ndim: int) -> strided.Index:
+    """The index of every `step`-th element from 0 along `axes`, and all of the others."""
+    return tuple(slice(None, None, step) if axis in axes else ALL for axis in range(ndim))
+
+
+class Dilate(TensorOp):
+    """Insert `dilation` zeros after every element along each of `axes` (an axis ≥ ndim is
+    ignored): size n becomes n·(dilation + 1), trailing zeros included, and
+    out[…, i·(dilation + 1), …] = a[…, i, …]. Dilation 0 is the identity.
+
+    `shape`, when given, is the output's shape instead, with fewer trailing zeros: undilate's
+    gradient puts its out_grad back into the shape of undilate's input.
+    """
+
+    def __init__(self, axes: Axes, dilation: int, *, shape: tuple[int, ...] | None = None):
+        self.axes = as_axes(axes)
+        self.dilation = _integer(dilation, "dilation", "dilate", 0)
+        self.shape = None if shape is None else tuple(shape)
+
+    def compute(self, a: np.ndarray) -> np.ndarray:
+        axes, step = _dilated_axes(self.axes, a.ndim), self.dilation + 1
+        shape = self.shape or tuple(n * step if i in axes else n for i, n in enumerate(a.shape))
+        out = strided.zeros(shape, like=a)
+        strided.write(out, _every(step, axes, a.ndim), a)
+        return out
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        return undilate(out_grad, self.axes, self.dilation)
+
+
+@register(
+    Dilate,
+    params=[AXES, DILATION],
+    shapes_for=lambda p: [(2, 3, 4)],
+    random_case=conv_cases.dilate_case,
+    settings=[
+        {"axes": (0, 1), "dilation": 1},
+        {"axes": 2, "dilation": 2},
+        {"axes": (1, 3), "dilation": 1},  # axis 3 of a 3-axis input: ignored
+        {"axes": (0,), "dilation": 0},
+    ],
+)
+def dilate(a: Tensor, axes: Axes, dilation: int) -> Tensor:
+    """a with `dilation` zeros after every element along `axes`."""
+    return Dilate(axes, dilation)(a)
+
+
+class Undilate(TensorOp):
+    """Keep every (dilation + 1)-th element from index 0 along each of `axes` (an axis ≥ ndim
+    is ignored): size n becomes ⌈n / (dilation + 1)⌉, and undilate(dilate(a)) = a. The
+    gradient dilates out_grad back into the input's shape."""
+
+    def __init__(self, axes: Axes, dilation: int):
+        self.axes = as_axes(axes)
+        self.dilation = _integer(dilation, "dilation", "undilate", 0)
+
+    def compute(self, a: np.ndarray) -> np.ndarray:
+        axes = _dilated_axes(self.axes, a.ndim)
+        return strided.read(a, _every(self.dilation + 1, axes, a.ndim))
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        return Dilate(self.axes, self.dilation, shape=node.inputs[0].shape)(out_grad)
+
+
+@register(
+    Undilate,
+    params=[AXES, DILATION],
+    shapes_for=conv_cases.undilate_shapes,
+    random_case=conv_cases.undilate_case,
+    settings=[
+        {"axes": (0, 1), "dilation": 1},
+        {"axes": 2, "dilation": 2},
+        Setting({"axes": (1, 3), "dilation": 2}, ((2, 5, 3),)),  # 5 = 2·3 − 1: one zero short
+    ],
+)
+def undilate(a: Tensor, axes: Axes, dilation: int) -> Tensor:
+    """Every (dilation + 1)-th element of a along `axes`: dilate's left inverse."""
+    return Undilate(axes, dilation)(a)
+
+
+# -- conv ------------------------------------------------------------------------------------
+
+
+def _conv_kernel(a_shape: tuple[int, ...], b_shape: tuple[int, ...], padding: int) -> int:
+    """The kernel size K of a conv of an (N, H, W, Cin) input with a (K, K, Cin, Cout)
+    kernel; shapes that do not fit, or a kernel larger than the padded input, are refused."""
+    if len(a_shape) != 4:
+        raise UsageError(f"conv takes an NHWC input (N, H, W, Cin), got shape {a_shape}")
+    if len(b_shape) != 4 or b_shape[0] != b_shape[1]:
+        raise UsageError(f"conv takes a kernel of shape (K, K, Cin, Cout), got {b_shape}")
+    if a_shape[3] != b_shape[2]:
+        raise UsageError(
+            f"conv: the input has {a_shape[3]} channels (shape {a_shape}), the kernel "
+            f"expects {b_shape[2]} (shape {b_shape})"
+        )
+    kernel, height, width = b_shape[0], a_shape[1] + 2 * padding, a_shape[2] + 2 * padding
+    if kernel > min(height, width):
+        raise UsageError(
+            f"conv: kernel size {kernel} is larger than the padded input {height}×{width} "
+            f"(input {a_shape[1]}×{a_shape[2]}, padding {padding})"
+        )
+    return kernel
+
+
+def _im2col(
+    a: np.ndarray, kernel: int, stride: int, padding: int
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Every K×K window of the padded NHWC `a` as one row: the (N·Ho·Wo, K·K·Cin) matrix
+    (one copy, of the window view), and (N, Ho, Wo)."""
+    p = padding
+    padded = strided.pad(a, ((0, 0), (p, p), (p, p), (0, 0))) if p else a
+    view = strided.windows(padded, kernel, stride)
+    n, ho, wo = view.shape[:3]
+    return strided.reshape(view, (n * ho * wo, kernel * kernel * a.shape[3])), (n, ho, wo)
+
+
+def _col2im(cols: np.ndarray, size: tuple[int, int], stride: int, padding: int) -> np.ndarray:
+    """The adjoint of `_im2col`: each window's entries of `cols` (N, Ho, Wo, K, K, C) added
+    back where the window was read, in K² strided slice additions, and the padding cut off:
+    an (N, H, W, C) array for `size` (H, W)."""
+    n, ho, wo, kernel, _, c = cols.shape
+    (h, w), p, s = size, padding, stride
+    out = strided.zeros((n, h + 2 * p, w + 2 * p, c), like=cols)
+    for di in range(kernel):
+        rows = slice(di, di + s * (ho - 1) + 1, s)
+        for dj in range(kernel):
+            columns = slice(dj, dj + s * (wo - 1) + 1, s)
+            # The int indices drop the two window axes: an (N, Ho, Wo, C) view.
+            window_entry = strided.read(cols, (ALL, ALL, ALL, di, dj, ALL))
+            strided.add_into(out, (ALL, rows, columns, ALL), window_entry)
+    if not p:
+        return out
+    return strided.compact(strided.read(out, (ALL, slice(p, p + h), slice(p, p + w), ALL)))
+
+
+class ConvOp(TensorOp):
+    """The settings every conv op carries: `stride` ≥ 1, zero `padding` ≥ 0 around H and W."""
+
+    def __init__(self, stride: int = 1, padding: int = 0):
+        self.stride = _integer(stride, "stride", "conv", 1)
+        self.padding = _integer(padding, "padding", "conv", 0)
+
+
+class Conv(ConvOp):
+    """Cross-correlation of an NHWC input `a` (N, H, W, Cin) with a kernel `b`
+    (K, K, Cin, Cout), `a` zero-padded by p = `padding` around H and W, windows every
+    s = `stride` rows and columns:
+
+        out[n, i, j, o] = Σ_{di, dj, c} pad(a)[n, i·s + di, j·s + dj, c] · b[di, dj, c, o]
+
+    of shape (N, (H + 2p − K)//s + 1, (W + 2p − K)//s + 1, Cout). The forward pass is the
+    im2col matrix of pad(a), (N·Ho·Wo, K·K·Cin), times b as a (K·K·Cin, Cout) matrix.
+    """
+
+    def compute(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        kernel = _conv_kernel(a.shape, b.shape, self.padding)
+        cols, (n, ho, wo) = _im2col(a, kernel, self.stride, self.padding)
+        out = strided.matmul(cols, strided.reshape(b, (cols.shape[1], b.shape[3])))
+        return strided.reshape(out, (n, ho, wo, b.shape[3]))
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        a, b = node.inputs
+        # An input that needs no gradient (the images of a first layer) skips its product.
+        grad_a = grad_b = None
+        if a.requires_grad:
+            grad_a = ConvInputGrad(self.stride, self.padding, size=a.shape[1:3])(out_grad, b)
+        if b.requires_grad:
+            grad_b = ConvWeightGrad(self.stride, self.padding, kernel=b.shape[0])(a, out_grad)
+        return grad_a, grad_b
+
+
+class ConvInputGrad(ConvOp):
+    """conv's gradient in its input: for an out_grad g (N, Ho, Wo, Cout) and a kernel b, the
+    (N, H, W, Cin) array ∂⟨g, conv(a, b)⟩/∂a, `size` = (H, W). One product g · bᵀ gives
+    every window's share, (N·Ho·Wo, K·K·Cin); col2im adds the shares back into place.
+
+    Bilinear in (g, b): for a cotangent u of the output, ⟨u, ConvInputGrad(g, b)⟩ =
+    ⟨g, conv(u, b)⟩, so the gradient in g is conv(u, b) and in b ConvWeightGrad(u, g).
+    """
+
+    def __init__(self, stride: int, padding: int, *, size: tuple[int, int]):
+        super().__init__(stride, padding)
+        self.size = tuple(size)
+
+    def compute(self, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+        n, ho, wo, c_out = g.shape
+        kernel, _, c_in, _ = b.shape
+        b_matrix = strided.reshape(b, (kernel * kernel * c_in, c_out))
+        shares = strided.matmul(
+            strided.reshape(g, (n * ho * wo, c_out)), strided.permute(b_matrix, (1, 0))
+        )
+        cols = strided.reshape(shares, (n, ho, wo, kernel, kernel, c_in))
+        return _col2im(cols, self.size, self.stride, self.padding)
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        g, b = node.inputs
+        grad_g = conv(out_grad, b, self.stride, self.padding) if g.requires_grad else None
+        grad_b = None
+        if b.requires_grad:
+            grad_b = ConvWeightGrad(self.stride, self.padding, kernel=b.shape[0])(out_grad, g)
+        return grad_g, grad_b
+
+
+class ConvWeightGrad(ConvOp):
+    """conv's gradient in its kernel: for an input a and an out_grad g (N, Ho, Wo, Cout),
+    the (K, K, Cin, Cout) array ∂⟨g, conv(a, b)⟩/∂b = im2col(pad(a))ᵀ · g, one product;
+    `kernel` = K.
+
+    Bilinear in (a, g): for a cotangent v of the output, ⟨v, ConvWeightGrad(a, g)⟩ =
+    ⟨g, conv(a, v)⟩, so the gradient in a is ConvInputGrad(g, v) and in g conv(a, v).
+    """
+
+    def __init__(self, stride: int, padding: int, *, kernel: int):
+        super().__init__(stride, padding)
+        self.kernel = kernel
+
+    def compute(self, a: np.ndarray, g: np.ndarray) -> np.ndarray:
+        cols, (n, ho, wo) = _im2col(a, self.kernel, self.stride, self.padding)
+        c_out = g.shape[3]
+        product = strided.matmul(
+            strided.permute(cols, (1, 0)), strided.reshape(g, (n * ho * wo, c_out))
+        )
+        return strided.reshape(product, (self.kernel, self.kernel, a.shape[3], c_out))
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        a, g = node.inputs
+        grad_a = None
+        if a.requires_grad:
+            grad_a = ConvInputGrad(self.stride, self.padding, size=a.shape[1:3])(g, out_grad)
+        grad_g = conv(a, out_grad, self.stride, self.padding) if g.requires_grad else None
+        return grad_a, grad_g
+
+
+@register(
+    Conv,
+    n_inputs=2,
+    params=[
+        OpParam("stride", "int", "rows and columns between windows, e.g. --stride 2", default=1),
+        OpParam("padding", "int", "zeros around H and W, e.g. --padding 1", default=1),
+    ],
+    shapes_for=conv_cases.conv_shapes,
+    random_case=conv_cases.conv_case,
+    settings=[
+        {"stride": 1, "padding": 1},
+        {"stride": 2, "padding": 1},
+        {"stride": 1, "padding": 0},
+        Setting({"stride": 3, "padding": 2}, ((1, 4, 5, 2), (2, 2, 2, 1))),
+    ],
+)
+def conv(a: Tensor, b: Tensor, stride: int = 1, padding: int = 1) -> Tensor:
+    """2-D cross-correlation of NHWC a with a (K, K, Cin, Cout) kernel b."""
+    return Conv(stride, padding)(a, b)

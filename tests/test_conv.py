@@ -1,0 +1,309 @@
+"""The convolution ops: conv against its nested-loop definition, flip / dilate / undilate
+against numpy, gradients (orders 1 and 2) against float64 central differences, on shapes,
+strides and paddings that hypothesis draws."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from cli_contract import one_line_error
+from conv_reference import conv_loops, dilate_loops, undilate_loops
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+import needle as ndl
+from needle.errors import UsageError
+from needle.gradcheck import check_gradients
+from needle.ops import REGISTRY
+from needle.ops.conv import ConvInputGrad, ConvWeightGrad
+from needle_cli.app import app
+
+
+@st.composite
+def conv_cases(draw, max_size=6):
+    """(a shape, b shape, stride, padding): stride 1–3, padding 0–2, kernel 1–3, and H, W
+    drawn from what the kernel fits in once padded."""
+    stride, padding, kernel = (
+        draw(st.integers(1, 3)),
+        draw(st.integers(0, 2)),
+        draw(st.integers(1, 3)),
+    )
+    smallest = max(1, kernel - 2 * padding)
+    h, w = draw(st.integers(smallest, max_size)), draw(st.integers(smallest, max_size))
+    n, c_in, c_out = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    return (n, h, w, c_in), (kernel, kernel, c_in, c_out), stride, padding
+
+
+def _normal(*shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape) for shape in shapes]
+
+
+# -- conv forward ----------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=conv_cases(), dtype=st.sampled_from(["float64", "float32"]))
+def test_conv_matches_the_nested_loop_definition(case, dtype):
+    a_shape, b_shape, stride, padding = case
+    a, b = _normal(a_shape, b_shape)
+    out = ndl.conv(ndl.Tensor(a, dtype=dtype), ndl.Tensor(b, dtype=dtype), stride, padding)
+    expected = conv_loops(a.astype(dtype), b.astype(dtype), stride, padding)
+    n, h, w, _ = a_shape
+    k = b_shape[0]
+    assert out.shape == (
+        n,
+        (h + 2 * padding - k) // stride + 1,
+        (w + 2 * padding - k) // stride + 1,
+        b_shape[3],
+    )
+    assert out.dtype == np.dtype(dtype)
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(out.numpy(), expected, rtol=tol, atol=tol)
+
+
+def test_conv_defaults_follow_the_course():
+    # The function pads by 1 by default, the class by 0: both as the course has them.
+    a, b = _normal((1, 4, 4, 2), (3, 3, 2, 1))
+    np.testing.assert_allclose(
+        ndl.conv(ndl.Tensor(a), ndl.Tensor(b)).numpy(), conv_loops(a, b, 1, 1)
+    )
+    np.testing.assert_allclose(
+        ndl.ops.Conv()(ndl.Tensor(a), ndl.Tensor(b)).numpy(), conv_loops(a, b, 1, 0)
+    )
+
+
+# -- flip, dilate, undilate ------------------------------------------------------------------
+
+
+@st.composite
+def shapes_and_axes(draw, past_the_end=False):
+    """A shape and distinct axes of it, some negative; with `past_the_end` also axes ≥ ndim."""
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    ndim = len(shape)
+    top = ndim + 1 if past_the_end else ndim - 1
+    axes = draw(st.lists(st.integers(0, top), min_size=1, max_size=ndim + 1, unique=True))
+    signs = draw(st.lists(st.booleans(), min_size=len(axes), max_size=len(axes)))
+    axes = tuple(
+        a - ndim if negative and a < ndim else a for a, negative in zip(axes, signs, strict=True)
+    )
+    return shape, axes
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=shapes_and_axes())
+def test_flip_matches_numpy_and_is_its_own_gradient(case):
+    shape, axes = case
+    (x,) = _normal(shape)
+    np.testing.assert_array_equal(ndl.flip(ndl.Tensor(x), axes).numpy(), np.flip(x, axes))
+    assert check_gradients(lambda t: ndl.flip(t, axes), [x], order=2).passed
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=shapes_and_axes(past_the_end=True), dilation=st.integers(0, 3))
+def test_dilate_matches_its_definition_and_undilate_inverts_it(case, dilation):
+    shape, axes = case
+    (x,) = _normal(shape)
+    dilated = ndl.dilate(ndl.Tensor(x), axes, dilation)
+    np.testing.assert_array_equal(dilated.numpy(), dilate_loops(x, axes, dilation))
+    np.testing.assert_array_equal(ndl.undilate(dilated, axes, dilation).numpy(), x)
+    assert check_gradients(lambda t: ndl.dilate(t, axes, dilation), [x], order=2).passed
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=shapes_and_axes(past_the_end=True), dilation=st.integers(0, 3), extra=st.data())
+def test_undilate_of_any_size_matches_numpy_slicing(case, dilation, extra):
+    shape, axes = case
+    # Sizes that are no multiple of dilation + 1 too: ⌈n / (dilation + 1)⌉ elements remain.
+    shape = tuple(n + extra.draw(st.integers(0, 3)) for n in shape)
+    (x,) = _normal(shape)
+    step = dilation + 1
+    present = {a % x.ndim for a in axes if a < x.ndim}
+    expected = x[
+        tuple(slice(None, None, step) if i in present else slice(None) for i in range(x.ndim))
+    ]
+    out = ndl.undilate(ndl.Tensor(x), axes, dilation).numpy()
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out, undilate_loops(x, axes, dilation))
+    assert check_gradients(lambda t: ndl.undilate(t, axes, dilation), [x], order=2).passed
+
+
+def test_dilate_on_a_kernel_and_an_image_alike():
+    # The course's conv dilates axes (1, 2) of an image; of a 2-D array only axis 1 exists.
+    x = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(
+        ndl.dilate(ndl.Tensor(x), (1, 2), 1).numpy(),
+        [[0, 0, 1, 0, 2, 0], [3, 0, 4, 0, 5, 0]],
+    )
+
+
+# -- gradients ---------------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=conv_cases(max_size=5), order=st.sampled_from([1, 2]))
+def test_conv_gradients_at_any_stride_and_padding(case, order):
+    a_shape, b_shape, stride, padding = case
+    inputs = _normal(a_shape, b_shape, seed=1)
+    report = check_gradients(lambda a, b: ndl.conv(a, b, stride, padding), inputs, order=order)
+    assert report.passed, (case, report.inputs)
+
+
+@pytest.mark.parametrize("op_class", [ConvInputGrad, ConvWeightGrad])
+@pytest.mark.parametrize("stride, padding, kernel", [(1, 1, 3), (2, 2, 1), (3, 0, 2)])
+def test_the_gradient_ops_themselves(op_class, stride, padding, kernel):
+    """Both gradient ops, orders 1 and 2: their own gradients are conv and each other."""
+    image, c_in, c_out = (2, 5, 4, 2), 2, 3
+    ho = (5 + 2 * padding - kernel) // stride + 1
+    wo = (4 + 2 * padding - kernel) // stride + 1
+    out_grad_shape = (2, ho, wo, c_out)
+    if op_class is ConvInputGrad:
+        op = ConvInputGrad(stride, padding, size=image[1:3])
+        shapes = [out_grad_shape, (kernel, kernel, c_in, c_out)]
+    else:
+        op = ConvWeightGrad(stride, padding, kernel=kernel)
+        shapes = [image, out_grad_shape]
+    for order in (1, 2):
+        report = check_gradients(lambda x, y: op(x, y), _normal(*shapes, seed=2), order=order)
+        assert report.passed, (order, report.inputs)
+
+
+def test_gradient_ops_are_the_adjoints_of_conv():
+    """⟨g, conv(a, b)⟩ = ⟨ConvInputGrad(g, b), a⟩ = ⟨ConvWeightGrad(a, g), b⟩: conv is linear
+    in each input, and each gradient op is conv's adjoint in one of them."""
+    a, b = _normal((2, 6, 5, 3), (3, 3, 3, 2), seed=5)
+    out = ndl.conv(ndl.Tensor(a), ndl.Tensor(b), 2, 1).numpy()
+    (g,) = _normal(out.shape, seed=6)
+    grad_a = ConvInputGrad(2, 1, size=(6, 5))(ndl.Tensor(g), ndl.Tensor(b)).numpy()
+    grad_b = ConvWeightGrad(2, 1, kernel=3)(ndl.Tensor(a), ndl.Tensor(g)).numpy()
+    assert np.sum(g * out) == pytest.approx(np.sum(grad_a * a), rel=1e-12)
+    assert np.sum(g * out) == pytest.approx(np.sum(grad_b * b), rel=1e-12)
+
+
+def test_a_constant_input_gets_no_gradient_and_the_kernel_its_own():
+    a, b = _normal((2, 4, 4, 1), (3, 3, 1, 2), seed=3)
+    images = ndl.Tensor(a, requires_grad=False)
+    kernel = ndl.Tensor(b)
+    ndl.conv(images, kernel, 1, 1).sum().backward()
+    assert images.grad is None
+    # ∂Σout/∂b[di, dj, c, o] = Σ over windows of the padded input: the same for every o.
+    padded = np.pad(a, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    expected = np.array(
+        [
+            [padded[:, di : di + 4, dj : dj + 4, :].sum(axis=(0, 1, 2)) for dj in range(3)]
+            for di in range(3)
+        ]
+    )
+    np.testing.assert_allclose(kernel.grad.numpy(), np.repeat(expected[..., None], 2, axis=-1))
+
+
+def test_float32_stays_float32_through_both_gradients():
+    a, b = (x.astype(np.float32) for x in _normal((2, 5, 5, 2), (3, 3, 2, 4)))
+    ta, tb = ndl.Tensor(a), ndl.Tensor(b)
+    out = ndl.conv(ta, tb, 2, 1)
+    out.backward()
+    assert out.dtype == ta.grad.dtype == tb.grad.dtype == np.float32
+    assert ta.grad.shape == a.shape and tb.grad.shape == b.shape
+
+
+# -- the registry and its sample inputs --------------------------------------------------------
+
+
+def test_the_registry_holds_the_conv_ops_with_their_options():
+    for name in ("flip", "dilate", "undilate", "conv"):
+        assert getattr(ndl, name) is REGISTRY[name].function
+    params = {p.name: (p.kind, p.default) for p in REGISTRY["conv"].params}
+    assert params == {"stride": ("int", 1), "padding": ("int", 1)}
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_random_conv_cases_always_fit(seed):
+    spec = REGISTRY["conv"]
+    params, (a_shape, b_shape) = spec.random_case(np.random.default_rng(seed))
+    k, p = b_shape[0], params["padding"]
+    assert k <= a_shape[1] + 2 * p and k <= a_shape[2] + 2 * p and a_shape[3] == b_shape[2]
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_default_conv_inputs_fit_every_setting(stride, padding):
+    a_shape, b_shape = REGISTRY["conv"].shapes_for({"stride": stride, "padding": padding})
+    a, b = _normal(a_shape, b_shape)
+    np.testing.assert_allclose(
+        ndl.conv(ndl.Tensor(a), ndl.Tensor(b), stride, padding).numpy(),
+        conv_loops(a, b, stride, padding),
+    )
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape, kwargs, message",
+    [
+        ((2, 4, 4), (3, 3, 1, 1), {}, r"NHWC input \(N, H, W, Cin\), got shape \(2, 4, 4\)"),
+        (
+            (1, 4, 4, 2),
+            (3, 2, 2, 1),
+            {},
+            r"kernel of shape \(K, K, Cin, Cout\), got \(3, 2, 2, 1\)",
+        ),
+        ((1, 4, 4, 2), (3, 3, 3, 1), {}, "the input has 2 channels .* the kernel expects 3"),
+        (
+            (1, 2, 3, 1),
+            (5, 5, 1, 1),
+            {"padding": 0},
+            "kernel size 5 is larger than the padded input 2×3",
+        ),
+        ((1, 4, 4, 1), (3, 3, 1, 1), {"stride": 0}, r"stride must be an integer ≥ 1 \(got 0\)"),
+        ((1, 4, 4, 1), (3, 3, 1, 1), {"padding": -1}, r"padding must be an integer ≥ 0 \(got -1\)"),
+        ((1, 4, 4, 1), (3, 3, 1, 1), {"stride": 1.5}, r"stride must be an integer ≥ 1 \(got 1.5\)"),
+    ],
+)
+def test_conv_errors_name_the_problem(a_shape, b_shape, kwargs, message):
+    a, b = _normal(a_shape, b_shape)
+    with pytest.raises(UsageError, match=message):
+        ndl.conv(ndl.Tensor(a), ndl.Tensor(b), **kwargs)
+
+
+def test_dilation_errors_name_the_problem():
+    x = ndl.Tensor(np.ones((2, 3)))
+    with pytest.raises(UsageError, match=r"dilate: dilation must be an integer ≥ 0 \(got -1\)"):
+        ndl.dilate(x, (0,), -1)
+    with pytest.raises(UsageError, match="axis -3 is out of range"):
+        ndl.undilate(x, (-3,), 1)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    "args, params",
+    [
+        (["conv", "--stride", "2", "--padding", "1"], {"stride": 2, "padding": 1}),
+        (["conv", "--stride", "3", "--padding", "0", "--order", "2"], {"stride": 3, "padding": 0}),
+        (["flip", "--axes", "0,1"], {"axes": [0, 1]}),
+        (
+            ["dilate", "--axes", "1", "--dilation", "2", "--dtype", "float32"],
+            {"axes": 1, "dilation": 2},
+        ),
+    ],
+)
+def test_gradcheck_command_checks_the_conv_ops(args, params):
+    result = runner.invoke(app, ["gradcheck", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["passed"] and data["params"] == params
+    if "--stride" in args:
+        assert f"--stride {params['stride']} --padding {params['padding']}" in data["reproduce"]
+
+
+def test_gradcheck_refuses_a_fractional_stride():
+    result = runner.invoke(app, ["gradcheck", "conv", "--stride", "2.5"])
+    assert one_line_error(result, 2) == "--stride expects an integer (got '2.5')"
