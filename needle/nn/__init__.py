@@ -2,7 +2,8 @@
 
 `needle.nn.basic` holds the module machinery and the dense layers (Linear, the norms,
 Dropout, the activations, the loss); `needle.nn.conv` the convolutional ones (Conv,
-BatchNorm2d). Everything public is here, as `nn.Linear`, `nn.Conv`.
+BatchNorm2d); `needle.nn.sequence` those for token sequences (Embedding). Everything
+public is here, as `nn.Linear`, `nn.Conv`.
 """
 
 from needle.nn.basic import (
@@ -22,12 +23,14 @@ from needle.nn.basic import (
     Tanh,
 )
 from needle.nn.conv import BatchNorm2d, Conv
+from needle.nn.sequence import Embedding
 
 __all__ = [
     "BatchNorm1d",
     "BatchNorm2d",
     "Conv",
     "Dropout",
+    "Embedding",
     "Flatten",
     "Identity",
     "LayerNorm1d",
