@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from needle.datasets import Data
-    from needle.runs import EpochMetrics, Evaluation, RunResult
+    from needle.evaluate import Evaluation
+    from needle.runs import EpochMetrics, RunResult
 
 TRAIN_HELP = """Train a model from a YAML config, or continue a run.
 
@@ -326,7 +327,7 @@ def evaluate(
     as_json: JsonLine = False,
 ) -> None:
     """Loss, accuracy and confusion matrix of a trained model."""
-    from needle.runs import evaluate as evaluate_run
+    from needle.evaluate import evaluate as evaluate_run
 
     result = evaluate_run(target, data=data)
     if as_json:

@@ -19,15 +19,14 @@ from needle import init, models, nn
 from needle.build import build_model, plan_model
 from needle.config import config_to_yaml, parse_config
 from needle.errors import UsageError
+from needle.evaluate import evaluate, measure_split
 from needle.fileio import TEMP_PREFIX, atomic_writer, write_text
 from needle.runs import (
     CHECKPOINT_FILE,
     Callbacks,
     StopFlag,
     TrainingDiverged,
-    evaluate,
     load_checkpoint,
-    measure_split,
     new_run_dir,
     resume,
     train,
