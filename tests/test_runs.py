@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -451,6 +452,32 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("killed")
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["f.txt"]
+
+
+@pytest.fixture(params=[0o022, 0o077], ids=["umask 022", "umask 077"])
+def umask(request):
+    """Run the test under this umask (restored after)."""
+    previous = os.umask(request.param)
+    yield request.param
+    os.umask(previous)
+
+
+def assert_modes_follow(umask: int, folder: Path) -> None:
+    """Every file under `folder` is rw for whom the umask allows, every folder rwx."""
+    found = list(folder.rglob("*"))
+    assert found
+    for path in found:
+        default = 0o777 if path.is_dir() else 0o666
+        assert oct(stat.S_IMODE(path.stat().st_mode)) == oct(default & ~umask), path
+
+
+def test_files_and_folders_needle_writes_follow_the_umask(tmp_path, umask):
+    """A shared machine's umask 022 lets others read a run; 077 keeps it private. Temporary
+    files (mkstemp's 0600) must not decide instead of the user."""
+    done = train(config("train.epochs=1"), out=tmp_path / "runs", name="t")
+    resume(done.run_dir, ["train.epochs=2"])
+    write_text(tmp_path / "runs" / "note.txt", "x")
+    assert_modes_follow(umask, tmp_path / "runs")
 
 
 def test_confusion_matrix_counts_true_rows_against_predicted_columns():
