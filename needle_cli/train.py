@@ -103,7 +103,11 @@ def train(
     from needle.errors import UsageError
 
     overrides = overrides or []
-    if (config is None) == (resume is None):
+    if config is not None and resume is not None:
+        raise UsageError(
+            "give a CONFIG file to start a run or --resume RUN_DIR to continue one, not both"
+        )
+    if config is None and resume is None:
         raise UsageError("give a CONFIG file to start a run, or --resume RUN_DIR to continue one")
     if resume is not None and (out is not None or dry_run or print_config):
         raise UsageError("--out, --dry-run and --print-config apply to a new run, not --resume")

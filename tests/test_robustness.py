@@ -296,6 +296,16 @@ def test_resume_given_a_file_says_it_takes_a_run_folder(tmp_path):
     )
 
 
+def test_a_config_and_resume_together_say_not_both(trained, tmp_path):
+    config = config_file(tmp_path, "{dataset: moons}")
+    assert one_line_error(run("train", config, "--resume", trained), 2) == (
+        "give a CONFIG file to start a run or --resume RUN_DIR to continue one, not both"
+    )
+    assert one_line_error(run("train"), 2) == (
+        "give a CONFIG file to start a run, or --resume RUN_DIR to continue one"
+    )
+
+
 # -- configs: nesting, registries, memory ---------------------------------------------------
 
 
