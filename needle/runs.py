@@ -120,6 +120,7 @@ class RunResult:
     checkpoint: Path
     stopped_at: tuple[int, int] | None = None  # (epoch, step) of an interruption
     signum: int | None = None  # the signal that interrupted it
+    unfinished_seconds: float = 0.0  # time spent in an epoch the interruption cut short
 
     @property
     def last(self) -> EpochMetrics | None:
@@ -131,8 +132,8 @@ class RunResult:
 
     @property
     def seconds(self) -> float:
-        """Training time over the epochs completed."""
-        return sum(m.seconds for m in self.history)
+        """Training time: the epochs completed, and the part of one an interruption cut short."""
+        return sum(m.seconds for m in self.history) + self.unfinished_seconds
 
     def to_json(self) -> dict[str, Any]:
         """The summary as JSON-ready data (also written to summary.json)."""
@@ -512,7 +513,11 @@ def _run(
                 )
                 save_checkpoint(checkpoint_path, stop_state)
                 stopped = result(
-                    "interrupted", epoch - 1, stopped_at=(epoch, step), signum=stop.signum
+                    "interrupted",
+                    epoch - 1,
+                    stopped_at=(epoch, step),
+                    signum=stop.signum,
+                    unfinished_seconds=partial["seconds"],
                 )
                 _write_summary(stopped)
                 return stopped

@@ -167,6 +167,27 @@ def test_stop_at_the_end_of_an_epoch_keeps_that_epoch(tmp_path):
     assert final(stopped.run_dir).step == 0
 
 
+def test_an_interrupted_epoch_keeps_the_time_it_took(tmp_path):
+    """A stop inside the first epoch has no finished epoch to sum; its time still counts, and
+    the resumed epoch goes on from it."""
+    flag, pause = StopFlag(), 0.02
+
+    def on_step(progress):
+        time.sleep(pause)
+        if (progress.epoch, progress.step) == (1, 3):
+            flag.request()
+
+    stopped = train(
+        config(), out=tmp_path, name="t", callbacks=Callbacks(on_step=on_step), stop=flag
+    )
+    summary = json.loads((stopped.run_dir / "summary.json").read_text())
+    assert stopped.history == [] and stopped.seconds >= 3 * pause
+    assert summary["seconds"] == stopped.seconds
+    resumed = resume(stopped.run_dir)
+    assert resumed.history[0].seconds >= 3 * pause
+    assert resumed.seconds == sum(m.seconds for m in resumed.history)
+
+
 def test_a_finished_run_says_how_to_train_further(tmp_path):
     done = train(config("train.epochs=1"), out=tmp_path, name="t")
     with pytest.raises(UsageError) as caught:
