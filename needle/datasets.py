@@ -313,11 +313,17 @@ def _read_csv(path: Path, label_column: str, config: TrainConfig | None) -> Spli
                 )
             header = [name.strip() for name in header]
             if label_column not in header:
+                # Without a config, the file came from `needle evaluate --data`.
+                fix = (
+                    "set data.label_column"
+                    if config
+                    else "give the label column's header with --label-column"
+                )
                 raise _error(
                     config,
                     "label_column",
                     f"'{path}' has no column '{label_column}' (columns: {', '.join(header)}); "
-                    "set data.label_column",
+                    + fix,
                 )
             label_at = header.index(label_column)
             rows: list[list[float]] = []

@@ -47,11 +47,21 @@ class Evaluation:
         }
 
 
-def evaluate(target: str | Path, *, data: str | Path | None = None) -> Evaluation:
+def evaluate(
+    target: str | Path, *, data: str | Path | None = None, label_column: str | None = None
+) -> Evaluation:
     """Evaluate a run folder's checkpoint (with its config.yaml) or a checkpoint file (with
     the config stored inside it) on the run's validation split, or on `data` (an .npz, .csv
-    or MNIST folder)."""
+    or MNIST folder). `label_column` names the label column of a `data` .csv (default: the
+    run's `data.label_column`, else "label")."""
     target = Path(target)
+    if label_column is not None and (data is None or Path(data).suffix.lower() != ".csv"):
+        raise UsageError(
+            f"--label-column names a column of a .csv given with --data (got '{data}')"
+            if data is not None
+            else "--label-column names a column of a .csv given with --data; the run's own "
+            "data uses data.label_column from its config"
+        )
     if target.is_dir():
         config_path = target / CONFIG_FILE
         if not config_path.is_file():
@@ -69,7 +79,8 @@ def evaluate(target: str | Path, *, data: str | Path | None = None) -> Evaluatio
     if data is None:
         split, described = load_data(config).val, "validation split"
     else:
-        split = load_path(data, label_column=config.data.label_column or "label")
+        label_column = label_column or config.data.label_column or "label"
+        split = load_path(data, label_column=label_column)
         described = str(data)
         if split.X.shape[1] != in_features:
             raise UsageError(

@@ -328,12 +328,21 @@ def evaluate(
             "validation split.",
         ),
     ] = None,
+    label_column: Annotated[
+        str | None,
+        typer.Option(
+            "--label-column",
+            metavar="NAME",
+            help="The header of the label column of a --data .csv [default: the run's "
+            "data.label_column, else label].",
+        ),
+    ] = None,
     as_json: JsonLine = False,
 ) -> None:
     """Loss, accuracy and confusion matrix of a trained model."""
     from needle.evaluate import evaluate as evaluate_run
 
-    result = evaluate_run(target, data=data)
+    result = evaluate_run(target, data=data, label_column=label_column)
     if as_json:
         print_json(result.to_json(), one_line=True)
         return

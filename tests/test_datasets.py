@@ -206,7 +206,8 @@ def test_load_path_without_a_config_names_only_the_file(tmp_path):
     with pytest.raises(UsageError) as caught:
         load_path(path, label_column="target")
     assert str(caught.value) == (
-        f"'{path}' has no column 'target' (columns: a, b); set data.label_column"
+        f"'{path}' has no column 'target' (columns: a, b); give the label column's header "
+        "with --label-column"
     )
 
 

@@ -306,6 +306,16 @@ def test_a_config_and_resume_together_say_not_both(trained, tmp_path):
     )
 
 
+def test_evaluate_suggests_a_label_column_it_can_take(trained, tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("x0,x1,class\n0.5,0.1,1\n-0.2,0.3,0\n")
+    message = one_line_error(run("evaluate", trained, "--data", data), 2)
+    assert message.endswith("give the label column's header with --label-column")
+    result = run("evaluate", trained, "--data", data, "--label-column", "class", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["samples"] == 2
+
+
 # -- configs: nesting, registries, memory ---------------------------------------------------
 
 

@@ -382,6 +382,30 @@ def test_evaluate_on_other_data(tmp_path):
     )
 
 
+def test_evaluate_on_a_csv_takes_its_label_column(tmp_path):
+    done = train(config("train.epochs=1"), out=tmp_path, name="t")
+    X = np.random.default_rng(1).normal(size=(9, 2))
+    y = np.arange(9) % 3
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    rows = "".join(f"{float(a)!r},{float(b)!r},{c}\n" for (a, b), c in zip(X, y, strict=True))
+    (tmp_path / "d.csv").write_text("x0,x1,class\n" + rows)
+    with pytest.raises(UsageError) as caught:
+        evaluate(done.run_dir, data=tmp_path / "d.csv")
+    assert str(caught.value) == (
+        f"'{tmp_path / 'd.csv'}' has no column 'label' (columns: x0, x1, class); give the "
+        "label column's header with --label-column"
+    )
+    from_csv = evaluate(done.run_dir, data=tmp_path / "d.csv", label_column="class")
+    from_npz = evaluate(done.run_dir, data=tmp_path / "d.npz")
+    assert (from_csv.loss, from_csv.samples) == (from_npz.loss, 9)
+    np.testing.assert_array_equal(from_csv.confusion, from_npz.confusion)
+    with pytest.raises(UsageError) as caught:
+        evaluate(done.run_dir, data=tmp_path / "d.npz", label_column="class")
+    assert str(caught.value) == (
+        f"--label-column names a column of a .csv given with --data (got '{tmp_path / 'd.npz'}')"
+    )
+
+
 # -- model building --------------------------------------------------------------------------
 
 RESNET = """\
