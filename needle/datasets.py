@@ -72,7 +72,7 @@ def load_data(config: TrainConfig) -> Data:
         train, val = _split(whole, spec.val_fraction, rng)
         source = f"{spec.dataset} ({spec.samples} samples, seed {config.seed})"
     else:
-        path = Path(spec.path)
+        path = Path(spec.path).expanduser()
         if spec.dataset in ("mnist", "fashion_mnist"):
             train, val = _read_idx_folder(path, spec.dataset, config)
         else:

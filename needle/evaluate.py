@@ -19,7 +19,7 @@ from needle.config import SourceMap, load_config, validate_config
 from needle.data import DataLoader, NDArrayDataset
 from needle.datasets import Split, load_data, load_path
 from needle.errors import UsageError
-from needle.runs import CHECKPOINT_FILE, CONFIG_FILE, build_checked_model
+from needle.runs import CHECKPOINT_FILE, CONFIG_FILE, build_checked_model, check_data_found
 from needle.train import Totals, run_batches
 
 
@@ -77,6 +77,12 @@ def evaluate(
         config = validate_config(checkpoint.config, SourceMap(label))
     in_features, num_classes = checkpoint.in_features, checkpoint.num_classes
     if data is None:
+        check_data_found(
+            config,
+            f"if the data moved, set data.path in {config_path} to where it is now"
+            if target.is_dir()
+            else "if the data moved, evaluate on it with --data NEW_PATH",
+        )
         split, described = load_data(config).val, "validation split"
     else:
         label_column = label_column or config.data.label_column or "label"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shlex
 import signal
 import threading
@@ -337,6 +338,22 @@ def _write_summary(result: RunResult, extra: dict[str, Any] | None = None) -> No
     write_text(result.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
 
 
+def _absolute_data_path(config: TrainConfig) -> TrainConfig:
+    """`config` with `data.path` absolute (`~` expanded), as resolved from this folder now."""
+    if config.data.path is None:
+        return config
+    path = os.path.abspath(os.path.expanduser(config.data.path))
+    return config.model_copy(update={"data": config.data.model_copy(update={"path": path})})
+
+
+def check_data_found(config: TrainConfig, fix: str) -> None:
+    """Raise a positioned UsageError ending with `fix` if `data.path` names nothing."""
+    path = config.data.path
+    if path is not None and not os.path.exists(os.path.expanduser(path)):
+        kind = "folder" if config.data.dataset in ("mnist", "fashion_mnist") else "file"
+        raise config.error(("data", "path"), f"{kind} '{path}' not found; {fix}")
+
+
 def _write_config(run_dir: Path, config: TrainConfig) -> None:
     header = (
         "# The resolved config of this run, written by `needle train`.\n"
@@ -363,6 +380,7 @@ def train(
     TrainingDiverged if the loss becomes NaN or infinite.
     """
     session = prepare(config)
+    config = _absolute_data_path(config)  # what resume and evaluate read, from any folder
     run_dir = new_run_dir(Path(out), name)
     _write_config(run_dir, config)
     start = session.checkpoint(0, [], config_data(config))
@@ -379,9 +397,9 @@ def resume(
 ) -> RunResult:
     """Continue the run in `run_dir` from its checkpoint, up to its config's epochs.
 
-    `overrides` (`train.*` settings only, such as `train.epochs=10` to train further or
-    `train.optimizer.lr=0.001` after a divergence) are validated and saved into the run's
-    config.yaml.
+    `overrides` (`train.*` settings, such as `train.epochs=10` to train further or
+    `train.optimizer.lr=0.001` after a divergence, and `data.path` for data that moved) are
+    validated and saved into the run's config.yaml.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
@@ -396,13 +414,16 @@ def resume(
         raise UsageError(f"'{run_dir}' is not a run folder: it has no {CONFIG_FILE}")
     for override in overrides:
         path = parse_key_path(override.partition("=")[0].strip(), label=f"--set {override}")
-        if path[:1] != ("train",) or len(path) < 2:
+        if path != ("data", "path") and (path[:1] != ("train",) or len(path) < 2):
             raise UsageError(
-                f"--set {override}: a resumed run can change train.* settings only; "
-                "start a new run to change the data or the model"
+                f"--set {override}: a resumed run can change train.* settings and data.path "
+                "(where the data is now) only; start a new run to change the data or the model"
             )
     config = load_config(config_path, overrides)
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    check_data_found(
+        config, f"if the data moved: {resume_command(run_dir)} --set data.path=NEW_PATH"
+    )
     session = prepare(config)
     check_fits(
         checkpoint,
@@ -440,9 +461,10 @@ def resume(
         ) from None
     for leftover in run_dir.glob(f"{TEMP_PREFIX}*"):
         leftover.unlink(missing_ok=True)  # half-written files of a killed process
-    if overrides:
-        _write_config(run_dir, config)
-    checkpoint.config = config_data(config)
+    resolved = _absolute_data_path(config)
+    if overrides or resolved.data.path != config.data.path:
+        _write_config(run_dir, resolved)  # a run from before paths were stored absolute, too
+    checkpoint.config = config_data(resolved)
     return _run(session, run_dir, checkpoint, callbacks or Callbacks(), stop or StopFlag(), True)
 
 

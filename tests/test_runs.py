@@ -245,8 +245,9 @@ def test_resume_changes_train_settings_only(tmp_path):
     with pytest.raises(UsageError) as caught:
         resume(done.run_dir, ["model.layers[0].linear=8"])
     assert str(caught.value) == (
-        "--set model.layers[0].linear=8: a resumed run can change train.* settings only; "
-        "start a new run to change the data or the model"
+        "--set model.layers[0].linear=8: a resumed run can change train.* settings and "
+        "data.path (where the data is now) only; start a new run to change the data or the "
+        "model"
     )
     with pytest.raises(UsageError, match="holds adam state but .* asks for sgd"):
         resume(done.run_dir, ["train.epochs=2", "train.optimizer=sgd"])
@@ -272,6 +273,84 @@ def test_divergence_names_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_
     assert "train.optimizer.lr is 1e+30" in message
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["diverged_at"][0] == 1
+
+
+# A file dataset: where the data is, and whether a run can find it again, matter.
+ON_FILE = TINY.replace(
+    "data: {dataset: spirals, samples: 150, classes: 3}", "data: {dataset: npz, path: PATH}"
+)
+
+
+@pytest.fixture
+def npz_data(tmp_path) -> Path:
+    """`data/d.npz` under tmp_path: 150 points in 3 classes."""
+    rng = np.random.default_rng(5)
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "d.npz", X=rng.normal(size=(150, 2)), y=np.arange(150) % 3)
+    return tmp_path / "data" / "d.npz"
+
+
+def test_a_relative_data_path_is_stored_absolute_so_any_folder_can_resume(
+    tmp_path, npz_data, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    text = ON_FILE.replace("PATH", "data/d.npz")
+    straight = train(config(text=text), out="runs", name="straight")
+    half = train(config("train.epochs=2", text=text), out="runs", name="half")
+    saved = parse_config((half.run_dir / "config.yaml").read_text(), "saved.yaml")
+    assert saved.data.path == str(npz_data)
+    assert final(half.run_dir).config["data"]["path"] == str(npz_data)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    resumed = resume(tmp_path / half.run_dir, ["train.epochs=4"])
+    assert_same_state(final(tmp_path / straight.run_dir), final(resumed.run_dir))
+    for target in (resumed.run_dir, resumed.checkpoint):
+        assert evaluate(target).loss == straight.last.val_loss
+
+
+def test_a_home_relative_data_path_is_expanded(tmp_path, npz_data, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    done = train(
+        config("train.epochs=1", text=ON_FILE.replace("PATH", "~/data/d.npz")), out=tmp_path
+    )
+    assert done.status == "completed"
+    assert final(done.run_dir).config["data"]["path"] == str(npz_data)
+
+
+def test_moved_data_can_be_pointed_to_again_and_only_data_path_may_change(tmp_path, npz_data):
+    straight = train(config(text=ON_FILE.replace("PATH", str(npz_data))), out=tmp_path, name="s")
+    half = train(
+        config("train.epochs=2", text=ON_FILE.replace("PATH", str(npz_data))), out=tmp_path
+    )
+    moved = npz_data.rename(tmp_path / "moved.npz")
+    with pytest.raises(UsageError) as caught:
+        resume(half.run_dir, ["train.epochs=4"])
+    assert str(caught.value) == (
+        f"{half.run_dir / 'config.yaml'}:6:9: data.path: file '{npz_data}' not found; if the "
+        f"data moved: needle train --resume {half.run_dir} --set data.path=NEW_PATH"
+    )
+    with pytest.raises(UsageError) as caught:
+        evaluate(half.run_dir)
+    assert str(caught.value).endswith(
+        f"data.path: file '{npz_data}' not found; if the data moved, set data.path in "
+        f"{half.run_dir / 'config.yaml'} to where it is now"
+    )
+    with pytest.raises(UsageError) as caught:
+        evaluate(half.checkpoint)
+    assert str(caught.value).endswith(
+        f"data.path: file '{npz_data}' not found; if the data moved, evaluate on it with "
+        "--data NEW_PATH"
+    )
+    assert evaluate(half.checkpoint, data=moved).samples == 150  # all of it, not the split
+    for key in ("data.val_fraction=0.5", "data.dataset=csv", "data=x"):
+        with pytest.raises(UsageError, match="a resumed run can change train.. settings and"):
+            resume(half.run_dir, [key, f"data.path={moved}"])
+    resumed = resume(half.run_dir, ["train.epochs=4", f"data.path={moved}"])
+    assert_same_state(final(straight.run_dir), final(resumed.run_dir))
+    saved = parse_config((half.run_dir / "config.yaml").read_text(), "saved.yaml")
+    assert saved.data.path == str(moved)
+    assert evaluate(half.run_dir).loss == straight.last.val_loss
 
 
 # -- checkpoints -----------------------------------------------------------------------------
