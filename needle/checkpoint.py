@@ -1,8 +1,9 @@
 """Checkpoints: everything needed to continue a run exactly, as an .npz of plain arrays.
 
 A checkpoint holds the parameters (and batch-norm statistics), the optimizer's state, numpy's
-RNG state, the epochs done and their metrics, the run's resolved config and, for a stop in the
-middle of an epoch, that epoch's RNG state and running sums. It is written atomically
+RNG state, the epochs done and their metrics, the run's resolved config, the statistics that
+scaled its features (`data.normalize`) and, for a stop in the middle of an epoch, that epoch's
+RNG state and running sums. It is written atomically
 (`needle.fileio.atomic_writer`) and read with pickles refused; every part is checked when it is
 loaded, so a damaged or tampered file fails there and not half-way into training.
 """
@@ -20,6 +21,7 @@ import numpy as np
 from needle import nn
 from needle.errors import UsageError
 from needle.fileio import atomic_writer, read_npz
+from needle.normalize import NORMALIZATIONS, Normalization
 
 CHECKPOINT_FORMAT = "needle-checkpoint/1"
 
@@ -52,6 +54,7 @@ class Checkpoint:
     config: dict[str, Any] = field(default_factory=dict)  # config_data() of the run
     in_features: int = 0
     num_classes: int = 0
+    normalization: Normalization | None = None  # statistics of data.normalize, if any
 
 
 def _rng_arrays(prefix: str, state: tuple, arrays: dict, meta: dict) -> None:
@@ -101,6 +104,10 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     _rng_arrays("rng", checkpoint.rng, arrays, meta)
     if checkpoint.epoch_rng is not None:
         _rng_arrays("epoch_rng", checkpoint.epoch_rng, arrays, meta)
+    if checkpoint.normalization is not None:
+        meta["normalize"] = checkpoint.normalization.kind
+        arrays["normalize/shift"] = checkpoint.normalization.shift
+        arrays["normalize/scale"] = checkpoint.normalization.scale
     arrays["meta"] = np.array(json.dumps(meta))
     with atomic_writer(path) as f:
         np.savez(f, **arrays)
@@ -163,7 +170,32 @@ def _parse_checkpoint(arrays: dict[str, np.ndarray]) -> Checkpoint:
         config=meta["config"],
         in_features=_count(meta, "in_features", least=1),
         num_classes=_count(meta, "num_classes", least=1),
+        normalization=_normalization(arrays, meta),
     )
+
+
+def _normalization(arrays: dict[str, np.ndarray], meta: dict) -> Normalization | None:
+    """The saved statistics of data.normalize, checked against the stored config."""
+    data = meta["config"].get("data")
+    wanted = data.get("normalize", "none") if isinstance(data, dict) else "none"
+    kind = meta.get("normalize", "none")
+    if kind != wanted:
+        raise ValueError(
+            f"its config asks for data.normalize: {wanted} but it holds statistics for {kind}"
+        )
+    if kind == "none":
+        return None
+    if kind not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {kind!r}")
+    shift, scale = arrays["normalize/shift"], arrays["normalize/scale"]
+    for name, array in (("shift", shift), ("scale", scale)):
+        if array.dtype.kind != "f" or array.shape != (meta["in_features"],):
+            raise ValueError(
+                f"normalize/{name} must hold {meta['in_features']} numbers, one per feature"
+            )
+    if not (np.isfinite(shift).all() and np.isfinite(scale).all() and (scale > 0).all()):
+        raise ValueError("the normalization statistics must be finite, every scale > 0")
+    return Normalization(kind, shift, scale)
 
 
 def _count(meta: dict, key: str, *, least: int = 0) -> int:

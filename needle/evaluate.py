@@ -83,10 +83,13 @@ def evaluate(
             if target.is_dir()
             else "if the data moved, evaluate on it with --data NEW_PATH",
         )
-        split, described = load_data(config).val, "validation split"
+        split = load_data(config, normalization=checkpoint.normalization).val
+        described = "validation split"
     else:
         label_column = label_column or config.data.label_column or "label"
         split = load_path(data, label_column=label_column)
+        if checkpoint.normalization is not None:  # the statistics training used, not this file's
+            split = Split(checkpoint.normalization.apply(split.X), split.y)
         described = str(data)
         if split.X.shape[1] != in_features:
             raise UsageError(

@@ -5,7 +5,8 @@
     config.yaml      the resolved config (`needle train --resume DIR` needs nothing else)
     metrics.csv      one row per epoch: losses, accuracies, seconds
     metrics.jsonl    the same rows as JSON lines
-    checkpoint.npz   the latest state: parameters, optimizer state, RNG state, epoch, history
+    checkpoint.npz   the latest state: parameters, optimizer state, RNG state, epoch, history,
+                     data.normalize statistics
     summary.json     status and final numbers, rewritten as the run goes
 
 and trains with `needle.train.run_batches`, the one training loop. Every file is written to a
@@ -31,6 +32,7 @@ import shlex
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,9 +55,10 @@ from needle.config import (
     validate_config,
 )
 from needle.data import DataLoader, NDArrayDataset
-from needle.datasets import Data, load_data
-from needle.errors import NeedleError, UsageError
+from needle.datasets import Data, load_data, unscaled_warning
+from needle.errors import NeedleError, NeedleWarning, UsageError
 from needle.fileio import TEMP_PREFIX, write_text
+from needle.normalize import Normalization
 from needle.train import Totals, run_batches
 
 CONFIG_FILE = "config.yaml"
@@ -237,16 +240,21 @@ class Session:
             config=config,
             in_features=self.data.in_features,
             num_classes=self.data.num_classes,
+            normalization=self.data.normalization,
             **extra,
         )
 
 
-def prepare(config: TrainConfig) -> Session:
-    """Load the data and build the model and optimizer, checking that everything fits, before
-    anything is written. Seeds numpy's global RNG with `config.seed` first."""
+def prepare(config: TrainConfig, normalization: Normalization | None = None) -> Session:
+    """Load the data (scaled with a resumed run's `normalization`, if it has one) and build the
+    model and optimizer, checking that everything fits, before anything is written. Seeds
+    numpy's global RNG with `config.seed` first. Features that look unscaled get a
+    NeedleWarning."""
     generated = config.data.dataset in GENERATED
     with _memory_for(config, ("data", "samples" if generated else "path"), "the data"):
-        data = load_data(config)
+        data = load_data(config, normalization=normalization)
+    if message := unscaled_warning(config, data):
+        warnings.warn(NeedleWarning(message), stacklevel=2)
     np.random.seed(config.seed)
     model, plan = build_checked_model(config, data.in_features, data.num_classes)
     spec = config.train.optimizer
@@ -424,7 +432,7 @@ def resume(
     check_data_found(
         config, f"if the data moved: {resume_command(run_dir)} --set data.path=NEW_PATH"
     )
-    session = prepare(config)
+    session = prepare(config, checkpoint.normalization)
     check_fits(
         checkpoint,
         session.model,

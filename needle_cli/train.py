@@ -7,9 +7,11 @@ command functions so that `needle --help` stays fast.
 
 from __future__ import annotations
 
+import functools
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -62,6 +64,33 @@ def _percent(value: float | None) -> str:
 # -- train -----------------------------------------------------------------------------------
 
 
+def _warnings_as_lines(command: Callable[..., None]) -> Callable[..., None]:
+    """Run `command` showing each NeedleWarning the library gives as one `warning: ...` line
+    on stderr (every time, not once per place as Python's default), other warnings as usual."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        import warnings
+
+        from needle.errors import NeedleWarning
+
+        with warnings.catch_warnings():
+            shown = warnings.showwarning
+
+            def show(message, category, filename, lineno, file=None, line=None):
+                if issubclass(category, NeedleWarning):
+                    typer.echo(f"warning: {message}", err=True)
+                else:
+                    shown(message, category, filename, lineno, file, line)
+
+            warnings.simplefilter("always", NeedleWarning)
+            warnings.showwarning = show
+            command(*args, **kwargs)
+
+    return run
+
+
+@_warnings_as_lines
 def train(
     config: Annotated[
         Path | None,

@@ -67,6 +67,45 @@ def test_npz_is_read_and_split(tmp_path):
     np.testing.assert_array_equal(np.sort(rows[:, 0]), X[:, 0])  # a permutation of the rows
 
 
+def uint8_images(path, n=40, features=6, seed=0):
+    """An npz of `n` samples whose features are raw 0..255 pixels; feature 0 is constant."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 256, (n, features), dtype=np.uint8)
+    X[:, 0] = 7
+    np.savez(path, X=X, y=np.arange(n) % 2)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["minmax", "standard"])
+def test_normalize_uses_statistics_of_the_training_split_only(tmp_path, kind):
+    path = uint8_images(tmp_path / "d.npz")
+    raw = load_data(config_for(f"{{dataset: npz, path: '{path}'}}"))
+    data = load_data(config_for(f"{{dataset: npz, path: '{path}', normalize: {kind}}}"))
+    X = raw.train.X.astype(np.float64)  # the same rows: the split does not depend on scaling
+    if kind == "minmax":
+        shift, scale = X.min(axis=0), X.max(axis=0) - X.min(axis=0)
+    else:
+        shift, scale = X.mean(axis=0), X.std(axis=0)
+    scale[0] = 1.0  # the constant feature: its spread is 0
+    for split, normalized in ((raw.train, data.train), (raw.val, data.val)):
+        expected = (split.X.astype(np.float64) - shift) / scale
+        np.testing.assert_allclose(normalized.X, expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(normalized.y, split.y)
+        assert normalized.X.dtype == np.float32
+    np.testing.assert_array_equal(data.train.X[:, 0], 0.0)
+    assert data.normalization.kind == kind
+    np.testing.assert_array_equal(data.normalization.shift, shift)
+
+
+def test_normalize_none_leaves_every_bit_of_the_features(tmp_path):
+    path = uint8_images(tmp_path / "d.npz")
+    data = load_data(config_for(f"{{dataset: npz, path: '{path}', normalize: none}}"))
+    assert data.normalization is None
+    whole = np.load(path)["X"].astype(np.float32)
+    rows = np.concatenate([data.train.X, data.val.X])
+    np.testing.assert_array_equal(np.sort(rows, axis=0), np.sort(whole, axis=0))
+
+
 NPZ_CASES = {
     "missing y": (dict(X=np.zeros((3, 2))), "has no array 'y' (it holds: X)"),
     "length mismatch": (

@@ -216,6 +216,14 @@ def _first_model_array(arrays):
     return next(name for name in sorted(arrays) if name.startswith("model/"))
 
 
+def _normalized(arrays, shift, scale):
+    """Make the checkpoint claim minmax statistics `shift`, `scale` in its config too."""
+    meta = _meta(arrays)
+    meta["config"]["data"]["normalize"] = meta["normalize"] = "minmax"
+    arrays.update({"meta": np.array(json.dumps(meta)), "normalize/shift": shift})
+    arrays["normalize/scale"] = scale
+
+
 TAMPERED = {
     "metadata not json": (
         lambda a: a.update(meta=np.array("{")),
@@ -253,6 +261,18 @@ TAMPERED = {
     "stopped mid-epoch without its state": (
         lambda a: _set_meta(a, step=2),
         "it stopped inside an epoch but lacks that epoch's state",
+    ),
+    "statistics its config does not ask for": (
+        lambda a: _set_meta(a, normalize="standard"),
+        "its config asks for data.normalize: none but it holds statistics for standard",
+    ),
+    "a zero scale": (
+        lambda a: _normalized(a, np.zeros(2), np.array([1.0, 0.0])),
+        "the normalization statistics must be finite, every scale > 0",
+    ),
+    "statistics of other features": (
+        lambda a: _normalized(a, np.zeros(3), np.ones(3)),
+        "normalize/shift must hold 2 numbers, one per feature",
     ),
     "history of strings": (
         lambda a: _set_meta(a, history=[{"epoch": 1, "train_loss": "low"}]),
@@ -314,6 +334,21 @@ def test_evaluate_suggests_a_label_column_it_can_take(trained, tmp_path):
     result = run("evaluate", trained, "--data", data, "--label-column", "class", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["samples"] == 2
+
+
+def test_unscaled_features_get_one_warning_line_and_normalize_quiets_it(tmp_path):
+    data = tmp_path / "pixels.npz"
+    np.savez(data, X=np.arange(40, dtype=np.uint8).reshape(20, 2) * 6, y=np.arange(20) % 2)
+    config = config_file(tmp_path, f"{{dataset: npz, path: '{data}'}}")
+    warning = (
+        f"warning: {config}:1:7: data.normalize: the features of '{data}' reach 234, far from "
+        "the scale of 1 a network starts at; set data.normalize to minmax or standard\n"
+    )
+    for args in (["--dry-run", "--json"], ["--out", tmp_path / "runs", "--quiet"]):
+        result = run("train", config, *args)
+        assert (result.exit_code, result.stderr) == (0, warning), result.output
+        normalized = run("train", config, *args, "--set", "data.normalize=minmax")
+        assert (normalized.exit_code, normalized.stderr) == (0, ""), normalized.output
 
 
 # -- configs: nesting, registries, memory ---------------------------------------------------

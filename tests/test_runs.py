@@ -19,9 +19,11 @@ import pytest
 from needle import init, models, nn
 from needle.build import build_model, plan_model
 from needle.config import config_to_yaml, parse_config
-from needle.errors import UsageError
+from needle.datasets import load_data
+from needle.errors import NeedleWarning, UsageError
 from needle.evaluate import evaluate, measure_split
 from needle.fileio import TEMP_PREFIX, atomic_writer, write_text
+from needle.normalize import Normalization
 from needle.runs import (
     CHECKPOINT_FILE,
     Callbacks,
@@ -29,6 +31,7 @@ from needle.runs import (
     TrainingDiverged,
     load_checkpoint,
     new_run_dir,
+    prepare,
     resume,
     train,
 )
@@ -351,6 +354,61 @@ def test_moved_data_can_be_pointed_to_again_and_only_data_path_may_change(tmp_pa
     saved = parse_config((half.run_dir / "config.yaml").read_text(), "saved.yaml")
     assert saved.data.path == str(moved)
     assert evaluate(half.run_dir).loss == straight.last.val_loss
+
+
+def raw_pixels(path: Path) -> Path:
+    """150 samples of 2 raw 0..255 features in 3 classes, as uint8 images come."""
+    rng = np.random.default_rng(6)
+    np.savez(path, X=rng.integers(0, 256, (150, 2), dtype=np.uint8), y=np.arange(150) % 3)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["minmax", "standard"])
+def test_normalized_runs_keep_their_statistics_for_resume_and_evaluate(tmp_path, monkeypatch, kind):
+    data = raw_pixels(tmp_path / "pixels.npz")
+    text = ON_FILE.replace("PATH", f"'{data}', normalize: {kind}")
+    straight = train(config(text=text), out=tmp_path, name="straight")
+    flag = StopFlag()
+
+    def on_step(progress):
+        if (progress.epoch, progress.step) == (2, 3):
+            flag.request()
+
+    stopped = train(
+        config(text=text), out=tmp_path, name="s", callbacks=Callbacks(on_step=on_step), stop=flag
+    )
+    saved = final(stopped.run_dir).normalization
+    raw = load_data(config(text=ON_FILE.replace("PATH", f"'{data}'")))
+    expected = Normalization.fit(kind, raw.train.X)
+    assert saved.kind == kind
+    np.testing.assert_array_equal(saved.shift, expected.shift)
+    np.testing.assert_array_equal(saved.scale, expected.scale)
+
+    def refit(*args):
+        raise AssertionError("statistics recomputed instead of read from the checkpoint")
+
+    monkeypatch.setattr(Normalization, "fit", refit)
+    resumed = resume(stopped.run_dir)
+    assert_same_state(final(straight.run_dir), final(resumed.run_dir))
+    assert evaluate(resumed.run_dir).loss == straight.last.val_loss
+    # data the run never saw gets the training statistics too: here, its raw validation split
+    np.savez(tmp_path / "val.npz", X=raw.val.X, y=raw.val.y)
+    on_file = evaluate(resumed.checkpoint, data=tmp_path / "val.npz")
+    assert (on_file.loss, on_file.accuracy) == (straight.last.val_loss, straight.last.val_accuracy)
+
+
+def test_unscaled_features_warn_unless_normalized(tmp_path):
+    data = raw_pixels(tmp_path / "pixels.npz")
+    with pytest.warns(NeedleWarning) as caught:
+        prepare(config(text=ON_FILE.replace("PATH", f"'{data}'")))
+    assert [str(w.message) for w in caught] == [
+        f"tiny.yaml:2:7: data.normalize: the features of '{data}' reach 255, far from the "
+        "scale of 1 a network starts at; set data.normalize to minmax or standard"
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare(config(text=ON_FILE.replace("PATH", f"'{data}', normalize: minmax")))
+        prepare(config())  # generated data is made at its scale
 
 
 # -- checkpoints -----------------------------------------------------------------------------
