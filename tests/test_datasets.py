@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from needle.config import GENERATED, parse_config
 from needle.data import write_idx
 from needle.datasets import IDX_FILES, load_data, load_path
 from needle.errors import UsageError
+from needle.normalize import Normalization
 
 MODEL = "model: {layers: [relu]}\n"
 
@@ -95,6 +99,29 @@ def test_normalize_uses_statistics_of_the_training_split_only(tmp_path, kind):
     np.testing.assert_array_equal(data.train.X[:, 0], 0.0)
     assert data.normalization.kind == kind
     np.testing.assert_array_equal(data.normalization.shift, shift)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    X=hnp.arrays(
+        np.float32,
+        st.tuples(st.integers(2, 12), st.integers(1, 4)),
+        elements=st.floats(-1e4, 1e4, width=32),
+    )
+)
+def test_normalized_training_features_are_in_unit_range_or_standard(X):
+    """On the split it was fitted to: minmax spans [0, 1] exactly per varying feature, standard
+    has mean 0 and standard deviation 1; a constant feature becomes 0 either way."""
+    varying = X.max(axis=0) > X.min(axis=0)
+    scaled = Normalization.fit("minmax", X).apply(X).astype(np.float64)
+    assert np.isfinite(scaled).all()
+    np.testing.assert_allclose(scaled.min(axis=0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(scaled.max(axis=0)[varying], 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(scaled[:, ~varying], 0.0)
+    standard = Normalization.fit("standard", X).apply(X).astype(np.float64)
+    np.testing.assert_allclose(standard.mean(axis=0), 0.0, atol=1e-4)
+    spread = X.astype(np.float64).std(axis=0) > 1e-3 * np.abs(X).max(axis=0, initial=1.0)
+    np.testing.assert_allclose(standard.std(axis=0)[spread], 1.0, rtol=1e-4)
 
 
 def test_normalize_none_leaves_every_bit_of_the_features(tmp_path):
