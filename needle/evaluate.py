@@ -88,8 +88,6 @@ def evaluate(
     else:
         label_column = label_column or config.data.label_column or "label"
         split = load_path(data, label_column=label_column)
-        if checkpoint.normalization is not None:  # the statistics training used, not this file's
-            split = Split(checkpoint.normalization.apply(split.X), split.y)
         described = str(data)
         if split.X.shape[1] != in_features:
             raise UsageError(
@@ -101,6 +99,8 @@ def evaluate(
                 f"'{data}' has labels up to {split.y.max()} but the model knows "
                 f"{num_classes} classes (0 to {num_classes - 1})"
             )
+        if checkpoint.normalization is not None:  # the statistics training used, not this file's
+            split = Split(checkpoint.normalization.apply(split.X), split.y)
     np.random.seed(config.seed)
     model, _ = build_checked_model(config, in_features, num_classes)
     check_fits(checkpoint, model, config.train.optimizer.name, str(checkpoint_path), label)

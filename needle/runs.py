@@ -245,7 +245,7 @@ class Session:
         )
 
 
-def prepare(config: TrainConfig, normalization: Normalization | None = None) -> Session:
+def prepare(config: TrainConfig, *, normalization: Normalization | None = None) -> Session:
     """Load the data (scaled with a resumed run's `normalization`, if it has one) and build the
     model and optimizer, checking that everything fits, before anything is written. Seeds
     numpy's global RNG with `config.seed` first. Features that look unscaled get a
@@ -432,7 +432,7 @@ def resume(
     check_data_found(
         config, f"if the data moved: {resume_command(run_dir)} --set data.path=NEW_PATH"
     )
-    session = prepare(config, checkpoint.normalization)
+    session = prepare(config, normalization=checkpoint.normalization)
     check_fits(
         checkpoint,
         session.model,

@@ -395,6 +395,9 @@ def test_normalized_runs_keep_their_statistics_for_resume_and_evaluate(tmp_path,
     np.savez(tmp_path / "val.npz", X=raw.val.X, y=raw.val.y)
     on_file = evaluate(resumed.checkpoint, data=tmp_path / "val.npz")
     assert (on_file.loss, on_file.accuracy) == (straight.last.val_loss, straight.last.val_accuracy)
+    np.savez(tmp_path / "wide.npz", X=np.zeros((4, 5)), y=np.zeros(4))
+    with pytest.raises(UsageError, match="has 5 features per sample but the model takes 2$"):
+        evaluate(resumed.checkpoint, data=tmp_path / "wide.npz")
 
 
 def test_unscaled_features_warn_unless_normalized(tmp_path):
