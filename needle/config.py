@@ -43,6 +43,7 @@ from pydantic_core import PydanticCustomError
 
 from needle import init
 from needle.errors import UsageError, did_you_mean, unknown_choice
+from needle.normalize import NORMALIZATIONS
 
 KeyPath = tuple[str | int, ...]
 
@@ -399,11 +400,22 @@ class DataConfig(Strict):
         None, description="share held out for validation when the data has no test split (0.2)"
     )
     label_column: str | None = Field(None, description="csv: the header of the label column")
+    normalize: str = Field(
+        "none",
+        json_schema_extra={"enum": list(NORMALIZATIONS)},
+        description="rescale each feature with statistics of the training split: none, "
+        "minmax (to [0, 1]) or standard (mean 0, standard deviation 1)",
+    )
 
     @field_validator("dataset")
     @classmethod
     def _check_dataset(cls, value: str) -> str:
         return _choice("dataset", DATASETS, value)
+
+    @field_validator("normalize")
+    @classmethod
+    def _check_normalize(cls, value: str) -> str:
+        return _choice("normalization", NORMALIZATIONS, value)
 
     @model_validator(mode="after")
     def _fill_and_check(self) -> DataConfig:

@@ -8,6 +8,8 @@ label column. Whatever the source, features are float32 of shape (N, features) a
 int64 class numbers 0..classes-1.
 
 Every problem with a file raises UsageError naming the file and, where there is one, the line.
+`data.normalize` rescales the features with statistics of the training split
+(`needle.normalize`); features read raw and far from unit scale get a warning.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from needle.config import GENERATED, TrainConfig
 from needle.data import MNISTDataset
 from needle.errors import UsageError
 from needle.fileio import read_npz
+from needle.normalize import UNSCALED_ABOVE, Normalization
 
 # The four files of an MNIST-format folder, by role; each may also end in .gz.
 IDX_FILES = {
@@ -54,10 +57,13 @@ class Data:
     in_features: int
     num_classes: int
     source: str  # where it came from, for summaries: "spirals (seed 0)" or a path
+    normalization: Normalization | None = None  # what scaled the features (data.normalize)
 
 
-def load_data(config: TrainConfig) -> Data:
-    """The training and validation data `config.data` describes.
+def load_data(config: TrainConfig, *, normalization: Normalization | None = None) -> Data:
+    """The training and validation data `config.data` describes, scaled as `data.normalize`
+    says: with `normalization` (a run's saved statistics) when it is of that kind and fits
+    the features, else with statistics of the training split.
 
     Example:
         >>> data = load_data(load_config("configs/quickstart.yaml"))  # doctest: +SKIP
@@ -72,7 +78,7 @@ def load_data(config: TrainConfig) -> Data:
         train, val = _split(whole, spec.val_fraction, rng)
         source = f"{spec.dataset} ({spec.samples} samples, seed {config.seed})"
     else:
-        path = Path(spec.path)
+        path = Path(spec.path).expanduser()
         if spec.dataset in ("mnist", "fashion_mnist"):
             train, val = _read_idx_folder(path, spec.dataset, config)
         else:
@@ -87,7 +93,32 @@ def load_data(config: TrainConfig) -> Data:
             train, val = _split(whole, spec.val_fraction, rng)
         source = str(path)
     num_classes = int(max(train.y.max(initial=0), val.y.max(initial=0))) + 1
-    return Data(spec.dataset, train, val, train.X.shape[1], num_classes, source)
+    if spec.normalize != "none":
+        fits = normalization is not None and normalization.shift.shape == train.X.shape[1:]
+        if not (fits and normalization.kind == spec.normalize):
+            normalization = Normalization.fit(spec.normalize, train.X)
+        train = Split(normalization.apply(train.X), train.y)
+        val = Split(normalization.apply(val.X), val.y)
+    else:
+        normalization = None
+    return Data(spec.dataset, train, val, train.X.shape[1], num_classes, source, normalization)
+
+
+def unscaled_warning(config: TrainConfig, data: Data) -> str | None:
+    """A warning for file features used raw (`data.normalize: none`) though far from the scale
+    of 1 that initializers assume, such as 0..255 pixels; None when they look fine."""
+    if config.data.normalize != "none" or config.data.dataset in GENERATED:
+        return None
+    largest = float(np.abs(data.train.X).max(initial=0.0))
+    if largest <= UNSCALED_ABOVE:
+        return None
+    return str(
+        config.error(
+            ("data", "normalize"),
+            f"the features of '{config.data.path}' reach {largest:g}, far from the scale of 1 "
+            "a network starts at; set data.normalize to minmax or standard",
+        )
+    )
 
 
 def load_path(path: str | Path, *, label_column: str = "label") -> Split:
@@ -313,11 +344,17 @@ def _read_csv(path: Path, label_column: str, config: TrainConfig | None) -> Spli
                 )
             header = [name.strip() for name in header]
             if label_column not in header:
+                # Without a config, the file came from `needle evaluate --data`.
+                fix = (
+                    "set data.label_column"
+                    if config
+                    else "give the label column's header with --label-column"
+                )
                 raise _error(
                     config,
                     "label_column",
                     f"'{path}' has no column '{label_column}' (columns: {', '.join(header)}); "
-                    "set data.label_column",
+                    + fix,
                 )
             label_at = header.index(label_column)
             rows: list[list[float]] = []

@@ -1,7 +1,8 @@
 """The one exception family needle raises for failures a user can cause.
 
 The CLI turns these into one line on stderr and an exit code; library users catch
-`NeedleError`. Anything else escaping needle is a bug.
+`NeedleError`. Anything else escaping needle is a bug. Likely mistakes that do not stop
+anything are `warnings.warn(NeedleWarning(...))`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ class UsageError(NeedleError):
     """Bad input: a config, an option, a value, a file that is not what it should be."""
 
     exit_code = 2
+
+
+class NeedleWarning(UserWarning):
+    """Something that works but is likely a mistake (features far from unit scale); the
+    message names it and the fix. The CLI shows each as one `warning:` line."""
 
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str:

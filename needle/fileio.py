@@ -4,7 +4,10 @@ Writing: to a temporary name in the same folder, then renamed. `os.replace` with
 is atomic, so a reader (or a resumed run) sees either the previous complete file or the new
 complete file, never a torn one, even if the process is killed with SIGKILL half-way through
 a write. The data is fsynced before the rename so that a crash of the machine cannot leave
-the new name pointing at unwritten blocks.
+the new name pointing at unwritten blocks. The temporary file is created the way `open` creates
+a file, mode 0666 less the user's umask (not `tempfile.mkstemp`'s fixed 0600), so the file ends
+up readable by whom the user's other files are: with umask 022 by everyone, with 077 by the
+user alone.
 
 Reading .npz: pickles are refused (`allow_pickle=False`), and a file that is not an archive
 of arrays (a single .npy, a pickle, an HTML error page) is named for what it is.
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -42,7 +45,7 @@ def atomic_writer(path: str | os.PathLike[str], *, text: bool = False) -> Iterat
     """
     path = Path(path)
     try:
-        fd, temp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
+        fd, temp = _create_temporary(path)
     except OSError as err:
         raise NeedleError(f"cannot write '{path}': {err.strerror}") from None
     try:
@@ -59,6 +62,19 @@ def atomic_writer(path: str | os.PathLike[str], *, text: bool = False) -> Iterat
             raise NeedleError(f"cannot write '{path}': {err.strerror or err}") from None
         raise
     _fsync_folder(path.parent)
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new, empty file next to `path`, open for writing: (descriptor, its path)."""
+    while True:
+        temp = path.parent / f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}"
+        try:
+            # O_EXCL: never open a file someone else made. 0o666: the kernel takes off the
+            # umask; reading the umask ourselves means setting it, a race with other threads.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            return os.open(temp, flags, 0o666), temp
+        except FileExistsError:
+            continue
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -5,12 +5,14 @@
     config.yaml      the resolved config (`needle train --resume DIR` needs nothing else)
     metrics.csv      one row per epoch: losses, accuracies, seconds
     metrics.jsonl    the same rows as JSON lines
-    checkpoint.npz   the latest state: parameters, optimizer state, RNG state, epoch, history
+    checkpoint.npz   the latest state: parameters, optimizer state, RNG state, epoch, history,
+                     data.normalize statistics
     summary.json     status and final numbers, rewritten as the run goes
 
 and trains with `needle.train.run_batches`, the one training loop. Every file is written to a
 temporary name and renamed into place (`needle.fileio`), so killing the process at any moment
-leaves the previous checkpoint whole.
+leaves the previous checkpoint whole. The checkpoint format is `needle.checkpoint`; measuring a
+finished run is `needle.evaluate`.
 
 Determinism: the config's seed seeds numpy's global RNG, which then draws the initial weights,
 each epoch's shuffle and every dropout mask, in that order. A checkpoint keeps the RNG state
@@ -25,12 +27,14 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shlex
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -38,6 +42,7 @@ import numpy as np
 
 from needle import nn, optim
 from needle.build import LayerSummary, build_model, plan_model
+from needle.checkpoint import Checkpoint, EpochMetrics, check_fits, load_checkpoint, save_checkpoint
 from needle.config import (
     GENERATED,
     KeyPath,
@@ -50,9 +55,10 @@ from needle.config import (
     validate_config,
 )
 from needle.data import DataLoader, NDArrayDataset
-from needle.datasets import Data, Split, load_data, load_path
-from needle.errors import NeedleError, UsageError
-from needle.fileio import TEMP_PREFIX, atomic_writer, read_npz, write_text
+from needle.datasets import Data, load_data, unscaled_warning
+from needle.errors import NeedleError, NeedleWarning, UsageError
+from needle.fileio import TEMP_PREFIX, write_text
+from needle.normalize import Normalization
 from needle.train import Totals, run_batches
 
 CONFIG_FILE = "config.yaml"
@@ -60,7 +66,6 @@ CHECKPOINT_FILE = "checkpoint.npz"
 METRICS_CSV = "metrics.csv"
 METRICS_JSONL = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
-CHECKPOINT_FORMAT = "needle-checkpoint/1"
 
 METRIC_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
 
@@ -70,18 +75,6 @@ class TrainingDiverged(NeedleError):
 
 
 # -- what a run reports ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EpochMetrics:
-    """One epoch's numbers: mean loss per sample and accuracy, on both splits."""
-
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    val_loss: float
-    val_accuracy: float
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -131,6 +124,7 @@ class RunResult:
     checkpoint: Path
     stopped_at: tuple[int, int] | None = None  # (epoch, step) of an interruption
     signum: int | None = None  # the signal that interrupted it
+    unfinished_seconds: float = 0.0  # time spent in an epoch the interruption cut short
 
     @property
     def last(self) -> EpochMetrics | None:
@@ -142,8 +136,8 @@ class RunResult:
 
     @property
     def seconds(self) -> float:
-        """Training time over the epochs completed."""
-        return sum(m.seconds for m in self.history)
+        """Training time: the epochs completed, and the part of one an interruption cut short."""
+        return sum(m.seconds for m in self.history) + self.unfinished_seconds
 
     def to_json(self) -> dict[str, Any]:
         """The summary as JSON-ready data (also written to summary.json)."""
@@ -209,175 +203,6 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
             signal.signal(sig, old)
 
 
-# -- checkpoints -----------------------------------------------------------------------------
-
-
-@dataclass
-class Checkpoint:
-    """Everything needed to continue a run exactly."""
-
-    model: dict[str, np.ndarray]
-    optimizer: dict[str, Any]  # Optimizer.state_dict()
-    optimizer_name: str
-    rng: tuple  # np.random.get_state()
-    epoch: int  # epochs completed
-    step: int = 0  # batches done in epoch + 1 (a mid-epoch stop), else 0
-    epoch_rng: tuple | None = None  # RNG state when epoch + 1 started (mid-epoch only)
-    partial: dict[str, float] = field(default_factory=dict)  # running sums of epoch + 1
-    history: list[EpochMetrics] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)  # config_data() of the run
-    in_features: int = 0
-    num_classes: int = 0
-
-
-def _rng_arrays(prefix: str, state: tuple, arrays: dict, meta: dict) -> None:
-    kind, keys, pos, has_gauss, cached = state
-    arrays[f"{prefix}/keys"] = np.asarray(keys, dtype=np.uint32)
-    meta[prefix] = {
-        "kind": kind,
-        "pos": int(pos),
-        "has_gauss": int(has_gauss),
-        "cached_gaussian": float(cached),
-    }
-
-
-def _rng_state(prefix: str, arrays: Any, meta: dict) -> tuple:
-    info = meta[prefix]
-    keys = np.asarray(arrays[f"{prefix}/keys"], dtype=np.uint32)
-    state = (info["kind"], keys, info["pos"], info["has_gauss"], info["cached_gaussian"])
-    try:
-        np.random.RandomState().set_state(state)  # the check numpy makes when resuming
-    except (LookupError, TypeError, ValueError) as err:
-        raise ValueError(f"'{prefix}' is not a numpy RNG state: {err}") from None
-    return state
-
-
-def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
-    """Write `checkpoint` as an .npz of plain arrays (no pickles), atomically."""
-    arrays: dict[str, np.ndarray] = {"format": np.array(CHECKPOINT_FORMAT)}
-    meta: dict[str, Any] = {
-        "epoch": checkpoint.epoch,
-        "step": checkpoint.step,
-        "partial": checkpoint.partial,
-        "optimizer_name": checkpoint.optimizer_name,
-        "optimizer_scalars": {},
-        "history": [asdict(m) for m in checkpoint.history],
-        "config": checkpoint.config,
-        "in_features": checkpoint.in_features,
-        "num_classes": checkpoint.num_classes,
-    }
-    for name, array in checkpoint.model.items():
-        arrays[f"model/{name}"] = array
-    for name, value in checkpoint.optimizer.items():
-        if isinstance(value, dict):
-            for index, array in value.items():
-                arrays[f"optim/{name}/{index}"] = array
-        else:
-            meta["optimizer_scalars"][name] = value
-    _rng_arrays("rng", checkpoint.rng, arrays, meta)
-    if checkpoint.epoch_rng is not None:
-        _rng_arrays("epoch_rng", checkpoint.epoch_rng, arrays, meta)
-    arrays["meta"] = np.array(json.dumps(meta))
-    with atomic_writer(path) as f:
-        np.savez(f, **arrays)
-
-
-def load_checkpoint(path: Path) -> Checkpoint:
-    """Read a checkpoint written by `save_checkpoint`; pickles are refused. A missing, damaged,
-    foreign or tampered file raises UsageError saying which."""
-    path = Path(path)
-    arrays = read_npz(path, what="checkpoint")
-    if "format" not in arrays or str(arrays["format"]) != CHECKPOINT_FORMAT:
-        raise UsageError(f"'{path}' is not a needle checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
-    try:
-        return _parse_checkpoint(arrays)
-    except (KeyError, TypeError, ValueError, RecursionError) as err:
-        reason = f"no entry {err}" if isinstance(err, KeyError) else str(err)
-        raise UsageError(f"checkpoint '{path}' is corrupt or incomplete ({reason})") from None
-
-
-def _parse_checkpoint(arrays: dict[str, np.ndarray]) -> Checkpoint:
-    """The Checkpoint in `arrays`, every part checked, so that a tampered file fails here and
-    not half-way into training. Raises KeyError, TypeError or ValueError."""
-    meta = json.loads(str(arrays["meta"]))
-    if not isinstance(meta, dict):
-        raise ValueError("its metadata is not a JSON object")
-    model: dict[str, np.ndarray] = {}
-    optimizer: dict[str, Any] = {}
-    for name, array in arrays.items():
-        kind, _, rest = name.partition("/")
-        if kind not in ("model", "optim"):
-            continue
-        if array.dtype.kind not in "biuf" or not np.isfinite(array).all():
-            raise ValueError(f"array '{name}' must hold finite numbers")
-        if kind == "model":
-            model[rest] = array
-        else:
-            buffer, _, index = rest.rpartition("/")
-            optimizer.setdefault(buffer, {})[int(index)] = array
-    optimizer.update(_numbers(meta["optimizer_scalars"], "optimizer_scalars"))
-    step = _count(meta, "step")
-    epoch_rng = _rng_state("epoch_rng", arrays, meta) if "epoch_rng" in meta else None
-    partial = _numbers(meta["partial"], "partial")
-    if step and (epoch_rng is None or not {"loss_sum", "correct", "size"} <= partial.keys()):
-        raise ValueError("it stopped inside an epoch but lacks that epoch's state")
-    history = meta["history"]
-    if not isinstance(history, list):
-        raise ValueError("its history is not a list of epochs")
-    if not isinstance(meta["config"], dict):
-        raise ValueError("its stored config is not a mapping")
-    return Checkpoint(
-        model=model,
-        optimizer=optimizer,
-        optimizer_name=str(meta["optimizer_name"]),
-        rng=_rng_state("rng", arrays, meta),
-        epoch=_count(meta, "epoch"),
-        step=step,
-        epoch_rng=epoch_rng,
-        partial=partial,
-        history=[EpochMetrics(**_numbers(row, f"history[{i}]")) for i, row in enumerate(history)],
-        config=meta["config"],
-        in_features=_count(meta, "in_features", least=1),
-        num_classes=_count(meta, "num_classes", least=1),
-    )
-
-
-def _count(meta: dict, key: str, *, least: int = 0) -> int:
-    value = meta[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{key} must be a whole number ≥ {least} (got {value!r})")
-    return value
-
-
-def _numbers(table: Any, what: str) -> dict[str, float]:
-    if not isinstance(table, dict) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        for v in table.values()
-    ):
-        raise ValueError(f"{what} must map names to finite numbers")
-    return table
-
-
-def _check_fits(
-    checkpoint: Checkpoint, model: nn.Module, optimizer_name: str, where: str, config_label: str
-) -> None:
-    """Refuse a checkpoint whose tensors do not match the model the config builds."""
-    expected = {name: str(array.shape) for name, array in model.state_dict().items()}
-    found = {name: str(array.shape) for name, array in checkpoint.model.items()}
-    for name in sorted(expected.keys() | found.keys()):
-        there, here = found.get(name, "missing"), expected.get(name, "missing")
-        if there != here:
-            raise UsageError(
-                f"checkpoint '{where}' belongs to a different model: tensor '{name}' is "
-                f"{there} there but {here} in the model {config_label} describes"
-            )
-    if checkpoint.optimizer_name != optimizer_name:
-        raise UsageError(
-            f"checkpoint '{where}' holds {checkpoint.optimizer_name} state but {config_label} "
-            f"asks for {optimizer_name}; keep train.optimizer.name: {checkpoint.optimizer_name}"
-        )
-
-
 # -- the pieces of a run ---------------------------------------------------------------------
 
 
@@ -415,18 +240,23 @@ class Session:
             config=config,
             in_features=self.data.in_features,
             num_classes=self.data.num_classes,
+            normalization=self.data.normalization,
             **extra,
         )
 
 
-def prepare(config: TrainConfig) -> Session:
-    """Load the data and build the model and optimizer, checking that everything fits, before
-    anything is written. Seeds numpy's global RNG with `config.seed` first."""
+def prepare(config: TrainConfig, *, normalization: Normalization | None = None) -> Session:
+    """Load the data (scaled with a resumed run's `normalization`, if it has one) and build the
+    model and optimizer, checking that everything fits, before anything is written. Seeds
+    numpy's global RNG with `config.seed` first. Features that look unscaled get a
+    NeedleWarning."""
     generated = config.data.dataset in GENERATED
     with _memory_for(config, ("data", "samples" if generated else "path"), "the data"):
-        data = load_data(config)
+        data = load_data(config, normalization=normalization)
+    if message := unscaled_warning(config, data):
+        warnings.warn(NeedleWarning(message), stacklevel=2)
     np.random.seed(config.seed)
-    model, plan = _build_model(config, data.in_features, data.num_classes)
+    model, plan = build_checked_model(config, data.in_features, data.num_classes)
     spec = config.train.optimizer
     optimizer = OPTIMIZER_CLASSES[spec.name](model.parameters(), **spec.arguments())
     batch = config.train.batch_size
@@ -450,7 +280,7 @@ def _memory_for(config: TrainConfig, at: KeyPath, what: str) -> Iterator[None]:
         raise NeedleError(str(config.error(at, f"not enough memory for {what}{detail}"))) from None
 
 
-def _build_model(
+def build_checked_model(
     config: TrainConfig, in_features: int, num_classes: int
 ) -> tuple[nn.Sequential, list[LayerSummary]]:
     """`build_model` and its plan, with running out of memory reported at the largest layer."""
@@ -516,6 +346,22 @@ def _write_summary(result: RunResult, extra: dict[str, Any] | None = None) -> No
     write_text(result.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
 
 
+def _absolute_data_path(config: TrainConfig) -> TrainConfig:
+    """`config` with `data.path` absolute (`~` expanded), as resolved from this folder now."""
+    if config.data.path is None:
+        return config
+    path = os.path.abspath(os.path.expanduser(config.data.path))
+    return config.model_copy(update={"data": config.data.model_copy(update={"path": path})})
+
+
+def check_data_found(config: TrainConfig, fix: str) -> None:
+    """Raise a positioned UsageError ending with `fix` if `data.path` names nothing."""
+    path = config.data.path
+    if path is not None and not os.path.exists(os.path.expanduser(path)):
+        kind = "folder" if config.data.dataset in ("mnist", "fashion_mnist") else "file"
+        raise config.error(("data", "path"), f"{kind} '{path}' not found; {fix}")
+
+
 def _write_config(run_dir: Path, config: TrainConfig) -> None:
     header = (
         "# The resolved config of this run, written by `needle train`.\n"
@@ -542,6 +388,7 @@ def train(
     TrainingDiverged if the loss becomes NaN or infinite.
     """
     session = prepare(config)
+    config = _absolute_data_path(config)  # what resume and evaluate read, from any folder
     run_dir = new_run_dir(Path(out), name)
     _write_config(run_dir, config)
     start = session.checkpoint(0, [], config_data(config))
@@ -558,9 +405,9 @@ def resume(
 ) -> RunResult:
     """Continue the run in `run_dir` from its checkpoint, up to its config's epochs.
 
-    `overrides` (`train.*` settings only, such as `train.epochs=10` to train further or
-    `train.optimizer.lr=0.001` after a divergence) are validated and saved into the run's
-    config.yaml.
+    `overrides` (`train.*` settings, such as `train.epochs=10` to train further or
+    `train.optimizer.lr=0.001` after a divergence, and `data.path` for data that moved) are
+    validated and saved into the run's config.yaml.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
@@ -575,15 +422,18 @@ def resume(
         raise UsageError(f"'{run_dir}' is not a run folder: it has no {CONFIG_FILE}")
     for override in overrides:
         path = parse_key_path(override.partition("=")[0].strip(), label=f"--set {override}")
-        if path[:1] != ("train",) or len(path) < 2:
+        if path != ("data", "path") and (path[:1] != ("train",) or len(path) < 2):
             raise UsageError(
-                f"--set {override}: a resumed run can change train.* settings only; "
-                "start a new run to change the data or the model"
+                f"--set {override}: a resumed run can change train.* settings and data.path "
+                "(where the data is now) only; start a new run to change the data or the model"
             )
     config = load_config(config_path, overrides)
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
-    session = prepare(config)
-    _check_fits(
+    check_data_found(
+        config, f"if the data moved: {resume_command(run_dir)} --set data.path=NEW_PATH"
+    )
+    session = prepare(config, normalization=checkpoint.normalization)
+    check_fits(
         checkpoint,
         session.model,
         config.train.optimizer.name,
@@ -619,9 +469,10 @@ def resume(
         ) from None
     for leftover in run_dir.glob(f"{TEMP_PREFIX}*"):
         leftover.unlink(missing_ok=True)  # half-written files of a killed process
-    if overrides:
-        _write_config(run_dir, config)
-    checkpoint.config = config_data(config)
+    resolved = _absolute_data_path(config)
+    if overrides or resolved.data.path != config.data.path:
+        _write_config(run_dir, resolved)  # a run from before paths were stored absolute, too
+    checkpoint.config = config_data(resolved)
     return _run(session, run_dir, checkpoint, callbacks or Callbacks(), stop or StopFlag(), True)
 
 
@@ -692,7 +543,11 @@ def _run(
                 )
                 save_checkpoint(checkpoint_path, stop_state)
                 stopped = result(
-                    "interrupted", epoch - 1, stopped_at=(epoch, step), signum=stop.signum
+                    "interrupted",
+                    epoch - 1,
+                    stopped_at=(epoch, step),
+                    signum=stop.signum,
+                    unfinished_seconds=partial["seconds"],
                 )
                 _write_summary(stopped)
                 return stopped
@@ -738,95 +593,3 @@ def _diverged(
         f"from it with a lower rate: {resume_command(run_dir)} --set "
         f"train.optimizer.lr={lr / 10:g}"
     )
-
-
-# -- evaluation ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """Loss, accuracy and confusion matrix of a checkpoint on some data."""
-
-    loss: float
-    accuracy: float
-    samples: int
-    confusion: np.ndarray  # [true class, predicted class] counts
-    epoch: int  # epochs the checkpoint had trained
-    checkpoint: Path
-    data: str  # what was evaluated: "validation split of spirals (...)" or a path
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "loss": self.loss,
-            "accuracy": self.accuracy,
-            "samples": self.samples,
-            "epoch": self.epoch,
-            "checkpoint": str(self.checkpoint),
-            "data": self.data,
-            "confusion_matrix": self.confusion.tolist(),
-        }
-
-
-def evaluate(target: str | Path, *, data: str | Path | None = None) -> Evaluation:
-    """Evaluate a run folder's checkpoint (with its config.yaml) or a checkpoint file (with
-    the config stored inside it) on the run's validation split, or on `data` (an .npz, .csv
-    or MNIST folder)."""
-    target = Path(target)
-    if target.is_dir():
-        config_path = target / CONFIG_FILE
-        if not config_path.is_file():
-            raise UsageError(f"'{target}' is not a run folder: it has no {CONFIG_FILE}")
-        config, label = load_config(config_path), str(config_path)
-        checkpoint_path = target / CHECKPOINT_FILE
-    elif target.exists():
-        checkpoint_path, label = target, f"the config stored in '{target}'"
-    else:
-        raise UsageError(f"'{target}' not found: give a run folder or a checkpoint .npz")
-    checkpoint = load_checkpoint(checkpoint_path)
-    if not target.is_dir():
-        config = validate_config(checkpoint.config, SourceMap(label))
-    in_features, num_classes = checkpoint.in_features, checkpoint.num_classes
-    if data is None:
-        split, described = load_data(config).val, "validation split"
-    else:
-        split = load_path(data, label_column=config.data.label_column or "label")
-        described = str(data)
-        if split.X.shape[1] != in_features:
-            raise UsageError(
-                f"'{data}' has {split.X.shape[1]} features per sample but the model takes "
-                f"{in_features}"
-            )
-        if split.y.max() >= num_classes:  # load_path refuses a file without samples
-            raise UsageError(
-                f"'{data}' has labels up to {split.y.max()} but the model knows "
-                f"{num_classes} classes (0 to {num_classes - 1})"
-            )
-    np.random.seed(config.seed)
-    model, _ = _build_model(config, in_features, num_classes)
-    _check_fits(checkpoint, model, config.train.optimizer.name, str(checkpoint_path), label)
-    model.load_state_dict(checkpoint.model)
-    totals, confusion = measure_split(model, split, config.train.batch_size, num_classes)
-    return Evaluation(
-        totals.loss,
-        totals.accuracy,
-        totals.size,
-        confusion,
-        checkpoint.epoch,
-        checkpoint_path,
-        described,
-    )
-
-
-def measure_split(
-    model: nn.Module, split: Split, batch_size: int, num_classes: int
-) -> tuple[Totals, np.ndarray]:
-    """Loss and accuracy totals of `model` on `split` (evaluation mode), and the confusion
-    matrix, counts indexed [true class, predicted class]."""
-    loader = DataLoader(NDArrayDataset(split.X, split.y), batch_size=batch_size)
-    totals, predicted = Totals(), []
-    for result in run_batches(loader, model):  # in order: no shuffle
-        totals.add(result)
-        predicted.append(result.predictions)
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(confusion, (split.y, np.concatenate(predicted)), 1)
-    return totals, confusion

@@ -7,9 +7,11 @@ command functions so that `needle --help` stays fast.
 
 from __future__ import annotations
 
+import functools
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,7 +21,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from needle.datasets import Data
-    from needle.runs import EpochMetrics, Evaluation, RunResult
+    from needle.evaluate import Evaluation
+    from needle.runs import EpochMetrics, RunResult
 
 TRAIN_HELP = """Train a model from a YAML config, or continue a run.
 
@@ -61,6 +64,33 @@ def _percent(value: float | None) -> str:
 # -- train -----------------------------------------------------------------------------------
 
 
+def _warnings_as_lines(command: Callable[..., None]) -> Callable[..., None]:
+    """Run `command` showing each NeedleWarning the library gives as one `warning: ...` line
+    on stderr (every time, not once per place as Python's default), other warnings as usual."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        import warnings
+
+        from needle.errors import NeedleWarning
+
+        with warnings.catch_warnings():
+            shown = warnings.showwarning
+
+            def show(message, category, filename, lineno, file=None, line=None):
+                if issubclass(category, NeedleWarning):
+                    typer.echo(f"warning: {message}", err=True)
+                else:
+                    shown(message, category, filename, lineno, file, line)
+
+            warnings.simplefilter("always", NeedleWarning)
+            warnings.showwarning = show
+            command(*args, **kwargs)
+
+    return run
+
+
+@_warnings_as_lines
 def train(
     config: Annotated[
         Path | None,
@@ -102,7 +132,11 @@ def train(
     from needle.errors import UsageError
 
     overrides = overrides or []
-    if (config is None) == (resume is None):
+    if config is not None and resume is not None:
+        raise UsageError(
+            "give a CONFIG file to start a run or --resume RUN_DIR to continue one, not both"
+        )
+    if config is None and resume is None:
         raise UsageError("give a CONFIG file to start a run, or --resume RUN_DIR to continue one")
     if resume is not None and (out is not None or dry_run or print_config):
         raise UsageError("--out, --dry-run and --print-config apply to a new run, not --resume")
@@ -323,12 +357,21 @@ def evaluate(
             "validation split.",
         ),
     ] = None,
+    label_column: Annotated[
+        str | None,
+        typer.Option(
+            "--label-column",
+            metavar="NAME",
+            help="The header of the label column of a --data .csv [default: the run's "
+            "data.label_column, else label].",
+        ),
+    ] = None,
     as_json: JsonLine = False,
 ) -> None:
     """Loss, accuracy and confusion matrix of a trained model."""
-    from needle.runs import evaluate as evaluate_run
+    from needle.evaluate import evaluate as evaluate_run
 
-    result = evaluate_run(target, data=data)
+    result = evaluate_run(target, data=data, label_column=label_column)
     if as_json:
         print_json(result.to_json(), one_line=True)
         return

@@ -171,6 +171,10 @@ CASES = {
         "data: {dataset: spiral}\nmodel: {layers: [relu]}\n",
         "c.yaml:1:17: data.dataset: unknown dataset 'spiral'; did you mean 'spirals'?",
     ),
+    "unknown normalization": (
+        "data: {normalize: min_max}\nmodel: {layers: [relu]}\n",
+        "c.yaml:1:19: data.normalize: unknown normalization 'min_max'; did you mean 'minmax'?",
+    ),
     "file dataset without a path": (
         "data: {dataset: npz}\nmodel: {layers: [relu]}\n",
         "c.yaml:1:7: data.path: dataset 'npz' reads a file: set data.path",

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from needle.config import GENERATED, parse_config
 from needle.data import write_idx
 from needle.datasets import IDX_FILES, load_data, load_path
 from needle.errors import UsageError
+from needle.normalize import Normalization
 
 MODEL = "model: {layers: [relu]}\n"
 
@@ -65,6 +69,68 @@ def test_npz_is_read_and_split(tmp_path):
     assert (len(data.train), len(data.val), data.num_classes, data.in_features) == (15, 5, 4, 2)
     rows = np.concatenate([data.train.X, data.val.X])
     np.testing.assert_array_equal(np.sort(rows[:, 0]), X[:, 0])  # a permutation of the rows
+
+
+def uint8_images(path, n=40, features=6, seed=0):
+    """An npz of `n` samples whose features are raw 0..255 pixels; feature 0 is constant."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 256, (n, features), dtype=np.uint8)
+    X[:, 0] = 7
+    np.savez(path, X=X, y=np.arange(n) % 2)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["minmax", "standard"])
+def test_normalize_uses_statistics_of_the_training_split_only(tmp_path, kind):
+    path = uint8_images(tmp_path / "d.npz")
+    raw = load_data(config_for(f"{{dataset: npz, path: '{path}'}}"))
+    data = load_data(config_for(f"{{dataset: npz, path: '{path}', normalize: {kind}}}"))
+    X = raw.train.X.astype(np.float64)  # the same rows: the split does not depend on scaling
+    if kind == "minmax":
+        shift, scale = X.min(axis=0), X.max(axis=0) - X.min(axis=0)
+    else:
+        shift, scale = X.mean(axis=0), X.std(axis=0)
+    scale[0] = 1.0  # the constant feature: its spread is 0
+    for split, normalized in ((raw.train, data.train), (raw.val, data.val)):
+        expected = (split.X.astype(np.float64) - shift) / scale
+        np.testing.assert_allclose(normalized.X, expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(normalized.y, split.y)
+        assert normalized.X.dtype == np.float32
+    np.testing.assert_array_equal(data.train.X[:, 0], 0.0)
+    assert data.normalization.kind == kind
+    np.testing.assert_array_equal(data.normalization.shift, shift)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    X=hnp.arrays(
+        np.float32,
+        st.tuples(st.integers(2, 12), st.integers(1, 4)),
+        elements=st.floats(-1e4, 1e4, width=32),
+    )
+)
+def test_normalized_training_features_are_in_unit_range_or_standard(X):
+    """On the split it was fitted to: minmax spans [0, 1] exactly per varying feature, standard
+    has mean 0 and standard deviation 1; a constant feature becomes 0 either way."""
+    varying = X.max(axis=0) > X.min(axis=0)
+    scaled = Normalization.fit("minmax", X).apply(X).astype(np.float64)
+    assert np.isfinite(scaled).all()
+    np.testing.assert_allclose(scaled.min(axis=0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(scaled.max(axis=0)[varying], 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(scaled[:, ~varying], 0.0)
+    standard = Normalization.fit("standard", X).apply(X).astype(np.float64)
+    np.testing.assert_allclose(standard.mean(axis=0), 0.0, atol=1e-4)
+    spread = X.astype(np.float64).std(axis=0) > 1e-3 * np.abs(X).max(axis=0, initial=1.0)
+    np.testing.assert_allclose(standard.std(axis=0)[spread], 1.0, rtol=1e-4)
+
+
+def test_normalize_none_leaves_every_bit_of_the_features(tmp_path):
+    path = uint8_images(tmp_path / "d.npz")
+    data = load_data(config_for(f"{{dataset: npz, path: '{path}', normalize: none}}"))
+    assert data.normalization is None
+    whole = np.load(path)["X"].astype(np.float32)
+    rows = np.concatenate([data.train.X, data.val.X])
+    np.testing.assert_array_equal(np.sort(rows, axis=0), np.sort(whole, axis=0))
 
 
 NPZ_CASES = {
@@ -206,7 +272,8 @@ def test_load_path_without_a_config_names_only_the_file(tmp_path):
     with pytest.raises(UsageError) as caught:
         load_path(path, label_column="target")
     assert str(caught.value) == (
-        f"'{path}' has no column 'target' (columns: a, b); set data.label_column"
+        f"'{path}' has no column 'target' (columns: a, b); give the label column's header "
+        "with --label-column"
     )
 
 

@@ -7,7 +7,9 @@ import gzip
 import hashlib
 import http.server
 import json
+import os
 import socket
+import stat
 import threading
 from pathlib import Path
 
@@ -186,6 +188,22 @@ def test_bad_names_and_mirrors_are_usage_errors(tmp_path):
         2,
         "error: mirror 'ftp://example.org/' must be an http://, https:// or file:// URL\n",
     )
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_downloaded_files_and_folders_follow_the_umask(mirror, tmp_path, umask):
+    server, _, _ = mirror
+    previous = os.umask(umask)
+    try:
+        assert (
+            download("mnist", "--to", tmp_path / "data" / "mnist", "--mirror", server.url).exit_code
+            == 0
+        )
+    finally:
+        os.umask(previous)
+    for path in [tmp_path / "data", *(tmp_path / "data").rglob("*")]:
+        default = 0o777 if path.is_dir() else 0o666
+        assert oct(stat.S_IMODE(path.stat().st_mode)) == oct(default & ~umask), path
 
 
 def test_downloaded_folder_trains(mirror, tmp_path):

@@ -216,6 +216,14 @@ def _first_model_array(arrays):
     return next(name for name in sorted(arrays) if name.startswith("model/"))
 
 
+def _normalized(arrays, shift, scale):
+    """Make the checkpoint claim minmax statistics `shift`, `scale` in its config too."""
+    meta = _meta(arrays)
+    meta["config"]["data"]["normalize"] = meta["normalize"] = "minmax"
+    arrays.update({"meta": np.array(json.dumps(meta)), "normalize/shift": shift})
+    arrays["normalize/scale"] = scale
+
+
 TAMPERED = {
     "metadata not json": (
         lambda a: a.update(meta=np.array("{")),
@@ -253,6 +261,18 @@ TAMPERED = {
     "stopped mid-epoch without its state": (
         lambda a: _set_meta(a, step=2),
         "it stopped inside an epoch but lacks that epoch's state",
+    ),
+    "statistics its config does not ask for": (
+        lambda a: _set_meta(a, normalize="standard"),
+        "its config asks for data.normalize: none but it holds statistics for standard",
+    ),
+    "a zero scale": (
+        lambda a: _normalized(a, np.zeros(2), np.array([1.0, 0.0])),
+        "the normalization statistics must be finite, every scale > 0",
+    ),
+    "statistics of other features": (
+        lambda a: _normalized(a, np.zeros(3), np.ones(3)),
+        "normalize/shift must hold 2 numbers, one per feature",
     ),
     "history of strings": (
         lambda a: _set_meta(a, history=[{"epoch": 1, "train_loss": "low"}]),
@@ -294,6 +314,41 @@ def test_resume_given_a_file_says_it_takes_a_run_folder(tmp_path):
         f"'{config}' is a file; --resume takes a run folder, such as runs/quickstart-1 (to start "
         "a run from a config: needle train CONFIG)"
     )
+
+
+def test_a_config_and_resume_together_say_not_both(trained, tmp_path):
+    config = config_file(tmp_path, "{dataset: moons}")
+    assert one_line_error(run("train", config, "--resume", trained), 2) == (
+        "give a CONFIG file to start a run or --resume RUN_DIR to continue one, not both"
+    )
+    assert one_line_error(run("train"), 2) == (
+        "give a CONFIG file to start a run, or --resume RUN_DIR to continue one"
+    )
+
+
+def test_evaluate_suggests_a_label_column_it_can_take(trained, tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("x0,x1,class\n0.5,0.1,1\n-0.2,0.3,0\n")
+    message = one_line_error(run("evaluate", trained, "--data", data), 2)
+    assert message.endswith("give the label column's header with --label-column")
+    result = run("evaluate", trained, "--data", data, "--label-column", "class", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["samples"] == 2
+
+
+def test_unscaled_features_get_one_warning_line_and_normalize_quiets_it(tmp_path):
+    data = tmp_path / "pixels.npz"
+    np.savez(data, X=np.arange(40, dtype=np.uint8).reshape(20, 2) * 6, y=np.arange(20) % 2)
+    config = config_file(tmp_path, f"{{dataset: npz, path: '{data}'}}")
+    warning = (
+        f"warning: {config}:1:7: data.normalize: the features of '{data}' reach 234, far from "
+        "the scale of 1 a network starts at; set data.normalize to minmax or standard\n"
+    )
+    for args in (["--dry-run", "--json"], ["--out", tmp_path / "runs", "--quiet"]):
+        result = run("train", config, *args)
+        assert (result.exit_code, result.stderr) == (0, warning), result.output
+        normalized = run("train", config, *args, "--set", "data.normalize=minmax")
+        assert (normalized.exit_code, normalized.stderr) == (0, ""), normalized.output
 
 
 # -- configs: nesting, registries, memory ---------------------------------------------------

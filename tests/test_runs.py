@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -18,17 +19,19 @@ import pytest
 from needle import init, models, nn
 from needle.build import build_model, plan_model
 from needle.config import config_to_yaml, parse_config
-from needle.errors import UsageError
+from needle.datasets import load_data
+from needle.errors import NeedleWarning, UsageError
+from needle.evaluate import evaluate, measure_split
 from needle.fileio import TEMP_PREFIX, atomic_writer, write_text
+from needle.normalize import Normalization
 from needle.runs import (
     CHECKPOINT_FILE,
     Callbacks,
     StopFlag,
     TrainingDiverged,
-    evaluate,
     load_checkpoint,
-    measure_split,
     new_run_dir,
+    prepare,
     resume,
     train,
 )
@@ -167,6 +170,27 @@ def test_stop_at_the_end_of_an_epoch_keeps_that_epoch(tmp_path):
     assert final(stopped.run_dir).step == 0
 
 
+def test_an_interrupted_epoch_keeps_the_time_it_took(tmp_path):
+    """A stop inside the first epoch has no finished epoch to sum; its time still counts, and
+    the resumed epoch goes on from it."""
+    flag, pause = StopFlag(), 0.02
+
+    def on_step(progress):
+        time.sleep(pause)
+        if (progress.epoch, progress.step) == (1, 3):
+            flag.request()
+
+    stopped = train(
+        config(), out=tmp_path, name="t", callbacks=Callbacks(on_step=on_step), stop=flag
+    )
+    summary = json.loads((stopped.run_dir / "summary.json").read_text())
+    assert stopped.history == [] and stopped.seconds >= 3 * pause
+    assert summary["seconds"] == stopped.seconds
+    resumed = resume(stopped.run_dir)
+    assert resumed.history[0].seconds >= 3 * pause
+    assert resumed.seconds == sum(m.seconds for m in resumed.history)
+
+
 def test_a_finished_run_says_how_to_train_further(tmp_path):
     done = train(config("train.epochs=1"), out=tmp_path, name="t")
     with pytest.raises(UsageError) as caught:
@@ -224,8 +248,9 @@ def test_resume_changes_train_settings_only(tmp_path):
     with pytest.raises(UsageError) as caught:
         resume(done.run_dir, ["model.layers[0].linear=8"])
     assert str(caught.value) == (
-        "--set model.layers[0].linear=8: a resumed run can change train.* settings only; "
-        "start a new run to change the data or the model"
+        "--set model.layers[0].linear=8: a resumed run can change train.* settings and "
+        "data.path (where the data is now) only; start a new run to change the data or the "
+        "model"
     )
     with pytest.raises(UsageError, match="holds adam state but .* asks for sgd"):
         resume(done.run_dir, ["train.epochs=2", "train.optimizer=sgd"])
@@ -251,6 +276,142 @@ def test_divergence_names_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_
     assert "train.optimizer.lr is 1e+30" in message
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["diverged_at"][0] == 1
+
+
+# A file dataset: where the data is, and whether a run can find it again, matter.
+ON_FILE = TINY.replace(
+    "data: {dataset: spirals, samples: 150, classes: 3}", "data: {dataset: npz, path: PATH}"
+)
+
+
+@pytest.fixture
+def npz_data(tmp_path) -> Path:
+    """`data/d.npz` under tmp_path: 150 points in 3 classes."""
+    rng = np.random.default_rng(5)
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "d.npz", X=rng.normal(size=(150, 2)), y=np.arange(150) % 3)
+    return tmp_path / "data" / "d.npz"
+
+
+def test_a_relative_data_path_is_stored_absolute_so_any_folder_can_resume(
+    tmp_path, npz_data, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    text = ON_FILE.replace("PATH", "data/d.npz")
+    straight = train(config(text=text), out="runs", name="straight")
+    half = train(config("train.epochs=2", text=text), out="runs", name="half")
+    saved = parse_config((half.run_dir / "config.yaml").read_text(), "saved.yaml")
+    assert saved.data.path == str(npz_data)
+    assert final(half.run_dir).config["data"]["path"] == str(npz_data)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    resumed = resume(tmp_path / half.run_dir, ["train.epochs=4"])
+    assert_same_state(final(tmp_path / straight.run_dir), final(resumed.run_dir))
+    for target in (resumed.run_dir, resumed.checkpoint):
+        assert evaluate(target).loss == straight.last.val_loss
+
+
+def test_a_home_relative_data_path_is_expanded(tmp_path, npz_data, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    done = train(
+        config("train.epochs=1", text=ON_FILE.replace("PATH", "~/data/d.npz")), out=tmp_path
+    )
+    assert done.status == "completed"
+    assert final(done.run_dir).config["data"]["path"] == str(npz_data)
+
+
+def test_moved_data_can_be_pointed_to_again_and_only_data_path_may_change(tmp_path, npz_data):
+    straight = train(config(text=ON_FILE.replace("PATH", str(npz_data))), out=tmp_path, name="s")
+    half = train(
+        config("train.epochs=2", text=ON_FILE.replace("PATH", str(npz_data))), out=tmp_path
+    )
+    moved = npz_data.rename(tmp_path / "moved.npz")
+    with pytest.raises(UsageError) as caught:
+        resume(half.run_dir, ["train.epochs=4"])
+    assert str(caught.value) == (
+        f"{half.run_dir / 'config.yaml'}:6:9: data.path: file '{npz_data}' not found; if the "
+        f"data moved: needle train --resume {half.run_dir} --set data.path=NEW_PATH"
+    )
+    with pytest.raises(UsageError) as caught:
+        evaluate(half.run_dir)
+    assert str(caught.value).endswith(
+        f"data.path: file '{npz_data}' not found; if the data moved, set data.path in "
+        f"{half.run_dir / 'config.yaml'} to where it is now"
+    )
+    with pytest.raises(UsageError) as caught:
+        evaluate(half.checkpoint)
+    assert str(caught.value).endswith(
+        f"data.path: file '{npz_data}' not found; if the data moved, evaluate on it with "
+        "--data NEW_PATH"
+    )
+    assert evaluate(half.checkpoint, data=moved).samples == 150  # all of it, not the split
+    for key in ("data.val_fraction=0.5", "data.dataset=csv", "data=x"):
+        with pytest.raises(UsageError, match="a resumed run can change train.. settings and"):
+            resume(half.run_dir, [key, f"data.path={moved}"])
+    resumed = resume(half.run_dir, ["train.epochs=4", f"data.path={moved}"])
+    assert_same_state(final(straight.run_dir), final(resumed.run_dir))
+    saved = parse_config((half.run_dir / "config.yaml").read_text(), "saved.yaml")
+    assert saved.data.path == str(moved)
+    assert evaluate(half.run_dir).loss == straight.last.val_loss
+
+
+def raw_pixels(path: Path) -> Path:
+    """150 samples of 2 raw 0..255 features in 3 classes, as uint8 images come."""
+    rng = np.random.default_rng(6)
+    np.savez(path, X=rng.integers(0, 256, (150, 2), dtype=np.uint8), y=np.arange(150) % 3)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["minmax", "standard"])
+def test_normalized_runs_keep_their_statistics_for_resume_and_evaluate(tmp_path, monkeypatch, kind):
+    data = raw_pixels(tmp_path / "pixels.npz")
+    text = ON_FILE.replace("PATH", f"'{data}', normalize: {kind}")
+    straight = train(config(text=text), out=tmp_path, name="straight")
+    flag = StopFlag()
+
+    def on_step(progress):
+        if (progress.epoch, progress.step) == (2, 3):
+            flag.request()
+
+    stopped = train(
+        config(text=text), out=tmp_path, name="s", callbacks=Callbacks(on_step=on_step), stop=flag
+    )
+    saved = final(stopped.run_dir).normalization
+    raw = load_data(config(text=ON_FILE.replace("PATH", f"'{data}'")))
+    expected = Normalization.fit(kind, raw.train.X)
+    assert saved.kind == kind
+    np.testing.assert_array_equal(saved.shift, expected.shift)
+    np.testing.assert_array_equal(saved.scale, expected.scale)
+
+    def refit(*args):
+        raise AssertionError("statistics recomputed instead of read from the checkpoint")
+
+    monkeypatch.setattr(Normalization, "fit", refit)
+    resumed = resume(stopped.run_dir)
+    assert_same_state(final(straight.run_dir), final(resumed.run_dir))
+    assert evaluate(resumed.run_dir).loss == straight.last.val_loss
+    # data the run never saw gets the training statistics too: here, its raw validation split
+    np.savez(tmp_path / "val.npz", X=raw.val.X, y=raw.val.y)
+    on_file = evaluate(resumed.checkpoint, data=tmp_path / "val.npz")
+    assert (on_file.loss, on_file.accuracy) == (straight.last.val_loss, straight.last.val_accuracy)
+    np.savez(tmp_path / "wide.npz", X=np.zeros((4, 5)), y=np.zeros(4))
+    with pytest.raises(UsageError, match="has 5 features per sample but the model takes 2$"):
+        evaluate(resumed.checkpoint, data=tmp_path / "wide.npz")
+
+
+def test_unscaled_features_warn_unless_normalized(tmp_path):
+    data = raw_pixels(tmp_path / "pixels.npz")
+    with pytest.warns(NeedleWarning) as caught:
+        prepare(config(text=ON_FILE.replace("PATH", f"'{data}'")))
+    assert [str(w.message) for w in caught] == [
+        f"tiny.yaml:2:7: data.normalize: the features of '{data}' reach 255, far from the "
+        "scale of 1 a network starts at; set data.normalize to minmax or standard"
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare(config(text=ON_FILE.replace("PATH", f"'{data}', normalize: minmax")))
+        prepare(config())  # generated data is made at its scale
 
 
 # -- checkpoints -----------------------------------------------------------------------------
@@ -361,6 +522,30 @@ def test_evaluate_on_other_data(tmp_path):
     )
 
 
+def test_evaluate_on_a_csv_takes_its_label_column(tmp_path):
+    done = train(config("train.epochs=1"), out=tmp_path, name="t")
+    X = np.random.default_rng(1).normal(size=(9, 2))
+    y = np.arange(9) % 3
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    rows = "".join(f"{float(a)!r},{float(b)!r},{c}\n" for (a, b), c in zip(X, y, strict=True))
+    (tmp_path / "d.csv").write_text("x0,x1,class\n" + rows)
+    with pytest.raises(UsageError) as caught:
+        evaluate(done.run_dir, data=tmp_path / "d.csv")
+    assert str(caught.value) == (
+        f"'{tmp_path / 'd.csv'}' has no column 'label' (columns: x0, x1, class); give the "
+        "label column's header with --label-column"
+    )
+    from_csv = evaluate(done.run_dir, data=tmp_path / "d.csv", label_column="class")
+    from_npz = evaluate(done.run_dir, data=tmp_path / "d.npz")
+    assert (from_csv.loss, from_csv.samples) == (from_npz.loss, 9)
+    np.testing.assert_array_equal(from_csv.confusion, from_npz.confusion)
+    with pytest.raises(UsageError) as caught:
+        evaluate(done.run_dir, data=tmp_path / "d.npz", label_column="class")
+    assert str(caught.value) == (
+        f"--label-column names a column of a .csv given with --data (got '{tmp_path / 'd.npz'}')"
+    )
+
+
 # -- model building --------------------------------------------------------------------------
 
 RESNET = """\
@@ -452,6 +637,32 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("killed")
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["f.txt"]
+
+
+@pytest.fixture(params=[0o022, 0o077], ids=["umask 022", "umask 077"])
+def umask(request):
+    """Run the test under this umask (restored after)."""
+    previous = os.umask(request.param)
+    yield request.param
+    os.umask(previous)
+
+
+def assert_modes_follow(umask: int, folder: Path) -> None:
+    """Every file under `folder` is rw for whom the umask allows, every folder rwx."""
+    found = list(folder.rglob("*"))
+    assert found
+    for path in found:
+        default = 0o777 if path.is_dir() else 0o666
+        assert oct(stat.S_IMODE(path.stat().st_mode)) == oct(default & ~umask), path
+
+
+def test_files_and_folders_needle_writes_follow_the_umask(tmp_path, umask):
+    """A shared machine's umask 022 lets others read a run; 077 keeps it private. Temporary
+    files (mkstemp's 0600) must not decide instead of the user."""
+    done = train(config("train.epochs=1"), out=tmp_path / "runs", name="t")
+    resume(done.run_dir, ["train.epochs=2"])
+    write_text(tmp_path / "runs" / "note.txt", "x")
+    assert_modes_follow(umask, tmp_path / "runs")
 
 
 def test_confusion_matrix_counts_true_rows_against_predicted_columns():

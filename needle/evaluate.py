@@ -1,0 +1,132 @@
+"""Evaluation: a trained model's loss, accuracy and confusion matrix on some data.
+
+`evaluate` takes a run folder (its config.yaml and checkpoint) or a checkpoint file alone (the
+config stored inside it), and measures the run's validation split, or another data file, in
+evaluation mode (dropout off, batch norm on its running statistics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from needle import nn
+from needle.checkpoint import check_fits, load_checkpoint
+from needle.config import SourceMap, load_config, validate_config
+from needle.data import DataLoader, NDArrayDataset
+from needle.datasets import Split, load_data, load_path
+from needle.errors import UsageError
+from needle.runs import CHECKPOINT_FILE, CONFIG_FILE, build_checked_model, check_data_found
+from needle.train import Totals, run_batches
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Loss, accuracy and confusion matrix of a checkpoint on some data."""
+
+    loss: float
+    accuracy: float
+    samples: int
+    confusion: np.ndarray  # [true class, predicted class] counts
+    epoch: int  # epochs the checkpoint had trained
+    checkpoint: Path
+    data: str  # what was evaluated: "validation split of spirals (...)" or a path
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "loss": self.loss,
+            "accuracy": self.accuracy,
+            "samples": self.samples,
+            "epoch": self.epoch,
+            "checkpoint": str(self.checkpoint),
+            "data": self.data,
+            "confusion_matrix": self.confusion.tolist(),
+        }
+
+
+def evaluate(
+    target: str | Path, *, data: str | Path | None = None, label_column: str | None = None
+) -> Evaluation:
+    """Evaluate a run folder's checkpoint (with its config.yaml) or a checkpoint file (with
+    the config stored inside it) on the run's validation split, or on `data` (an .npz, .csv
+    or MNIST folder). `label_column` names the label column of a `data` .csv (default: the
+    run's `data.label_column`, else "label")."""
+    target = Path(target)
+    if label_column is not None and (data is None or Path(data).suffix.lower() != ".csv"):
+        raise UsageError(
+            f"--label-column names a column of a .csv given with --data (got '{data}')"
+            if data is not None
+            else "--label-column names a column of a .csv given with --data; the run's own "
+            "data uses data.label_column from its config"
+        )
+    if target.is_dir():
+        config_path = target / CONFIG_FILE
+        if not config_path.is_file():
+            raise UsageError(f"'{target}' is not a run folder: it has no {CONFIG_FILE}")
+        config, label = load_config(config_path), str(config_path)
+        checkpoint_path = target / CHECKPOINT_FILE
+    elif target.exists():
+        checkpoint_path, label = target, f"the config stored in '{target}'"
+    else:
+        raise UsageError(f"'{target}' not found: give a run folder or a checkpoint .npz")
+    checkpoint = load_checkpoint(checkpoint_path)
+    if not target.is_dir():
+        config = validate_config(checkpoint.config, SourceMap(label))
+    in_features, num_classes = checkpoint.in_features, checkpoint.num_classes
+    if data is None:
+        check_data_found(
+            config,
+            f"if the data moved, set data.path in {config_path} to where it is now"
+            if target.is_dir()
+            else "if the data moved, evaluate on it with --data NEW_PATH",
+        )
+        split = load_data(config, normalization=checkpoint.normalization).val
+        described = "validation split"
+    else:
+        label_column = label_column or config.data.label_column or "label"
+        split = load_path(data, label_column=label_column)
+        described = str(data)
+        if split.X.shape[1] != in_features:
+            raise UsageError(
+                f"'{data}' has {split.X.shape[1]} features per sample but the model takes "
+                f"{in_features}"
+            )
+        if split.y.max() >= num_classes:  # load_path refuses a file without samples
+            raise UsageError(
+                f"'{data}' has labels up to {split.y.max()} but the model knows "
+                f"{num_classes} classes (0 to {num_classes - 1})"
+            )
+        if checkpoint.normalization is not None:  # the statistics training used, not this file's
+            split = Split(checkpoint.normalization.apply(split.X), split.y)
+    np.random.seed(config.seed)
+    model, _ = build_checked_model(config, in_features, num_classes)
+    check_fits(checkpoint, model, config.train.optimizer.name, str(checkpoint_path), label)
+    model.load_state_dict(checkpoint.model)
+    totals, confusion = measure_split(model, split, config.train.batch_size, num_classes)
+    return Evaluation(
+        totals.loss,
+        totals.accuracy,
+        totals.size,
+        confusion,
+        checkpoint.epoch,
+        checkpoint_path,
+        described,
+    )
+
+
+def measure_split(
+    model: nn.Module, split: Split, batch_size: int, num_classes: int
+) -> tuple[Totals, np.ndarray]:
+    """Loss and accuracy totals of `model` on `split` (evaluation mode), and the confusion
+    matrix, counts indexed [true class, predicted class]."""
+    loader = DataLoader(NDArrayDataset(split.X, split.y), batch_size=batch_size)
+    totals, predicted = Totals(), []
+    for result in run_batches(loader, model):  # in order: no shuffle
+        totals.add(result)
+        predicted.append(result.predictions)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (split.y, np.concatenate(predicted)), 1)
+    return totals, confusion
