@@ -49,12 +49,15 @@ class NDArray(StridedArray):
         """A new compact array: kernel `ewise` on (self, other) or `scalar` on (self, number)."""
         if isinstance(other, NDArray):
             self._check_operand(other, op)
-            dtype = np.result_type(self.dtype, other.dtype)
-            out = self.make(self.shape, device=self.device, dtype=dtype)
+            out = self.make(self.shape, device=self.device, dtype=self._result_dtype(other))
             kernel = getattr(self.device, ewise)
             kernel(self.compact()._handle, other.compact()._handle, out._handle)
             return out
         return self._scalar_op(scalar, other, op)
+
+    def _result_dtype(self, other: NDArray) -> str:
+        """float64 if either operand is, else float32."""
+        return self.dtype if other.dtype == self.dtype else np.result_type(self.dtype, other.dtype)
 
     def _scalar_op(self, kernel: str, value: Any, op: str) -> NDArray:
         out = self.make(self.shape, device=self.device, dtype=self.dtype)
@@ -143,7 +146,7 @@ class NDArray(StridedArray):
         if other.device != self.device:
             raise UsageError(f"NDArray @: arrays on {self.device} and {other.device}")
         (m, n), p = self.shape, other.shape[1]
-        dtype = np.result_type(self.dtype, other.dtype)
+        dtype = self._result_dtype(other)
         t = self.device.__tile_size__
         if m * n * p > 0 and m % t == 0 and n % t == 0 and p % t == 0:
             out = self.make((m // t, p // t, t, t), device=self.device, dtype=dtype)

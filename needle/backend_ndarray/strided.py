@@ -35,6 +35,8 @@ class ShapeError(UsageError, ValueError):
 
 def dtype_name(dtype: Any) -> str:
     """The name of a dtype NDArray keeps ("float32" for None), or UsageError."""
+    if isinstance(dtype, str) and dtype in DTYPES:  # the common case, without numpy's parser
+        return dtype
     try:
         name = "float32" if dtype is None else np.dtype(dtype).name
     except TypeError:
