@@ -5,6 +5,8 @@ layouts built here from their definition; the devices, with and without CuPy.
 
 from __future__ import annotations
 
+import copy
+import pickle
 import subprocess
 import sys
 import types
@@ -471,6 +473,15 @@ def test_devices_compare_by_name_and_print_as_the_course():
     assert nd.default_device() == nd.cpu() and nd.cpu().enabled()
     assert nd.cpu().__tile_size__ == T == 8
     assert nd.ndarray.NDArray is nd.NDArray and nd.ndarray.cuda is nd.cuda
+
+
+def test_devices_and_arrays_copy_and_pickle():
+    for device in nd.all_devices():
+        assert pickle.loads(pickle.dumps(device)) == copy.deepcopy(device) == device
+    a = nd.array(np.arange(4.0))
+    for clone in (pickle.loads(pickle.dumps(a)), copy.deepcopy(a)):
+        assert clone.device == nd.cpu() and np.array_equal(clone.numpy(), a.numpy())
+        assert clone._handle.ptr() != a._handle.ptr()
 
 
 def drawn_after_seeding(draw):

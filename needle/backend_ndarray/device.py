@@ -44,6 +44,11 @@ class BackendDevice:
     def __repr__(self) -> str:
         return f"{self.name}()"
 
+    def __reduce__(self) -> tuple:
+        # The module is not picklable; a copy is the device of that name made anew (for
+        # cuda(), on a machine that may or may not have a GPU).
+        return {"cpu": cpu, "cuda": cuda, "cpu_numpy": cpu_numpy}[self.name], ()
+
     def __getattr__(self, name: str) -> Any:
         mod = self.__dict__.get("mod")  # absent while unpickling or copying: no recursion
         if not isinstance(mod, ArrayBackend):
