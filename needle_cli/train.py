@@ -7,19 +7,21 @@ command functions so that `needle --help` stays fast.
 
 from __future__ import annotations
 
+import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from needle_cli.progress import RunDisplay, describe_data, percent
 from needle_cli.render import console, number, print_json
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from needle.datasets import Data
-    from needle.runs import EpochMetrics, Evaluation, RunResult
+    from needle.runs import Evaluation, RunResult, StopFlag
 
 TRAIN_HELP = """Train a model from a YAML config, or continue a run.
 
@@ -52,10 +54,6 @@ def register(app: typer.Typer) -> None:
 JsonLine = Annotated[
     bool, typer.Option("--json", help="End stdout with one JSON line of the results.")
 ]
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 # -- train -----------------------------------------------------------------------------------
@@ -118,18 +116,24 @@ def train(
             _dry_run(loaded, out_console, as_json)
             return
 
-    display = _Display(out_console, quiet=quiet or as_json and not out_console.is_terminal)
-    with runs.stop_on_signals(runs.StopFlag()) as stop, display:
-        if config is not None:
-            result = runs.train(
-                loaded,
-                out=out or Path("runs"),
-                name=config.stem,
-                callbacks=display.callbacks(),
-                stop=stop,
-            )
-        else:
-            result = runs.resume(resume, overrides, callbacks=display.callbacks(), stop=stop)
+    display = RunDisplay(out_console, quiet=quiet or as_json and not out_console.is_terminal)
+    stop = runs.StopFlag()
+    try:
+        with runs.stop_on_signals(stop, on_signal=_announcer(stop)), display:
+            if config is not None:
+                result = runs.train(
+                    loaded,
+                    out=out or Path("runs"),
+                    name=config.stem,
+                    callbacks=display.callbacks(),
+                    stop=stop,
+                )
+            else:
+                result = runs.resume(resume, overrides, callbacks=display.callbacks(), stop=stop)
+    except KeyboardInterrupt:
+        if stop.forced is None:
+            raise
+        _stopped_at_once(display.run_dir or resume, stop.forced)
 
     if result.status == "interrupted":
         epoch, step = result.stopped_at
@@ -146,101 +150,53 @@ def train(
         raise typer.Exit(128 + (result.signum or signal.SIGINT))
 
 
-class _Display:
-    """Progress for a run: a live bar in a terminal, a plain line per epoch elsewhere (pipes,
-    CI logs), nothing when quiet."""
+def _signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
-    def __init__(self, out: Console, *, quiet: bool) -> None:
-        self.out = out
-        self.quiet = quiet
-        self.epochs = 0  # set when the run starts
-        self.progress = None
-        self.task = None
 
-    def __enter__(self) -> _Display:
-        return self
+def _announcer(stop: StopFlag) -> Callable[[int], None]:
+    """What a run says when a signal comes: that it stops after this step. After a hangup
+    the terminal is gone and every write to it would fail (EIO), so the descriptors that
+    went to a terminal when the run began are pointed at os.devnull first: the run still
+    saves its checkpoint, and the messages still reach a log that stderr went to."""
+    terminals = [fd for fd in (1, 2) if os.isatty(fd)]
 
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+    def announce(signum: int) -> None:
+        if signum == getattr(signal, "SIGHUP", None):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            for fd in terminals:
+                os.dup2(devnull, fd)
+            os.close(devnull)
+        if stop.forced is None:
+            again = f" ({_signal_name(signum)} again stops at once)"
+            typer.echo(
+                f"{_signal_name(signum)}: stopping after this step to save a checkpoint{again}",
+                err=True,
+            )
 
-    def callbacks(self):
-        from needle.runs import Callbacks
+    return announce
 
-        if self.quiet:
-            return Callbacks()
-        if not self.out.is_terminal:
-            return Callbacks(on_start=self._start_line, on_epoch=self._epoch_line)
-        return Callbacks(on_start=self._start_bar, on_step=self._step, on_epoch=self._epoch_bar)
 
-    def _describe_start(self, start) -> str:
-        what = "resuming" if start.resumed else "training"
-        return f"{what} {start.run_dir}: {start.data.source}, {_describe_data(start.data)}"
+def _stopped_at_once(run_dir: Path | None, signum: int) -> NoReturn:
+    """Report a run stopped by a second signal: what its folder kept, and how to resume."""
+    from needle.runs import CHECKPOINT_FILE, load_checkpoint, resume_command
 
-    def _start_line(self, start) -> None:
-        self.epochs = start.epochs
-        self.out.print(self._describe_start(start), soft_wrap=True)
-
-    def _epoch_line(self, m: EpochMetrics) -> None:
-        self.out.print(_epoch_text(m, self.epochs), soft_wrap=True)
-
-    def _start_bar(self, start) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
+    how = f"stopped at once by a second {_signal_name(signum)}"
+    path = run_dir / CHECKPOINT_FILE if run_dir is not None else None
+    if path is None or not path.is_file():
+        typer.echo(f"{how} before training began: nothing to resume", err=True)
+    else:
+        kept = load_checkpoint(path)
+        if kept.step:
+            at = f"at epoch {kept.epoch + 1}, step {kept.step}"
+        else:
+            at = f"after epoch {kept.epoch}" if kept.epoch else "from before the first step"
+        typer.echo(
+            f"{how}; kept the last checkpoint, {at}, in {path}\n"
+            f"resume with: {resume_command(run_dir)}",
+            err=True,
         )
-
-        self.epochs = start.epochs
-        self.out.print(self._describe_start(start))
-        self.progress = Progress(
-            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}"),
-            TimeElapsedColumn(),
-            console=self.out,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task(
-            "train",
-            total=start.steps,
-            completed=start.step,
-            epoch=start.epoch,
-            epochs=start.epochs,
-            loss="-",
-            acc="-",
-        )
-
-    def _step(self, p) -> None:
-        self.progress.update(
-            self.task,
-            completed=p.step,
-            epoch=p.epoch,
-            loss=number(p.loss),
-            acc=_percent(p.accuracy),
-        )
-
-    def _epoch_bar(self, m: EpochMetrics) -> None:
-        self.progress.console.print(_epoch_text(m, self.epochs))
-        self.progress.reset(self.task, completed=0)
-
-
-def _describe_data(data: Data) -> str:
-    return (
-        f"{len(data.train.y)} train / {len(data.val.y)} val samples, "
-        f"{data.in_features} features, {data.num_classes} classes"
-    )
-
-
-def _epoch_text(m: EpochMetrics, epochs: int) -> str:
-    return (
-        f"epoch {m.epoch}/{epochs}  train loss {number(m.train_loss)} "
-        f"acc {_percent(m.train_accuracy)}  val loss {number(m.val_loss)} "
-        f"acc {_percent(m.val_accuracy)}  {m.seconds:.2f}s"
-    )
+    raise typer.Exit(128 + signum)
 
 
 def _final_table(out: Console, result: RunResult) -> None:
@@ -255,9 +211,9 @@ def _final_table(out: Console, result: RunResult) -> None:
         f"{result.epochs}/{result.total_epochs}",
         f"{result.seconds:.1f}s",
         number(last.train_loss),
-        _percent(last.train_accuracy),
+        percent(last.train_accuracy),
         number(last.val_loss),
-        _percent(last.val_accuracy),
+        percent(last.val_accuracy),
     )
     out.print(table)
 
@@ -285,7 +241,7 @@ def _dry_run(config, out: Console, as_json: bool) -> None:
             one_line=True,
         )
         return
-    out.print(f"data: {data.source}: {_describe_data(data)}")
+    out.print(f"data: {data.source}: {describe_data(data)}")
     table = Table(title="model", title_justify="left")
     for column, justify in (
         ("#", "left"),
@@ -342,7 +298,7 @@ def _evaluation_tables(out: Console, result: Evaluation) -> None:
     table = Table()
     for column in ("samples", "loss", "accuracy"):
         table.add_column(column, justify="right")
-    table.add_row(f"{result.samples:,}", number(result.loss), _percent(result.accuracy))
+    table.add_row(f"{result.samples:,}", number(result.loss), percent(result.accuracy))
     out.print(table)
     classes = len(result.confusion)
     if classes > CONFUSION_LIMIT:
