@@ -117,10 +117,12 @@ class Progress:
 
 @dataclass
 class Callbacks:
-    """Hooks a front end sets to show progress; each is optional."""
+    """Hooks a front end sets to show progress; each is optional. `on_step` gets each
+    training step, `on_validate` each batch of the validation pass that ends an epoch."""
 
     on_start: Callable[[RunStart], None] | None = None
     on_step: Callable[[Progress], None] | None = None
+    on_validate: Callable[[Progress], None] | None = None
     on_epoch: Callable[[EpochMetrics], None] | None = None
 
 
@@ -668,10 +670,9 @@ def _run(
         return RunResult(run_dir, status, epochs, total, list(history), checkpoint_path, **extra)
 
     def tick(epoch: int, step: int, of: int, sums: Totals, samples: int, phase: str) -> None:
-        if callbacks.on_step:
-            callbacks.on_step(
-                Progress(epoch, total, step, of, sums.loss, sums.accuracy, samples, phase)
-            )
+        hook = callbacks.on_step if phase == "train" else callbacks.on_validate
+        if hook:
+            hook(Progress(epoch, total, step, of, sums.loss, sums.accuracy, samples, phase))
 
     for epoch in range(state.epoch + 1, total + 1):
         totals, step, elapsed = Totals(), 0, 0.0

@@ -81,7 +81,12 @@ class RunDisplay:
             return Callbacks(on_start=self._remember)
         if not self.out.is_terminal:
             return Callbacks(on_start=self._start_line, on_epoch=self._epoch_line)
-        return Callbacks(on_start=self._start_bar, on_step=self._step, on_epoch=self._epoch_bar)
+        return Callbacks(
+            on_start=self._start_bar,
+            on_step=self._step,
+            on_validate=self._step,
+            on_epoch=self._epoch_bar,
+        )
 
     def _remember(self, start: RunStart) -> None:
         self.run_dir, self.epochs = start.run_dir, start.epochs

@@ -90,6 +90,23 @@ def test_plain_lines_per_epoch_when_not_a_terminal_and_a_final_table(tiny, tmp_p
     assert re.search(r"│\s+3/3 │.*│ +" + re.escape(val_acc) + r" │", result.stdout)
 
 
+def test_progress_ticks_say_their_phase_and_batch_size(tmp_path):
+    from needle import runs
+
+    ticks = []
+    callbacks = runs.Callbacks(on_step=ticks.append, on_validate=ticks.append)
+    result = runs.train(parse_config(TINY, "tiny.yaml"), out=tmp_path, callbacks=callbacks)
+    # per epoch: 4 training steps of 20 samples, then 1 validation batch of 20
+    expected = [("train", s, 4) for s in (1, 2, 3, 4)] + [("validate", 1, 1)]
+    for epoch, m in zip((1, 2), result.history, strict=True):
+        mine = [t for t in ticks if t.epoch == epoch]
+        assert [(t.phase, t.step, t.steps) for t in mine] == expected
+        assert [t.samples for t in mine] == [20] * 5 and {t.epochs for t in mine} == {2}
+        last_train, validation = mine[3], mine[4]  # running means over each whole phase
+        assert (last_train.loss, last_train.accuracy) == (m.train_loss, m.train_accuracy)
+        assert (validation.loss, validation.accuracy) == (m.val_loss, m.val_accuracy)
+
+
 def screen(stream: str) -> list[str]:
     """The lines a terminal shows once it has received `stream`: the text with the controls
     rich's live display uses applied (carriage return, erase line, cursor up); others, such
