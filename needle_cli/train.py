@@ -26,27 +26,60 @@ if TYPE_CHECKING:
 TRAIN_HELP = """Train a model from a YAML config, or continue a run.
 
 Each run gets a new folder under --out holding the resolved config, metrics (CSV and JSON
-lines), a checkpoint and a summary. Ctrl-C (or SIGTERM) finishes the current step, saves a
-checkpoint and prints the command that resumes it. Keys are documented in docs/config.md.
+lines), a checkpoint and a summary. Ctrl-C, SIGTERM or closing the terminal (SIGHUP)
+finishes the current step, saves a checkpoint and prints the command that resumes it; a
+second Ctrl-C stops at once and says which checkpoint was kept. Keys are documented in
+docs/config.md.
 """
 
+# Each example is one line (\b keeps click from rewrapping it); a test checks that each
+# parses, names a command that exists and a config file that is in configs/.
 TRAIN_EPILOG = """Examples:
 
 \b
   needle train configs/quickstart.yaml
   needle train configs/quickstart.yaml --set train.epochs=5 --set train.optimizer.lr=0.003
-  needle train configs/mnist_mlp.yaml --dry-run
+  needle train configs/quickstart.yaml --set model.layers.0.linear=128 --dry-run
+  needle train configs/mnist_mlp.yaml --set data.path=data/mnist --dry-run
   needle train --resume runs/quickstart-1 --set train.epochs=40
+"""
+
+EVALUATE_EPILOG = """Examples:
+
+\b
+  needle evaluate runs/quickstart-1
+  needle evaluate runs/quickstart-1/checkpoint.npz --json
+  needle evaluate runs/mnist_mlp-1 --data data/fashion_mnist
+"""
+
+SCHEMA_EPILOG = """An editor running yaml-language-server checks a config against the saved
+schema when the config's first line is:
+
+\b
+  # yaml-language-server: $schema=needle.schema.json
+
+Examples:
+
+\b
+  needle schema > needle.schema.json
+"""
+
+DATA_EPILOG = """Examples:
+
+\b
+  needle data download mnist
+  needle data download fashion_mnist --to data/fashion_mnist
+  needle data download mnist --mirror https://ossci-datasets.s3.amazonaws.com/mnist/
 """
 
 
 def register(app: typer.Typer) -> None:
     """Add `train`, `evaluate`, `schema` and `data download` to the app."""
     app.command("train", help=TRAIN_HELP, epilog=TRAIN_EPILOG)(train)
-    app.command("evaluate")(evaluate)
-    app.command("schema")(schema)
-    data_app = typer.Typer(help="Get datasets.", no_args_is_help=True)
-    data_app.command("download")(download)
+    app.command("evaluate", epilog=EVALUATE_EPILOG)(evaluate)
+    app.command("schema", epilog=SCHEMA_EPILOG)(schema)
+    data_app = typer.Typer(help="Get datasets.", no_args_is_help=True, epilog=DATA_EPILOG)
+    data_app.command("download", epilog=DATA_EPILOG)(download)
     app.add_typer(data_app, name="data")
 
 
@@ -73,8 +106,9 @@ def train(
         typer.Option(
             "--set",
             metavar="KEY.PATH=VALUE",
-            help="Override a config value, e.g. train.epochs=5 or model.layers[0].linear=128; "
-            "repeatable; validated like the file.",
+            help="Override a config value, e.g. train.epochs=5 or model.layers.0.linear=128 "
+            "(a [0] index needs quotes in zsh: 'model.layers[0].linear=128'); repeatable; "
+            "validated like the file.",
         ),
     ] = None,
     resume: Annotated[
@@ -318,7 +352,7 @@ def _evaluation_tables(out: Console, result: Evaluation) -> None:
 
 
 def schema() -> None:
-    """Print the JSON Schema of config files, for editors (e.g. yaml-language-server)."""
+    """Print the JSON Schema of config files, for editors."""
     from needle.config import json_schema_text
 
     typer.echo(json_schema_text())

@@ -247,6 +247,17 @@ def test_dry_run_prints_the_model_and_writes_nothing(tiny, tmp_path, monkeypatch
     assert summary["parameters"] == 42 and summary["data"]["train"] == 80
 
 
+def test_a_list_index_can_be_written_with_a_dot_which_zsh_leaves_alone(tiny):
+    """`model.layers[0]` unquoted is a glob in zsh (macOS's shell); `model.layers.0` is not."""
+    dotted, bracketed = (
+        last_json(run("train", tiny, "--dry-run", "--json", "--set", f"{key}.linear=16"))
+        for key in ("model.layers.0", "model.layers[0]")
+    )
+    assert dotted == bracketed
+    assert [layer["out_features"] for layer in dotted["layers"]] == [16, 16, 2]
+    assert dotted["parameters"] == (2 * 16 + 16) + (16 * 2 + 2)
+
+
 @pytest.mark.parametrize("name", ["mnist_mlp", "mlp_resnet"])
 def test_mnist_configs_build_on_an_mnist_folder(tmp_path, name):
     from test_datasets import make_mnist
