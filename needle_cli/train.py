@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -196,17 +197,20 @@ def _announcer(stop: StopFlag) -> Callable[[int], None]:
     terminals = [fd for fd in (1, 2) if os.isatty(fd)]
 
     def announce(signum: int) -> None:
-        if signum == getattr(signal, "SIGHUP", None):
+        hangup = signum == getattr(signal, "SIGHUP", None)
+        if hangup:
             devnull = os.open(os.devnull, os.O_WRONLY)
             for fd in terminals:
                 os.dup2(devnull, fd)
             os.close(devnull)
         if stop.forced is None:
-            again = f" ({_signal_name(signum)} again stops at once)"
-            typer.echo(
-                f"{_signal_name(signum)}: stopping after this step to save a checkpoint{again}",
-                err=True,
-            )
+            name = _signal_name(signum)
+            line = f"{name}: stopping after this step to save a checkpoint ({name} again "
+            line += "stops at once)"
+            if hangup:  # to stderr itself: the live bar, if any, is gone with the terminal
+                typer.echo(line, err=True)
+            else:  # to sys.stderr as it is now: under a live bar, rich's proxy puts it above
+                print(line, file=sys.stderr, flush=True)
 
     return announce
 

@@ -805,14 +805,21 @@ def test_a_second_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path):
     assert resumed.exit_code == 0, resumed.output
 
 
-def test_closing_the_terminal_saves_the_run_like_sigterm(tmp_path):
+def train_in_a_terminal(
+    tmp_path: Path, samples: int = 60, **streams
+) -> tuple[subprocess.Popen, int]:
+    """A long run of TINY on `samples` points with stdout (and whatever else `streams` sends
+    there) on a pseudo-terminal 120 columns wide; returns the process and the terminal's
+    side to read."""
     import fcntl
     import pty
     import struct
     import termios
 
     config = tmp_path / "long.yaml"
-    config.write_text(TINY.replace("epochs: 1", "epochs: 100000"))
+    config.write_text(
+        TINY.replace("epochs: 1", "epochs: 100000").replace("samples: 60", f"samples: {samples}")
+    )
     terminal, side = pty.openpty()
     fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
@@ -820,16 +827,66 @@ def test_closing_the_terminal_saves_the_run_like_sigterm(tmp_path):
         [sys.executable, "-m", "needle_cli", "train", config, "--out", tmp_path],
         cwd=ROOT,
         stdout=side,
-        stderr=subprocess.PIPE,  # where a log of stderr would go: it outlives the terminal
-        text=True,
+        **{name: side if where == "terminal" else where for name, where in streams.items()},
         env={**env, "TERM": "xterm", "PYTHONUNBUFFERED": "1"},
     )
     os.close(side)
+    return proc, terminal
+
+
+def read_until(terminal: int, pattern: bytes, count: int = 1) -> bytes:
+    """What the terminal shows until `pattern` (a regular expression) has shown `count` times."""
+    import re
+
+    shown = b""
+    while len(re.findall(pattern, shown)) < count:
+        shown += os.read(terminal, 65536)
+    return shown
+
+
+def test_ctrl_c_in_a_terminal_leaves_no_bar_behind(tmp_path):
+    import re
+
+    from test_cli_train import BAR_TEXT, screen
+
+    # 1,334 steps an epoch: Ctrl-C lands while a bar is on the screen, as it mostly would
+    proc, terminal = train_in_a_terminal(tmp_path, samples=20000, stderr="terminal")
     try:
-        shown = b""
-        while shown.count(b"train loss") < 2:  # two epochs' lines, under a live bar
-            shown += os.read(terminal, 65536)
+        shown = read_until(terminal, rb"epoch 3/100000 [^ ]")  # two epochs' lines, a bar
         assert b"samples/s" in shown
+        proc.send_signal(signal.SIGINT)
+        while True:  # until the process is gone and the terminal reads as closed
+            try:
+                more = os.read(terminal, 65536)
+            except OSError:
+                break
+            if not more:
+                break
+            shown += more
+    finally:
+        os.close(terminal)
+    assert proc.wait(timeout=60) == 130
+    lines = screen(re.sub(r"\x1b\[[0-9;]*m", "", shown.decode()))  # colours off
+    assert not [line for line in lines if re.search(BAR_TEXT, line)], lines
+    run_dir = tmp_path / "long-1"
+    # what stays: what trains, a line per epoch done, then what Ctrl-C did
+    assert lines[0].startswith(f"training {run_dir}: ")
+    assert len(lines) >= 6 and all(line.startswith("epoch ") for line in lines[1:-3])
+    assert lines[-3] == (
+        "Ctrl-C: stopping after this step to save a checkpoint (Ctrl-C again stops at once)"
+    )
+    saved_to = re.escape(str(run_dir / CHECKPOINT_FILE))
+    assert re.fullmatch(
+        rf"stopped at epoch \d+, step \d+; checkpoint saved to {saved_to}", lines[-2]
+    )
+    assert lines[-1] == f"resume with: needle train --resume {run_dir}"
+
+
+def test_closing_the_terminal_saves_the_run_like_sigterm(tmp_path):
+    # stderr to a pipe, where a log of it would go: it outlives the terminal
+    proc, terminal = train_in_a_terminal(tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        assert b"samples/s" in read_until(terminal, b"train loss", 2)
         # The hangup first, then the terminal goes: the other order races the signal against
         # the bar's next redraw. Either way, nothing may be written to the terminal after it.
         proc.send_signal(signal.SIGHUP)
@@ -837,9 +894,8 @@ def test_closing_the_terminal_saves_the_run_like_sigterm(tmp_path):
     finally:
         os.close(terminal)
     _, stderr = proc.communicate(timeout=60)
-    assert (
-        said
-        == "SIGHUP: stopping after this step to save a checkpoint (SIGHUP again stops at once)\n"
+    assert said == (
+        "SIGHUP: stopping after this step to save a checkpoint (SIGHUP again stops at once)\n"
     )
     assert proc.returncode == 129, stderr
     run_dir = tmp_path / "long-1"
@@ -848,4 +904,4 @@ def test_closing_the_terminal_saves_the_run_like_sigterm(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     saved = load_checkpoint(run_dir / CHECKPOINT_FILE)
     assert summary["status"] == "interrupted"
-    assert summary["stopped_at"] in ([saved.epoch + 1, saved.step], [saved.epoch, 5])
+    assert summary["stopped_at"] in ([saved.epoch + 1, saved.step], [saved.epoch, 4])
