@@ -458,3 +458,36 @@ def test_signal_saves_a_checkpoint_and_prints_the_resume_command(tmp_path, signu
     again = run("train", "--resume", run_dir, "--set", f"train.epochs={epoch + 1}", "--json")
     assert again.exit_code == 0, again.output
     assert last_json(again)["epochs"] == epoch + 1
+
+
+def test_stopped_at_once_names_the_checkpoint_kept_wherever_it_stopped(tmp_path, capsys):
+    import typer
+
+    from needle import runs
+    from needle_cli.train import _stopped_at_once
+
+    flag = runs.StopFlag()
+
+    def stop_inside_epoch_2(p):
+        if (p.epoch, p.step) == (2, 3):
+            flag.request()
+
+    callbacks = runs.Callbacks(on_step=stop_inside_epoch_2)
+    config = parse_config(TINY, "tiny.yaml")
+    run_dir = runs.train(config, out=tmp_path, callbacks=callbacks, stop=flag).run_dir
+    cases = [
+        (run_dir, "kept the last checkpoint, at epoch 2, step 3"),
+        (runs.train(config, out=tmp_path).run_dir, "kept the last checkpoint, after epoch 2"),
+        (None, "before training began: nothing to resume"),
+    ]
+    for where, kept in cases:
+        with pytest.raises(typer.Exit) as stopped:
+            _stopped_at_once(where, signal.SIGTERM)
+        assert stopped.value.exit_code == 128 + signal.SIGTERM
+        said = capsys.readouterr().err.splitlines()
+        assert said[0].startswith("stopped at once by a second SIGTERM") and kept in said[0]
+        if where is not None:
+            assert said == [
+                f"stopped at once by a second SIGTERM; {kept}, in {where / CHECKPOINT_FILE}",
+                f"resume with: needle train --resume {where}",
+            ]
