@@ -93,7 +93,10 @@ class RunStart:
 
 @dataclass(frozen=True)
 class Progress:
-    """Sent after every step: running means over the epoch so far."""
+    """Sent after every batch of `phase`: "train", a training step of `epoch`, or "validate",
+    a batch of the validation pass that ends it. `step` of `steps` counts that phase's
+    batches, `samples` is this batch's size, loss and accuracy are running means over the
+    phase so far."""
 
     epoch: int
     epochs: int
@@ -101,14 +104,18 @@ class Progress:
     steps: int
     loss: float
     accuracy: float
+    samples: int
+    phase: str
 
 
 @dataclass
 class Callbacks:
-    """Hooks a front end sets to show progress; each is optional."""
+    """Hooks a front end sets to show progress; each is optional. `on_step` gets each
+    training step, `on_validate` each batch of the validation pass that ends an epoch."""
 
     on_start: Callable[[RunStart], None] | None = None
     on_step: Callable[[Progress], None] | None = None
+    on_validate: Callable[[Progress], None] | None = None
     on_epoch: Callable[[EpochMetrics], None] | None = None
 
 
@@ -162,14 +169,21 @@ def resume_command(run_dir: Path) -> str:
     return f"needle train --resume {shlex.quote(str(run_dir))}"
 
 
-# -- stopping on Ctrl-C and SIGTERM ----------------------------------------------------------
+# -- stopping on Ctrl-C, SIGTERM and SIGHUP -------------------------------------------------
+
+# SIGHUP (the terminal closed) stops a run like SIGTERM, where the platform has it.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 @dataclass
 class StopFlag:
-    """Set by a signal handler (or a test); the run checks it after every step."""
+    """Set by a signal handler (or a test); the run checks it after every step. `forced` is
+    a second signal's number: it stopped the run at once (KeyboardInterrupt)."""
 
     signum: int | None = None
+    forced: int | None = None
 
     def request(self, signum: int = signal.SIGINT) -> None:
         if self.signum is None:
@@ -181,21 +195,30 @@ class StopFlag:
 
 
 @contextlib.contextmanager
-def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
-    """While active, SIGINT and SIGTERM ask the run to stop after the current step (it then
-    writes a checkpoint); a second signal stops at once with KeyboardInterrupt, which still
-    leaves the previous checkpoint whole. Outside the main thread, signals cannot be caught:
-    the flag is returned untouched."""
+def stop_on_signals(
+    flag: StopFlag, *, on_signal: Callable[[int], None] | None = None
+) -> Iterator[StopFlag]:
+    """While active, each of STOP_SIGNALS asks the run to stop after the current step (it
+    then writes a checkpoint); a second signal stops at once with KeyboardInterrupt, which
+    still leaves the previous checkpoint whole. `on_signal(signum)` is called on every signal,
+    after the flag is set and before that KeyboardInterrupt, so a front end can say what will
+    happen. Outside the main thread, signals cannot be caught: the flag is returned untouched."""
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if flag.requested:
+        first = not flag.requested
+        if first:
+            flag.request(signum)
+        else:
+            flag.forced = signum
+        if on_signal is not None:
+            on_signal(signum)
+        if not first:
             raise KeyboardInterrupt
-        flag.request(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield flag
     finally:
@@ -295,13 +318,6 @@ def build_checked_model(
     what = f"a model of {total:,} parameters, {largest.params:,} of them in this layer"
     with _memory_for(config, at, what):
         return build_model(config, in_features, num_classes), rows
-
-
-def _measure(loader: Iterable, model: nn.Module) -> Totals:
-    totals = Totals()
-    for result in run_batches(loader, model):
-        totals.add(result)
-    return totals
 
 
 def _skip_batches(loader: DataLoader, done: int, rng: tuple) -> Iterator:
@@ -490,6 +506,7 @@ def _run(
     """The epoch loop shared by `train` and `resume`: continue from `state`."""
     config, model, optimizer = session.config, session.model, session.optimizer
     total, steps = config.train.epochs, len(session.train_loader)
+    val_steps = len(session.val_loader)
     checkpoint_path = run_dir / CHECKPOINT_FILE
     history = list(state.history)
     np.random.set_state(state.rng)
@@ -502,6 +519,11 @@ def _run(
 
     def result(status: str, epochs: int, **extra: Any) -> RunResult:
         return RunResult(run_dir, status, epochs, total, list(history), checkpoint_path, **extra)
+
+    def tick(epoch: int, step: int, of: int, sums: Totals, samples: int, phase: str) -> None:
+        hook = callbacks.on_step if phase == "train" else callbacks.on_validate
+        if hook:
+            hook(Progress(epoch, total, step, of, sums.loss, sums.accuracy, samples, phase))
 
     for epoch in range(state.epoch + 1, total + 1):
         totals, step, elapsed = Totals(), 0, 0.0
@@ -524,8 +546,7 @@ def _run(
                     run_dir, config, result("diverged", epoch - 1), batch.loss, epoch, step, steps
                 )
             totals.add(batch)
-            if callbacks.on_step:
-                callbacks.on_step(Progress(epoch, total, step, steps, totals.loss, totals.accuracy))
+            tick(epoch, step, steps, totals, batch.size, "train")
             if stop.requested and step < steps:
                 partial = {
                     "loss_sum": totals.loss_sum,
@@ -551,7 +572,10 @@ def _run(
                 )
                 _write_summary(stopped)
                 return stopped
-        val = _measure(session.val_loader, model)
+        val = Totals()
+        for val_step, batch in enumerate(run_batches(session.val_loader, model), 1):
+            val.add(batch)
+            tick(epoch, val_step, val_steps, val, batch.size, "validate")
         metrics = EpochMetrics(
             epoch,
             totals.loss,

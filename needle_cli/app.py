@@ -11,10 +11,23 @@ import typer
 from needle_cli import __version__, gradcheck, init_stats, train
 from needle_cli.errors import NeedleGroup
 
+EPILOG = """Each command's --help has its options and examples.
+
+Examples:
+
+\b
+  needle train configs/quickstart.yaml
+  needle evaluate runs/quickstart-1
+  needle gradcheck --all
+  needle init-stats kaiming_uniform --depth 20
+  needle data download mnist
+"""
+
 app = typer.Typer(
     name="needle",
     cls=NeedleGroup,
     help="needle: a small deep-learning framework over numpy, and tools to train and inspect it.",
+    epilog=EPILOG,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -39,19 +39,14 @@ Values: --axes 1, --axes 0,1, --axes -1, --axes none; --scalar -1.5; shapes as 3
 
 EPILOG = """Examples:
 
+\b
   needle gradcheck logsumexp --axes 1
-
   needle gradcheck summation --axes 0,1 --shape 2,3,4
-
   needle gradcheck power_scalar --scalar -1.5 --order 2
-
   needle gradcheck matmul --shape 1000,1000 --shape 1000,1000 --fast
-
   needle gradcheck reshape --shape 4,3 --input-shape 12
-
   needle gradcheck --all --dtype float32
-
-  needle gradcheck --config mnist.yaml
+  needle gradcheck --config configs/quickstart.yaml
 """
 
 CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -141,7 +136,7 @@ def gradcheck(
         typer.Option(
             metavar="FILE.yaml",
             help="Check every parameter gradient of the model a training config builds, "
-            "e.g. --config mnist.yaml.",
+            "e.g. --config configs/quickstart.yaml.",
             show_default=False,
         ),
     ] = None,

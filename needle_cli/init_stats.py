@@ -41,17 +41,13 @@ the --depth stack.
 
 EPILOG = """Examples:
 
+\b
   needle init-stats kaiming_uniform
-
   needle init-stats xavier_normal --fan-in 784 --fan-out 100 --gain 1.5
-
   needle init-stats kaiming_normal --nonlinearity leaky_relu --param 0.2 --mode fan_out
-
   needle init-stats kaiming_uniform --depth 20 --width 512
-
   needle init-stats --compare xavier_uniform,kaiming_uniform --depth 10
-
-  needle init-stats --config mnist.yaml --json
+  needle init-stats --config configs/quickstart.yaml --json
 """
 
 
@@ -148,7 +144,7 @@ def init_stats(
         typer.Option(
             metavar="FILE.yaml",
             help="The statistics of each Linear layer of the model a training config builds, "
-            "e.g. --config mnist.yaml.",
+            "e.g. --config configs/quickstart.yaml.",
             show_default=False,
         ),
     ] = None,

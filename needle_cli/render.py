@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -17,9 +16,10 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 
-# Width for output that goes to a file or a pipe, which has no width of its own: wide
-# enough for the tables, instead of rich's 80 columns.
-PIPE_WIDTH = 120
+# Width for output that goes to a file or a pipe, which has no width of its own: whatever
+# COLUMNS says, each line there is as long as its content, so that no table cell is cut to
+# "…" and no shape is folded over two lines (rich would fit tables to 80 columns).
+PIPE_WIDTH = 100_000
 
 
 def console() -> Console:
@@ -31,7 +31,7 @@ def console() -> Console:
     from rich.console import Console
 
     out = Console(highlight=False)
-    if not out.is_terminal and "COLUMNS" not in os.environ:
+    if not out.is_terminal:
         out.width = PIPE_WIDTH
     return out
 

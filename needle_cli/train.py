@@ -8,46 +8,81 @@ command functions so that `needle --help` stays fast.
 from __future__ import annotations
 
 import functools
+import os
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from needle_cli.progress import RunDisplay, describe_data, percent
 from needle_cli.render import console, number, print_json
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from needle.datasets import Data
     from needle.evaluate import Evaluation
-    from needle.runs import EpochMetrics, RunResult
+    from needle.runs import RunResult, StopFlag
 
 TRAIN_HELP = """Train a model from a YAML config, or continue a run.
 
 Each run gets a new folder under --out holding the resolved config, metrics (CSV and JSON
-lines), a checkpoint and a summary. Ctrl-C (or SIGTERM) finishes the current step, saves a
-checkpoint and prints the command that resumes it. Keys are documented in docs/config.md.
+lines), a checkpoint and a summary. Ctrl-C, SIGTERM or closing the terminal (SIGHUP)
+finishes the current step, saves a checkpoint and prints the command that resumes it; a
+second Ctrl-C stops at once and says which checkpoint was kept. Keys are documented in
+docs/config.md.
 """
 
+# Each example is one line (\b keeps click from rewrapping it); a test checks that each
+# parses, names a command that exists and a config file that is in configs/.
 TRAIN_EPILOG = """Examples:
 
 \b
   needle train configs/quickstart.yaml
   needle train configs/quickstart.yaml --set train.epochs=5 --set train.optimizer.lr=0.003
-  needle train configs/mnist_mlp.yaml --dry-run
+  needle train configs/quickstart.yaml --set model.layers.0.linear=128 --dry-run
+  needle train configs/mnist_mlp.yaml --set data.path=data/mnist --dry-run
   needle train --resume runs/quickstart-1 --set train.epochs=40
+"""
+
+EVALUATE_EPILOG = """Examples:
+
+\b
+  needle evaluate runs/quickstart-1
+  needle evaluate runs/quickstart-1/checkpoint.npz --json
+  needle evaluate runs/mnist_mlp-1 --data data/fashion_mnist
+"""
+
+SCHEMA_EPILOG = """An editor running yaml-language-server checks a config against the saved
+schema when the config's first line is:
+
+\b
+  # yaml-language-server: $schema=needle.schema.json
+
+Examples:
+
+\b
+  needle schema > needle.schema.json
+"""
+
+DATA_EPILOG = """Examples:
+
+\b
+  needle data download mnist
+  needle data download fashion_mnist --to data/fashion_mnist
+  needle data download mnist --mirror https://ossci-datasets.s3.amazonaws.com/mnist/
 """
 
 
 def register(app: typer.Typer) -> None:
     """Add `train`, `evaluate`, `schema` and `data download` to the app."""
     app.command("train", help=TRAIN_HELP, epilog=TRAIN_EPILOG)(train)
-    app.command("evaluate")(evaluate)
-    app.command("schema")(schema)
-    data_app = typer.Typer(help="Get datasets.", no_args_is_help=True)
-    data_app.command("download")(download)
+    app.command("evaluate", epilog=EVALUATE_EPILOG)(evaluate)
+    app.command("schema", epilog=SCHEMA_EPILOG)(schema)
+    data_app = typer.Typer(help="Get datasets.", no_args_is_help=True, epilog=DATA_EPILOG)
+    data_app.command("download", epilog=DATA_EPILOG)(download)
     app.add_typer(data_app, name="data")
 
 
@@ -55,10 +90,6 @@ def register(app: typer.Typer) -> None:
 JsonLine = Annotated[
     bool, typer.Option("--json", help="End stdout with one JSON line of the results.")
 ]
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 # -- train -----------------------------------------------------------------------------------
@@ -105,8 +136,9 @@ def train(
         typer.Option(
             "--set",
             metavar="KEY.PATH=VALUE",
-            help="Override a config value, e.g. train.epochs=5 or model.layers[0].linear=128; "
-            "repeatable; validated like the file.",
+            help="Override a config value, e.g. train.epochs=5 or model.layers.0.linear=128 "
+            "(a [0] index needs quotes in zsh: 'model.layers[0].linear=128'); repeatable; "
+            "validated like the file.",
         ),
     ] = None,
     resume: Annotated[
@@ -152,18 +184,24 @@ def train(
             _dry_run(loaded, out_console, as_json)
             return
 
-    display = _Display(out_console, quiet=quiet or as_json and not out_console.is_terminal)
-    with runs.stop_on_signals(runs.StopFlag()) as stop, display:
-        if config is not None:
-            result = runs.train(
-                loaded,
-                out=out or Path("runs"),
-                name=config.stem,
-                callbacks=display.callbacks(),
-                stop=stop,
-            )
-        else:
-            result = runs.resume(resume, overrides, callbacks=display.callbacks(), stop=stop)
+    display = RunDisplay(out_console, quiet=quiet or as_json and not out_console.is_terminal)
+    stop = runs.StopFlag()
+    try:
+        with runs.stop_on_signals(stop, on_signal=_announcer(stop)), display:
+            if config is not None:
+                result = runs.train(
+                    loaded,
+                    out=out or Path("runs"),
+                    name=config.stem,
+                    callbacks=display.callbacks(),
+                    stop=stop,
+                )
+            else:
+                result = runs.resume(resume, overrides, callbacks=display.callbacks(), stop=stop)
+    except KeyboardInterrupt:
+        if stop.forced is None:
+            raise
+        _stopped_at_once(display.run_dir or resume, stop.forced)
 
     if result.status == "interrupted":
         epoch, step = result.stopped_at
@@ -180,101 +218,56 @@ def train(
         raise typer.Exit(128 + (result.signum or signal.SIGINT))
 
 
-class _Display:
-    """Progress for a run: a live bar in a terminal, a plain line per epoch elsewhere (pipes,
-    CI logs), nothing when quiet."""
+def _signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
-    def __init__(self, out: Console, *, quiet: bool) -> None:
-        self.out = out
-        self.quiet = quiet
-        self.epochs = 0  # set when the run starts
-        self.progress = None
-        self.task = None
 
-    def __enter__(self) -> _Display:
-        return self
+def _announcer(stop: StopFlag) -> Callable[[int], None]:
+    """What a run says when a signal comes: that it stops after this step. After a hangup
+    the terminal is gone and every write to it would fail (EIO), so the descriptors that
+    went to a terminal when the run began are pointed at os.devnull first: the run still
+    saves its checkpoint, and the messages still reach a log that stderr went to."""
+    terminals = [fd for fd in (1, 2) if os.isatty(fd)]
 
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+    def announce(signum: int) -> None:
+        hangup = signum == getattr(signal, "SIGHUP", None)
+        if hangup:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            for fd in terminals:
+                os.dup2(devnull, fd)
+            os.close(devnull)
+        if stop.forced is None:
+            name = _signal_name(signum)
+            line = f"{name}: stopping after this step to save a checkpoint ({name} again "
+            line += "stops at once)"
+            if hangup:  # to stderr itself: the live bar, if any, is gone with the terminal
+                typer.echo(line, err=True)
+            else:  # to sys.stderr as it is now: under a live bar, rich's proxy puts it above
+                print(line, file=sys.stderr, flush=True)
 
-    def callbacks(self):
-        from needle.runs import Callbacks
+    return announce
 
-        if self.quiet:
-            return Callbacks()
-        if not self.out.is_terminal:
-            return Callbacks(on_start=self._start_line, on_epoch=self._epoch_line)
-        return Callbacks(on_start=self._start_bar, on_step=self._step, on_epoch=self._epoch_bar)
 
-    def _describe_start(self, start) -> str:
-        what = "resuming" if start.resumed else "training"
-        return f"{what} {start.run_dir}: {start.data.source}, {_describe_data(start.data)}"
+def _stopped_at_once(run_dir: Path | None, signum: int) -> NoReturn:
+    """Report a run stopped by a second signal: what its folder kept, and how to resume."""
+    from needle.runs import CHECKPOINT_FILE, load_checkpoint, resume_command
 
-    def _start_line(self, start) -> None:
-        self.epochs = start.epochs
-        self.out.print(self._describe_start(start), soft_wrap=True)
-
-    def _epoch_line(self, m: EpochMetrics) -> None:
-        self.out.print(_epoch_text(m, self.epochs), soft_wrap=True)
-
-    def _start_bar(self, start) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
+    how = f"stopped at once by a second {_signal_name(signum)}"
+    path = run_dir / CHECKPOINT_FILE if run_dir is not None else None
+    if path is None or not path.is_file():
+        typer.echo(f"{how} before training began: nothing to resume", err=True)
+    else:
+        kept = load_checkpoint(path)
+        if kept.step:
+            at = f"at epoch {kept.epoch + 1}, step {kept.step}"
+        else:
+            at = f"after epoch {kept.epoch}" if kept.epoch else "from before the first step"
+        typer.echo(
+            f"{how}; kept the last checkpoint, {at}, in {path}\n"
+            f"resume with: {resume_command(run_dir)}",
+            err=True,
         )
-
-        self.epochs = start.epochs
-        self.out.print(self._describe_start(start))
-        self.progress = Progress(
-            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}"),
-            TimeElapsedColumn(),
-            console=self.out,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task(
-            "train",
-            total=start.steps,
-            completed=start.step,
-            epoch=start.epoch,
-            epochs=start.epochs,
-            loss="-",
-            acc="-",
-        )
-
-    def _step(self, p) -> None:
-        self.progress.update(
-            self.task,
-            completed=p.step,
-            epoch=p.epoch,
-            loss=number(p.loss),
-            acc=_percent(p.accuracy),
-        )
-
-    def _epoch_bar(self, m: EpochMetrics) -> None:
-        self.progress.console.print(_epoch_text(m, self.epochs))
-        self.progress.reset(self.task, completed=0)
-
-
-def _describe_data(data: Data) -> str:
-    return (
-        f"{len(data.train.y)} train / {len(data.val.y)} val samples, "
-        f"{data.in_features} features, {data.num_classes} classes"
-    )
-
-
-def _epoch_text(m: EpochMetrics, epochs: int) -> str:
-    return (
-        f"epoch {m.epoch}/{epochs}  train loss {number(m.train_loss)} "
-        f"acc {_percent(m.train_accuracy)}  val loss {number(m.val_loss)} "
-        f"acc {_percent(m.val_accuracy)}  {m.seconds:.2f}s"
-    )
+    raise typer.Exit(128 + signum)
 
 
 def _final_table(out: Console, result: RunResult) -> None:
@@ -289,9 +282,9 @@ def _final_table(out: Console, result: RunResult) -> None:
         f"{result.epochs}/{result.total_epochs}",
         f"{result.seconds:.1f}s",
         number(last.train_loss),
-        _percent(last.train_accuracy),
+        percent(last.train_accuracy),
         number(last.val_loss),
-        _percent(last.val_accuracy),
+        percent(last.val_accuracy),
     )
     out.print(table)
 
@@ -319,7 +312,7 @@ def _dry_run(config, out: Console, as_json: bool) -> None:
             one_line=True,
         )
         return
-    out.print(f"data: {data.source}: {_describe_data(data)}")
+    out.print(f"data: {data.source}: {describe_data(data)}")
     table = Table(title="model", title_justify="left")
     for column, justify in (
         ("#", "left"),
@@ -385,7 +378,7 @@ def _evaluation_tables(out: Console, result: Evaluation) -> None:
     table = Table()
     for column in ("samples", "loss", "accuracy"):
         table.add_column(column, justify="right")
-    table.add_row(f"{result.samples:,}", number(result.loss), _percent(result.accuracy))
+    table.add_row(f"{result.samples:,}", number(result.loss), percent(result.accuracy))
     out.print(table)
     classes = len(result.confusion)
     if classes > CONFUSION_LIMIT:
@@ -405,7 +398,7 @@ def _evaluation_tables(out: Console, result: Evaluation) -> None:
 
 
 def schema() -> None:
-    """Print the JSON Schema of config files, for editors (e.g. yaml-language-server)."""
+    """Print the JSON Schema of config files, for editors."""
     from needle.config import json_schema_text
 
     typer.echo(json_schema_text())

@@ -4,6 +4,7 @@ configs are in test_robustness.py.)"""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -21,6 +22,8 @@ from typer.testing import CliRunner
 from needle.config import parse_config
 from needle.runs import CHECKPOINT_FILE, load_checkpoint
 from needle_cli.app import app
+from needle_cli.progress import epoch_text, percent
+from needle_cli.render import number
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -64,19 +67,130 @@ def test_quickstart_trains_to_95_percent_in_under_30_seconds(tmp_path):
     assert summary["run_dir"] == str(tmp_path / "quickstart-1")
 
 
+# What only a progress bar shows: the bar and its count, the phase label, the rates.
+BAR_TEXT = r"━ +\d+/\d+ |validating|samples/s|\beta \d"
+
+
 def test_plain_lines_per_epoch_when_not_a_terminal_and_a_final_table(tiny, tmp_path):
-    result = run("train", tiny, "--out", tmp_path / "runs")
+    result = run("train", tiny, "--out", tmp_path / "runs", "--set", "train.epochs=3")
     assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "runs" / "tiny-1"
+    saved = load_checkpoint(run_dir / CHECKPOINT_FILE)
     lines = result.stdout.splitlines()
-    assert lines[0] == (
-        f"training {tmp_path / 'runs' / 'tiny-1'}: moons (100 samples, seed 1), 80 train / 20 "
-        "val samples, 2 features, 2 classes"
-    )
-    epochs = [line for line in lines if line.startswith("epoch ")]
-    assert [line.split()[1] for line in epochs] == ["1/2", "2/2"]
-    saved = load_checkpoint(tmp_path / "runs" / "tiny-1" / CHECKPOINT_FILE)
+    # one line to say what trains, then exactly one per epoch, then the final table
+    assert lines[:5] == [
+        f"training {run_dir}: moons (100 samples, seed 1), 80 train / 20 val samples, "
+        "2 features, 2 classes",
+        *(epoch_text(m, 3) for m in saved.history),
+        f"run {run_dir}",
+    ]
+    assert [line.split()[1] for line in lines[1:4]] == ["1/3", "2/3", "3/3"]
+    assert not re.search(BAR_TEXT, result.stdout)
     val_acc = f"{100 * saved.history[-1].val_accuracy:.2f}%"
-    assert re.search(r"│\s+2/2 │.*│ +" + re.escape(val_acc) + r" │", result.stdout)
+    assert re.search(r"│\s+3/3 │.*│ +" + re.escape(val_acc) + r" │", result.stdout)
+
+
+def test_progress_ticks_say_their_phase_and_batch_size(tmp_path):
+    from needle import runs
+
+    ticks = []
+    callbacks = runs.Callbacks(on_step=ticks.append, on_validate=ticks.append)
+    result = runs.train(parse_config(TINY, "tiny.yaml"), out=tmp_path, callbacks=callbacks)
+    # per epoch: 4 training steps of 20 samples, then 1 validation batch of 20
+    expected = [("train", s, 4) for s in (1, 2, 3, 4)] + [("validate", 1, 1)]
+    for epoch, m in zip((1, 2), result.history, strict=True):
+        mine = [t for t in ticks if t.epoch == epoch]
+        assert [(t.phase, t.step, t.steps) for t in mine] == expected
+        assert [t.samples for t in mine] == [20] * 5 and {t.epochs for t in mine} == {2}
+        last_train, validation = mine[3], mine[4]  # running means over each whole phase
+        assert (last_train.loss, last_train.accuracy) == (m.train_loss, m.train_accuracy)
+        assert (validation.loss, validation.accuracy) == (m.val_loss, m.val_accuracy)
+
+
+def screen(stream: str) -> list[str]:
+    """The lines a terminal shows once it has received `stream`: the text with the controls
+    rich's live display uses applied (carriage return, erase line, cursor up); others, such
+    as hiding the cursor, change nothing visible."""
+    lines, row, col = [""], 0, 0
+    for token in re.split(r"(\x1b\[[0-9;?]*[A-Za-z]|\r|\n)", stream):
+        if token == "\n":
+            row, col = row + 1, 0
+            lines += [""] * (row + 1 - len(lines))
+        elif token == "\r":
+            col = 0
+        elif token == "\x1b[2K":
+            lines[row] = ""
+        elif up := re.fullmatch(r"\x1b\[(\d*)A", token):
+            row = max(0, row - int(up[1] or 1))
+        elif token and not token.startswith("\x1b["):
+            line = lines[row].ljust(col)
+            lines[row] = line[:col] + token + line[col + len(token) :]
+            col += len(token)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return [line.rstrip() for line in lines]
+
+
+def test_terminal_bars_per_phase_leave_one_line_per_epoch(tiny, tmp_path, monkeypatch):
+    from rich.console import Console
+
+    import needle_cli.train
+
+    stream = io.StringIO()
+    terminal = Console(file=stream, force_terminal=True, color_system=None, width=120)
+    monkeypatch.setattr(needle_cli.train, "console", lambda: terminal)
+    result = run("train", tiny, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    saved = load_checkpoint(tmp_path / "tiny-1" / CHECKPOINT_FILE)
+    sent, shown = stream.getvalue(), screen(stream.getvalue())
+    # while it ran: a bar for each epoch's 4 training steps, then a labelled validation bar
+    # of its 1 batch, each with steps done, running loss and accuracy, samples/s and ETA
+    rate = r" [\d,]+ samples/s +eta \d+:\d\d"
+    for m in saved.history:
+        assert re.search(rf"epoch {m.epoch}/2 ━+ +1/4 loss [\d.]+ +acc [\d.]+%{rate}", sent)
+        val = rf"loss {re.escape(number(m.val_loss))} +acc {re.escape(percent(m.val_accuracy))}"
+        assert re.search(rf"validating ━+ 1/1 {val}{rate}", sent)
+    # once it is done: the bars are gone; what stays is one line per epoch and the table
+    assert shown[1:4] == [*(epoch_text(m, 2) for m in saved.history), f"run {tmp_path / 'tiny-1'}"]
+    assert not [line for line in shown if re.search(BAR_TEXT, line)]
+    assert shown[-2].startswith("│    2/2 │") and len(shown) == 4 + 5
+
+
+def test_the_screen_helper_applies_what_a_terminal_does():
+    # a bar drawn, redrawn over itself, then erased, between two permanent lines
+    stream = "a\n\x1b[?25l\r\x1b[2Kbar 1\r\x1b[2Kbar 2\nmore\r\x1b[2K\x1b[1A\x1b[2Kb\n"
+    assert screen(stream) == ["a", "b"]
+    assert screen("abc\rX") == ["Xbc"]
+
+
+def cells(text: str) -> list[list[str]]:
+    """The header and body rows of the rich tables in `text`, each a list of its cells."""
+    rows = [line for line in text.splitlines() if line[:1] in ("│", "┃")]
+    return [[cell.strip() for cell in re.split("[│┃]", row)[1:-1]] for row in rows]
+
+
+def test_piped_tables_keep_every_digit_at_a_narrow_width(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")  # a log of a narrow terminal: `needle ... | tee log`
+    trained = run("train", tiny, "--out", tmp_path)
+    assert trained.exit_code == 0, trained.output
+    saved = load_checkpoint(tmp_path / "tiny-1" / CHECKPOINT_FILE)
+    last, seconds = saved.history[-1], sum(m.seconds for m in saved.history)
+    assert cells(trained.stdout) == [
+        ["epochs", "time", "train loss", "train acc", "val loss", "val acc"],
+        ["2/2", f"{seconds:.1f}s", number(last.train_loss), percent(last.train_accuracy)]
+        + [number(last.val_loss), percent(last.val_accuracy)],
+    ]
+    evaluation = last_json(run("evaluate", tmp_path / "tiny-1", "--json"))
+    table = run("evaluate", tmp_path / "tiny-1")
+    matrix = evaluation["confusion_matrix"]
+    assert cells(table.stdout) == [
+        ["samples", "loss", "accuracy"],
+        [str(evaluation["samples"]), number(evaluation["loss"]), percent(evaluation["accuracy"])],
+        ["", *map(str, range(len(matrix)))],
+        *([str(c), *map(str, row)] for c, row in enumerate(matrix)),
+    ]
+    assert "…" not in trained.stdout + table.stdout
+    assert f"{tmp_path / 'tiny-1' / CHECKPOINT_FILE} (epoch 2) on validation split" in table.stdout
 
 
 def test_quiet_prints_nothing_and_json_is_the_last_line(tiny, tmp_path):
@@ -131,6 +245,17 @@ def test_dry_run_prints_the_model_and_writes_nothing(tiny, tmp_path, monkeypatch
     assert not (tmp_path / "runs").exists()
     summary = last_json(run("train", tiny, "--dry-run", "--json"))
     assert summary["parameters"] == 42 and summary["data"]["train"] == 80
+
+
+def test_a_list_index_can_be_written_with_a_dot_which_zsh_leaves_alone(tiny):
+    """`model.layers[0]` unquoted is a glob in zsh (macOS's shell); `model.layers.0` is not."""
+    dotted, bracketed = (
+        last_json(run("train", tiny, "--dry-run", "--json", "--set", f"{key}.linear=16"))
+        for key in ("model.layers.0", "model.layers[0]")
+    )
+    assert dotted == bracketed
+    assert [layer["out_features"] for layer in dotted["layers"]] == [16, 16, 2]
+    assert dotted["parameters"] == (2 * 16 + 16) + (16 * 2 + 2)
 
 
 @pytest.mark.parametrize("name", ["mnist_mlp", "mlp_resnet"])
@@ -288,8 +413,15 @@ def test_schema_is_json_schema(tmp_path):
 # -- signals in a real process ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_saves_a_checkpoint_and_prints_the_resume_command(tmp_path, signum, code):
+@pytest.mark.parametrize(
+    "signum, code, name",
+    [
+        (signal.SIGINT, 130, "Ctrl-C"),
+        (signal.SIGTERM, 143, "SIGTERM"),
+        (signal.SIGHUP, 129, "SIGHUP"),
+    ],
+)
+def test_signal_saves_a_checkpoint_and_prints_the_resume_command(tmp_path, signum, code, name):
     config = tmp_path / "long.yaml"
     config.write_text(TINY.replace("epochs: 2", "epochs: 100000"))
     proc = subprocess.Popen(
@@ -308,13 +440,17 @@ def test_signal_saves_a_checkpoint_and_prints_the_resume_command(tmp_path, signu
     run_dir = tmp_path / "long-1"
     assert proc.returncode == code, stderr
     lines = stderr.splitlines()
+    assert (
+        lines[0]
+        == f"{name}: stopping after this step to save a checkpoint ({name} again stops at once)"
+    )
     assert re.fullmatch(
         rf"stopped at epoch (\d+), step (\d+); checkpoint saved to {re.escape(str(run_dir))}/"
         r"checkpoint\.npz",
-        lines[0],
+        lines[1],
     )
-    assert lines[1] == f"resume with: needle train --resume {run_dir}"
-    epoch, step = map(int, re.findall(r"\d+", lines[0])[:2])
+    assert lines[2:] == [f"resume with: needle train --resume {run_dir}"]
+    epoch, step = map(int, re.findall(r"\d+", lines[1])[:2])
     saved = load_checkpoint(run_dir / CHECKPOINT_FILE)
     assert (saved.epoch, saved.step) in ((epoch - 1, step), (epoch, 0))
     assert "Traceback" not in stderr
@@ -322,3 +458,36 @@ def test_signal_saves_a_checkpoint_and_prints_the_resume_command(tmp_path, signu
     again = run("train", "--resume", run_dir, "--set", f"train.epochs={epoch + 1}", "--json")
     assert again.exit_code == 0, again.output
     assert last_json(again)["epochs"] == epoch + 1
+
+
+def test_stopped_at_once_names_the_checkpoint_kept_wherever_it_stopped(tmp_path, capsys):
+    import typer
+
+    from needle import runs
+    from needle_cli.train import _stopped_at_once
+
+    flag = runs.StopFlag()
+
+    def stop_inside_epoch_2(p):
+        if (p.epoch, p.step) == (2, 3):
+            flag.request()
+
+    callbacks = runs.Callbacks(on_step=stop_inside_epoch_2)
+    config = parse_config(TINY, "tiny.yaml")
+    run_dir = runs.train(config, out=tmp_path, callbacks=callbacks, stop=flag).run_dir
+    cases = [
+        (run_dir, "kept the last checkpoint, at epoch 2, step 3"),
+        (runs.train(config, out=tmp_path).run_dir, "kept the last checkpoint, after epoch 2"),
+        (None, "before training began: nothing to resume"),
+    ]
+    for where, kept in cases:
+        with pytest.raises(typer.Exit) as stopped:
+            _stopped_at_once(where, signal.SIGTERM)
+        assert stopped.value.exit_code == 128 + signal.SIGTERM
+        said = capsys.readouterr().err.splitlines()
+        assert said[0].startswith("stopped at once by a second SIGTERM") and kept in said[0]
+        if where is not None:
+            assert said == [
+                f"stopped at once by a second SIGTERM; {kept}, in {where / CHECKPOINT_FILE}",
+                f"resume with: needle train --resume {where}",
+            ]

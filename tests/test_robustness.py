@@ -547,6 +547,8 @@ def _writes_outside_atomic_writer(tree: ast.AST) -> list[int]:
         elif method == "open" or getattr(func, "id", None) == "open":
             # open(path, mode) and os.open(path, flags); Path(...).open(mode)
             position = 0 if method == "open" and getattr(func.value, "id", None) != "os" else 1
+            if position and node.args and ast.unparse(node.args[0]) == "os.devnull":
+                continue  # writing there keeps nothing (train's detach from a closed terminal)
             mode = next((kw.value for kw in node.keywords if kw.arg == "mode"), None)
             if mode is None and len(node.args) > position:
                 mode = node.args[position]
@@ -573,7 +575,7 @@ def test_no_code_writes_a_file_except_through_fileio():
     probe = (
         "open(p, 'w')\nPath(p).write_text('x')\nnp.save(p, a)\nos.replace(a, b)\n"
         "p.open('ab')\nos.open(p, os.O_WRONLY)\nopen(p)\np.open('rb', newline='')\n"
-        "write_text(p, 'x')\n"
+        "write_text(p, 'x')\nos.open(os.devnull, os.O_WRONLY)\n"
     )
     assert _writes_outside_atomic_writer(ast.parse(probe)) == [1, 2, 3, 4, 5, 6]
     assert (
@@ -775,3 +777,188 @@ def test_mutated_configs_never_crash_and_are_refused_when_invalid(tmp_path, data
         assert all(line.startswith("error: ") for line in result.stderr.splitlines())
     else:
         assert json.loads(result.stdout)["parameters"] > 0
+
+
+# -- signals: a second Ctrl-C, a closed terminal ------------------------------------------------
+
+
+def test_each_stop_signal_asks_once_and_a_second_one_stops_at_once():
+    assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP} == set(runs.STOP_SIGNALS)
+    before = {sig: signal.getsignal(sig) for sig in runs.STOP_SIGNALS}
+    flag, heard = runs.StopFlag(), []
+    with runs.stop_on_signals(flag, on_signal=lambda signum: heard.append((signum, flag.forced))):
+        signal.raise_signal(signal.SIGHUP)
+        assert (flag.signum, flag.forced, heard) == (signal.SIGHUP, None, [(signal.SIGHUP, None)])
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert (flag.signum, flag.forced) == (signal.SIGHUP, signal.SIGINT)
+    assert heard[1:] == [(signal.SIGINT, signal.SIGINT)]  # told before it stops at once
+    assert {sig: signal.getsignal(sig) for sig in runs.STOP_SIGNALS} == before
+
+
+# Trains with file writes that, once a stop is asked for, say so and hang: the second Ctrl-C
+# lands while the run saves (its checkpoint in the middle of an epoch, its summary at the end
+# of one), as it would on a big model or a slow disk.
+_SLOW_STOP_SAVE = """
+import sys, time
+from needle import runs
+from needle_cli.app import main
+
+request, stopping = runs.StopFlag.request, []
+
+def request_and_note(self, signum):
+    stopping.append(signum)
+    request(self, signum)
+
+def slowly_once_stopping(write):
+    def slow(*args):
+        if stopping:
+            print("saving", flush=True)
+            time.sleep(60)
+        write(*args)
+    return slow
+
+runs.StopFlag.request = request_and_note
+runs.save_checkpoint = slowly_once_stopping(runs.save_checkpoint)
+runs.write_text = slowly_once_stopping(runs.write_text)
+sys.argv = ["needle", "train", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_second_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path):
+    config = tmp_path / "long.yaml"
+    config.write_text(TINY.replace("epochs: 1", "epochs: 100000"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_STOP_SAVE, config, "--out", tmp_path],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:  # wait until two epochs are saved
+            if line.startswith("epoch 2/"):
+                break
+        proc.send_signal(signal.SIGINT)
+        for line in proc.stdout:
+            if line == "saving\n":
+                break
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    run_dir = tmp_path / "long-1"
+    kept = load_checkpoint(run_dir / CHECKPOINT_FILE)  # the stop's own save never happened
+    assert kept.step == 0 and kept.epoch >= 2
+    assert proc.returncode == 130, stderr
+    assert stderr.splitlines() == [
+        "Ctrl-C: stopping after this step to save a checkpoint (Ctrl-C again stops at once)",
+        f"stopped at once by a second Ctrl-C; kept the last checkpoint, after epoch {kept.epoch},"
+        f" in {run_dir / CHECKPOINT_FILE}",
+        f"resume with: needle train --resume {run_dir}",
+    ]
+    resumed = run("train", "--resume", run_dir, "--set", f"train.epochs={kept.epoch + 1}")
+    assert resumed.exit_code == 0, resumed.output
+
+
+def train_in_a_terminal(
+    tmp_path: Path, samples: int = 60, **streams
+) -> tuple[subprocess.Popen, int]:
+    """A long run of TINY on `samples` points with stdout (and whatever else `streams` sends
+    there) on a pseudo-terminal 120 columns wide; returns the process and the terminal's
+    side to read."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    config = tmp_path / "long.yaml"
+    config.write_text(
+        TINY.replace("epochs: 1", "epochs: 100000").replace("samples: 60", f"samples: {samples}")
+    )
+    terminal, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "needle_cli", "train", config, "--out", tmp_path],
+        cwd=ROOT,
+        stdout=side,
+        **{name: side if where == "terminal" else where for name, where in streams.items()},
+        env={**env, "TERM": "xterm", "PYTHONUNBUFFERED": "1"},
+    )
+    os.close(side)
+    return proc, terminal
+
+
+def read_until(terminal: int, pattern: bytes, count: int = 1) -> bytes:
+    """What the terminal shows until `pattern` (a regular expression) has shown `count` times."""
+    import re
+
+    shown = b""
+    while len(re.findall(pattern, shown)) < count:
+        shown += os.read(terminal, 65536)
+    return shown
+
+
+def test_ctrl_c_in_a_terminal_leaves_no_bar_behind(tmp_path):
+    import re
+
+    from test_cli_train import BAR_TEXT, screen
+
+    # 1,334 steps an epoch: Ctrl-C lands while a bar is on the screen, as it mostly would
+    proc, terminal = train_in_a_terminal(tmp_path, samples=20000, stderr="terminal")
+    try:
+        shown = read_until(terminal, rb"epoch 3/100000 [^ ]")  # two epochs' lines, a bar
+        assert b"samples/s" in shown
+        proc.send_signal(signal.SIGINT)
+        while True:  # until the process is gone and the terminal reads as closed
+            try:
+                more = os.read(terminal, 65536)
+            except OSError:
+                break
+            if not more:
+                break
+            shown += more
+    finally:
+        os.close(terminal)
+    assert proc.wait(timeout=60) == 130
+    lines = screen(re.sub(r"\x1b\[[0-9;]*m", "", shown.decode()))  # colours off
+    assert not [line for line in lines if re.search(BAR_TEXT, line)], lines
+    run_dir = tmp_path / "long-1"
+    # what stays: what trains, a line per epoch done, then what Ctrl-C did
+    assert lines[0].startswith(f"training {run_dir}: ")
+    assert len(lines) >= 6 and all(line.startswith("epoch ") for line in lines[1:-3])
+    assert lines[-3] == (
+        "Ctrl-C: stopping after this step to save a checkpoint (Ctrl-C again stops at once)"
+    )
+    saved_to = re.escape(str(run_dir / CHECKPOINT_FILE))
+    assert re.fullmatch(
+        rf"stopped at epoch \d+, step \d+; checkpoint saved to {saved_to}", lines[-2]
+    )
+    assert lines[-1] == f"resume with: needle train --resume {run_dir}"
+
+
+def test_closing_the_terminal_saves_the_run_like_sigterm(tmp_path):
+    # stderr to a pipe, where a log of it would go: it outlives the terminal
+    proc, terminal = train_in_a_terminal(tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        assert b"samples/s" in read_until(terminal, b"train loss", 2)
+        # The hangup first, then the terminal goes: the other order races the signal against
+        # the bar's next redraw. Either way, nothing may be written to the terminal after it.
+        proc.send_signal(signal.SIGHUP)
+        said = proc.stderr.readline()
+    finally:
+        os.close(terminal)
+    _, stderr = proc.communicate(timeout=60)
+    assert said == (
+        "SIGHUP: stopping after this step to save a checkpoint (SIGHUP again stops at once)\n"
+    )
+    assert proc.returncode == 129, stderr
+    run_dir = tmp_path / "long-1"
+    assert stderr.splitlines()[-1] == f"resume with: needle train --resume {run_dir}"
+    assert "Traceback" not in stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    saved = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    assert summary["status"] == "interrupted"
+    assert summary["stopped_at"] in ([saved.epoch + 1, saved.step], [saved.epoch, 4])
