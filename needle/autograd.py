@@ -4,6 +4,7 @@ A `Tensor` holds a numpy array (`cached_data`) and, when it was computed from te
 require a gradient, the `op` that made it and its `inputs`. `backward()` orders that graph
 once (iteratively, so deep graphs do not hit Python's recursion limit) and applies the chain
 rule in reverse. Gradients are built from needle ops, so they can be differentiated again.
+A `TensorTuple` is a graph value holding several arrays (what `split` returns).
 """
 
 from __future__ import annotations
