@@ -4,12 +4,13 @@ A `Tensor` holds a numpy array (`cached_data`) and, when it was computed from te
 require a gradient, the `op` that made it and its `inputs`. `backward()` orders that graph
 once (iteratively, so deep graphs do not hit Python's recursion limit) and applies the chain
 rule in reverse. Gradients are built from needle ops, so they can be differentiated again.
+A `TensorTuple` is a graph value holding several arrays (what `split` returns).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -86,8 +87,15 @@ class Op:
 class TensorOp(Op):
     """An op whose result is a Tensor."""
 
-    def __call__(self, *args: Tensor) -> Tensor:
+    def __call__(self, *args: Value) -> Tensor:
         return Tensor.make_from_op(self, args)
+
+
+class TensorTupleOp(Op):
+    """An op whose result is a TensorTuple."""
+
+    def __call__(self, *args: Value) -> TensorTuple:
+        return TensorTuple.make_from_op(self, args)
 
 
 class Value:
@@ -95,11 +103,46 @@ class Value:
 
     op: Op | None
     inputs: tuple[Value, ...]
-    cached_data: np.ndarray
+    cached_data: Any
     requires_grad: bool
+    grad: Any
 
-    def realize_cached_data(self) -> np.ndarray:
+    def realize_cached_data(self) -> Any:
         return self.cached_data
+
+    @classmethod
+    def make_from_op(cls, op: Op, inputs: Sequence[Value]) -> Self:
+        """Run `op` on `inputs`; keep the graph only if some input requires a gradient."""
+        # The hot path of every forward and backward pass: kept to plain attribute writes.
+        global TENSOR_COUNTER
+        if len(inputs) == 2:  # most ops take one or two inputs: no argument list to build
+            data = op.compute(inputs[0].cached_data, inputs[1].cached_data)
+        elif len(inputs) == 1:
+            data = op.compute(inputs[0].cached_data)
+        else:
+            data = op.compute(*[x.cached_data for x in inputs])
+        tensor = cls.__new__(cls)
+        tensor.cached_data = data
+        tensor.grad = None
+        TENSOR_COUNTER += 1
+        if _GRAD_ENABLED:
+            for x in inputs:
+                if x.requires_grad:
+                    tensor.op, tensor.inputs, tensor.requires_grad = op, tuple(inputs), True
+                    return tensor
+        tensor.op, tensor.inputs, tensor.requires_grad = None, (), False
+        return tensor
+
+    @classmethod
+    def make_const(cls, data: Any, requires_grad: bool = False) -> Self:
+        """Wrap data (an array; a tuple of them for a TensorTuple) without copying it (the
+        caller gives up ownership)."""
+        global TENSOR_COUNTER
+        TENSOR_COUNTER += 1  # on every backward pass (each node's .grad): plain writes
+        tensor = cls.__new__(cls)
+        tensor.op, tensor.inputs, tensor.cached_data = None, (), data
+        tensor.requires_grad, tensor.grad = requires_grad, None
+        return tensor
 
     def is_leaf(self) -> bool:
         return self.op is None
@@ -139,39 +182,6 @@ class Tensor(Value):
             raise ValueError(f"unknown device {device!r}; needle has only cpu()")
         self.op, self.inputs, self.cached_data = None, (), _as_array(array, dtype)
         self.requires_grad, self.grad = requires_grad, None
-
-    @classmethod
-    def make_from_op(cls, op: Op, inputs: Sequence[Tensor]) -> Tensor:
-        """Run `op` on `inputs`; keep the graph only if some input requires a gradient."""
-        # The hot path of every forward and backward pass: kept to plain attribute writes.
-        global TENSOR_COUNTER
-        if len(inputs) == 2:  # most ops take one or two inputs: no argument list to build
-            data = op.compute(inputs[0].cached_data, inputs[1].cached_data)
-        elif len(inputs) == 1:
-            data = op.compute(inputs[0].cached_data)
-        else:
-            data = op.compute(*[x.cached_data for x in inputs])
-        tensor = cls.__new__(cls)
-        tensor.cached_data = data
-        tensor.grad = None
-        TENSOR_COUNTER += 1
-        if _GRAD_ENABLED:
-            for x in inputs:
-                if x.requires_grad:
-                    tensor.op, tensor.inputs, tensor.requires_grad = op, tuple(inputs), True
-                    return tensor
-        tensor.op, tensor.inputs, tensor.requires_grad = None, (), False
-        return tensor
-
-    @classmethod
-    def make_const(cls, data: np.ndarray, requires_grad: bool = False) -> Tensor:
-        """Wrap a numpy array without copying it (the caller gives up ownership)."""
-        global TENSOR_COUNTER
-        TENSOR_COUNTER += 1  # on every backward pass (each node's .grad): plain writes
-        tensor = cls.__new__(cls)
-        tensor.op, tensor.inputs, tensor.cached_data = None, (), data
-        tensor.requires_grad, tensor.grad = requires_grad, None
-        return tensor
 
     # -- data access -------------------------------------------------------------------
     @property
@@ -299,6 +309,58 @@ class Tensor(Value):
     __eq__ = object.__eq__
 
 
+class TensorTuple(Value):
+    """A graph value holding a tuple of arrays: what `split` returns and `stack` consumes.
+
+    `t[i]` is element i as a Tensor (the op `tuple_get_item`), so reading an element is
+    differentiable like any other op; `t.tuple()` reads them all.
+    """
+
+    grad: TensorTuple | None
+
+    def __init__(self, arrays: Iterable[Any]) -> None:
+        """A constant tuple of the given arrays (or tensors' arrays), requiring no gradient."""
+        global TENSOR_COUNTER
+        TENSOR_COUNTER += 1
+        self.op, self.inputs, self.requires_grad, self.grad = None, (), False, None
+        self.cached_data = tuple(_as_array(a, None) for a in arrays)
+
+    def __len__(self) -> int:
+        return len(self.cached_data)
+
+    def __getitem__(self, index: int) -> Tensor:
+        return ops.tuple_get_item(self, index)
+
+    def __add__(self, other: TensorTuple) -> TensorTuple:
+        """Element by element, as the backward pass sums two adjoints of a tuple."""
+        if not isinstance(other, TensorTuple) or len(other) != len(self):
+            got = f"{len(other)} elements" if isinstance(other, TensorTuple) else type(other)
+            raise UsageError(
+                f"a TensorTuple of {len(self)} elements adds only one of as many (got {got})"
+            )
+        return ops.make_tuple(*[a + b for a, b in zip(self.tuple(), other.tuple(), strict=True)])
+
+    def detach(self) -> TensorTuple:
+        return TensorTuple.make_const(self.cached_data)
+
+    @property
+    def device(self) -> Device:
+        return _CPU
+
+    def __repr__(self) -> str:
+        return f"needle.TensorTuple({self.cached_data!r})"
+
+    def __str__(self) -> str:
+        return f"({', '.join(str(a) for a in self.cached_data)})"
+
+    # Named as the course names it; defined last, as it shadows the builtin in this body.
+    def tuple(self) -> tuple[Tensor, ...]:
+        return tuple(self[i] for i in range(len(self)))
+
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+
+
 def find_topo_sort(node_list: Iterable[Value]) -> list[Value]:
     """Post-order depth-first walk over `node.inputs`: every node after all of its inputs.
 
@@ -339,14 +401,13 @@ class _Cast(TensorOp):
         return _Cast(node.inputs[0].dtype)(out_grad)
 
 
-def _in_dtype_of(grad: Tensor, node: Value) -> Tensor:
-    """`grad` in `node`'s dtype when that is a floating one.
+def _in_dtype(grad: Tensor, dtype: np.dtype) -> Tensor:
+    """`grad` in `dtype` when that is a floating one.
 
     Ops compute in numpy's promoted dtype, so a float32 input used with a float64 one gets a
     float64 product; converted here, every op's gradient has its input's dtype. An integer
     or boolean input keeps the floating gradient: in its own dtype it would be truncated.
     """
-    dtype = node.cached_data.dtype
     if grad.cached_data.dtype == dtype or dtype.kind not in "fc":
         return grad
     return _Cast(dtype)(grad)
@@ -356,29 +417,68 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
     """Reverse-mode differentiation of `output_tensor` with cotangent `out_grad`.
 
     Stores the summed adjoint of every node that requires a gradient in its `.grad`, in the
-    node's dtype (see `_in_dtype_of`). An op's `gradient` may return None for an input that
+    node's dtype (see `_in_dtype`). An op's `gradient` may return None for an input that
     needs no gradient.
 
     A leaf's `.grad` keeps its graph, so it can be differentiated again. An intermediate
     node's `.grad` is stored detached: a stored graph there would point back at the node
     itself, and such cycles keep every activation alive until the garbage collector runs.
+
+    A TensorTuple's adjoint is gathered element by element (see `_add_part`) and becomes one
+    TensorTuple, zeros where no element was read, when its node's turn comes.
     """
-    adjoints: dict[Value, Tensor] = {output_tensor: _in_dtype_of(out_grad, output_tensor)}
+    adjoints: dict[Value, Any] = {}
+    _add_adjoint(adjoints, output_tensor, out_grad)
     for node in reversed(find_topo_sort([output_tensor])):
         adjoint = adjoints.pop(node, None)
         if adjoint is None or not node.requires_grad:
             continue
+        if isinstance(node, TensorTuple):
+            adjoint = _assemble(node, adjoint)
         if node.op is None:
             node.grad = adjoint
             continue
-        node.grad = Tensor.make_const(adjoint.cached_data)
+        node.grad = adjoint.detach()
+        if isinstance(node.op, ops.TupleGetItem):
+            # Reading element i adds to element i's adjoint only. Its gradient as an op, a
+            # whole tuple with zeros elsewhere, would make T reads of a T-step `split` (every
+            # recurrent layer) cost T² additions of zeros.
+            _add_part(adjoints, node.inputs[0], node.op.index, adjoint)
+            continue
         grads = node.op.gradient_as_tuple(adjoint, node)
         for child, grad in zip(node.inputs, grads, strict=True):
             if grad is not None and child.requires_grad:
-                grad = _in_dtype_of(grad, child)
-                # Contributions are summed in the order they arrive: deterministic.
-                earlier = adjoints.get(child)
-                adjoints[child] = grad if earlier is None else earlier + grad
+                _add_adjoint(adjoints, child, grad)
+
+
+def _add_adjoint(adjoints: dict[Value, Any], node: Value, grad: Value) -> None:
+    """Add `grad` to `node`'s adjoint; contributions are summed in the order they arrive, so
+    the result is deterministic."""
+    if isinstance(node, TensorTuple):
+        for index, part in enumerate(grad.tuple()):
+            _add_part(adjoints, node, index, part)
+        return
+    grad = _in_dtype(grad, node.cached_data.dtype)
+    earlier = adjoints.get(node)
+    adjoints[node] = grad if earlier is None else earlier + grad
+
+
+def _add_part(adjoints: dict[Value, Any], node: TensorTuple, index: int, grad: Tensor) -> None:
+    """Add `grad` to the adjoint of element `index` of `node`, kept as a list of parts (None
+    where nothing has arrived)."""
+    parts = adjoints.setdefault(node, [None] * len(node))
+    grad = _in_dtype(grad, node.cached_data[index].dtype)
+    parts[index] = grad if parts[index] is None else parts[index] + grad
+
+
+def _assemble(node: TensorTuple, parts: list[Tensor | None]) -> TensorTuple:
+    """A tuple node's adjoint from its parts, zeros for the elements nothing read."""
+    return ops.make_tuple(
+        *[
+            Tensor.make_const(np.zeros_like(array)) if part is None else part
+            for array, part in zip(node.cached_data, parts, strict=True)
+        ]
+    )
 
 
 from needle import ops  # noqa: E402  (ops are built on Tensor; Tensor's operators call ops)

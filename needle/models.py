@@ -1,5 +1,5 @@
-"""Model builders from the course: the residual MLP it trains on MNIST and the ResNet-9 it
-trains on CIFAR-10.
+"""Model builders from the course: the residual MLP it trains on MNIST, the ResNet-9 it
+trains on CIFAR-10 and the language model it trains on Penn Treebank.
 
 Layers are constructed in execution order, so a seeded model draws its weights in the same
 order as the course's needle.
@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from needle import nn
-from needle.autograd import Device
+from needle.autograd import Device, Tensor
+from needle.errors import UsageError, unknown_choice
 from needle.init import Dtype
 
 Norm = Callable[[int], nn.Module]
@@ -108,3 +109,69 @@ def ResNet9(  # noqa: N802 - named like a class, as the course's API has it
         nn.ReLU(),
         nn.Linear(128, 10, device=device, dtype=dtype),
     )
+
+
+SEQ_MODELS = ("rnn", "lstm", "transformer")
+
+
+class LanguageModel(nn.Module):
+    """Next-token logits for a (T, B) sequence of token ids:
+    Embedding(output_size → embedding_size) → `seq_model` → Linear(→ output_size).
+
+    `seq_model` is 'rnn' or 'lstm' (`num_layers` layers of `hidden_size`, the Linear taking
+    hidden_size), or 'transformer' (Transformer(embedding_size, hidden_size, num_layers,
+    sequence_len=seq_len), the Linear taking embedding_size). Built, and so drawn, in that
+    order: embedding, seq_model, linear.
+
+    `forward(x (T, B), h=None)` → (logits (T·B, output_size), h): the sequence model's final
+    state, to carry into the next window (detached) as the course's training loop does.
+    """
+
+    def __init__(
+        self,
+        embedding_size: int,
+        output_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        seq_model: str = "rnn",
+        seq_len: int = 40,
+        device: Device | None = None,
+        dtype: Dtype = "float32",
+    ) -> None:
+        super().__init__()
+        if seq_model not in SEQ_MODELS:
+            raise unknown_choice("seq_model", seq_model, SEQ_MODELS)
+        self.embedding = nn.Embedding(output_size, embedding_size, device=device, dtype=dtype)
+        features = hidden_size
+        if seq_model == "rnn":
+            self.seq_model = nn.RNN(
+                embedding_size, hidden_size, num_layers, device=device, dtype=dtype
+            )
+        elif seq_model == "lstm":
+            self.seq_model = nn.LSTM(
+                embedding_size, hidden_size, num_layers, device=device, dtype=dtype
+            )
+        else:
+            transformer = getattr(nn, "Transformer", None)  # looked up late: written separately
+            if transformer is None:
+                raise UsageError(
+                    "seq_model 'transformer' needs nn.Transformer, which this needle lacks; "
+                    "valid here: 'rnn', 'lstm'"
+                )
+            self.seq_model = transformer(
+                embedding_size,
+                hidden_size,
+                num_layers,
+                sequence_len=seq_len,
+                device=device,
+                dtype=dtype,
+            )
+            features = embedding_size
+        self.linear = nn.Linear(features, output_size, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor, h=None):
+        if x.ndim != 2:
+            raise UsageError(f"LanguageModel: token ids of shape {x.shape}; expected (T, batch)")
+        steps, batch = x.shape
+        out, h = self.seq_model(self.embedding(x), h)
+        return self.linear(out.reshape((steps * batch, out.shape[2]))), h

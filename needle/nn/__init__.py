@@ -2,8 +2,8 @@
 
 `needle.nn.basic` holds the module machinery and the dense layers (Linear, the norms,
 Dropout, the activations, the loss); `needle.nn.conv` the convolutional ones (Conv,
-BatchNorm2d); `needle.nn.sequence` those for token sequences (Embedding). Everything
-public is here, as `nn.Linear`, `nn.Conv`.
+BatchNorm2d); `needle.nn.sequence` those for sequences (Embedding, RNNCell, RNN, LSTMCell,
+LSTM). Everything public is here, as `nn.Linear`, `nn.Conv`.
 """
 
 from needle.nn.basic import (
@@ -23,7 +23,7 @@ from needle.nn.basic import (
     Tanh,
 )
 from needle.nn.conv import BatchNorm2d, Conv
-from needle.nn.sequence import Embedding
+from needle.nn.sequence import LSTM, RNN, Embedding, LSTMCell, RNNCell
 
 __all__ = [
     "BatchNorm1d",
@@ -34,9 +34,13 @@ __all__ = [
     "Flatten",
     "Identity",
     "LayerNorm1d",
+    "LSTM",
+    "LSTMCell",
     "Linear",
     "Module",
     "Parameter",
+    "RNN",
+    "RNNCell",
     "ReLU",
     "Residual",
     "Sequential",

@@ -1,17 +1,24 @@
-"""Layers for sequences of tokens: `Embedding`.
+"""Layers for sequences: `Embedding` of tokens, and the recurrent `RNNCell`, `RNN`,
+`LSTMCell` and `LSTM`.
 
-Inputs are (T, B) arrays of token ids held as integer-valued floats, as the course's data
-pipeline delivers them (`needle.data.get_batch`); outputs keep the (T, B) axes in front.
+Sequences are time-major, as the course has them: token ids (T, B) held as integer-valued
+floats (`needle.data.get_batch`), features (T, B, n), hidden states (num_layers, B, H).
+A recurrent layer splits its input along time, runs its cell step by step, and stacks the
+steps back.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from needle import init, ops
 from needle.autograd import Device, Tensor
+from needle.errors import UsageError, unknown_choice
 from needle.init import Dtype
 from needle.nn.basic import Module, Parameter
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"tanh": ops.tanh, "relu": ops.relu}
 
 
 class Embedding(Module):
@@ -42,3 +49,201 @@ class Embedding(Module):
         one_hot = init.one_hot(self.num_embeddings, x, device=x.device, dtype=self.weight.dtype)
         flat = ops.reshape(one_hot, (math.prod(lead), self.num_embeddings))
         return ops.reshape(ops.matmul(flat, self.weight), (*lead, self.embedding_dim))
+
+
+def _uniform(*shape: int, hidden_size: int, device: Device | None, dtype: Dtype) -> Parameter:
+    """One `rand` draw, U(−1/√hidden_size, 1/√hidden_size), as the course's cells draw."""
+    bound = 1 / math.sqrt(hidden_size)
+    return Parameter(init.rand(*shape, low=-bound, high=bound, device=device, dtype=dtype))
+
+
+class _Cell(Module):
+    """The parameters a recurrent cell shares, each drawn as `_uniform` in the course's order:
+    `W_ih` (input_size, gates·H), `W_hh` (H, gates·H), then `bias_ih`, `bias_hh` (gates·H,)
+    unless bias=False (then None)."""
+
+    def __init__(
+        self, input_size: int, hidden_size: int, gates: int, bias: bool, device, dtype
+    ) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        width = gates * hidden_size
+
+        def draw(*shape: int) -> Parameter:
+            return _uniform(*shape, hidden_size=hidden_size, device=device, dtype=dtype)
+
+        self.W_ih = draw(input_size, width)
+        self.W_hh = draw(hidden_size, width)
+        self.bias_ih = draw(width) if bias else None
+        self.bias_hh = draw(width) if bias else None
+
+    def _affine(self, X: Tensor, h: Tensor | None) -> Tensor:
+        """X·W_ih + b_ih + h·W_hh + b_hh, (B, gates·H): one product per input for all gates.
+        h=None is a zero state, so its product is left out. The attributes are read here, on
+        each call: course code may replace them with plain Tensors."""
+        if X.ndim != 2 or X.shape[1] != self.W_ih.shape[0]:
+            raise UsageError(
+                f"{type(self).__name__}: input of shape {X.shape}; expected (batch, "
+                f"{self.W_ih.shape[0]})"
+            )
+        out = ops.matmul(X, self.W_ih)
+        if h is not None:
+            out = out + ops.matmul(h, self.W_hh)
+        if self.bias_ih is not None:
+            out = out + self.bias_ih
+        if self.bias_hh is not None:
+            out = out + self.bias_hh
+        return out
+
+
+class RNNCell(_Cell):
+    """h′ = act(X·W_ih + b_ih + h·W_hh + b_hh), act tanh or relu; X (B, input_size), h (B, H)
+    (None: zeros). Parameters as `_Cell` with one gate."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device: Device | None = None,
+        dtype: Dtype = "float32",
+    ) -> None:
+        if nonlinearity not in ACTIVATIONS:
+            raise unknown_choice("nonlinearity", nonlinearity, ACTIVATIONS)
+        super().__init__(input_size, hidden_size, 1, bias, device, dtype)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, X: Tensor, h: Tensor | None = None) -> Tensor:
+        return ACTIVATIONS[self.nonlinearity](self._affine(X, h))
+
+
+class LSTMCell(_Cell):
+    """One LSTM step. With z = X·W_ih + b_ih + h·W_hh + b_hh cut into four H-wide gates
+    i, f, g, o (PyTorch's column order):
+
+        c′ = σ(f)·c + σ(i)·tanh(g),   h′ = σ(o)·tanh(c′)
+
+    `forward(X, h=None | (h0, c0))` → (h′, c′); None means zero h and c. Parameters as `_Cell`
+    with four gates.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        device: Device | None = None,
+        dtype: Dtype = "float32",
+    ) -> None:
+        super().__init__(input_size, hidden_size, 4, bias, device, dtype)
+
+    def forward(self, X: Tensor, h: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        h0, c0 = (None, None) if h is None else h
+        z = self._affine(X, h0)
+        batch, hidden = z.shape[0], z.shape[1] // 4
+        i, f, g, o = ops.split(ops.reshape(z, (batch, 4, hidden)), 1).tuple()
+        c = ops.sigmoid(i) * ops.tanh(g)
+        if c0 is not None:
+            c = ops.sigmoid(f) * c0 + c
+        return ops.sigmoid(o) * ops.tanh(c), c
+
+
+def _time_steps(X: Tensor, input_size: int, layer: str) -> list[Tensor]:
+    """X (T, B, input_size) as its T steps (B, input_size)."""
+    if X.ndim != 3 or X.shape[2] != input_size:
+        raise UsageError(f"{layer}: input of shape {X.shape}; expected (T, batch, {input_size})")
+    return list(ops.split(X, 0).tuple())
+
+
+def _layer_states(h: Tensor | None, num_layers: int, layer: str) -> list[Tensor | None]:
+    """A (num_layers, B, H) state as one (B, H) state per layer; None as None for each."""
+    if h is None:
+        return [None] * num_layers
+    if h.ndim != 3 or h.shape[0] != num_layers:
+        raise UsageError(
+            f"{layer}: initial state of shape {h.shape}; expected ({num_layers}, batch, hidden)"
+        )
+    return list(ops.split(h, 0).tuple())
+
+
+class RNN(Module):
+    """`num_layers` RNNCells (`rnn_cells`, layer 0 taking input_size, the others hidden_size),
+    each layer running over the whole sequence its input is the output of the layer below.
+
+    `forward(X (T, B, input_size), h0=None (num_layers, B, H))` → (the last layer's h_t for
+    every t (T, B, H), every layer's final h (num_layers, B, H)).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device: Device | None = None,
+        dtype: Dtype = "float32",
+    ) -> None:
+        super().__init__()
+        self.rnn_cells = [
+            RNNCell(n, hidden_size, bias, nonlinearity, device=device, dtype=dtype)
+            for n in [input_size] + [hidden_size] * (num_layers - 1)
+        ]
+
+    def forward(self, X: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        steps = _time_steps(X, self.rnn_cells[0].input_size, "RNN")
+        finals = []
+        starts = _layer_states(h0, len(self.rnn_cells), "RNN")
+        for cell, h in zip(self.rnn_cells, starts, strict=True):
+            outputs = []
+            for x in steps:
+                h = cell(x, h)
+                outputs.append(h)
+            steps = outputs
+            finals.append(h)
+        return ops.stack(steps, 0), ops.stack(finals, 0)
+
+
+class LSTM(Module):
+    """`num_layers` LSTMCells (`lstm_cells`), stacked as `RNN` stacks its cells.
+
+    `forward(X (T, B, input_size), h=None | (h0, c0), each (num_layers, B, H))` → (the last
+    layer's h_t for every t (T, B, H), (h_n, c_n) each (num_layers, B, H)).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        device: Device | None = None,
+        dtype: Dtype = "float32",
+    ) -> None:
+        super().__init__()
+        self.lstm_cells = [
+            LSTMCell(n, hidden_size, bias, device=device, dtype=dtype)
+            for n in [input_size] + [hidden_size] * (num_layers - 1)
+        ]
+
+    def forward(
+        self, X: Tensor, h: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        steps = _time_steps(X, self.lstm_cells[0].input_size, "LSTM")
+        layers = len(self.lstm_cells)
+        h0, c0 = (None, None) if h is None else h
+        starts = zip(
+            _layer_states(h0, layers, "LSTM"), _layer_states(c0, layers, "LSTM"), strict=True
+        )
+        final_h, final_c = [], []
+        for cell, (h_t, c_t) in zip(self.lstm_cells, starts, strict=True):
+            state = None if h_t is None else (h_t, c_t)
+            outputs = []
+            for x in steps:
+                state = cell(x, state)
+                outputs.append(state[0])
+            steps = outputs
+            final_h.append(state[0])
+            final_c.append(state[1])
+        return ops.stack(steps, 0), (ops.stack(final_h, 0), ops.stack(final_c, 0))

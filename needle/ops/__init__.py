@@ -3,6 +3,7 @@
 
 import types as _types
 
+from needle.autograd import TensorTupleOp
 from needle.ops.conv import Conv, Dilate, Flip, Undilate, conv, dilate, flip, undilate
 from needle.ops.elementwise import (
     AddScalar,
@@ -51,6 +52,16 @@ from needle.ops.shape import (
     transpose,
 )
 from needle.ops.softmax import LogSoftmax, LogSumExp, Softmax, logsoftmax, logsumexp, softmax
+from needle.ops.tuples import (
+    MakeTensorTuple,
+    Split,
+    Stack,
+    TupleGetItem,
+    make_tuple,
+    split,
+    stack,
+    tuple_get_item,
+)
 
 # Functions, op classes and the registry, but not the submodules.
 __all__ = [

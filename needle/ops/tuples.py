@@ -1,0 +1,130 @@
+"""Ops on tuples of tensors: make_tuple, tuple_get_item, and stack / split, which recurrent
+layers use to walk a sequence step by step.
+
+`stack` turns a TensorTuple into one tensor and `split` one tensor into a TensorTuple; each
+is the other's gradient. These ops are not in the registry: the gradient checker feeds a
+fixed number of tensors to an op and reads one tensor back, and stack takes any number of
+tensors while split returns a tuple (tests/test_tuple_ops.py checks them through functions
+composing them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from needle.autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp
+from needle.errors import UsageError
+
+
+class MakeTensorTuple(TensorTupleOp):
+    """(a₀, …, aₙ₋₁) as one TensorTuple; the gradient hands element i of out_grad to aᵢ."""
+
+    def compute(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        return arrays
+
+    def gradient(self, out_grad: TensorTuple, node: TensorTuple):
+        return out_grad.tuple()
+
+
+def make_tuple(*tensors: Tensor) -> TensorTuple:
+    """The tensors as one TensorTuple."""
+    return MakeTensorTuple()(*tensors)
+
+
+class TupleGetItem(TensorOp):
+    """Element `index` of a TensorTuple.
+
+    Reading from a tuple just made by `make_tuple` returns the tensor it was made from, with
+    no node in between (`fold_const=False` keeps the node).
+    """
+
+    def __init__(self, index: int):
+        self.index = index
+
+    def __call__(self, a: TensorTuple, fold_const: bool = True) -> Tensor:
+        if fold_const and isinstance(a.op, MakeTensorTuple):
+            return a.inputs[self.index]
+        return Tensor.make_from_op(self, [a])
+
+    def compute(self, a: tuple[np.ndarray, ...]) -> np.ndarray:
+        return a[self.index]
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        """out_grad at `index`, zeros at every other element. (The backward pass adds out_grad
+        to that one element directly; see `compute_gradient_of_variables`.)"""
+        elements = node.inputs[0].cached_data
+        return make_tuple(
+            *[
+                out_grad if i == self.index % len(elements) else Tensor.make_const(np.zeros_like(x))
+                for i, x in enumerate(elements)
+            ]
+        )
+
+
+def tuple_get_item(t: TensorTuple, index: int) -> Tensor:
+    """Element `index` of `t` (negative counts from the end)."""
+    if not isinstance(t, TensorTuple):
+        raise UsageError(f"tuple_get_item needs a TensorTuple, got {type(t).__name__}")
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise UsageError(f"a TensorTuple index must be an integer (got {index!r})")
+    if not -len(t) <= index < len(t):
+        raise UsageError(f"index {index} is out of range for a TensorTuple of {len(t)} tensors")
+    return TupleGetItem(int(index) % len(t))(t)
+
+
+def _axis(axis: int, ndim: int, op: str) -> int:
+    """`axis` as a non-negative int below `ndim`, refused otherwise."""
+    if (
+        isinstance(axis, bool)
+        or not isinstance(axis, (int, np.integer))
+        or not -ndim <= axis < ndim
+    ):
+        raise UsageError(f"{op}: axis {axis!r} is out of range; valid: {-ndim} to {ndim - 1}")
+    return int(axis) % ndim
+
+
+class Stack(TensorOp):
+    """Tensors of one shape (as a TensorTuple) stacked along a new axis `axis` (0…ndim):
+    out[…, i, …] = aᵢ. The gradient splits out_grad along that axis."""
+
+    def __init__(self, axis: int):
+        self.axis = axis
+
+    def compute(self, arrays: tuple[np.ndarray, ...]) -> np.ndarray:
+        if not arrays:
+            raise UsageError("stack needs at least one tensor")
+        shapes = {a.shape for a in arrays}
+        if len(shapes) > 1:
+            raise UsageError(f"stack needs tensors of one shape, got {sorted(shapes)}")
+        return np.stack(arrays, axis=_axis(self.axis, arrays[0].ndim + 1, "stack"))
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        return split(out_grad, self.axis)
+
+
+def stack(args: Sequence[Tensor] | TensorTuple, axis: int) -> Tensor:
+    """The tensors of `args` (a list, tuple or TensorTuple) stacked along a new axis `axis`."""
+    return Stack(axis)(args if isinstance(args, TensorTuple) else make_tuple(*args))
+
+
+class Split(TensorTupleOp):
+    """The a.shape[axis] slices of `a` along `axis`, that axis removed, as a TensorTuple
+    (views of `a`). The gradient stacks out_grad back along it."""
+
+    def __init__(self, axis: int):
+        self.axis = axis
+
+    def compute(self, a: np.ndarray) -> tuple[np.ndarray, ...]:
+        axis = _axis(self.axis, a.ndim, "split")
+        lead = (slice(None),) * axis
+        return tuple(a[(*lead, i)] for i in range(a.shape[axis]))
+
+    def gradient(self, out_grad: TensorTuple, node: TensorTuple):
+        return stack(out_grad, self.axis)
+
+
+def split(a: Tensor, axis: int) -> TensorTuple:
+    """`a` cut along `axis` into a.shape[axis] tensors, each without that axis."""
+    return Split(axis)(a)
