@@ -2,8 +2,9 @@
 
 `needle.nn.basic` holds the module machinery and the dense layers (Linear, the norms,
 Dropout, the activations, the loss); `needle.nn.conv` the convolutional ones (Conv,
-BatchNorm2d); `needle.nn.sequence` those for token sequences (Embedding). Everything
-public is here, as `nn.Linear`, `nn.Conv`.
+BatchNorm2d); `needle.nn.sequence` those for token sequences (Embedding);
+`needle.nn.transformer` attention and the Transformer. Everything public is here, as
+`nn.Linear`, `nn.Conv`.
 """
 
 from needle.nn.basic import (
@@ -24,8 +25,15 @@ from needle.nn.basic import (
 )
 from needle.nn.conv import BatchNorm2d, Conv
 from needle.nn.sequence import Embedding
+from needle.nn.transformer import (
+    AttentionLayer,
+    MultiHeadAttention,
+    Transformer,
+    TransformerLayer,
+)
 
 __all__ = [
+    "AttentionLayer",
     "BatchNorm1d",
     "BatchNorm2d",
     "Conv",
@@ -36,6 +44,7 @@ __all__ = [
     "LayerNorm1d",
     "Linear",
     "Module",
+    "MultiHeadAttention",
     "Parameter",
     "ReLU",
     "Residual",
@@ -43,4 +52,6 @@ __all__ = [
     "Sigmoid",
     "SoftmaxLoss",
     "Tanh",
+    "Transformer",
+    "TransformerLayer",
 ]
