@@ -65,8 +65,9 @@ class MultiHeadAttention(Module):
 
     def matmul(self, a: Tensor, b_transpose: Tensor) -> Tensor:
         """a @ b_transposeᵀ over the last two axes, batched over the leading ones:
-        (…, T, D) with (…, S, D) → (…, T, S)."""
-        return ops.matmul(a, ops.transpose(b_transpose))
+        (…, T, D) with (…, S, D) → (…, T, S); summed in float64, rounded once to the inputs'
+        dtype (float32 partial sums put a 4-layer model outside 1e-5 of its float64 self)."""
+        return ops.matmul(a, ops.transpose(b_transpose), accumulate="float64")
 
     def softmax(self, logit: Tensor) -> Tensor:
         """softmax over the last axis, each row shifted by its maximum."""
@@ -247,7 +248,7 @@ class Transformer(Module):
     def forward(self, x: Tensor, h: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """x (T, B, embedding_size) (or (B, T, …) with batch_first); `h` is ignored."""
         if x.ndim != 3 or x.shape[2] != self.embedding_size:
-            layout = "(batch, length, features)" if self.batch_first else "(length, batch, features)"
+            layout = "(batch, length, …)" if self.batch_first else "(length, batch, …)"
             raise UsageError(
                 f"Transformer takes {layout} with {self.embedding_size} features, got shape "
                 f"{x.shape}"
