@@ -3,7 +3,8 @@
 `needle.nn.basic` holds the module machinery and the dense layers (Linear, the norms,
 Dropout, the activations, the loss); `needle.nn.conv` the convolutional ones (Conv,
 BatchNorm2d); `needle.nn.sequence` those for sequences (Embedding, RNNCell, RNN, LSTMCell,
-LSTM). Everything public is here, as `nn.Linear`, `nn.Conv`.
+LSTM); `needle.nn.transformer` attention and the Transformer. Everything public is here, as
+`nn.Linear`, `nn.Conv`.
 """
 
 from needle.nn.basic import (
@@ -24,8 +25,15 @@ from needle.nn.basic import (
 )
 from needle.nn.conv import BatchNorm2d, Conv
 from needle.nn.sequence import LSTM, RNN, Embedding, LSTMCell, RNNCell
+from needle.nn.transformer import (
+    AttentionLayer,
+    MultiHeadAttention,
+    Transformer,
+    TransformerLayer,
+)
 
 __all__ = [
+    "AttentionLayer",
     "BatchNorm1d",
     "BatchNorm2d",
     "Conv",
@@ -38,6 +46,7 @@ __all__ = [
     "LSTMCell",
     "Linear",
     "Module",
+    "MultiHeadAttention",
     "Parameter",
     "RNN",
     "RNNCell",
@@ -47,4 +56,6 @@ __all__ = [
     "Sigmoid",
     "SoftmaxLoss",
     "Tanh",
+    "Transformer",
+    "TransformerLayer",
 ]
