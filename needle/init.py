@@ -145,9 +145,15 @@ def one_hot(
     """Rows of the n×n identity at the integer labels `i`: shape `i.shape + (n,)`.
 
     Labels may come as floats holding whole numbers (cast, as the course does); anything
-    outside [0, n) is refused rather than wrapped around by numpy's negative indexing.
+    outside [0, n) is refused rather than wrapped around by numpy's negative indexing. The
+    ones are written into zeros: indexing an n×n identity would build all n² entries first,
+    32 MB for a Transformer's 2048 positions on every forward.
     """
-    return _tensor(np.eye(n, dtype=dtype)[class_indices(i, n)], device, dtype, requires_grad)
+    labels = class_indices(i, n)
+    rows = np.zeros((*labels.shape, n), dtype=dtype)
+    flat = rows.reshape(-1, n)
+    flat[np.arange(len(flat)), labels.ravel()] = 1
+    return _tensor(rows, device, dtype, requires_grad)
 
 
 def class_indices(i: Tensor | np.ndarray | Any, n: int) -> np.ndarray:
