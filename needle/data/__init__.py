@@ -1,0 +1,22 @@
+"""needle.data: datasets, the DataLoader, image transforms, and the files datasets ship in.
+
+One module per concept: `loader` (Dataset, NDArrayDataset, MNISTDataset, DataLoader),
+`transforms` (image augmentations), `idx` (MNIST's file format). Every public name is
+re-exported here, so `needle.data.X` and `from needle.data import X` work for all of them.
+"""
+
+from needle.data.idx import read_idx, write_idx
+from needle.data.loader import DataLoader, Dataset, MNISTDataset, NDArrayDataset
+from needle.data.transforms import RandomCrop, RandomFlipHorizontal, Transform
+
+__all__ = [
+    "DataLoader",
+    "Dataset",
+    "MNISTDataset",
+    "NDArrayDataset",
+    "RandomCrop",
+    "RandomFlipHorizontal",
+    "Transform",
+    "read_idx",
+    "write_idx",
+]
