@@ -1,15 +1,18 @@
 """needle.data: datasets, the DataLoader, image transforms, and the files datasets ship in.
 
 One module per concept: `loader` (Dataset, NDArrayDataset, MNISTDataset, DataLoader),
-`transforms` (image augmentations), `idx` (MNIST's file format). Every public name is
+`transforms` (image augmentations), `idx` (MNIST's file format), `cifar` (CIFAR-10's
+batches), `safe_pickle` (the unpickler those batches are read with). Every public name is
 re-exported here, so `needle.data.X` and `from needle.data import X` work for all of them.
 """
 
+from needle.data.cifar import CIFAR10Dataset
 from needle.data.idx import read_idx, write_idx
 from needle.data.loader import DataLoader, Dataset, MNISTDataset, NDArrayDataset
 from needle.data.transforms import RandomCrop, RandomFlipHorizontal, Transform
 
 __all__ = [
+    "CIFAR10Dataset",
     "DataLoader",
     "Dataset",
     "MNISTDataset",
