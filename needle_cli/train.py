@@ -408,7 +408,13 @@ def schema() -> None:
 
 
 def download(
-    dataset: Annotated[str, typer.Argument(metavar="DATASET", help="mnist or fashion_mnist.")],
+    dataset: Annotated[
+        str,
+        typer.Argument(
+            metavar="DATASET",
+            help="A name from needle.download's table, e.g. mnist, cifar10 or ptb.",
+        ),
+    ],
     to: Annotated[
         Path | None,
         typer.Option("--to", metavar="DIR", help="Destination folder [default: data/DATASET]."),
@@ -418,13 +424,14 @@ def download(
         typer.Option(
             "--mirror",
             metavar="URL",
-            help="Base URL holding the four .gz files [default: $NEEDLE_DATA_MIRROR, else "
+            help="Base URL holding the dataset's files [default: $NEEDLE_DATA_MIRROR, else "
             "the dataset's usual mirror].",
         ),
     ] = None,
     as_json: JsonLine = False,
 ) -> None:
-    """Download MNIST or Fashion-MNIST (four idx files), checking SHA-256 sums."""
+    """Download a dataset's published files, checking pinned SHA-256 sums (archives are
+    unpacked next to them)."""
     from needle.download import download as fetch
 
     folder = to or Path("data") / dataset
@@ -447,10 +454,14 @@ def download(
                     {"name": f.name, "status": f.status, "bytes": f.size, "sha256": f.sha256}
                     for f in result.files
                 ],
+                "unpacked": [str(path) for path in result.unpacked],
             },
             one_line=True,
         )
         return
     for f in result.files:
         out.print(f"{f.status:>10}  {f.path}  ({f.size:,} bytes, sha256 ok)")
-    out.print(f"{dataset} is ready in {result.folder}; train on it with data.path: {result.folder}")
+    if result.unpacked:
+        out.print(f"{'unpacked':>10}  {len(result.unpacked)} files into {result.folder}")
+    ready = f"{dataset} is ready in {result.folder}"
+    out.print(f"{ready}; {result.use_with}" if result.use_with else ready)
