@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from needle.config import parse_config
 from needle.data import write_idx
-from needle.runs import CHECKPOINT_FILE, train
+from needle.train.config import parse_config
+from needle.train.rundir import CHECKPOINT_FILE
+from needle.train.runner import train
 
 
 def write_files(folder: Path) -> dict[str, Path]:

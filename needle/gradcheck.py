@@ -301,8 +301,8 @@ def check_model(
     `check_module`). `fast=None` checks every element of a model with at most
     `max_elements` parameters, and random projections of a larger one.
     """
-    from needle.build import build_model
-    from needle.datasets import load_data
+    from needle.train.build import build_model
+    from needle.train.datasets import load_data
 
     data = load_data(config)
     with init.seeded(config.seed):

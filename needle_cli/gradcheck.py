@@ -616,8 +616,8 @@ def _list_ops(as_json: bool) -> None:
 
 
 def _check_config(config: Path, seed: int, options: dict[str, Any], as_json: bool) -> None:
-    from needle.config import load_config
     from needle.gradcheck import MODEL_ELEMENTWISE_LIMIT, check_model
+    from needle.train.config import load_config
 
     started = time.perf_counter()
     # Without --fast, the library picks: every element of a small model, projections beyond.

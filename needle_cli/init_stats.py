@@ -419,8 +419,8 @@ def _render_comparison(out: Console, reports: list[SchemeReport]) -> None:
 def _config(path: Path, as_json: bool) -> None:
     from rich.markup import escape
 
-    from needle.config import load_config
     from needle.init_stats import config_layer_stats
+    from needle.train.config import load_config
 
     layers = config_layer_stats(load_config(path))
     if as_json:

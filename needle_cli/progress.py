@@ -5,7 +5,7 @@ In a terminal each phase of an epoch, its training steps and then its validation
 transient bar with the steps done, the running loss and accuracy, samples per second and the
 time left; when the epoch ends the bar goes and one permanent line with the epoch's metrics
 takes its place, so nothing stale is left on the screen. The numbers come from the library's
-`needle.runs.Progress` ticks; this module only times and prints them.
+`needle.train.reports.Progress` ticks; this module only times and prints them.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from needle_cli.render import number
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from needle.datasets import Data
-    from needle.runs import Callbacks, EpochMetrics, Progress, RunStart
+    from needle.train.checkpoint import EpochMetrics
+    from needle.train.datasets import Data
+    from needle.train.reports import Callbacks, Progress, RunStart
 
 
 def percent(value: float | None) -> str:
@@ -75,7 +76,7 @@ class RunDisplay:
             self.progress.stop()  # transient: the bars leave the screen
 
     def callbacks(self) -> Callbacks:
-        from needle.runs import Callbacks
+        from needle.train.reports import Callbacks
 
         if self.quiet:
             return Callbacks(on_start=self._remember)

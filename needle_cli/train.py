@@ -1,8 +1,8 @@
 """`needle train`, `needle evaluate`, `needle schema` and `needle data download`.
 
-Each command parses its options, calls one library function (`needle.runs`, `needle.config`,
-`needle.download`) and renders what it returns. numpy and needle are imported inside the
-command functions so that `needle --help` stays fast.
+Each command parses its options, calls one library function (`needle.train.runner`,
+`needle.train.config`, `needle.download`) and renders what it returns. numpy and needle are
+imported inside the command functions so that `needle --help` stays fast.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from needle_cli.render import console, number, print_json
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from needle.evaluate import Evaluation
-    from needle.runs import RunResult, StopFlag
+    from needle.train.evaluate import Evaluation
+    from needle.train.reports import RunResult
+    from needle.train.signals import StopFlag
 
 TRAIN_HELP = """Train a model from a YAML config, or continue a run.
 
@@ -159,9 +160,9 @@ def train(
     as_json: JsonLine = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no progress.")] = False,
 ) -> None:
-    from needle import runs
-    from needle.config import config_to_yaml, load_config
     from needle.errors import UsageError
+    from needle.train import runner, signals
+    from needle.train.config import config_to_yaml, load_config
 
     overrides = overrides or []
     if config is not None and resume is not None:
@@ -185,11 +186,11 @@ def train(
             return
 
     display = RunDisplay(out_console, quiet=quiet or as_json and not out_console.is_terminal)
-    stop = runs.StopFlag()
+    stop = signals.StopFlag()
     try:
-        with runs.stop_on_signals(stop, on_signal=_announcer(stop)), display:
+        with signals.stop_on_signals(stop, on_signal=_announcer(stop)), display:
             if config is not None:
-                result = runs.train(
+                result = runner.train(
                     loaded,
                     out=out or Path("runs"),
                     name=config.stem,
@@ -197,7 +198,7 @@ def train(
                     stop=stop,
                 )
             else:
-                result = runs.resume(resume, overrides, callbacks=display.callbacks(), stop=stop)
+                result = runner.resume(resume, overrides, callbacks=display.callbacks(), stop=stop)
     except KeyboardInterrupt:
         if stop.forced is None:
             raise
@@ -250,7 +251,9 @@ def _announcer(stop: StopFlag) -> Callable[[int], None]:
 
 def _stopped_at_once(run_dir: Path | None, signum: int) -> NoReturn:
     """Report a run stopped by a second signal: what its folder kept, and how to resume."""
-    from needle.runs import CHECKPOINT_FILE, load_checkpoint, resume_command
+    from needle.train.checkpoint import load_checkpoint
+    from needle.train.reports import resume_command
+    from needle.train.rundir import CHECKPOINT_FILE
 
     how = f"stopped at once by a second {_signal_name(signum)}"
     path = run_dir / CHECKPOINT_FILE if run_dir is not None else None
@@ -292,7 +295,7 @@ def _final_table(out: Console, result: RunResult) -> None:
 def _dry_run(config, out: Console, as_json: bool) -> None:
     from rich.table import Table
 
-    from needle.runs import prepare
+    from needle.train.session import prepare
 
     session = prepare(config)
     data, rows, total = session.data, session.plan, session.parameter_count
@@ -362,7 +365,7 @@ def evaluate(
     as_json: JsonLine = False,
 ) -> None:
     """Loss, accuracy and confusion matrix of a trained model."""
-    from needle.evaluate import evaluate as evaluate_run
+    from needle.train.evaluate import evaluate as evaluate_run
 
     result = evaluate_run(target, data=data, label_column=label_column)
     if as_json:
@@ -399,7 +402,7 @@ def _evaluation_tables(out: Console, result: Evaluation) -> None:
 
 def schema() -> None:
     """Print the JSON Schema of config files, for editors."""
-    from needle.config import json_schema_text
+    from needle.train.schema import json_schema_text
 
     typer.echo(json_schema_text())
 

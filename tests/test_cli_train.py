@@ -19,8 +19,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from needle.config import parse_config
-from needle.runs import CHECKPOINT_FILE, load_checkpoint
+from needle.train.checkpoint import load_checkpoint
+from needle.train.config import parse_config
+from needle.train.rundir import CHECKPOINT_FILE
 from needle_cli.app import app
 from needle_cli.progress import epoch_text, percent
 from needle_cli.render import number
@@ -91,11 +92,11 @@ def test_plain_lines_per_epoch_when_not_a_terminal_and_a_final_table(tiny, tmp_p
 
 
 def test_progress_ticks_say_their_phase_and_batch_size(tmp_path):
-    from needle import runs
+    from needle.train import reports, runner
 
     ticks = []
-    callbacks = runs.Callbacks(on_step=ticks.append, on_validate=ticks.append)
-    result = runs.train(parse_config(TINY, "tiny.yaml"), out=tmp_path, callbacks=callbacks)
+    callbacks = reports.Callbacks(on_step=ticks.append, on_validate=ticks.append)
+    result = runner.train(parse_config(TINY, "tiny.yaml"), out=tmp_path, callbacks=callbacks)
     # per epoch: 4 training steps of 20 samples, then 1 validation batch of 20
     expected = [("train", s, 4) for s in (1, 2, 3, 4)] + [("validate", 1, 1)]
     for epoch, m in zip((1, 2), result.history, strict=True):
@@ -463,21 +464,21 @@ def test_signal_saves_a_checkpoint_and_prints_the_resume_command(tmp_path, signu
 def test_stopped_at_once_names_the_checkpoint_kept_wherever_it_stopped(tmp_path, capsys):
     import typer
 
-    from needle import runs
+    from needle.train import reports, runner, signals
     from needle_cli.train import _stopped_at_once
 
-    flag = runs.StopFlag()
+    flag = signals.StopFlag()
 
     def stop_inside_epoch_2(p):
         if (p.epoch, p.step) == (2, 3):
             flag.request()
 
-    callbacks = runs.Callbacks(on_step=stop_inside_epoch_2)
+    callbacks = reports.Callbacks(on_step=stop_inside_epoch_2)
     config = parse_config(TINY, "tiny.yaml")
-    run_dir = runs.train(config, out=tmp_path, callbacks=callbacks, stop=flag).run_dir
+    run_dir = runner.train(config, out=tmp_path, callbacks=callbacks, stop=flag).run_dir
     cases = [
         (run_dir, "kept the last checkpoint, at epoch 2, step 3"),
-        (runs.train(config, out=tmp_path).run_dir, "kept the last checkpoint, after epoch 2"),
+        (runner.train(config, out=tmp_path).run_dir, "kept the last checkpoint, after epoch 2"),
         (None, "before training began: nothing to resume"),
     ]
     for where, kept in cases:

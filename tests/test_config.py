@@ -10,23 +10,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from needle import runs
-from needle.config import (
-    LAYER_TYPES,
+from needle.errors import UsageError
+from needle.train import session
+from needle.train.config import (
     OPTIMIZERS,
     DataConfig,
-    ModelConfig,
     OptimizerConfig,
     TrainConfig,
     TrainSettings,
     config_to_yaml,
-    json_schema,
     load_config,
     parse_config,
-    read_yaml,
 )
-from needle.errors import UsageError
-from needle.runs import OPTIMIZER_CLASSES
+from needle.train.layers import LAYER_TYPES, ModelConfig
+from needle.train.schema import json_schema
+from needle.train.session import OPTIMIZER_CLASSES
+from needle.train.source import read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))
@@ -414,7 +413,7 @@ def test_each_optimizer_name_builds_its_class_with_the_library_s_defaults(name):
         if p.default is not inspect.Parameter.empty
     }
     assert config.train.optimizer.arguments() == defaults
-    assert type(runs.prepare(config).optimizer) is cls
+    assert type(session.prepare(config).optimizer) is cls
 
 
 def test_short_and_long_forms_mean_the_same():

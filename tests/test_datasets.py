@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from needle.config import GENERATED, parse_config
 from needle.data import write_idx
-from needle.datasets import IDX_FILES, load_data, load_path
 from needle.errors import UsageError
-from needle.normalize import Normalization
+from needle.train.config import GENERATED, parse_config
+from needle.train.datasets import IDX_FILES, load_data, load_path
+from needle.train.normalize import Normalization
 
 MODEL = "model: {layers: [relu]}\n"
 

@@ -575,9 +575,9 @@ model:
 
 
 def test_config_layer_stats(tmp_path):
-    from needle.build import build_model
-    from needle.config import load_config
-    from needle.datasets import load_data
+    from needle.train.build import build_model
+    from needle.train.config import load_config
+    from needle.train.datasets import load_data
 
     path = tmp_path / "model.yaml"
     path.write_text(CONFIG)

@@ -16,7 +16,7 @@ import pytest
 
 from needle import autograd, data, nn, optim
 from needle.models import MLPResNet
-from needle.train import epoch, run_batches
+from needle.train.loop import epoch, run_batches
 
 
 @pytest.fixture

@@ -33,13 +33,19 @@ from hypothesis import strategies as st
 from test_datasets import make_mnist
 from typer.testing import CliRunner
 
-from needle import datasets, init, runs
 from needle import download as download_module
-from needle.config import DATASETS, LAYER_TYPES, OPTIMIZERS, json_schema, parse_config, read_yaml
+from needle import init
 from needle.data import write_idx
 from needle.errors import NeedleError, UsageError
 from needle.fileio import TEMP_PREFIX, read_npz
-from needle.runs import CHECKPOINT_FILE, load_checkpoint
+from needle.train import datasets, session, signals
+from needle.train import runner as training
+from needle.train.checkpoint import load_checkpoint
+from needle.train.config import DATASETS, OPTIMIZERS, parse_config
+from needle.train.layers import LAYER_TYPES
+from needle.train.rundir import CHECKPOINT_FILE
+from needle.train.schema import json_schema
+from needle.train.source import read_yaml
 from needle_cli import errors
 from needle_cli.app import app
 
@@ -73,7 +79,7 @@ def config_file(folder: Path, data: str, layers: str = "[{linear: 2}]") -> Path:
 def trained(tmp_path_factory) -> Path:
     """A finished one-epoch run folder (copy it before changing it)."""
     out = tmp_path_factory.mktemp("trained")
-    return runs.train(parse_config(TINY, "tiny.yaml"), out=out, name="tiny").run_dir
+    return training.train(parse_config(TINY, "tiny.yaml"), out=out, name="tiny").run_dir
 
 
 def copy_run(run_dir: Path, to: Path) -> Path:
@@ -415,7 +421,7 @@ def test_running_out_of_memory_names_the_config_key_and_exits_1(tmp_path, monkey
             "--set data.samples=10000000000: data.samples: not enough memory for the data "
             "(Unable to allocate 7.28 TiB for an array)"
         )
-    monkeypatch.setattr(runs, "build_model", no_memory)
+    monkeypatch.setattr(session, "build_model", no_memory)
     assert one_line_error(run("train", config, "--set", "model.layers[0].linear=9000000"), 1) == (
         "--set model.layers[0].linear=9000000: model.layers[0].linear.out_features: not enough "
         "memory for a model of 45,000,002 parameters, 27,000,000 of them in this layer (Unable "
@@ -694,7 +700,7 @@ def test_kill_9_while_a_checkpoint_is_written_leaves_the_previous_one(tmp_path):
     resumed = run("train", "--resume", run_dir, "--quiet")
     assert resumed.exit_code == 0, resumed.output
     assert not list(run_dir.glob(f"{TEMP_PREFIX}*"))
-    straight = runs.train(parse_config(config.read_text(), "s.yaml"), out=tmp_path, name="s")
+    straight = training.train(parse_config(config.read_text(), "s.yaml"), out=tmp_path, name="s")
     ours, theirs = load_checkpoint(run_dir / CHECKPOINT_FILE), load_checkpoint(straight.checkpoint)
     assert ours.epoch == theirs.epoch == 3
     for name in theirs.model:
@@ -783,17 +789,21 @@ def test_mutated_configs_never_crash_and_are_refused_when_invalid(tmp_path, data
 
 
 def test_each_stop_signal_asks_once_and_a_second_one_stops_at_once():
-    assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP} == set(runs.STOP_SIGNALS)
-    before = {sig: signal.getsignal(sig) for sig in runs.STOP_SIGNALS}
-    flag, heard = runs.StopFlag(), []
-    with runs.stop_on_signals(flag, on_signal=lambda signum: heard.append((signum, flag.forced))):
+    assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP} == set(signals.STOP_SIGNALS)
+    before = {sig: signal.getsignal(sig) for sig in signals.STOP_SIGNALS}
+    flag, heard = signals.StopFlag(), []
+
+    def note(signum):
+        heard.append((signum, flag.forced))
+
+    with signals.stop_on_signals(flag, on_signal=note):
         signal.raise_signal(signal.SIGHUP)
         assert (flag.signum, flag.forced, heard) == (signal.SIGHUP, None, [(signal.SIGHUP, None)])
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
     assert (flag.signum, flag.forced) == (signal.SIGHUP, signal.SIGINT)
     assert heard[1:] == [(signal.SIGINT, signal.SIGINT)]  # told before it stops at once
-    assert {sig: signal.getsignal(sig) for sig in runs.STOP_SIGNALS} == before
+    assert {sig: signal.getsignal(sig) for sig in signals.STOP_SIGNALS} == before
 
 
 # Trains with file writes that, once a stop is asked for, say so and hang: the second Ctrl-C
@@ -801,10 +811,10 @@ def test_each_stop_signal_asks_once_and_a_second_one_stops_at_once():
 # of one), as it would on a big model or a slow disk.
 _SLOW_STOP_SAVE = """
 import sys, time
-from needle import runs
+from needle.train import rundir, runner, signals
 from needle_cli.app import main
 
-request, stopping = runs.StopFlag.request, []
+request, stopping = signals.StopFlag.request, []
 
 def request_and_note(self, signum):
     stopping.append(signum)
@@ -818,9 +828,9 @@ def slowly_once_stopping(write):
         write(*args)
     return slow
 
-runs.StopFlag.request = request_and_note
-runs.save_checkpoint = slowly_once_stopping(runs.save_checkpoint)
-runs.write_text = slowly_once_stopping(runs.write_text)
+signals.StopFlag.request = request_and_note
+runner.save_checkpoint = slowly_once_stopping(runner.save_checkpoint)
+rundir.write_text = slowly_once_stopping(rundir.write_text)
 sys.argv = ["needle", "train", *sys.argv[1:]]
 main()
 """

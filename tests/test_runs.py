@@ -17,24 +17,19 @@ import numpy as np
 import pytest
 
 from needle import init, models, nn
-from needle.build import build_model, plan_model
-from needle.config import config_to_yaml, parse_config
-from needle.datasets import load_data
 from needle.errors import NeedleWarning, UsageError
-from needle.evaluate import evaluate, measure_split
 from needle.fileio import TEMP_PREFIX, atomic_writer, write_text
-from needle.normalize import Normalization
-from needle.runs import (
-    CHECKPOINT_FILE,
-    Callbacks,
-    StopFlag,
-    TrainingDiverged,
-    load_checkpoint,
-    new_run_dir,
-    prepare,
-    resume,
-    train,
-)
+from needle.train.build import build_model, plan_model
+from needle.train.checkpoint import load_checkpoint
+from needle.train.config import config_to_yaml, parse_config
+from needle.train.datasets import load_data
+from needle.train.evaluate import evaluate, measure_split
+from needle.train.normalize import Normalization
+from needle.train.reports import Callbacks
+from needle.train.rundir import CHECKPOINT_FILE, new_run_dir
+from needle.train.runner import TrainingDiverged, resume, train
+from needle.train.session import prepare
+from needle.train.signals import StopFlag
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -666,7 +661,7 @@ def test_files_and_folders_needle_writes_follow_the_umask(tmp_path, umask):
 
 
 def test_confusion_matrix_counts_true_rows_against_predicted_columns():
-    from needle.datasets import Split
+    from needle.train.datasets import Split
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((23, 4)).astype(np.float32)

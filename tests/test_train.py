@@ -12,7 +12,7 @@ import needle as ndl
 from needle import data, nn, optim
 from needle.errors import UsageError
 from needle.models import MLPResNet
-from needle.train import BatchResult, epoch, run_batches
+from needle.train.loop import BatchResult, epoch, run_batches
 
 
 def _dataset(n=23, dim=6, classes=3, seed=0):

@@ -28,9 +28,10 @@ def config_layer_stats(config: Any, *, bins: int = DEFAULT_BINS) -> list[LinearL
     it, after seeding numpy with `config.seed`), its weight against the theory of the
     initializer the config gives that layer. Layers are named by their place in the config,
     e.g. "model.layers[2].residual.layers[0]"."""
-    from needle.build import build_model
-    from needle.config import Linear, dotted, walk_layers
-    from needle.datasets import load_data
+    from needle.train.build import build_model
+    from needle.train.datasets import load_data
+    from needle.train.layers import Linear, walk_layers
+    from needle.train.source import dotted
 
     data = load_data(config)
     with init.seeded(config.seed):

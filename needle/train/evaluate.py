@@ -14,13 +14,15 @@ from typing import Any
 import numpy as np
 
 from needle import nn
-from needle.checkpoint import check_fits, load_checkpoint
-from needle.config import SourceMap, load_config, validate_config
 from needle.data import DataLoader, NDArrayDataset
-from needle.datasets import Split, load_data, load_path
 from needle.errors import UsageError
-from needle.runs import CHECKPOINT_FILE, CONFIG_FILE, build_checked_model, check_data_found
-from needle.train import Totals, run_batches
+from needle.train.checkpoint import check_fits, load_checkpoint
+from needle.train.config import load_config, validate_config
+from needle.train.datasets import Split, load_data, load_path
+from needle.train.loop import Totals, run_batches
+from needle.train.rundir import CHECKPOINT_FILE, CONFIG_FILE, check_data_found
+from needle.train.session import build_checked_model
+from needle.train.source import SourceMap
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ int64 class numbers 0..classes-1.
 
 Every problem with a file raises UsageError naming the file and, where there is one, the line.
 `data.normalize` rescales the features with statistics of the training split
-(`needle.normalize`); features read raw and far from unit scale get a warning.
+(`needle.train.normalize`); features read raw and far from unit scale get a warning.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from needle.config import GENERATED, TrainConfig
 from needle.data import MNISTDataset
 from needle.errors import UsageError
 from needle.fileio import read_npz
-from needle.normalize import UNSCALED_ABOVE, Normalization
+from needle.train.config import GENERATED, TrainConfig
+from needle.train.normalize import UNSCALED_ABOVE, Normalization
 
 # The four files of an MNIST-format folder, by role; each may also end in .gz.
 IDX_FILES = {

@@ -21,7 +21,7 @@ import numpy as np
 from needle import nn
 from needle.errors import UsageError
 from needle.fileio import atomic_writer, read_npz
-from needle.normalize import NORMALIZATIONS, Normalization
+from needle.train.normalize import NORMALIZATIONS, Normalization
 
 CHECKPOINT_FORMAT = "needle-checkpoint/1"
 

@@ -14,7 +14,9 @@ import functools
 from dataclasses import dataclass
 
 from needle import init, nn
-from needle.config import KeyPath, Linear, ModelConfig, Residual, TrainConfig
+from needle.train.config import TrainConfig
+from needle.train.layers import Linear, ModelConfig, Residual
+from needle.train.source import KeyPath
 
 
 @dataclass(frozen=True)

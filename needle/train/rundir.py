@@ -1,0 +1,79 @@
+"""A run's folder: its name, and the config, metrics and summary files written into it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from needle.errors import NeedleError
+from needle.fileio import write_text
+from needle.train.checkpoint import EpochMetrics
+from needle.train.config import TrainConfig, config_to_yaml
+from needle.train.reports import RunResult, resume_command
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_FILE = "checkpoint.npz"
+METRICS_CSV = "metrics.csv"
+METRICS_JSONL = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+
+METRIC_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
+
+
+def new_run_dir(out: Path, name: str) -> Path:
+    """A fresh folder `out/name-N`, N one past the highest in use; never an existing one."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NeedleError(f"cannot create the runs folder '{out}': {err.strerror}") from None
+    taken = [p.name[len(name) + 1 :] for p in out.glob(f"{name}-*")]
+    n = max((int(t) for t in taken if t.isdigit()), default=0) + 1
+    while True:
+        candidate = out / f"{name}-{n}"
+        try:
+            candidate.mkdir()  # atomic: two runs started at once get different folders
+            return candidate
+        except FileExistsError:
+            n += 1
+        except OSError as err:
+            raise NeedleError(f"cannot create run folder '{candidate}': {err.strerror}") from None
+
+
+def write_metrics(run_dir: Path, history: Sequence[EpochMetrics]) -> None:
+    lines = [",".join(METRIC_FIELDS)]
+    lines += [",".join(repr(getattr(m, f)) for f in METRIC_FIELDS) for m in history]
+    write_text(run_dir / METRICS_CSV, "\n".join(lines) + "\n")
+    write_text(run_dir / METRICS_JSONL, "".join(json.dumps(asdict(m)) + "\n" for m in history))
+
+
+def write_summary(result: RunResult, extra: dict[str, Any] | None = None) -> None:
+    summary = {**result.to_json(), **(extra or {})}
+    write_text(result.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+
+
+def absolute_data_path(config: TrainConfig) -> TrainConfig:
+    """`config` with `data.path` absolute (`~` expanded), as resolved from this folder now."""
+    if config.data.path is None:
+        return config
+    path = os.path.abspath(os.path.expanduser(config.data.path))
+    return config.model_copy(update={"data": config.data.model_copy(update={"path": path})})
+
+
+def check_data_found(config: TrainConfig, fix: str) -> None:
+    """Raise a positioned UsageError ending with `fix` if `data.path` names nothing."""
+    path = config.data.path
+    if path is not None and not os.path.exists(os.path.expanduser(path)):
+        kind = "folder" if config.data.dataset in ("mnist", "fashion_mnist") else "file"
+        raise config.error(("data", "path"), f"{kind} '{path}' not found; {fix}")
+
+
+def write_config(run_dir: Path, config: TrainConfig) -> None:
+    header = (
+        "# The resolved config of this run, written by `needle train`.\n"
+        f"# Continue it with: {resume_command(run_dir)}\n"
+    )
+    write_text(run_dir / CONFIG_FILE, header + config_to_yaml(config))

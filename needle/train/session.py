@@ -1,0 +1,125 @@
+"""A config made real: data, model, optimizer and loaders (`prepare`)."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from needle import nn, optim
+from needle.data import DataLoader, NDArrayDataset
+from needle.errors import NeedleError, NeedleWarning
+from needle.train.build import LayerSummary, build_model, plan_model
+from needle.train.checkpoint import Checkpoint, EpochMetrics
+from needle.train.config import GENERATED, TrainConfig
+from needle.train.datasets import Data, load_data, unscaled_warning
+from needle.train.normalize import Normalization
+from needle.train.source import KeyPath
+
+# -- the pieces of a run ---------------------------------------------------------------------
+
+
+OPTIMIZER_CLASSES = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW}
+
+
+@dataclass
+class Session:
+    """A config made real: data, model, optimizer and loaders."""
+
+    config: TrainConfig
+    data: Data
+    model: nn.Sequential
+    plan: list[LayerSummary]  # the model, a row per layer (`build.plan_model`)
+    optimizer: optim.Optimizer
+    train_loader: DataLoader
+    val_loader: DataLoader
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(row.params for row in self.plan if row.depth == 0)
+
+    def checkpoint(
+        self, epoch: int, history: Sequence[EpochMetrics], config: dict[str, Any], **extra: Any
+    ) -> Checkpoint:
+        """The session's state now (parameters, optimizer, RNG) after `epoch` epochs;
+        `config` is `config_data(self.config)`, made once by the caller."""
+        return Checkpoint(
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            optimizer_name=self.config.train.optimizer.name,
+            rng=np.random.get_state(),
+            epoch=epoch,
+            history=list(history),
+            config=config,
+            in_features=self.data.in_features,
+            num_classes=self.data.num_classes,
+            normalization=self.data.normalization,
+            **extra,
+        )
+
+
+def prepare(config: TrainConfig, *, normalization: Normalization | None = None) -> Session:
+    """Load the data (scaled with a resumed run's `normalization`, if it has one) and build the
+    model and optimizer, checking that everything fits, before anything is written. Seeds
+    numpy's global RNG with `config.seed` first. Features that look unscaled get a
+    NeedleWarning."""
+    generated = config.data.dataset in GENERATED
+    with _memory_for(config, ("data", "samples" if generated else "path"), "the data"):
+        data = load_data(config, normalization=normalization)
+    if message := unscaled_warning(config, data):
+        warnings.warn(NeedleWarning(message), stacklevel=2)
+    np.random.seed(config.seed)
+    model, plan = build_checked_model(config, data.in_features, data.num_classes)
+    spec = config.train.optimizer
+    optimizer = OPTIMIZER_CLASSES[spec.name](model.parameters(), **spec.arguments())
+    batch = config.train.batch_size
+    train_loader = DataLoader(
+        NDArrayDataset(data.train.X, data.train.y),
+        batch_size=batch,
+        shuffle=config.train.shuffle,
+    )
+    val_loader = DataLoader(NDArrayDataset(data.val.X, data.val.y), batch_size=batch)
+    return Session(config, data, model, plan, optimizer, train_loader, val_loader)
+
+
+@contextlib.contextmanager
+def _memory_for(config: TrainConfig, at: KeyPath, what: str) -> Iterator[None]:
+    """Report running out of memory while making `what` at the config key that asked for it;
+    a run-time failure (exit 1), since the same config may fit a bigger machine."""
+    try:
+        yield
+    except MemoryError as err:
+        detail = f" ({err})" if str(err) else ""
+        raise NeedleError(str(config.error(at, f"not enough memory for {what}{detail}"))) from None
+
+
+def build_checked_model(
+    config: TrainConfig, in_features: int, num_classes: int
+) -> tuple[nn.Sequential, list[LayerSummary]]:
+    """`build_model` and its plan, with running out of memory reported at the largest layer."""
+    rows = plan_model(config, in_features, num_classes)
+    total = sum(row.params for row in rows if row.depth == 0)
+    largest = max((row for row in rows if row.layer != "residual"), key=lambda row: row.params)
+    at: KeyPath = ("model", "layers")
+    for depth, index in enumerate(largest.index.split(".")):  # "3.1": layer 1 of block 3
+        at += (("residual", "layers") if depth else ()) + (int(index),)
+    if largest.layer == "linear":
+        at += ("linear", "out_features")
+    what = f"a model of {total:,} parameters, {largest.params:,} of them in this layer"
+    with _memory_for(config, at, what):
+        return build_model(config, in_features, num_classes), rows
+
+
+def skip_batches(loader: DataLoader, done: int, rng: tuple) -> Iterator:
+    """The rest of an epoch stopped after `done` batches: the caller has restored the RNG to
+    the epoch's start, so iterating redraws the same shuffle; the finished batches are
+    skipped, then the RNG is set to where the stop left it."""
+    batches = iter(loader)
+    for _ in range(done):
+        next(batches)
+    np.random.set_state(rng)
+    yield from batches
