@@ -1,0 +1,256 @@
+"""`check_gradients`: a function's analytic gradient against central differences."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from needle import init
+from needle.autograd import Tensor
+from needle.errors import UsageError
+from needle.gradcheck.report import GradcheckReport, InputReport
+from needle.gradcheck.tolerances import DEFAULT_EPS, default_tolerances, validate_tolerances
+
+# One-sided slopes further apart than this (relative to their size) mark a kink; for a
+# smooth function they differ by about h·|φ''|, far below it.
+KINK_TOLERANCE = 1e-3
+
+
+Function = Callable[..., Tensor]
+
+
+def check_gradients(
+    fn: Function,
+    inputs: Sequence[np.ndarray],
+    *,
+    dtype: Any = None,
+    eps: float = DEFAULT_EPS,
+    atol: float | None = None,
+    rtol: float | None = None,
+    seed: int = 0,
+    order: int = 1,
+    fast: bool = False,
+    projections: int = 3,
+    label: str = "",
+    params: dict[str, Any] | None = None,
+    input_names: Sequence[str] = (),
+) -> GradcheckReport:
+    """Compare `fn`'s analytic gradient with central differences, input by input.
+
+    Args:
+        fn: a function of needle Tensors returning a Tensor.
+        inputs: numpy arrays, one per argument of `fn`.
+        dtype: dtype of the analytic computation (default: float64). The numerical side
+            always runs in float64.
+        eps: relative finite-difference step: `h = eps · max(1, |x|)`.
+        atol, rtol: an element passes when `|analytic − numerical| ≤ atol + rtol·|numerical|`
+            (defaults by dtype, see `DEFAULT_TOLERANCES`).
+        seed: seeds the random cotangent (and projections).
+        order: 2 also differentiates the gradient: checks the gradient of
+            `Σ ⟨w_i, ∂⟨v, f⟩/∂x_i⟩` for random `w_i`.
+        fast: compare random projections `⟨g, u⟩` instead of every element — a few function
+            evaluations per input instead of two per element.
+        projections: number of random directions per input with `fast`.
+        label, params, input_names: carried into the report to say what was checked;
+            inputs without names are named by position, "0", "1", ….
+
+    Settings under which the check could not fail or could not run raise `UsageError`:
+    see `validate_tolerances`; `order` other than 1 or 2; `projections` < 1; an input or
+    an output with no elements.
+    """
+    if order not in (1, 2):
+        raise UsageError(f"order must be 1 or 2 (got {order})")
+    validate_tolerances(eps=eps, atol=atol, rtol=rtol)
+    if not (isinstance(projections, (int, np.integer)) and projections >= 1):
+        raise UsageError(f"projections must be a positive integer (got {projections})")
+    dtype = np.dtype(dtype or np.float64)
+    if dtype.kind != "f":
+        raise UsageError(f"gradients need a floating dtype (got {dtype})")
+    tolerances = default_tolerances(dtype.name)
+    atol = tolerances["atol"] if atol is None else atol
+    rtol = tolerances["rtol"] if rtol is None else rtol
+    rng = np.random.default_rng(init.check_seed(seed))
+    arrays = [np.asarray(x, dtype=np.float64) for x in inputs]
+    for i, x in enumerate(arrays):
+        if x.size == 0:
+            raise UsageError(f"input {i} has shape {x.shape}, with no elements to check")
+    if order == 2:
+        fn = _gradient_function(fn, arrays, rng)
+
+    cotangent = _cotangent(fn, arrays, rng)
+    analytic = _analytic(fn, arrays, cotangent, dtype)
+
+    def phi(xs: list[np.ndarray]) -> float:
+        out = fn(*[Tensor(x, requires_grad=False) for x in xs]).numpy()
+        return float(np.sum(cotangent * out.astype(np.float64)))
+
+    base = phi(arrays)  # φ at the unperturbed inputs: one evaluation shared by every input
+    compare = _compare_projections if fast else _compare_elements
+    reports = []
+    for i, grad in enumerate(analytic):
+        if grad.shape != arrays[i].shape:
+            reports.append(_shape_problem(i, arrays[i].shape, grad.shape))
+            continue
+        reports.append(
+            compare(
+                i, phi, base, arrays, grad, eps=eps, atol=atol, rtol=rtol, rng=rng, n=projections
+            )
+        )
+    return GradcheckReport(
+        inputs=tuple(reports),
+        dtype=dtype.name,
+        order=order,
+        fast=fast,
+        eps=eps,
+        atol=atol,
+        rtol=rtol,
+        seed=seed,
+        label=label,
+        params=dict(params or {}),
+        input_names=tuple(input_names) or tuple(map(str, range(len(inputs)))),
+    )
+
+
+def _cotangent(fn: Function, arrays: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    out = fn(*[Tensor(x, requires_grad=False) for x in arrays])
+    # An empty cotangent makes every gradient 0 on both sides: a check that cannot fail.
+    if out.size == 0:
+        raise UsageError(f"the output has shape {out.shape}, with no elements to check")
+    return rng.standard_normal(out.shape)
+
+
+def _analytic(
+    fn: Function, arrays: list[np.ndarray], cotangent: np.ndarray, dtype: np.dtype
+) -> list[np.ndarray]:
+    leaves = [Tensor(x.astype(dtype), requires_grad=True) for x in arrays]
+    out = fn(*leaves)
+    # fn may have run a backward pass of its own (order 2): start from clean gradients.
+    for leaf in leaves:
+        leaf.grad = None
+    if out.requires_grad:
+        out.backward(Tensor(cotangent.astype(out.dtype), requires_grad=False))
+    return [
+        np.zeros_like(x) if leaf.grad is None else leaf.grad.numpy().astype(np.float64)
+        for x, leaf in zip(arrays, leaves, strict=True)
+    ]
+
+
+def _gradient_function(fn: Function, arrays: list[np.ndarray], rng: np.random.Generator):
+    """`x ↦ Σ_i ⟨w_i, ∂⟨v, f(x)⟩/∂x_i⟩`: checking its gradient checks second derivatives."""
+    inner_cotangent = _cotangent(fn, arrays, rng)
+    weights = [rng.standard_normal(x.shape) for x in arrays]
+
+    def gradient_dot(*xs: Tensor) -> Tensor:
+        # Constant inputs (the numerical side) become leaves so backward reaches them.
+        leaves = [x if x.requires_grad else Tensor(x, requires_grad=True) for x in xs]
+        out = fn(*leaves)
+        total = Tensor(np.zeros((), dtype=out.dtype), requires_grad=False)
+        if not out.requires_grad:
+            return total
+        out.backward(Tensor(inner_cotangent.astype(out.dtype), requires_grad=False))
+        for leaf, w in zip(leaves, weights, strict=True):
+            if leaf.grad is not None:
+                total = total + (leaf.grad * Tensor(w.astype(out.dtype), requires_grad=False)).sum()
+        return total
+
+    return gradient_dot
+
+
+def _shape_problem(index: int, shape: tuple, grad_shape: tuple) -> InputReport:
+    return InputReport(
+        index=index,
+        shape=shape,
+        max_abs_error=float("inf"),
+        max_rel_error=float("inf"),
+        worst_index=None,
+        analytic=float("nan"),
+        numerical=float("nan"),
+        passed=False,
+        checked=0,
+        problem=f"gradient has shape {grad_shape}, input has shape {shape}",
+    )
+
+
+def _step(x: np.ndarray | float, eps: float) -> np.ndarray | float:
+    return eps * np.maximum(1.0, np.abs(x))
+
+
+def _is_kink(forward: float, backward: float) -> bool:
+    return abs(forward - backward) > KINK_TOLERANCE * max(1.0, abs(forward), abs(backward))
+
+
+def _summarize(
+    index: int,
+    shape: tuple[int, ...],
+    analytic: np.ndarray,
+    numerical: np.ndarray,
+    positions: list[tuple[int, ...]],
+    kinks: list[tuple[int, ...]],
+    *,
+    atol: float,
+    rtol: float,
+) -> InputReport:
+    """Errors over the compared values that are not kinks; the worst is the one furthest
+    beyond its tolerance."""
+    kink_set = set(kinks)
+    keep = np.array([p not in kink_set for p in positions], dtype=bool)
+    abs_err = np.abs(analytic - numerical)
+    rel_err = abs_err / np.maximum(np.maximum(np.abs(analytic), np.abs(numerical)), 1e-300)
+    rel_err[abs_err == 0] = 0.0
+    # Floored so that zero tolerances (atol = rtol = 0) rank errors instead of dividing by 0.
+    tolerance = np.maximum(atol + rtol * np.abs(numerical), 1e-300)
+    excess = np.where(keep, abs_err / tolerance, -1.0)
+    worst = int(np.argmax(excess)) if keep.any() else None  # None: every value is a kink
+    passed = bool(np.all(abs_err[keep] <= atol + rtol * np.abs(numerical[keep])))
+    return InputReport(
+        index=index,
+        shape=shape,
+        max_abs_error=0.0 if worst is None else float(abs_err[keep].max()),
+        max_rel_error=0.0 if worst is None else float(rel_err[keep].max()),
+        worst_index=None if worst is None else positions[worst],
+        analytic=float("nan") if worst is None else float(analytic[worst]),
+        numerical=float("nan") if worst is None else float(numerical[worst]),
+        passed=passed,
+        checked=len(positions),
+        nondifferentiable=tuple(kinks),
+    )
+
+
+def _compare_elements(i, phi, base, arrays, grad, *, eps, atol, rtol, rng, n) -> InputReport:
+    x = arrays[i]
+    positions = list(np.ndindex(*x.shape))  # C order, as grad.ravel()
+    numerical = np.empty(len(positions))
+    kinks = []
+    work = x.copy()
+    shifted = [work if j == i else a for j, a in enumerate(arrays)]
+    for k, position in enumerate(positions):
+        h = float(_step(x[position], eps))
+        work[position] = x[position] + h
+        plus = phi(shifted)
+        work[position] = x[position] - h
+        minus = phi(shifted)
+        work[position] = x[position]
+        numerical[k] = (plus - minus) / (2 * h)
+        if _is_kink((plus - base) / h, (base - minus) / h):
+            kinks.append(position)
+    return _summarize(i, x.shape, grad.ravel(), numerical, positions, kinks, atol=atol, rtol=rtol)
+
+
+def _compare_projections(i, phi, base, arrays, grad, *, eps, atol, rtol, rng, n) -> InputReport:
+    """⟨g, u⟩ against the directional derivative along u, for n random unit directions u."""
+    x = arrays[i]
+    h = float(_step(np.max(np.abs(x), initial=0.0), eps))
+    analytic, numerical, kinks = np.empty(n), np.empty(n), []
+    for k in range(n):
+        u = rng.standard_normal(x.shape)
+        u /= max(np.linalg.norm(u), 1e-300)
+        plus = phi([a + h * u if j == i else a for j, a in enumerate(arrays)])
+        minus = phi([a - h * u if j == i else a for j, a in enumerate(arrays)])
+        numerical[k] = (plus - minus) / (2 * h)
+        analytic[k] = float(np.sum(grad * u))
+        if _is_kink((plus - base) / h, (base - minus) / h):
+            kinks.append((k,))
+    positions = [(k,) for k in range(n)]
+    return _summarize(i, x.shape, analytic, numerical, positions, kinks, atol=atol, rtol=rtol)

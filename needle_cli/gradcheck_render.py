@@ -1,0 +1,165 @@
+"""`needle gradcheck`'s output: one check's table, the --all summary, the --list of ops."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from needle_cli import render
+from needle_cli.gradcheck_options import format_value, option_name, reproduce_command
+from needle_cli.render import console, error, print_json
+
+if TYPE_CHECKING:
+    from needle.gradcheck import GradcheckReport
+
+
+def describe(report: GradcheckReport) -> str:
+    """`logsumexp(a, axes=1)`: the op with its inputs and parameters."""
+    args = [*report.input_names, *(f"{key}={value}" for key, value in report.params.items())]
+    return f"{report.label}({', '.join(args)})"
+
+
+def _verdict(passed: bool, kinks: int) -> str:
+    if not passed:
+        return "[bold red]FAIL[/]"
+    if kinks:
+        return f"[green]pass[/] [yellow]({kinks} kinks skipped)[/]"
+    return "[green]pass[/]"
+
+
+def render_report(
+    report: GradcheckReport, reproduce: str, elapsed: float, *, title: str | None = None
+) -> None:
+    from rich.markup import escape
+
+    out = console()
+    method = "random projections vᵀJu" if report.fast else "every element"
+    out.print(f"[bold]{escape(title or 'gradcheck ' + describe(report))}[/]")
+    out.print(
+        f"[dim]{report.dtype} · order {report.order} · {method} · seed {report.seed} · "
+        f"atol {report.atol:g} · rtol {report.rtol:g} · eps {report.eps:g}[/]"
+    )
+    names = report.input_names
+    table = render.table()
+    table.add_column("input", no_wrap=True, min_width=max(map(len, names), default=5))
+    for column in ("shape", "checked", "max abs err", "max rel err"):
+        table.add_column(column, justify="right")
+    table.add_column("projection" if report.fast else "worst at", justify="right")
+    for column in ("analytic", "numerical"):
+        table.add_column(column, justify="right")
+    table.add_column("verdict")
+    for item in report.inputs:
+        where = "—" if item.worst_index is None else str(item.worst_index)
+        if report.fast and item.worst_index is not None:
+            where = str(item.worst_index[0])
+        table.add_row(
+            escape(names[item.index]),
+            str(item.shape),
+            str(item.checked),
+            error(item.max_abs_error),
+            error(item.max_rel_error),
+            where,
+            render.value(item.analytic),
+            render.value(item.numerical),
+            _verdict(item.passed, len(item.nondifferentiable)),
+        )
+    out.print(table)
+    for item in report.inputs:
+        name = names[item.index]
+        if item.problem:
+            out.print(f"  [red]{escape(name)}: {escape(item.problem)}[/]")
+        if item.nondifferentiable:
+            points = ", ".join(str(p) for p in item.nondifferentiable[:5])
+            more = " …" if len(item.nondifferentiable) > 5 else ""
+            out.print(f"  [yellow]{escape(name)}: not differentiable at {points}{more}[/]")
+    if report.passed:
+        out.print(f"[green]✓ pass[/]: the gradient matches central differences ({elapsed:.2f} s)")
+    else:
+        failing = [escape(names[i]) for i in report.failing_inputs]
+        what = "gradient of input" if len(failing) == 1 else "gradients of inputs"
+        agree = "disagrees" if len(failing) == 1 else "disagree"
+        out.print(f"[bold red]✗ FAIL[/]: the {what} {', '.join(failing)} {agree}")
+        out.print(f"reproduce: {reproduce}", soft_wrap=True, markup=False)
+
+
+def render_all(reports: list[GradcheckReport], options: dict[str, Any], elapsed: float) -> None:
+    """The --all summary: one row per (op, setting), then what failed with its reproduce line."""
+    out = console()
+    table = render.table()
+    for column in ("op", "parameters", "input shapes", "checked"):
+        table.add_column(column, justify="right" if column == "checked" else "left")
+    for column in ("max abs err", "max rel err"):
+        table.add_column(column, justify="right")
+    table.add_column("verdict")
+    for report in reports:
+        table.add_row(
+            report.label,
+            " ".join(f"{k}={v}" for k, v in report.params.items()) or "—",
+            ", ".join(str(item.shape) for item in report.inputs),
+            str(report.checked),
+            error(report.max_abs_error),
+            error(report.max_rel_error),
+            _verdict(report.passed, report.kinks),
+        )
+    out.print(table)
+    ops = len({report.label for report in reports})
+    failed = [report for report in reports if not report.passed]
+    if failed:
+        out.print(f"[bold red]✗ FAIL[/]: {len(failed)} of {len(reports)} checks over {ops} ops")
+        for report in failed:
+            out.print(f"reproduce: {reproduce_command(report)}", soft_wrap=True, markup=False)
+    else:
+        out.print(
+            f"[green]✓ pass[/]: {len(reports)} checks over {ops} ops "
+            f"({options['dtype']}, order {options['order']}, {elapsed:.2f} s)"
+        )
+
+
+def render_list(as_json: bool) -> None:
+    from needle.gradcheck import op_input_names
+    from needle.ops.registry import REGISTRY
+
+    if as_json:
+        print_json(
+            [
+                {
+                    "op": spec.name,
+                    "summary": spec.summary,
+                    "inputs": list(op_input_names(spec)),
+                    "options": [
+                        {
+                            "option": option_name(p),
+                            "kind": p.kind,
+                            "help": p.help,
+                            "required": p.required,
+                            "default": None if p.required else p.default,
+                        }
+                        for p in spec.params
+                    ],
+                    "settings": [{"params": s.params, "shapes": s.shapes} for s in spec.settings],
+                    "nondifferentiable": spec.nondifferentiable,
+                }
+                for spec in REGISTRY.values()
+            ]
+        )
+        return
+    out = console()
+    table = render.table()
+    for column in ("op", "inputs", "options", "meaning"):
+        table.add_column(column)
+    for spec in REGISTRY.values():
+        options = []
+        for p in spec.params:
+            default = "required" if p.required else f"default {format_value(p.kind, p.default)}"
+            options.append(f"[cyan]{option_name(p)}[/] ({default}): {p.help}")
+        meaning = spec.summary
+        if spec.nondifferentiable:
+            meaning += f" [yellow]Not differentiable at {spec.nondifferentiable}.[/]"
+        table.add_row(
+            spec.name, ", ".join(op_input_names(spec)), "\n".join(options) or "—", meaning
+        )
+    out.print(table)
+    out.print(
+        "Options follow the op: needle gradcheck logsumexp --axes 1 --shape 3,4. For reshape "
+        "and broadcast_to, --shape is the target and --input-shape the input's shape. "
+        "Common options (--dtype, --seed, --order, --fast, --json, …): needle gradcheck --help."
+    )
