@@ -119,7 +119,10 @@ def gradcheck(
         ),
     ] = None,
     order: Annotated[
-        int, typer.Option(help="2 also checks the gradient of the gradient: --order 2.")
+        int,
+        typer.Option(
+            help="2 checks the gradient and also the gradient of the gradient: --order 2."
+        ),
     ] = 1,
     fast: Annotated[
         bool,

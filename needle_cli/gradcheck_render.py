@@ -41,18 +41,22 @@ def render_report(
     names = report.input_names
     table = render.table()
     table.add_column("input", no_wrap=True, min_width=max(map(len, names), default=5))
+    if report.order == 2:
+        table.add_column("order", justify="right")
     for column in ("shape", "checked", "max abs err", "max rel err"):
         table.add_column(column, justify="right")
     table.add_column("projection" if report.fast else "worst at", justify="right")
     for column in ("analytic", "numerical"):
         table.add_column(column, justify="right")
     table.add_column("verdict")
-    for item in report.inputs:
+    for item in report.comparisons:
         where = "—" if item.worst_index is None else str(item.worst_index)
         if report.fast and item.worst_index is not None:
             where = str(item.worst_index[0])
+        order = [str(item.order)] if report.order == 2 else []
         table.add_row(
             escape(names[item.index]),
+            *order,
             str(item.shape),
             str(item.checked),
             error(item.max_abs_error),
@@ -63,8 +67,8 @@ def render_report(
             _verdict(item.passed, len(item.nondifferentiable)),
         )
     out.print(table)
-    for item in report.inputs:
-        name = names[item.index]
+    for item in report.comparisons:
+        name = names[item.index] + (" (order 2)" if item.order == 2 else "")
         if item.problem:
             out.print(f"  [red]{escape(name)}: {escape(item.problem)}[/]")
         if item.nondifferentiable:
@@ -72,13 +76,29 @@ def render_report(
             more = " …" if len(item.nondifferentiable) > 5 else ""
             out.print(f"  [yellow]{escape(name)}: not differentiable at {points}{more}[/]")
     if report.passed:
-        out.print(f"[green]✓ pass[/]: the gradient matches central differences ({elapsed:.2f} s)")
+        what = (
+            "the gradient and its gradient match" if report.order == 2 else "the gradient matches"
+        )
+        out.print(f"[green]✓ pass[/]: {what} central differences ({elapsed:.2f} s)")
     else:
-        failing = [escape(names[i]) for i in report.failing_inputs]
-        what = "gradient of input" if len(failing) == 1 else "gradients of inputs"
-        agree = "disagrees" if len(failing) == 1 else "disagree"
-        out.print(f"[bold red]✗ FAIL[/]: the {what} {', '.join(failing)} {agree}")
+        failures = [
+            _disagreement(kind, [escape(names[i]) for i in failing])
+            for kind, failing in (
+                ("gradient", report.failing_inputs),
+                ("second derivatives", report.failing_second_order),
+            )
+            if failing
+        ]
+        out.print(f"[bold red]✗ FAIL[/]: {'; '.join(failures)}")
         out.print(f"reproduce: {reproduce}", soft_wrap=True, markup=False)
+
+
+def _disagreement(kind: str, names: list[str]) -> str:
+    """`the gradient of input a disagrees`, `the second derivatives of inputs a, b disagree`."""
+    plural = len(names) > 1 or kind == "second derivatives"
+    subject = f"the {kind}s" if len(names) > 1 and kind == "gradient" else f"the {kind}"
+    inputs = "inputs" if len(names) > 1 else "input"
+    return f"{subject} of {inputs} {', '.join(names)} {'disagree' if plural else 'disagrees'}"
 
 
 def render_all(reports: list[GradcheckReport], options: dict[str, Any], elapsed: float) -> None:

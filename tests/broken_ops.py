@@ -58,3 +58,16 @@ class DetachedTanh(ndl.ops.Tanh):
     # sees it).
     def gradient(self, out_grad, node):
         return out_grad * Tensor.make_const(1 - node.numpy() ** 2)
+
+
+class ScaledLog(ndl.ops.Log):
+    # Off by a constant factor: the second derivative of this wrong gradient is consistent
+    # with itself, so only the first-order check can see it.
+    def gradient(self, out_grad, node):
+        return super().gradient(out_grad, node) * 1.01
+
+
+class DivScalarForgettingTheScalar(ndl.ops.DivScalar):
+    # d(a/s)/da = 1/s, written as 1: off by the factor s, and constant, like the right one.
+    def gradient(self, out_grad, node):
+        return out_grad

@@ -14,8 +14,10 @@ import typer.main
 from broken_ops import (
     AddWithoutReduction,
     DetachedTanh,
+    DivScalarForgettingTheScalar,
     ExpIgnoringOutGrad,
     ScaledExp,
+    ScaledLog,
     ScaledTanh,
     SumIgnoringOutGrad,
     TransposedMatMul,
@@ -273,6 +275,33 @@ def test_detached_gradient_passes_order_1_and_fails_order_2(monkeypatch):
     assert run("gradcheck", "tanh_detached").exit_code == 0
     result = run("gradcheck", "tanh_detached", "--order", "2")
     assert result.exit_code == 1 and "--order 2" in result.stdout
+    assert "✗ FAIL: the second derivatives of input a disagree" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "name, base, op_class, options",
+    [
+        ("log_scaled", "log", ScaledLog, []),
+        (
+            "divide_scalar_forgetful",
+            "divide_scalar",
+            DivScalarForgettingTheScalar,
+            ["--scalar", "4"],
+        ),
+    ],
+)
+def test_order_two_also_checks_the_first_order(monkeypatch, name, base, op_class, options):
+    _register_broken(monkeypatch, name, base, op_class)
+    result = run("gradcheck", name, *options, "--order", "2")
+    assert result.exit_code == 1, result.output
+    assert "the gradient of input a disagrees" in result.stdout
+    data = run_json("gradcheck", name, *options, "--order", "2")
+    assert [item["order"] for item in data["inputs"]] == [1] and not data["inputs"][0]["passed"]
+    assert [item["order"] for item in data["second_order"]] == [2]
+    assert data["second_order"][0]["passed"]  # consistent with itself: order 2 alone passed it
+    result = run("gradcheck", "--all", "--order", "2")
+    assert result.exit_code == 1, result.output
+    assert f"reproduce: needle gradcheck {name}" in result.stdout
 
 
 def test_all_fails_when_one_op_is_broken(monkeypatch):

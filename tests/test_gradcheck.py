@@ -9,7 +9,9 @@ import pytest
 from broken_ops import (
     AddWithoutReduction,
     DetachedTanh,
+    DivScalarForgettingTheScalar,
     ExpIgnoringOutGrad,
+    ScaledLog,
     ScaledMul,
     SumIgnoringOutGrad,
     TransposedMatMul,
@@ -76,8 +78,39 @@ def test_second_order_catches_a_detached_gradient():
     x = [rng.standard_normal((2, 3))]
     fn = lambda a: DetachedTanh()(a)  # noqa: E731
     assert check_gradients(fn, x).passed
-    assert not check_gradients(fn, x, order=2).passed
+    report = check_gradients(fn, x, order=2)
+    assert not report.passed and report.inputs[0].passed and not report.second_order[0].passed
+    assert report.failing_inputs == [] and report.failing_second_order == [0]
     assert check_gradients(ndl.tanh, x, order=2).passed
+
+
+ORDER_ONE_BUGS = {
+    "log scaled by 1.01": lambda a: ScaledLog()(a),
+    "divide_scalar forgetting the scalar": lambda a: DivScalarForgettingTheScalar(4.0)(a),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ORDER_ONE_BUGS))
+def test_order_two_checks_the_first_order_too(case):
+    # A gradient off by a constant factor has second derivatives consistent with itself:
+    # order 2 alone would pass it. Like torch's gradcheck with gradgradcheck, it checks both.
+    x = [rng.uniform(0.5, 2.0, (2, 3))]
+    report = check_gradients(ORDER_ONE_BUGS[case], x, order=2)
+    assert not report.passed
+    assert [item.order for item in report.inputs] == [1] and not report.inputs[0].passed
+    assert [item.order for item in report.second_order] == [2]
+    assert report.failing_inputs == [0]
+
+
+def test_order_two_reports_the_same_first_order_as_order_one():
+    x = [rng.standard_normal((2, 3)), rng.standard_normal((3, 2))]
+    first, both = (
+        check_gradients(ndl.matmul, x, seed=3),
+        check_gradients(ndl.matmul, x, seed=3, order=2),
+    )
+    assert both.inputs == first.inputs and first.second_order == ()
+    assert both.passed and len(both.second_order) == 2
+    assert both.checked == first.checked + sum(item.checked for item in both.second_order)
 
 
 def test_relu_at_zero_is_a_kink_not_an_error():

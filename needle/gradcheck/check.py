@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,8 +49,10 @@ def check_gradients(
         atol, rtol: an element passes when `|analytic − numerical| ≤ atol + rtol·|numerical|`
             (defaults by dtype, see `DEFAULT_TOLERANCES`).
         seed: seeds the random cotangent (and projections).
-        order: 2 also differentiates the gradient: checks the gradient of
-            `Σ ⟨w_i, ∂⟨v, f⟩/∂x_i⟩` for random `w_i`.
+        order: 2 checks the gradient and also its gradient, like torch's gradcheck with
+            gradgradcheck: the gradient of `Σ ⟨w_i, ∂⟨v, f⟩/∂x_i⟩` for random `w_i` is
+            compared too (`GradcheckReport.second_order`), with draws of its own, so the
+            first order's comparisons are those of order 1.
         fast: compare random projections `⟨g, u⟩` instead of every element — a few function
             evaluations per input instead of two per element.
         projections: number of random directions per input with `fast`.
@@ -71,14 +74,45 @@ def check_gradients(
     tolerances = default_tolerances(dtype.name)
     atol = tolerances["atol"] if atol is None else atol
     rtol = tolerances["rtol"] if rtol is None else rtol
-    rng = np.random.default_rng(init.check_seed(seed))
+    seed = init.check_seed(seed)
     arrays = [np.asarray(x, dtype=np.float64) for x in inputs]
     for i, x in enumerate(arrays):
         if x.size == 0:
             raise UsageError(f"input {i} has shape {x.shape}, with no elements to check")
+    settings = dict(eps=eps, atol=atol, rtol=rtol, n=projections, fast=fast, dtype=dtype)
+    first = _compare(fn, arrays, np.random.default_rng(seed), order=1, **settings)
+    second: tuple[InputReport, ...] = ()
     if order == 2:
-        fn = _gradient_function(fn, arrays, rng)
+        # Its own stream of draws, so the first order's comparisons are those of order 1.
+        rng = np.random.default_rng([seed, 2])
+        second = _compare(_gradient_function(fn, arrays, rng), arrays, rng, order=2, **settings)
+    return GradcheckReport(
+        inputs=first,
+        second_order=second,
+        dtype=dtype.name,
+        order=order,
+        fast=fast,
+        eps=eps,
+        atol=atol,
+        rtol=rtol,
+        seed=seed,
+        label=label,
+        params=dict(params or {}),
+        input_names=tuple(input_names) or tuple(map(str, range(len(inputs)))),
+    )
 
+
+def _compare(
+    fn: Function,
+    arrays: list[np.ndarray],
+    rng: np.random.Generator,
+    *,
+    order: int,
+    dtype: np.dtype,
+    fast: bool,
+    **settings: Any,
+) -> tuple[InputReport, ...]:
+    """`fn`'s analytic gradient against central differences of `φ = ⟨v, fn⟩`, per input."""
     cotangent = _cotangent(fn, arrays, rng)
     analytic = _analytic(fn, arrays, cotangent, dtype)
 
@@ -91,26 +125,11 @@ def check_gradients(
     reports = []
     for i, grad in enumerate(analytic):
         if grad.shape != arrays[i].shape:
-            reports.append(_shape_problem(i, arrays[i].shape, grad.shape))
-            continue
-        reports.append(
-            compare(
-                i, phi, base, arrays, grad, eps=eps, atol=atol, rtol=rtol, rng=rng, n=projections
-            )
-        )
-    return GradcheckReport(
-        inputs=tuple(reports),
-        dtype=dtype.name,
-        order=order,
-        fast=fast,
-        eps=eps,
-        atol=atol,
-        rtol=rtol,
-        seed=seed,
-        label=label,
-        params=dict(params or {}),
-        input_names=tuple(input_names) or tuple(map(str, range(len(inputs)))),
-    )
+            report = _shape_problem(i, arrays[i].shape, grad.shape)
+        else:
+            report = compare(i, phi, base, arrays, grad, rng=rng, **settings)
+        reports.append(dataclasses.replace(report, order=order))
+    return tuple(reports)
 
 
 def _cotangent(fn: Function, arrays: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:

@@ -9,7 +9,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class InputReport:
-    """How one input's analytic gradient compares with the numerical one."""
+    """How one input's analytic gradient compares with the numerical one, at one order:
+    1 for the gradient, 2 for the gradient of ⟨w, gradient⟩ (second derivatives)."""
 
     index: int
     shape: tuple[int, ...]
@@ -22,10 +23,14 @@ class InputReport:
     checked: int  # elements (or projections) compared
     nondifferentiable: tuple[tuple[int, ...], ...] = ()
     problem: str | None = None  # a failure that is not a number: a wrong gradient shape
+    order: int = 1
 
 
 @dataclass(frozen=True)
 class GradcheckReport:
+    """One check: `inputs` compares each input's gradient; with `order` 2, `second_order`
+    also compares each input's second derivatives. It passes when every comparison does."""
+
     inputs: tuple[InputReport, ...]
     dtype: str
     order: int
@@ -37,14 +42,26 @@ class GradcheckReport:
     label: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     input_names: tuple[str, ...] = ()  # one per input: "a", "b", "modules.0.weight", or "0"
+    second_order: tuple[InputReport, ...] = ()
+
+    @property
+    def comparisons(self) -> tuple[InputReport, ...]:
+        """Every comparison made: the first order's, then the second order's."""
+        return self.inputs + self.second_order
 
     @property
     def passed(self) -> bool:
-        return all(report.passed for report in self.inputs)
+        return all(report.passed for report in self.comparisons)
 
     @property
     def failing_inputs(self) -> list[int]:
+        """Inputs whose gradient disagrees."""
         return [report.index for report in self.inputs if not report.passed]
+
+    @property
+    def failing_second_order(self) -> list[int]:
+        """Inputs whose second derivatives disagree (order 2 only)."""
+        return [report.index for report in self.second_order if not report.passed]
 
     @property
     def elements(self) -> int:
@@ -53,21 +70,22 @@ class GradcheckReport:
 
     @property
     def checked(self) -> int:
-        """Elements (or projections) compared, over all the inputs."""
-        return sum(report.checked for report in self.inputs)
+        """Elements (or projections) compared, over all the inputs and orders."""
+        return sum(report.checked for report in self.comparisons)
 
     @property
     def kinks(self) -> int:
-        """Non-differentiable points found (and not counted as errors), over all the inputs."""
-        return sum(len(report.nondifferentiable) for report in self.inputs)
+        """Non-differentiable points found (and not counted as errors), over all the inputs
+        and orders."""
+        return sum(len(report.nondifferentiable) for report in self.comparisons)
 
     @property
     def max_abs_error(self) -> float:
-        return max(report.max_abs_error for report in self.inputs)
+        return max(report.max_abs_error for report in self.comparisons)
 
     @property
     def max_rel_error(self) -> float:
-        return max(report.max_rel_error for report in self.inputs)
+        return max(report.max_rel_error for report in self.comparisons)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
