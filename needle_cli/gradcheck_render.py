@@ -126,12 +126,32 @@ def render_all(reports: list[GradcheckReport], options: dict[str, Any], elapsed:
     if failed:
         out.print(f"[bold red]✗ FAIL[/]: {len(failed)} of {len(reports)} checks over {ops} ops")
         for report in failed:
+            for line in failure_lines(report):
+                out.print(f"  {report.label} {line}", soft_wrap=True, markup=False)
             out.print(f"reproduce: {reproduce_command(report)}", soft_wrap=True, markup=False)
     else:
         out.print(
             f"[green]✓ pass[/]: {len(reports)} checks over {ops} ops "
             f"({options['dtype']}, order {options['order']}, {elapsed:.2f} s)"
         )
+
+
+def failure_lines(report: GradcheckReport) -> list[str]:
+    """One line per failed comparison: `a: backward raised …`, or `b (order 2): max abs err
+    2.2e+00 at (1, 0), analytic 0, numerical -2.168`."""
+    lines = []
+    for item in report.comparisons:
+        if item.passed:
+            continue
+        name = report.input_names[item.index] + (" (order 2)" if item.order == 2 else "")
+        if item.problem:
+            lines.append(f"{name}: {item.problem}")
+        else:
+            lines.append(
+                f"{name}: max abs err {error(item.max_abs_error)} at {item.worst_index}, "
+                f"analytic {render.value(item.analytic)}, numerical {render.value(item.numerical)}"
+            )
+    return lines
 
 
 def render_list(as_json: bool) -> None:

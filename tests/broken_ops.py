@@ -71,3 +71,21 @@ class DivScalarForgettingTheScalar(ndl.ops.DivScalar):
     # d(a/s)/da = 1/s, written as 1: off by the factor s, and constant, like the right one.
     def gradient(self, out_grad, node):
         return out_grad
+
+
+class MatMulForgettingTranspose(ndl.ops.MatMul):
+    # d/da written as out_grad @ b, without bᵀ: for non-square b the product cannot be made,
+    # and the backward pass raises. d/db is right.
+    def gradient(self, out_grad, node):
+        a, b = node.inputs
+        grad_a = ndl.matmul(out_grad, b) if a.requires_grad else None
+        grad_b = ndl.matmul(ndl.transpose(a), out_grad) if b.requires_grad else None
+        return grad_a, grad_b
+
+
+class SigmoidTimesTransposedOnes(ndl.ops.Sigmoid):
+    # A constant of the transposed shape: numpy cannot broadcast it (a ValueError, not one
+    # of needle's errors).
+    def gradient(self, out_grad, node):
+        s = node.numpy()
+        return out_grad * Tensor.make_const((s * (1 - s)).T.copy())

@@ -16,6 +16,7 @@ from broken_ops import (
     DetachedTanh,
     DivScalarForgettingTheScalar,
     ExpIgnoringOutGrad,
+    MatMulForgettingTranspose,
     ScaledExp,
     ScaledLog,
     ScaledTanh,
@@ -302,6 +303,22 @@ def test_order_two_also_checks_the_first_order(monkeypatch, name, base, op_class
     result = run("gradcheck", "--all", "--order", "2")
     assert result.exit_code == 1, result.output
     assert f"reproduce: needle gradcheck {name}" in result.stdout
+
+
+def test_a_backward_that_raises_fails_the_check_with_exit_1(monkeypatch):
+    _register_broken(monkeypatch, "matmul_raising", "matmul", MatMulForgettingTranspose)
+    result = run("gradcheck", "matmul_raising")
+    assert result.exit_code == 1, result.output
+    assert (
+        "a: backward raised UsageError in MatMulForgettingTranspose.gradient: matmul shapes do "
+        "not fit: (3, 5) @ (4, 5)" in result.stdout
+    )
+    assert "the gradient of input a disagrees" in result.stdout and "reproduce:" in result.stdout
+    result = run("gradcheck", "--all")
+    assert result.exit_code == 1, result.output
+    assert "matmul_raising" in result.stdout and "logsoftmax" in result.stdout  # the table goes on
+    assert "matmul_raising a: backward raised UsageError" in result.stdout
+    assert "reproduce: needle gradcheck matmul_raising --shape 3,4 --shape 4,5" in result.stdout
 
 
 def test_all_fails_when_one_op_is_broken(monkeypatch):

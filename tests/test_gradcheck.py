@@ -11,8 +11,10 @@ from broken_ops import (
     DetachedTanh,
     DivScalarForgettingTheScalar,
     ExpIgnoringOutGrad,
+    MatMulForgettingTranspose,
     ScaledLog,
     ScaledMul,
+    SigmoidTimesTransposedOnes,
     SumIgnoringOutGrad,
     TransposedMatMul,
 )
@@ -111,6 +113,31 @@ def test_order_two_reports_the_same_first_order_as_order_one():
     assert both.inputs == first.inputs and first.second_order == ()
     assert both.passed and len(both.second_order) == 2
     assert both.checked == first.checked + sum(item.checked for item in both.second_order)
+
+
+def test_a_backward_that_raises_is_a_failed_check_naming_the_input():
+    x = [rng.standard_normal((3, 4)), rng.standard_normal((4, 5))]
+    report = check_gradients(lambda a, b: MatMulForgettingTranspose()(a, b), x, order=2)
+    assert not report.passed and report.failing_inputs == [0]
+    a, b = report.inputs
+    assert a.problem.startswith(
+        "backward raised UsageError in MatMulForgettingTranspose.gradient: "
+        "matmul shapes do not fit: (3, 5) @ (4, 5)"
+    )
+    assert a.max_abs_error == math.inf and a.checked == 0
+    assert b.passed and b.problem is None  # b's gradient is computed without a's
+    # The second derivatives need the whole gradient: neither can be computed.
+    assert report.failing_second_order == [0, 1]
+    assert all("MatMulForgettingTranspose.gradient" in item.problem for item in report.second_order)
+
+
+def test_a_numpy_error_in_backward_is_a_failed_check_too():
+    report = check_gradients(lambda a: SigmoidTimesTransposedOnes()(a), [np.ones((3, 4))])
+    (item,) = report.inputs
+    assert not item.passed
+    assert item.problem.startswith(
+        "backward raised ValueError in SigmoidTimesTransposedOnes.gradient: operands could not"
+    )
 
 
 def test_relu_at_zero_is_a_kink_not_an_error():

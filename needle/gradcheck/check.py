@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from needle import init
-from needle.autograd import Tensor
+from needle.autograd import Op, Tensor
 from needle.errors import UsageError
 from needle.gradcheck.report import GradcheckReport, InputReport
 from needle.gradcheck.tolerances import DEFAULT_EPS, default_tolerances, validate_tolerances
@@ -85,7 +85,10 @@ def check_gradients(
     if order == 2:
         # Its own stream of draws, so the first order's comparisons are those of order 1.
         rng = np.random.default_rng([seed, 2])
-        second = _compare(_gradient_function(fn, arrays, rng), arrays, rng, order=2, **settings)
+        try:
+            second = _compare(_gradient_function(fn, arrays, rng), arrays, rng, order=2, **settings)
+        except GradientRaised as err:  # the gradient itself cannot be computed
+            second = tuple(_problem(i, x.shape, str(err), order=2) for i, x in enumerate(arrays))
     return GradcheckReport(
         inputs=first,
         second_order=second,
@@ -114,7 +117,9 @@ def _compare(
 ) -> tuple[InputReport, ...]:
     """`fn`'s analytic gradient against central differences of `φ = ⟨v, fn⟩`, per input."""
     cotangent = _cotangent(fn, arrays, rng)
-    analytic = _analytic(fn, arrays, cotangent, dtype)
+    # At order 2 fn runs a backward pass itself, whatever the inputs require: raised there,
+    # an error cannot be put down to one input.
+    analytic = _analytic(fn, arrays, cotangent, dtype, per_input=order == 1)
 
     def phi(xs: list[np.ndarray]) -> float:
         out = fn(*[Tensor(x, requires_grad=False) for x in xs]).numpy()
@@ -124,8 +129,11 @@ def _compare(
     compare = _compare_projections if fast else _compare_elements
     reports = []
     for i, grad in enumerate(analytic):
-        if grad.shape != arrays[i].shape:
-            report = _shape_problem(i, arrays[i].shape, grad.shape)
+        if isinstance(grad, str):
+            report = _problem(i, arrays[i].shape, grad)
+        elif grad.shape != arrays[i].shape:
+            message = f"gradient has shape {grad.shape}, input has shape {arrays[i].shape}"
+            report = _problem(i, arrays[i].shape, message)
         else:
             report = compare(i, phi, base, arrays, grad, rng=rng, **settings)
         reports.append(dataclasses.replace(report, order=order))
@@ -140,10 +148,61 @@ def _cotangent(fn: Function, arrays: list[np.ndarray], rng: np.random.Generator)
     return rng.standard_normal(out.shape)
 
 
+class GradientRaised(Exception):
+    """The gradient under check raised (inside a function that differentiates it, order 2)."""
+
+
+def _raised(err: Exception) -> str:
+    """`backward raised UsageError in MatMul.gradient: …`: the error, and the op whose
+    `gradient` raised it (the innermost one on the traceback)."""
+    if isinstance(err, GradientRaised):
+        return str(err)
+    where = ""
+    tb = err.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if tb.tb_frame.f_code.co_name == "gradient" and isinstance(owner, Op):
+            where = f" in {type(owner).__name__}.gradient"
+        tb = tb.tb_next
+    message = str(err).strip().splitlines()
+    return f"backward raised {type(err).__name__}{where}: {message[0] if message else ''}"
+
+
 def _analytic(
-    fn: Function, arrays: list[np.ndarray], cotangent: np.ndarray, dtype: np.dtype
+    fn: Function,
+    arrays: list[np.ndarray],
+    cotangent: np.ndarray,
+    dtype: np.dtype,
+    *,
+    per_input: bool,
+) -> list[np.ndarray | str]:
+    """Each input's gradient `Jᵀv`, computed in `dtype`; where backward raised, what it
+    raised. One backward pass for all the inputs; if it raises and `per_input`, one pass per
+    input (the others constant), to tell which input's gradient cannot be computed."""
+    everything = range(len(arrays))
+    try:
+        return _backward(fn, arrays, cotangent, dtype, everything)
+    # The code under check is the gradient: whatever it raises is its failure, not ours.
+    except Exception as err:
+        if not per_input or len(arrays) == 1:
+            return [_raised(err)] * len(arrays)
+    grads: list[np.ndarray | str] = []
+    for i in everything:
+        try:
+            grads.append(_backward(fn, arrays, cotangent, dtype, [i])[i])
+        except Exception as err:
+            grads.append(_raised(err))
+    return grads
+
+
+def _backward(
+    fn: Function,
+    arrays: list[np.ndarray],
+    cotangent: np.ndarray,
+    dtype: np.dtype,
+    wanted: Sequence[int],
 ) -> list[np.ndarray]:
-    leaves = [Tensor(x.astype(dtype), requires_grad=True) for x in arrays]
+    leaves = [Tensor(x.astype(dtype), requires_grad=i in wanted) for i, x in enumerate(arrays)]
     out = fn(*leaves)
     # fn may have run a backward pass of its own (order 2): start from clean gradients.
     for leaf in leaves:
@@ -168,7 +227,10 @@ def _gradient_function(fn: Function, arrays: list[np.ndarray], rng: np.random.Ge
         total = Tensor(np.zeros((), dtype=out.dtype), requires_grad=False)
         if not out.requires_grad:
             return total
-        out.backward(Tensor(inner_cotangent.astype(out.dtype), requires_grad=False))
+        try:
+            out.backward(Tensor(inner_cotangent.astype(out.dtype), requires_grad=False))
+        except Exception as err:  # see _analytic
+            raise GradientRaised(_raised(err)) from err
         for leaf, w in zip(leaves, weights, strict=True):
             if leaf.grad is not None:
                 total = total + (leaf.grad * Tensor(w.astype(out.dtype), requires_grad=False)).sum()
@@ -177,7 +239,8 @@ def _gradient_function(fn: Function, arrays: list[np.ndarray], rng: np.random.Ge
     return gradient_dot
 
 
-def _shape_problem(index: int, shape: tuple, grad_shape: tuple) -> InputReport:
+def _problem(index: int, shape: tuple, problem: str, *, order: int = 1) -> InputReport:
+    """A failed comparison that has no numbers: the gradient could not be compared."""
     return InputReport(
         index=index,
         shape=shape,
@@ -188,7 +251,8 @@ def _shape_problem(index: int, shape: tuple, grad_shape: tuple) -> InputReport:
         numerical=float("nan"),
         passed=False,
         checked=0,
-        problem=f"gradient has shape {grad_shape}, input has shape {shape}",
+        problem=problem,
+        order=order,
     )
 
 
