@@ -16,12 +16,14 @@ from needle_cli.gradcheck_options import (
     check_options,
     command_options,
     parse_op_options,
+    reject_clashes,
     reject_extra,
     reproduce_command,
     split_op,
     split_shapes,
 )
 from needle_cli.gradcheck_render import render_all, render_list, render_report
+from needle_cli.gradcheck_user_op import load_op_class
 from needle_cli.render import console, print_json
 
 # An elementwise check costs two evaluations per element; beyond this many elements it
@@ -33,10 +35,24 @@ HELP = """Check an op's gradient against float64 central differences.
 The analytic gradient (needle's backward under a random cotangent) is compared element by
 element with central differences of step eps·max(1, |x|). Points where the two one-sided
 differences disagree (relu at 0, a tie of a max) are reported as non-differentiable, not as
-errors. Exit code 0: all gradients match; 1: a gradient disagrees; 2: bad usage.
+errors. Exit code 0: all gradients match; 1: a gradient disagrees or cannot be computed
+(its backward raises); 2: bad usage.
+
+Tolerances follow from the step and the precision of each side. An element passes when
+|analytic − numerical| ≤ atol + rtol·|numerical| + floor. The default rtol is
+eps²·10⁴/6 (the differences' truncation error h²·|f‴|/6, for functions bending up to 10⁴
+times their slope at the scale of x) plus u·10³ (the analytic side's rounding, u its dtype's
+unit roundoff): 1.7e-9 in float64, so a 0.1 % error fails, and 6.0e-5 in float32. The floor
+is what rounding alone can explain, (R·2⁻⁵³/h + R'·u/max(1, |x|))·Σ|v·f| with R = R' = 16
+(16384 and 1024 at order 2, where each evaluation is a backward pass), computed per element,
+so it follows the magnitude of the inputs (see --scale). atol, 0 by default, adds to it. A
+gradient that is 0 within the floor on both sides (a bias before a batch norm) is counted as
+zero, with no relative error.
 
 OP is a registered op's function name; its parameters become options (see --list).
 Values: --axes 1, --axes 0,1, --axes -1, --axes none; --scalar -1.5; shapes as 3,4.
+--op FILE.py:ClassName checks an op class of your own instead, with the same options,
+report and reproduce line.
 """
 
 EPILOG = """Examples:
@@ -52,6 +68,10 @@ EPILOG = """Examples:
   needle gradcheck reshape --shape 4,3 --input-shape 12
 
   needle gradcheck --all --dtype float32
+
+  needle gradcheck logsumexp --axes 1 --scale 1e30
+
+  needle gradcheck --op my_ops.py:MyLog --draw positive --shape 2,5
 
   needle gradcheck --config mnist.yaml
 """
@@ -107,14 +127,24 @@ def gradcheck(
     atol: Annotated[
         float | None,
         typer.Option(
-            help="Absolute tolerance [default: 1e-5; 1e-4 for float32], e.g. --atol 1e-6.",
+            help="Absolute tolerance, on top of the rounding floor [default: 0], e.g. --atol 1e-9.",
             show_default=False,
         ),
     ] = None,
     rtol: Annotated[
         float | None,
         typer.Option(
-            help="Relative tolerance [default: 1e-3; 5e-3 for float32], e.g. --rtol 1e-4.",
+            help="Relative tolerance [default: eps²·10⁴/6 + u·10³: 1.7e-9 in float64, "
+            "6.0e-5 in float32], e.g. --rtol 1e-6.",
+            show_default=False,
+        ),
+    ] = None,
+    scale: Annotated[
+        float | None,
+        typer.Option(
+            metavar="S",
+            help="Multiply the sample inputs by S [default: 1], to probe an op at large or "
+            "small magnitudes, e.g. logsumexp --axes 1 --scale 1e30.",
             show_default=False,
         ),
     ] = None,
@@ -132,6 +162,28 @@ def gradcheck(
             "e.g. for --shape 1000,1000.",
         ),
     ] = False,
+    op_file: Annotated[
+        str | None,
+        typer.Option(
+            "--op",
+            metavar="FILE.py:CLASS",
+            help="Check a TensorOp class from your own file, e.g. --op my_ops.py:MyExp: its "
+            "__init__'s arguments become options (--name VALUE, VALUE a Python literal such as "
+            "0.5, 0,1 or none), its compute's arguments its inputs, one --shape each "
+            "[default: 3,4].",
+            show_default=False,
+        ),
+    ] = None,
+    draw: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="How to draw the inputs: normal (standard normal), positive ([0.5, 2), for "
+            "log and roots) or away_from_zero (±[0.5, 2)) [default: the op's own; normal for "
+            "--op], e.g. --draw positive.",
+            show_default=False,
+        ),
+    ] = None,
     list_ops: Annotated[
         bool, typer.Option("--list", help="List every op with its options: --list.")
     ] = False,
@@ -150,23 +202,36 @@ def gradcheck(
             show_default=False,
         ),
     ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY.PATH=VALUE",
+            help="Override a value of the --config file, as needle train does, e.g. --set "
+            "model.layers[0].linear=16; repeatable; validated like the file.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results as JSON: --all --json.")
     ] = False,
 ) -> None:
     from needle.errors import UsageError
+    from needle.gradcheck import check_scale
 
     op, extra = split_op(op, list(ctx.args))
     modes = [name for name, on in [("--list", list_ops), ("--all", all_ops)] if on]
-    if config is not None:
-        modes.append("--config")
+    modes += [name for name, value in [("--config", config), ("--op", op_file)] if value]
     if op is not None:
         modes.append("OP")
     if len(modes) > 1:
-        raise UsageError(f"give one of OP, --all, --list, --config (got {' and '.join(modes)})")
+        raise UsageError(
+            f"give one of OP, --op, --all, --list, --config (got {' and '.join(modes)})"
+        )
     if not modes:
         raise UsageError(
-            "give an OP to check (e.g. needle gradcheck logsumexp), --all, --list or --config"
+            "give an OP to check (e.g. needle gradcheck logsumexp), --op FILE.py:ClassName, "
+            "--all, --list or --config"
         )
 
     if list_ops:
@@ -176,27 +241,46 @@ def gradcheck(
     options = check_options(
         dtype=dtype, seed=seed, eps=eps, atol=atol, rtol=rtol, order=order, fast=fast
     )
+    if overrides and config is None:
+        raise UsageError("--set overrides a value of --config FILE.yaml; give --config too")
+    if scale is not None and config is not None:
+        raise UsageError("--scale applies to an OP or --all (their sample inputs), not to --config")
+    scale = check_scale(1.0 if scale is None else scale)
     if all_ops or config is not None:
         mode = "--all" if all_ops else "--config"
         reject_extra(extra, ctx, mode)
         if shape or input_shape:
             raise UsageError(f"--shape and --input-shape apply to one OP, not to {mode}")
+        if draw is not None:
+            raise UsageError(f"--draw applies to one OP or --op, not to {mode}")
         if all_ops:
-            return _check_all(seed, options, as_json)
-        return _check_config(config, seed, options, as_json)
+            return _check_all(seed, scale, options, as_json)
+        return _check_config(config, overrides or [], seed, options, as_json)
 
-    from needle.gradcheck import check_op
+    from needle.gradcheck import check_op, op_spec
     from needle.ops.registry import get_op
 
-    spec = get_op(op)
+    if op_file is not None:
+        given = len(input_shape or shape or []) or None  # how many inputs `*args` takes
+        spec = op_spec(load_op_class(op_file), draw=draw or "normal", n_inputs=given)
+        reject_clashes(spec, command_options(ctx))
+    else:
+        spec = get_op(op)
     params = parse_op_options(spec, extra, command_options(ctx))
     params, shapes = split_shapes(spec, params, shape or [], input_shape or [])
     started = time.perf_counter()
     report = check_op(
-        spec.name, params, shapes=shapes, seed=seed, max_elements=ELEMENTWISE_LIMIT, **options
+        spec if op_file is not None else spec.name,
+        params,
+        shapes=shapes,
+        seed=seed,
+        scale=scale,
+        draw=None if op_file is not None else draw,  # an --op's spec has its draws
+        max_elements=ELEMENTWISE_LIMIT,
+        **options,
     )
     elapsed = time.perf_counter() - started
-    reproduce = reproduce_command(report)
+    reproduce = reproduce_command(report, spec=spec, op_file=op_file, draw=draw)
     if as_json:
         print_json({**report.to_dict(), "reproduce": reproduce, "seconds": elapsed})
     else:
@@ -205,11 +289,11 @@ def gradcheck(
         raise typer.Exit(1)
 
 
-def _check_all(seed: int, options: dict[str, Any], as_json: bool) -> None:
+def _check_all(seed: int, scale: float, options: dict[str, Any], as_json: bool) -> None:
     from needle.gradcheck import check_all
 
     started = time.perf_counter()
-    reports = check_all(seed=seed, **options)
+    reports = check_all(seed=seed, scale=scale, **options)
     elapsed = time.perf_counter() - started
     failed = [report for report in reports if not report.passed]
     if as_json:
@@ -229,16 +313,19 @@ def _check_all(seed: int, options: dict[str, Any], as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-def _check_config(config: Path, seed: int, options: dict[str, Any], as_json: bool) -> None:
+def _check_config(
+    config: Path, overrides: list[str], seed: int, options: dict[str, Any], as_json: bool
+) -> None:
     from needle.config import load_config
     from needle.gradcheck import MODEL_ELEMENTWISE_LIMIT, check_model
 
     started = time.perf_counter()
     # Without --fast, the library picks: every element of a small model, projections beyond.
     requested = options["fast"]
-    report = check_model(load_config(config), seed=seed, **{**options, "fast": requested or None})
+    loaded = load_config(config, overrides)
+    report = check_model(loaded, seed=seed, **{**options, "fast": requested or None})
     elapsed = time.perf_counter() - started
-    reproduce = reproduce_command(report, config=config)
+    reproduce = reproduce_command(report, config=config, overrides=overrides)
     if as_json:
         print_json(
             {**report.to_dict(), "config": str(config), "reproduce": reproduce, "seconds": elapsed}

@@ -8,6 +8,7 @@ unknown options and parses them against the chosen op's parameters (`parse_op_op
 
 from __future__ import annotations
 
+import ast
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,20 @@ def reject_extra(extra: list[str], ctx: typer.Context, mode: str) -> None:
         raise UsageError(f"unknown option '{name}' for {mode};{hint or ' see --help'}")
 
 
+def reject_clashes(spec: OpSpec, command_options: list[str]) -> None:
+    """An --op class whose argument has the name of a gradcheck option (--seed) could not
+    be given it: say so, rather than give it to gradcheck."""
+    from needle.errors import UsageError
+
+    for param in spec.params:
+        if param.name != "shape" and option_name(param) in command_options:
+            raise UsageError(
+                f"{spec.name}'s argument '{param.name}' has the name of gradcheck's "
+                f"{option_name(param)}; rename it, or check it from Python with "
+                "needle.gradcheck.check_op"
+            )
+
+
 def option_name(param: OpParam) -> str:
     """`--axes` for the parameter `axes`."""
     return "--" + param.name.replace("_", "-")
@@ -96,7 +111,7 @@ def parse_op_options(spec: OpSpec, args: list[str], command_options: list[str]) 
 
 
 def _example(param: OpParam) -> str:
-    examples = {"scalar": "-1.5", "axes": "0,1", "axis_pair": "0,2", "shape": "3,4"}
+    examples = {"scalar": "-1.5", "axes": "0,1", "axis_pair": "0,2", "shape": "3,4", "value": "0.5"}
     return f"{option_name(param)} {examples.get(param.kind, '1')}"
 
 
@@ -106,6 +121,15 @@ def parse_value(param: OpParam, text: str) -> Any:
     from needle.errors import UsageError
 
     name = option_name(param)
+    if param.kind == "value":  # an argument of an op class of the user's (--op)
+        if text.strip().lower() == "none":
+            return None
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise UsageError(
+                f"{name} expects a Python literal such as 0.5, 0,1, (3, 4) or none (got '{text}')"
+            ) from None
     if param.kind == "scalar":
         try:
             value = float(text)
@@ -219,6 +243,8 @@ def format_value(param_kind: str, value: Any) -> str:
     """The command-line text of an op parameter's value (the inverse of `parse_value`)."""
     if value is None:
         return "none"
+    if param_kind == "value":
+        return repr(value)
     if isinstance(value, (tuple, list)):
         return ",".join(str(int(v)) for v in value) if value else "()"
     if param_kind == "scalar":
@@ -226,29 +252,44 @@ def format_value(param_kind: str, value: Any) -> str:
     return str(value)
 
 
-def reproduce_command(report: GradcheckReport, *, config: Path | None = None) -> str:
+def reproduce_command(
+    report: GradcheckReport,
+    *,
+    config: Path | None = None,
+    overrides: list[str] = (),
+    spec: OpSpec | None = None,
+    op_file: str | None = None,
+    draw: str | None = None,
+) -> str:
     """The exact `needle gradcheck` command that reruns this check, seed included: of the op
-    the report names, or of the model a `config` file builds."""
+    the report names (`spec`, or the registry's), of the op class in `op_file` (--op), or of
+    the model a `config` file builds (with its `overrides`, `--set KEY=VALUE`)."""
     from needle.gradcheck import DEFAULT_EPS, default_tolerances
     from needle.ops.registry import get_op
 
     words = ["needle", "gradcheck"]
     if config is not None:
         words += ["--config", str(config)]
+        for override in overrides:
+            words += ["--set", override]
     else:
-        params = {p.name: p for p in get_op(report.label).params}
-        words.append(report.label)
+        params = {p.name: p for p in (spec or get_op(report.label)).params}
+        words += ["--op", op_file] if op_file else [report.label]
         for name, value in report.params.items():
             words += [option_name(params[name]), format_value(params[name].kind, value)]
         shape_option = "--input-shape" if "shape" in params else "--shape"
         for item in report.inputs:
             words += [shape_option, format_value("shape", item.shape)]
     words += ["--seed", str(report.seed)]
-    defaults = default_tolerances(report.dtype)
+    defaults = default_tolerances(report.dtype, report.eps)
     if report.dtype != "float64":
         words += ["--dtype", report.dtype]
     if report.order != 1:
         words += ["--order", str(report.order)]
+    if draw is not None:
+        words += ["--draw", draw]
+    if report.scale != 1:
+        words += ["--scale", repr(report.scale)]
     if report.fast:
         words.append("--fast")
     if report.eps != DEFAULT_EPS:

@@ -9,7 +9,7 @@ from needle_cli.gradcheck_options import format_value, option_name, reproduce_co
 from needle_cli.render import console, error, print_json
 
 if TYPE_CHECKING:
-    from needle.gradcheck import GradcheckReport
+    from needle.gradcheck import GradcheckReport, InputReport
 
 
 def describe(report: GradcheckReport) -> str:
@@ -34,9 +34,11 @@ def render_report(
     out = console()
     method = "random projections vᵀJu" if report.fast else "every element"
     out.print(f"[bold]{escape(title or 'gradcheck ' + describe(report))}[/]")
+    scale = f" · scale {report.scale:g}" if report.scale != 1 else ""
     out.print(
-        f"[dim]{report.dtype} · order {report.order} · {method} · seed {report.seed} · "
-        f"atol {report.atol:g} · rtol {report.rtol:g} · eps {report.eps:g}[/]"
+        f"[dim]{report.dtype} · order {report.order} · {method} · seed {report.seed}{scale} · "
+        f"eps {report.eps:g} · tolerance atol {report.atol:.2g} + "
+        f"rtol {report.rtol:.2g}·|numerical| + rounding floor[/]"
     )
     names = report.input_names
     table = render.table()
@@ -46,9 +48,9 @@ def render_report(
     for column in ("shape", "checked", "max abs err", "max rel err"):
         table.add_column(column, justify="right")
     table.add_column("projection" if report.fast else "worst at", justify="right")
-    for column in ("analytic", "numerical"):
+    for column in ("analytic", "numerical", "tolerance"):
         table.add_column(column, justify="right")
-    table.add_column("verdict")
+    table.add_column("verdict", no_wrap=True)
     for item in report.comparisons:
         where = "—" if item.worst_index is None else str(item.worst_index)
         if report.fast and item.worst_index is not None:
@@ -60,10 +62,11 @@ def render_report(
             str(item.shape),
             str(item.checked),
             error(item.max_abs_error),
-            error(item.max_rel_error),
+            relative_error(item.max_rel_error),
             where,
             render.value(item.analytic),
             render.value(item.numerical),
+            error(item.tolerance),
             _verdict(item.passed, len(item.nondifferentiable)),
         )
     out.print(table)
@@ -71,6 +74,8 @@ def render_report(
         name = names[item.index] + (" (order 2)" if item.order == 2 else "")
         if item.problem:
             out.print(f"  [red]{escape(name)}: {escape(item.problem)}[/]")
+        if item.zeros:
+            out.print(f"  [dim]{escape(name)}: {zeros_note(item)}[/]")
         if item.nondifferentiable:
             points = ", ".join(str(p) for p in item.nondifferentiable[:5])
             more = " …" if len(item.nondifferentiable) > 5 else ""
@@ -91,6 +96,25 @@ def render_report(
         ]
         out.print(f"[bold red]✗ FAIL[/]: {'; '.join(failures)}")
         out.print(f"reproduce: {reproduce}", soft_wrap=True, markup=False)
+
+
+def relative_error(value: float | None) -> str:
+    """A relative error, or "—" where there is none: every value was 0 within rounding."""
+    return "—" if value is None else error(value)
+
+
+def zeros_note(item: InputReport) -> str:
+    """Why an input's relative error leaves some (or all) of its elements out."""
+    if item.zeros == item.checked:
+        return (
+            f"every element's gradient is 0 within rounding (both sides within "
+            f"{error(item.tolerance)} of 0): no relative error to speak of; it passes on the "
+            "absolute error"
+        )
+    return (
+        f"{item.zeros} of {item.checked} elements are 0 within rounding on both sides, "
+        "left out of the relative error"
+    )
 
 
 def _disagreement(kind: str, names: list[str]) -> str:
@@ -117,7 +141,7 @@ def render_all(reports: list[GradcheckReport], options: dict[str, Any], elapsed:
             ", ".join(str(item.shape) for item in report.inputs),
             str(report.checked),
             error(report.max_abs_error),
-            error(report.max_rel_error),
+            relative_error(report.max_rel_error),
             _verdict(report.passed, report.kinks),
         )
     out.print(table)

@@ -89,3 +89,17 @@ class SigmoidTimesTransposedOnes(ndl.ops.Sigmoid):
     def gradient(self, out_grad, node):
         s = node.numpy()
         return out_grad * Tensor.make_const((s * (1 - s)).T.copy())
+
+
+def scaled_gradient(op_class: type, factor: float) -> type:
+    """A subclass of `op_class` whose every input's gradient is `factor` times the right one."""
+
+    class Scaled(op_class):
+        def gradient(self, out_grad, node):
+            grads = super().gradient(out_grad, node)
+            if isinstance(grads, tuple):
+                return tuple(None if g is None else g * factor for g in grads)
+            return grads * factor
+
+    Scaled.__name__ = Scaled.__qualname__ = f"{op_class.__name__}Times{factor:g}"
+    return Scaled

@@ -23,18 +23,21 @@ from needle.gradcheck.targets import (
     check_model,
     check_module,
     check_op,
+    check_scale,
     op_input_names,
 )
 from needle.gradcheck.tolerances import (
     DEFAULT_EPS,
-    DEFAULT_TOLERANCES,
     default_tolerances,
+    rounding_floor,
+    unit_roundoff,
     validate_tolerances,
 )
+from needle.gradcheck.user_ops import DRAWS, op_spec
 
 __all__ = [
+    "DRAWS",
     "DEFAULT_EPS",
-    "DEFAULT_TOLERANCES",
     "MODEL_ELEMENTWISE_LIMIT",
     "GradcheckReport",
     "InputReport",
@@ -43,7 +46,11 @@ __all__ = [
     "check_model",
     "check_module",
     "check_op",
+    "check_scale",
     "default_tolerances",
     "op_input_names",
+    "op_spec",
+    "rounding_floor",
+    "unit_roundoff",
     "validate_tolerances",
 ]

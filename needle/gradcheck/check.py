@@ -12,7 +12,12 @@ from needle import init
 from needle.autograd import Op, Tensor
 from needle.errors import UsageError
 from needle.gradcheck.report import GradcheckReport, InputReport
-from needle.gradcheck.tolerances import DEFAULT_EPS, default_tolerances, validate_tolerances
+from needle.gradcheck.tolerances import (
+    DEFAULT_EPS,
+    default_tolerances,
+    rounding_floor,
+    validate_tolerances,
+)
 
 # One-sided slopes further apart than this (relative to their size) mark a kink; for a
 # smooth function they differ by about h·|φ''|, far below it.
@@ -71,11 +76,12 @@ def check_gradients(
     dtype = np.dtype(dtype or np.float64)
     if dtype.kind != "f":
         raise UsageError(f"gradients need a floating dtype (got {dtype})")
-    tolerances = default_tolerances(dtype.name)
+    tolerances = default_tolerances(dtype, eps)
     atol = tolerances["atol"] if atol is None else atol
     rtol = tolerances["rtol"] if rtol is None else rtol
     seed = init.check_seed(seed)
-    arrays = [np.asarray(x, dtype=np.float64) for x in inputs]
+    # Rounded to the analytic side's dtype, so that both sides differentiate at one point.
+    arrays = [np.asarray(x, dtype=np.float64).astype(dtype).astype(np.float64) for x in inputs]
     for i, x in enumerate(arrays):
         if x.size == 0:
             raise UsageError(f"input {i} has shape {x.shape}, with no elements to check")
@@ -86,7 +92,8 @@ def check_gradients(
         # Its own stream of draws, so the first order's comparisons are those of order 1.
         rng = np.random.default_rng([seed, 2])
         try:
-            second = _compare(_gradient_function(fn, arrays, rng), arrays, rng, order=2, **settings)
+            gradient_fn = _gradient_function(fn, arrays, rng, dtype)
+            second = _compare(gradient_fn, arrays, rng, order=2, **settings)
         except GradientRaised as err:  # the gradient itself cannot be computed
             second = tuple(_problem(i, x.shape, str(err), order=2) for i, x in enumerate(arrays))
     return GradcheckReport(
@@ -116,16 +123,21 @@ def _compare(
     **settings: Any,
 ) -> tuple[InputReport, ...]:
     """`fn`'s analytic gradient against central differences of `φ = ⟨v, fn⟩`, per input."""
-    cotangent = _cotangent(fn, arrays, rng)
+    cotangent = _cotangent(fn, arrays, rng, dtype)
     # At order 2 fn runs a backward pass itself, whatever the inputs require: raised there,
     # an error cannot be put down to one input.
     analytic = _analytic(fn, arrays, cotangent, dtype, per_input=order == 1)
 
-    def phi(xs: list[np.ndarray]) -> float:
-        out = fn(*[Tensor(x, requires_grad=False) for x in xs]).numpy()
-        return float(np.sum(cotangent * out.astype(np.float64)))
+    def terms(xs: list[np.ndarray]) -> np.ndarray:
+        return cotangent * fn(*[Tensor(x, requires_grad=False) for x in xs]).numpy()
 
-    base = phi(arrays)  # φ at the unperturbed inputs: one evaluation shared by every input
+    def phi(xs: list[np.ndarray]) -> float:
+        return float(np.sum(terms(xs)))
+
+    # φ at the unperturbed inputs, shared by every input, and Φ = Σ|v·f|, the size of the
+    # terms φ adds up, which its rounding error is relative to.
+    at_base = terms(arrays)
+    base, size = float(np.sum(at_base)), float(np.sum(np.abs(at_base)))
     compare = _compare_projections if fast else _compare_elements
     reports = []
     for i, grad in enumerate(analytic):
@@ -135,17 +147,36 @@ def _compare(
             message = f"gradient has shape {grad.shape}, input has shape {arrays[i].shape}"
             report = _problem(i, arrays[i].shape, message)
         else:
-            report = compare(i, phi, base, arrays, grad, rng=rng, **settings)
+            report = compare(
+                i,
+                phi,
+                base,
+                arrays,
+                grad,
+                rng=rng,
+                terms=size,
+                dtype=dtype,
+                order=order,
+                **settings,
+            )
         reports.append(dataclasses.replace(report, order=order))
     return tuple(reports)
 
 
-def _cotangent(fn: Function, arrays: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+def _cotangent(
+    fn: Function, arrays: list[np.ndarray], rng: np.random.Generator, dtype: np.dtype
+) -> np.ndarray:
+    """A random cotangent for fn's output, in float64 holding values of `dtype`, so both
+    sides use the same one."""
     out = fn(*[Tensor(x, requires_grad=False) for x in arrays])
     # An empty cotangent makes every gradient 0 on both sides: a check that cannot fail.
     if out.size == 0:
         raise UsageError(f"the output has shape {out.shape}, with no elements to check")
-    return rng.standard_normal(out.shape)
+    return _draw(rng, out.shape, dtype)
+
+
+def _draw(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    return rng.standard_normal(shape).astype(dtype).astype(np.float64)
 
 
 class GradientRaised(Exception):
@@ -215,10 +246,12 @@ def _backward(
     ]
 
 
-def _gradient_function(fn: Function, arrays: list[np.ndarray], rng: np.random.Generator):
+def _gradient_function(
+    fn: Function, arrays: list[np.ndarray], rng: np.random.Generator, dtype: np.dtype
+) -> Function:
     """`x ↦ Σ_i ⟨w_i, ∂⟨v, f(x)⟩/∂x_i⟩`: checking its gradient checks second derivatives."""
-    inner_cotangent = _cotangent(fn, arrays, rng)
-    weights = [rng.standard_normal(x.shape) for x in arrays]
+    inner_cotangent = _cotangent(fn, arrays, rng, dtype)
+    weights = [_draw(rng, x.shape, dtype) for x in arrays]
 
     def gradient_dot(*xs: Tensor) -> Tensor:
         # Constant inputs (the numerical side) become leaves so backward reaches them.
@@ -249,6 +282,7 @@ def _problem(index: int, shape: tuple, problem: str, *, order: int = 1) -> Input
         worst_index=None,
         analytic=float("nan"),
         numerical=float("nan"),
+        tolerance=float("nan"),
         passed=False,
         checked=0,
         problem=problem,
@@ -260,8 +294,10 @@ def _step(x: np.ndarray | float, eps: float) -> np.ndarray | float:
     return eps * np.maximum(1.0, np.abs(x))
 
 
-def _is_kink(forward: float, backward: float) -> bool:
-    return abs(forward - backward) > KINK_TOLERANCE * max(1.0, abs(forward), abs(backward))
+def _is_kink(forward: float, backward: float, floor: float) -> bool:
+    """One-sided slopes further apart than smooth bending and rounding explain."""
+    spread = KINK_TOLERANCE * max(1.0, abs(forward), abs(backward))
+    return abs(forward - backward) > spread + 4 * floor  # each slope: 2 roundings over h
 
 
 def _summarize(
@@ -272,59 +308,76 @@ def _summarize(
     positions: list[tuple[int, ...]],
     kinks: list[tuple[int, ...]],
     *,
+    floor: np.ndarray,
     atol: float,
     rtol: float,
 ) -> InputReport:
     """Errors over the compared values that are not kinks; the worst is the one furthest
-    beyond its tolerance."""
+    beyond its tolerance. Values that are 0 within rounding on both sides (|analytic| and
+    |numerical| within atol + floor) are counted as zeros: their relative error says
+    nothing, so it is taken over the others (None when there are none)."""
     kink_set = set(kinks)
     keep = np.array([p not in kink_set for p in positions], dtype=bool)
     abs_err = np.abs(analytic - numerical)
-    rel_err = abs_err / np.maximum(np.maximum(np.abs(analytic), np.abs(numerical)), 1e-300)
-    rel_err[abs_err == 0] = 0.0
+    absolute = atol + floor
+    larger = np.maximum(np.abs(analytic), np.abs(numerical))
+    zero = keep & (larger <= absolute)
+    tolerance = absolute + rtol * np.abs(numerical)
     # Floored so that zero tolerances (atol = rtol = 0) rank errors instead of dividing by 0.
-    tolerance = np.maximum(atol + rtol * np.abs(numerical), 1e-300)
-    excess = np.where(keep, abs_err / tolerance, -1.0)
+    excess = np.where(keep, abs_err / np.maximum(tolerance, 1e-300), -1.0)
     worst = int(np.argmax(excess)) if keep.any() else None  # None: every value is a kink
-    passed = bool(np.all(abs_err[keep] <= atol + rtol * np.abs(numerical[keep])))
+    relative = keep & ~zero
+    rel_err = abs_err[relative] / larger[relative]
     return InputReport(
         index=index,
         shape=shape,
         max_abs_error=0.0 if worst is None else float(abs_err[keep].max()),
-        max_rel_error=0.0 if worst is None else float(rel_err[keep].max()),
+        max_rel_error=float(rel_err.max()) if rel_err.size else None,
         worst_index=None if worst is None else positions[worst],
         analytic=float("nan") if worst is None else float(analytic[worst]),
         numerical=float("nan") if worst is None else float(numerical[worst]),
-        passed=passed,
+        tolerance=float("nan") if worst is None else float(tolerance[worst]),
+        passed=bool(np.all(abs_err[keep] <= tolerance[keep])),
         checked=len(positions),
+        zeros=int(zero.sum()),
         nondifferentiable=tuple(kinks),
     )
 
 
-def _compare_elements(i, phi, base, arrays, grad, *, eps, atol, rtol, rng, n) -> InputReport:
+def _compare_elements(
+    i, phi, base, arrays, grad, *, eps, atol, rtol, terms, dtype, order, rng, n
+) -> InputReport:
     x = arrays[i]
     positions = list(np.ndindex(*x.shape))  # C order, as grad.ravel()
+    steps = _step(x, eps)
+    floor = np.ravel(rounding_floor(np.abs(x), steps, terms, dtype, order))
     numerical = np.empty(len(positions))
     kinks = []
     work = x.copy()
     shifted = [work if j == i else a for j, a in enumerate(arrays)]
     for k, position in enumerate(positions):
-        h = float(_step(x[position], eps))
+        h = float(steps[position])
         work[position] = x[position] + h
         plus = phi(shifted)
         work[position] = x[position] - h
         minus = phi(shifted)
         work[position] = x[position]
         numerical[k] = (plus - minus) / (2 * h)
-        if _is_kink((plus - base) / h, (base - minus) / h):
+        if _is_kink((plus - base) / h, (base - minus) / h, floor[k]):
             kinks.append(position)
-    return _summarize(i, x.shape, grad.ravel(), numerical, positions, kinks, atol=atol, rtol=rtol)
+    return _summarize(
+        i, x.shape, grad.ravel(), numerical, positions, kinks, floor=floor, atol=atol, rtol=rtol
+    )
 
 
-def _compare_projections(i, phi, base, arrays, grad, *, eps, atol, rtol, rng, n) -> InputReport:
+def _compare_projections(
+    i, phi, base, arrays, grad, *, eps, atol, rtol, terms, dtype, order, rng, n
+) -> InputReport:
     """⟨g, u⟩ against the directional derivative along u, for n random unit directions u."""
     x = arrays[i]
-    h = float(_step(np.max(np.abs(x), initial=0.0), eps))
+    magnitude = np.max(np.abs(x), initial=0.0)
+    h = float(_step(magnitude, eps))
+    floor = np.full(n, rounding_floor(magnitude, h, terms, dtype, order))
     analytic, numerical, kinks = np.empty(n), np.empty(n), []
     for k in range(n):
         u = rng.standard_normal(x.shape)
@@ -333,7 +386,9 @@ def _compare_projections(i, phi, base, arrays, grad, *, eps, atol, rtol, rng, n)
         minus = phi([a - h * u if j == i else a for j, a in enumerate(arrays)])
         numerical[k] = (plus - minus) / (2 * h)
         analytic[k] = float(np.sum(grad * u))
-        if _is_kink((plus - base) / h, (base - minus) / h):
+        if _is_kink((plus - base) / h, (base - minus) / h, floor[k]):
             kinks.append((k,))
     positions = [(k,) for k in range(n)]
-    return _summarize(i, x.shape, analytic, numerical, positions, kinks, atol=atol, rtol=rtol)
+    return _summarize(
+        i, x.shape, analytic, numerical, positions, kinks, floor=floor, atol=atol, rtol=rtol
+    )

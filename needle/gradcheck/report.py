@@ -15,12 +15,15 @@ class InputReport:
     index: int
     shape: tuple[int, ...]
     max_abs_error: float
-    max_rel_error: float
+    # Over the values that are not zeros; None when all are (a gradient that is 0).
+    max_rel_error: float | None
     worst_index: tuple[int, ...] | None  # element (or projection number with --fast)
-    analytic: float  # at the worst element
+    analytic: float  # at the worst element: the one furthest beyond its tolerance
     numerical: float
+    tolerance: float  # atol + rtol·|numerical| + rounding floor, at the worst element
     passed: bool
     checked: int  # elements (or projections) compared
+    zeros: int = 0  # of them, 0 within rounding on both sides: no relative error to speak of
     nondifferentiable: tuple[tuple[int, ...], ...] = ()
     problem: str | None = None  # a failure that is not a number: a wrong gradient shape
     order: int = 1
@@ -43,6 +46,7 @@ class GradcheckReport:
     params: dict[str, Any] = field(default_factory=dict)
     input_names: tuple[str, ...] = ()  # one per input: "a", "b", "modules.0.weight", or "0"
     second_order: tuple[InputReport, ...] = ()
+    scale: float = 1.0  # what the sample inputs were multiplied by (check_op)
 
     @property
     def comparisons(self) -> tuple[InputReport, ...]:
@@ -84,8 +88,10 @@ class GradcheckReport:
         return max(report.max_abs_error for report in self.comparisons)
 
     @property
-    def max_rel_error(self) -> float:
-        return max(report.max_rel_error for report in self.comparisons)
+    def max_rel_error(self) -> float | None:
+        """Over every comparison that has one; None when every gradient is 0."""
+        errors = [r.max_rel_error for r in self.comparisons if r.max_rel_error is not None]
+        return max(errors, default=None)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

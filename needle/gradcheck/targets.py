@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,54 +12,93 @@ import numpy as np
 
 from needle import init
 from needle.autograd import Tensor
-from needle.errors import UsageError
+from needle.errors import UsageError, unknown_choice
 from needle.gradcheck.check import Function, check_gradients
 from needle.gradcheck.report import GradcheckReport
+from needle.gradcheck.tolerances import is_number
+from needle.gradcheck.user_ops import DRAWS, op_spec
 from needle.ops.registry import REGISTRY, OpSpec, get_op
 
 
 def check_op(
-    name: str,
+    op: str | type | OpSpec,
     params: dict[str, Any] | None = None,
     *,
     shapes: Sequence[tuple[int, ...]] | None = None,
     seed: int = 0,
+    scale: float = 1.0,
+    draw: str | None = None,
     max_elements: int | None = None,
     **options: Any,
 ) -> GradcheckReport:
-    """Check a registered op on random inputs that fit `params` (away from its kinks).
+    """Check an op on random inputs that fit `params` (away from its kinks).
 
-    `options` are `check_gradients`' keyword arguments (dtype, eps, atol, rtol, order, fast).
-    Parameters or shapes the op cannot take raise `UsageError` naming the op, its parameters
-    and the shapes. `max_elements` refuses an elementwise check (two evaluations per
-    element) of more input elements than that; a `fast` check has no limit.
+    `op` is a registered op's name ("logsumexp"), a `TensorOp` subclass of your own (its
+    `__init__`'s arguments are its `params`, its `compute`'s its inputs, see `op_spec`), or
+    an `OpSpec`. Inputs are drawn as the registry says for its ops, in the shapes `shapes`
+    (default: the op's own); `draw` ("normal", "positive", "away_from_zero") overrides how,
+    and is "normal" for a class. `scale` multiplies the inputs: 1e30 probes an op's
+    stability at large magnitudes (the tolerances follow, see `needle.gradcheck.tolerances`).
+
+    `options` are `check_gradients`' keyword arguments (dtype, eps, atol, rtol, order,
+    fast). Parameters or shapes the op cannot take raise `UsageError` naming the op, its
+    parameters and the shapes. `max_elements` refuses an elementwise check (two evaluations
+    per element) of more input elements than that; a `fast` check has no limit.
+
+        >>> from needle.gradcheck import check_op
+        >>> check_op("logsumexp", {"axes": 1}, scale=1e30).passed
+        True
     """
-    spec = get_op(name)
+    spec = _spec(op, draw, shapes)
+    check_scale(scale)
     params = spec.resolve_params(params or {})
-    inputs = spec.sample_inputs(
-        params, rng=np.random.default_rng(init.check_seed(seed)), shapes=shapes
-    )
+    rng = np.random.default_rng(init.check_seed(seed))
+    inputs = [x * scale for x in spec.sample_inputs(params, rng=rng, shapes=shapes)]
     _check_fits(spec, params, inputs)
     total = sum(x.size for x in inputs)
     if max_elements is not None and not options.get("fast") and total > max_elements:
         raise UsageError(
-            f"op '{name}': {total} input elements is too many to check one by one "
+            f"op '{spec.name}': {total} input elements is too many to check one by one "
             f"(limit {max_elements}); use --fast for random projections, or a smaller --shape"
         )
-    return check_gradients(
+    report = check_gradients(
         _op_function(spec, params),
         inputs,
         seed=seed,
-        label=name,
+        label=spec.name,
         params=params,
         input_names=op_input_names(spec),
         **options,
     )
+    return dataclasses.replace(report, scale=scale)
+
+
+def _spec(op: str | type | OpSpec, draw: str | None, shapes: Sequence | None) -> OpSpec:
+    if isinstance(op, OpSpec):
+        spec = op
+    elif isinstance(op, str):
+        spec = get_op(op)
+    else:
+        return op_spec(op, draw=draw or "normal", n_inputs=None if shapes is None else len(shapes))
+    if draw is None:
+        return spec
+    if draw not in DRAWS:
+        raise unknown_choice("draw", draw, DRAWS)
+    return dataclasses.replace(spec, draws=(DRAWS[draw],) * spec.n_inputs)
+
+
+def check_scale(scale: Any) -> float:
+    """`scale` if it is a finite number > 0; else `UsageError` (a negative one would move
+    positive draws out of log's domain, 0 would check nothing)."""
+    if not (is_number(scale) and 0 < scale < math.inf):
+        raise UsageError(f"scale must be a finite number > 0 (got {scale})")
+    return float(scale)
 
 
 def check_all(*, seed: int = 0, **options: Any) -> list[GradcheckReport]:
     """`check_op` for every registered op over each of its settings (`OpSpec.settings`), in
     registry order: one report per (op, setting)."""
+    check_scale(options.get("scale", 1.0))
     return [
         check_op(name, setting.params, shapes=setting.shapes, seed=seed, **options)
         for name, spec in REGISTRY.items()
