@@ -5,6 +5,11 @@ that ignores `out_grad` fails): for each input, `g = Jᵀv`. The numerical side
 differentiates `φ(x) = ⟨v, f(x)⟩` by central differences in float64, with a step scaled to
 each element's magnitude, `h = eps · max(1, |x|)`.
 
+The tolerances follow from the step and the precision of each side
+(`needle.gradcheck.tolerances`): in float64 a gradient 1e-7 off fails. `check_op` checks a
+registered op or an op class of one's own on sample inputs, `check_module` every parameter
+of a module; with `order=2` the gradient's own gradient is checked as well.
+
 Where the two one-sided differences disagree (relu at 0, a tie of a max), `φ` has a kink:
 such an element is reported as a non-differentiable point, not as a gradient error.
 

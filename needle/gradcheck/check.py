@@ -51,8 +51,9 @@ def check_gradients(
         dtype: dtype of the analytic computation (default: float64). The numerical side
             always runs in float64.
         eps: relative finite-difference step: `h = eps · max(1, |x|)`.
-        atol, rtol: an element passes when `|analytic − numerical| ≤ atol + rtol·|numerical|`
-            (defaults by dtype, see `DEFAULT_TOLERANCES`).
+        atol, rtol: an element passes when `|analytic − numerical| ≤ atol + rtol·|numerical|
+            + floor`, the floor being what rounding alone explains (defaults by dtype and
+            eps, `default_tolerances`; the reasoning is in `needle.gradcheck.tolerances`).
         seed: seeds the random cotangent (and projections).
         order: 2 checks the gradient and also its gradient, like torch's gradcheck with
             gradgradcheck: the gradient of `Σ ⟨w_i, ∂⟨v, f⟩/∂x_i⟩` for random `w_i` is
