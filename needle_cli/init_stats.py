@@ -148,6 +148,16 @@ def init_stats(
             show_default=False,
         ),
     ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY.PATH=VALUE",
+            help="Override a value of the --config file, as needle train does, e.g. --set "
+            "model.layers[0].linear=128; repeatable; validated like the file.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print every number as JSON, e.g. --json.")
     ] = False,
@@ -175,7 +185,9 @@ def init_stats(
                 f"--config measures the Linear layers the config builds (with its own seed and "
                 f"initializers); {', '.join(extra)} {'does' if len(extra) == 1 else 'do'} not apply"
             )
-        return _config(config, as_json)
+        return _config(config, overrides or [], as_json)
+    if overrides:
+        raise UsageError("--set overrides a value of --config FILE.yaml; give --config too")
     if width is not None and depth is None and compare is None:
         raise UsageError("--width sets the --depth stack's layers; give --depth L too")
     schemes = ([scheme] if scheme else []) + _split_schemes(compare)
@@ -416,13 +428,13 @@ def _render_comparison(out: Console, reports: list[SchemeReport]) -> None:
         out.print(f"{propagation.theory.scheme}: forward {forward}, backward {backward}")
 
 
-def _config(path: Path, as_json: bool) -> None:
+def _config(path: Path, overrides: list[str], as_json: bool) -> None:
     from rich.markup import escape
 
     from needle.init_stats import config_layer_stats
     from needle.train.config import load_config
 
-    layers = config_layer_stats(load_config(path))
+    layers = config_layer_stats(load_config(path, overrides))
     if as_json:
         print_json({"config": str(path), "layers": [layer.to_dict() for layer in layers]})
         return

@@ -58,3 +58,48 @@ class DetachedTanh(ndl.ops.Tanh):
     # sees it).
     def gradient(self, out_grad, node):
         return out_grad * Tensor.make_const(1 - node.numpy() ** 2)
+
+
+class ScaledLog(ndl.ops.Log):
+    # Off by a constant factor: the second derivative of this wrong gradient is consistent
+    # with itself, so only the first-order check can see it.
+    def gradient(self, out_grad, node):
+        return super().gradient(out_grad, node) * 1.01
+
+
+class DivScalarForgettingTheScalar(ndl.ops.DivScalar):
+    # d(a/s)/da = 1/s, written as 1: off by the factor s, and constant, like the right one.
+    def gradient(self, out_grad, node):
+        return out_grad
+
+
+class MatMulForgettingTranspose(ndl.ops.MatMul):
+    # d/da written as out_grad @ b, without bᵀ: for non-square b the product cannot be made,
+    # and the backward pass raises. d/db is right.
+    def gradient(self, out_grad, node):
+        a, b = node.inputs
+        grad_a = ndl.matmul(out_grad, b) if a.requires_grad else None
+        grad_b = ndl.matmul(ndl.transpose(a), out_grad) if b.requires_grad else None
+        return grad_a, grad_b
+
+
+class SigmoidTimesTransposedOnes(ndl.ops.Sigmoid):
+    # A constant of the transposed shape: numpy cannot broadcast it (a ValueError, not one
+    # of needle's errors).
+    def gradient(self, out_grad, node):
+        s = node.numpy()
+        return out_grad * Tensor.make_const((s * (1 - s)).T.copy())
+
+
+def scaled_gradient(op_class: type, factor: float) -> type:
+    """A subclass of `op_class` whose every input's gradient is `factor` times the right one."""
+
+    class Scaled(op_class):
+        def gradient(self, out_grad, node):
+            grads = super().gradient(out_grad, node)
+            if isinstance(grads, tuple):
+                return tuple(None if g is None else g * factor for g in grads)
+            return grads * factor
+
+    Scaled.__name__ = Scaled.__qualname__ = f"{op_class.__name__}Times{factor:g}"
+    return Scaled

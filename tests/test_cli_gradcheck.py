@@ -14,17 +14,21 @@ import typer.main
 from broken_ops import (
     AddWithoutReduction,
     DetachedTanh,
+    DivScalarForgettingTheScalar,
     ExpIgnoringOutGrad,
+    MatMulForgettingTranspose,
     ScaledExp,
+    ScaledLog,
     ScaledTanh,
     SumIgnoringOutGrad,
     TransposedMatMul,
+    scaled_gradient,
 )
 from cli_contract import one_line_error
 from typer.testing import CliRunner
 
 import needle as ndl
-from needle.gradcheck import DEFAULT_TOLERANCES, check_op
+from needle.gradcheck import check_op, default_tolerances
 from needle.ops import REGISTRY
 from needle_cli.app import app
 
@@ -89,7 +93,7 @@ def test_json_report_has_every_number():
     assert item["shape"] == [3, 4] and item["checked"] == 12 and item["passed"]
     assert item["max_abs_error"] < 1e-7 and len(item["worst_index"]) == 2
     assert item["analytic"] == pytest.approx(item["numerical"], rel=1e-6)
-    assert data["atol"] == DEFAULT_TOLERANCES["float64"]["atol"] and data["seed"] == 0
+    assert data["rtol"] == default_tolerances("float64")["rtol"] and data["seed"] == 0
     assert data["reproduce"] == "needle gradcheck logsumexp --axes 1 --shape 3,4 --seed 0"
 
 
@@ -145,7 +149,7 @@ def test_reshape_and_broadcast_take_their_target_from_shape():
 def test_float32_uses_float32_tolerances():
     data = run_json("gradcheck", "matmul", "--dtype", "float32")
     assert data["passed"] and data["dtype"] == "float32"
-    assert (data["atol"], data["rtol"]) == tuple(DEFAULT_TOLERANCES["float32"].values())
+    assert (data["atol"], data["rtol"]) == tuple(default_tolerances("float32").values())
     assert data["reproduce"].endswith("--dtype float32")
 
 
@@ -153,6 +157,31 @@ def test_order_two_checks_the_gradient_of_the_gradient():
     data = run_json("gradcheck", "tanh", "--order", "2")
     assert data["passed"] and data["order"] == 2
     assert "--order 2" in data["reproduce"]
+
+
+def test_scale_probes_large_magnitudes_and_is_reproduced():
+    data = run_json("gradcheck", "logsumexp", "--axes", "1", "--scale", "1e30")
+    assert data["passed"] and data["scale"] == 1e30
+    assert (
+        data["reproduce"]
+        == "needle gradcheck logsumexp --axes 1 --shape 3,4 --seed 0 --scale 1e+30"
+    )
+    again = runner.invoke(app, shlex.split(data["reproduce"])[1:] + ["--json"])
+    assert json.loads(again.stdout)["inputs"] == data["inputs"]
+    assert "scale 1e+30" in run("gradcheck", "logsumexp", "--axes", "1", "--scale", "1e30").stdout
+    data = run_json("gradcheck", "--all", "--scale", "10")
+    assert all(check["scale"] == 10 for check in data["checks"])
+
+
+def test_logsoftmax_at_large_magnitude_in_float32():
+    result = run("gradcheck", "logsoftmax", "--scale", "1e4", "--dtype", "float32")
+    assert result.exit_code == 0, result.output
+
+
+def test_scale_does_not_hide_a_wrong_gradient(monkeypatch):
+    _register_broken(monkeypatch, "log_scaled", "log", ScaledLog)
+    for scale in ("1e-3", "1e6"):
+        assert run("gradcheck", "log_scaled", "--scale", scale).exit_code == 1
 
 
 def test_fast_checks_three_projections_per_input():
@@ -183,8 +212,12 @@ def test_tolerances_and_step_are_passed_and_reproduced():
     assert data["reproduce"].endswith("--eps 1e-05 --atol 0.001 --rtol 0.01")
 
 
-def test_impossible_tolerance_fails_with_exit_1():
-    result = run("gradcheck", "exp", "--atol", "0", "--rtol", "0")
+def test_zero_tolerances_leave_the_rounding_floor(monkeypatch):
+    # With atol = rtol = 0, what rounding alone explains still passes; a gradient that is a
+    # millionth off does not, even with the default tolerances.
+    assert run("gradcheck", "exp", "--atol", "0", "--rtol", "0").exit_code == 0
+    _register_broken(monkeypatch, "exp_off", "exp", scaled_gradient(ndl.ops.Exp, 1 + 1e-6))
+    result = run("gradcheck", "exp_off")
     assert result.exit_code == 1 and "✗ FAIL" in result.stdout
 
 
@@ -273,6 +306,49 @@ def test_detached_gradient_passes_order_1_and_fails_order_2(monkeypatch):
     assert run("gradcheck", "tanh_detached").exit_code == 0
     result = run("gradcheck", "tanh_detached", "--order", "2")
     assert result.exit_code == 1 and "--order 2" in result.stdout
+    assert "✗ FAIL: the second derivatives of input a disagree" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "name, base, op_class, options",
+    [
+        ("log_scaled", "log", ScaledLog, []),
+        (
+            "divide_scalar_forgetful",
+            "divide_scalar",
+            DivScalarForgettingTheScalar,
+            ["--scalar", "4"],
+        ),
+    ],
+)
+def test_order_two_also_checks_the_first_order(monkeypatch, name, base, op_class, options):
+    _register_broken(monkeypatch, name, base, op_class)
+    result = run("gradcheck", name, *options, "--order", "2")
+    assert result.exit_code == 1, result.output
+    assert "the gradient of input a disagrees" in result.stdout
+    data = run_json("gradcheck", name, *options, "--order", "2")
+    assert [item["order"] for item in data["inputs"]] == [1] and not data["inputs"][0]["passed"]
+    assert [item["order"] for item in data["second_order"]] == [2]
+    assert data["second_order"][0]["passed"]  # consistent with itself: order 2 alone passed it
+    result = run("gradcheck", "--all", "--order", "2")
+    assert result.exit_code == 1, result.output
+    assert f"reproduce: needle gradcheck {name}" in result.stdout
+
+
+def test_a_backward_that_raises_fails_the_check_with_exit_1(monkeypatch):
+    _register_broken(monkeypatch, "matmul_raising", "matmul", MatMulForgettingTranspose)
+    result = run("gradcheck", "matmul_raising")
+    assert result.exit_code == 1, result.output
+    assert (
+        "a: backward raised UsageError in MatMulForgettingTranspose.gradient: matmul shapes do "
+        "not fit: (3, 5) @ (4, 5)" in result.stdout
+    )
+    assert "the gradient of input a disagrees" in result.stdout and "reproduce:" in result.stdout
+    result = run("gradcheck", "--all")
+    assert result.exit_code == 1, result.output
+    assert "matmul_raising" in result.stdout and "logsoftmax" in result.stdout  # the table goes on
+    assert "matmul_raising a: backward raised UsageError" in result.stdout
+    assert "reproduce: needle gradcheck matmul_raising --shape 3,4 --shape 4,5" in result.stdout
 
 
 def test_all_fails_when_one_op_is_broken(monkeypatch):
@@ -372,10 +448,14 @@ USAGE_ERRORS = [
     # Refused before the config is read: the missing file is not what the message is about.
     (["--config", "missing.yaml", "--atol", "inf"], "atol must be a finite number ≥ 0 (got inf)"),
     (["exp", "--seed", "-1"], "seed must be a non-negative integer (got -1)"),
+    (["exp", "--scale", "0"], "scale must be a finite number > 0 (got 0.0)"),
+    (["exp", "--scale", "-2"], "scale must be a finite number > 0 (got -2.0)"),
+    (["exp", "--scale", "inf"], "scale must be a finite number > 0 (got inf)"),
+    (["--config", "missing.yaml", "--scale", "2"], "--scale applies to an OP or --all"),
     (["exp", "--fsat"], "did you mean '--fast'?"),
     (["exp", "log"], "give one OP (got 2: 'exp', 'log')"),
     ([], "give an OP to check"),
-    (["exp", "--all"], "give one of OP, --all, --list, --config (got --all and OP)"),
+    (["exp", "--all"], "give one of OP, --op, --all, --list, --config (got --all and OP)"),
     (["--all", "--axes", "1"], "--axes is an op option"),
     (["--all", "--shape", "3"], "apply to one OP"),
     (["--list", "--bogus", "1"], "unknown option '--bogus' for --list"),
@@ -421,6 +501,11 @@ def test_config_checks_every_parameter(tmp_path):
         "modules.4.bias",
     ]
     assert [item["checked"] for item in data["inputs"]] == [12, 6, 6, 6, 18, 3]
+    # The bias before BatchNorm has no gradient: zero within rounding, no relative error.
+    assert [item["zeros"] for item in data["inputs"]] == [0, 6, 0, 0, 0, 0]
+    assert data["inputs"][1]["max_rel_error"] is None
+    text = run("gradcheck", "--config", path).stdout
+    assert "modules.0.bias: every element's gradient is 0 within rounding" in text
     assert data["reproduce"] == f"needle gradcheck --config {path} --seed 0"
     assert run_json("gradcheck", "--config", path, "--fast")["inputs"][0]["checked"] == 3
 
@@ -439,6 +524,22 @@ def test_config_catches_a_broken_layer(tmp_path, monkeypatch):
     assert f"reproduce: needle gradcheck --config {path} --seed 0" in result.stdout
 
 
+def test_config_takes_set_overrides_like_train(tmp_path):
+    path = _model_config(tmp_path)
+    data = run_json("gradcheck", "--config", path, "--set", "model.layers[0].linear=4")
+    assert data["passed"] and data["inputs"][0]["shape"] == [2, 4]
+    assert data["reproduce"] == (
+        f"needle gradcheck --config {path} --set 'model.layers[0].linear=4' --seed 0"
+    )
+    again = runner.invoke(app, shlex.split(data["reproduce"])[1:] + ["--json"])
+    assert json.loads(again.stdout)["inputs"] == data["inputs"]
+    result = run("gradcheck", "--config", path, "--set", "model.layers[9].linear=4")
+    assert "--set model.layers[9].linear=4" in one_line_error(result, 2)
+    assert "--set overrides a value of --config" in one_line_error(
+        run("gradcheck", "exp", "--set", "seed=1"), 2
+    )
+
+
 def test_config_errors_are_usage_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  layers: [{linear: 3}, relu, {linera: 3}]\n")
@@ -447,3 +548,118 @@ def test_config_errors_are_usage_errors(tmp_path):
     assert run("gradcheck", "--config", str(tmp_path / "none.yaml")).exit_code == 2
     result = run("gradcheck", "--config", str(bad), "--shape", "3")
     assert result.exit_code == 2 and "apply to one OP" in result.stderr
+
+
+# -- --op FILE.py:ClassName: an op class from the user's own file --------------------------
+
+MY_OPS = '''
+import numpy as np
+
+from needle.autograd import TensorOp
+
+
+class MyLog(TensorOp):
+    """log(x), written by hand."""
+
+    def compute(self, x):
+        return np.log(x)
+
+    def gradient(self, out_grad, node):
+        return out_grad / node.inputs[0]
+
+
+class MyLogSlightlyOff(MyLog):
+    def gradient(self, out_grad, node):
+        return out_grad / node.inputs[0] * 1.001
+
+
+class Affine(TensorOp):
+    def __init__(self, factor, offset=0.0):
+        self.factor, self.offset = factor, offset
+
+    def compute(self, x):
+        return x * self.factor + self.offset
+
+    def gradient(self, out_grad, node):
+        return out_grad * self.factor
+
+
+class NotAnOp:
+    pass
+
+
+def my_exp(x):
+    return np.exp(x)
+'''
+
+
+@pytest.fixture
+def my_ops(tmp_path):
+    path = tmp_path / "my_ops.py"
+    path.write_text(MY_OPS)
+    return str(path)
+
+
+def test_op_from_a_file_is_checked_like_a_registered_one(my_ops):
+    result = run("gradcheck", "--op", f"{my_ops}:MyLog", "--draw", "positive")
+    assert result.exit_code == 0, result.output
+    assert "gradcheck MyLog(x)" in result.stdout and "✓ pass" in result.stdout
+    data = run_json("gradcheck", "--op", f"{my_ops}:MyLog", "--draw", "positive", "--order", "2")
+    assert data["passed"] and data["label"] == "MyLog" and data["input_names"] == ["x"]
+    assert data["reproduce"] == (
+        f"needle gradcheck --op {my_ops}:MyLog --shape 3,4 --seed 0 --order 2 --draw positive"
+    )
+
+
+def test_a_wrong_gradient_in_a_file_fails_and_reproduces(my_ops):
+    result = run("gradcheck", "--op", f"{my_ops}:MyLogSlightlyOff", "--draw", "positive")
+    assert result.exit_code == 1, result.output
+    assert "the gradient of input x disagrees" in result.stdout
+    reproduce = result.stdout.split("reproduce: ")[1].strip()
+    assert runner.invoke(app, shlex.split(reproduce)[1:]).exit_code == 1
+
+
+def test_constructor_arguments_become_options(my_ops):
+    data = run_json(
+        "gradcheck", "--op", f"{my_ops}:Affine", "--factor", "2.5", "--offset=-1", "--shape", "2,5"
+    )
+    assert data["passed"] and data["params"] == {"factor": 2.5, "offset": -1}
+    assert data["inputs"][0]["shape"] == [2, 5]
+    assert "--factor 2.5 --offset -1 --shape 2,5" in data["reproduce"]
+    data = run_json("gradcheck", "--op", f"{my_ops}:Affine", "--factor", "(2.0)")
+    assert data["params"] == {"factor": 2.0, "offset": 0.0}
+
+
+OP_FILE_ERRORS = [
+    (["--op", "{file}"], "--op expects FILE.py:ClassName, e.g. my_ops.py:MyExp"),
+    (["--op", "{dir}/nothere.py:MyLog"], "nothere.py' not found"),
+    (["--op", "{dir}:MyLog"], "is a folder"),
+    (["--op", "{file}:MyLg"], "has no class 'MyLg'; did you mean 'MyLog'?"),
+    (["--op", "{file}:Missing"], "its TensorOp classes: Affine, MyLog, MyLogSlightlyOff"),
+    (["--op", "{file}:NotAnOp"], "'NotAnOp' in '{file}' is a class, not a subclass of needle's"),
+    (["--op", "{file}:my_exp"], "'my_exp' in '{file}' is a function, not a subclass"),
+    (["--op", "{broken}:MyLog"], "broken.py' raised SyntaxError: "),
+    (["--op", "{raises}:MyLog"], "raises.py' raised ZeroDivisionError: division by zero when"),
+    (["--op", "{file}:Affine"], "op 'Affine' needs --factor"),
+    (["--op", "{file}:Affine", "--factor", "abc"], "--factor expects a Python literal"),
+    (["--op", "{file}:Affine", "--fctor", "1"], "no option '--fctor'; did you mean '--factor'?"),
+    (["--op", "{file}:MyLog", "exp"], "give one of OP, --op, --all, --list, --config"),
+    (["--op", "{file}:MyLog", "--draw", "postive"], "unknown draw 'postive'; did you mean"),
+    (["--all", "--draw", "positive"], "--draw applies to one OP or --op, not to --all"),
+]
+
+
+@pytest.mark.parametrize(
+    "args, message", OP_FILE_ERRORS, ids=[" ".join(a) for a, _ in OP_FILE_ERRORS]
+)
+def test_op_file_errors_are_one_line_with_exit_2(tmp_path, my_ops, args, message):
+    (tmp_path / "broken.py").write_text("class MyLog(:\n")
+    (tmp_path / "raises.py").write_text("x = 1 / 0\n")
+    names = {
+        "file": my_ops,
+        "dir": str(tmp_path),
+        "broken": str(tmp_path / "broken.py"),
+        "raises": str(tmp_path / "raises.py"),
+    }
+    args = [arg.format(**names) for arg in args]
+    assert message.format(**names) in one_line_error(run("gradcheck", *args), 2)

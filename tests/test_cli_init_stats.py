@@ -226,6 +226,23 @@ def test_config_layers(tmp_path):
     assert "2 Linear layers" in text and "layers[2]" in text and "✓ fits" in text
 
 
+def test_config_takes_set_overrides_like_train(tmp_path):
+    path = tmp_path / "model.yaml"
+    path.write_text(CONFIG)
+    data = run_json(
+        "--config",
+        str(path),
+        "--set",
+        "model.layers[0].linear=32",
+        "--set",
+        "model.init_args.gain=1.0",
+    )
+    first = data["layers"][0]["theory"]
+    assert first["fan_out"] == 32 and first["std"] == pytest.approx(math.sqrt(2 / (2 + 32)))
+    message = one_line_error(run("--config", str(path), "--set", "model.layers[9].linear=3"), 2)
+    assert "--set model.layers[9].linear=3" in message
+
+
 ERRORS = [
     (["kaiming_unifrom"], "unknown initializer 'kaiming_unifrom'; did you mean 'kaiming_uniform'?"),
     (["kaiming_uniform", "--fan-in", "0"], "fan_in must be a positive integer (got 0)"),
@@ -270,6 +287,8 @@ ERRORS = [
     (["--compare", "xavier_uniform,kaiming_unform"], "did you mean 'kaiming_uniform'?"),
     (["kaiming_uniform", "--config", "x.yaml"], "SCHEME does not apply"),
     (["--config", "missing.yaml"], "missing.yaml"),
+    (["kaiming_uniform", "--set", "seed=3"], "--set overrides a value of --config"),
+    (["--config", "x.yaml", "--set", "seed"], "x.yaml"),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,10 +10,15 @@ import pytest
 from broken_ops import (
     AddWithoutReduction,
     DetachedTanh,
+    DivScalarForgettingTheScalar,
     ExpIgnoringOutGrad,
+    MatMulForgettingTranspose,
+    ScaledLog,
     ScaledMul,
+    SigmoidTimesTransposedOnes,
     SumIgnoringOutGrad,
     TransposedMatMul,
+    scaled_gradient,
 )
 
 import needle as ndl
@@ -26,6 +32,7 @@ from needle.gradcheck import (
     default_tolerances,
     validate_tolerances,
 )
+from needle.ops import REGISTRY
 
 rng = np.random.default_rng(0)
 SQUARE = [rng.standard_normal((3, 3)), rng.standard_normal((3, 3))]
@@ -76,8 +83,76 @@ def test_second_order_catches_a_detached_gradient():
     x = [rng.standard_normal((2, 3))]
     fn = lambda a: DetachedTanh()(a)  # noqa: E731
     assert check_gradients(fn, x).passed
-    assert not check_gradients(fn, x, order=2).passed
+    report = check_gradients(fn, x, order=2)
+    assert not report.passed and report.inputs[0].passed and not report.second_order[0].passed
+    assert report.failing_inputs == [] and report.failing_second_order == [0]
     assert check_gradients(ndl.tanh, x, order=2).passed
+
+
+ORDER_ONE_BUGS = {
+    "log scaled by 1.01": lambda a: ScaledLog()(a),
+    "divide_scalar forgetting the scalar": lambda a: DivScalarForgettingTheScalar(4.0)(a),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ORDER_ONE_BUGS))
+def test_order_two_checks_the_first_order_too(case):
+    # A gradient off by a constant factor has second derivatives consistent with itself:
+    # order 2 alone would pass it. Like torch's gradcheck with gradgradcheck, it checks both.
+    x = [rng.uniform(0.5, 2.0, (2, 3))]
+    report = check_gradients(ORDER_ONE_BUGS[case], x, order=2)
+    assert not report.passed
+    assert [item.order for item in report.inputs] == [1] and not report.inputs[0].passed
+    assert [item.order for item in report.second_order] == [2]
+    assert report.failing_inputs == [0]
+
+
+def test_order_two_reports_the_same_first_order_as_order_one():
+    x = [rng.standard_normal((2, 3)), rng.standard_normal((3, 2))]
+    first, both = (
+        check_gradients(ndl.matmul, x, seed=3),
+        check_gradients(ndl.matmul, x, seed=3, order=2),
+    )
+    assert both.inputs == first.inputs and first.second_order == ()
+    assert both.passed and len(both.second_order) == 2
+    assert both.checked == first.checked + sum(item.checked for item in both.second_order)
+
+
+def test_a_backward_that_raises_is_a_failed_check_naming_the_input():
+    x = [rng.standard_normal((3, 4)), rng.standard_normal((4, 5))]
+    report = check_gradients(lambda a, b: MatMulForgettingTranspose()(a, b), x, order=2)
+    assert not report.passed and report.failing_inputs == [0]
+    a, b = report.inputs
+    assert a.problem.startswith(
+        "backward raised UsageError in MatMulForgettingTranspose.gradient: "
+        "matmul shapes do not fit: (3, 5) @ (4, 5)"
+    )
+    assert a.max_abs_error == math.inf and a.checked == 0
+    assert b.passed and b.problem is None  # b's gradient is computed without a's
+    # The second derivatives need the whole gradient: neither can be computed.
+    assert report.failing_second_order == [0, 1]
+    assert all("MatMulForgettingTranspose.gradient" in item.problem for item in report.second_order)
+
+
+def test_a_numpy_error_in_backward_is_a_failed_check_too():
+    report = check_gradients(lambda a: SigmoidTimesTransposedOnes()(a), [np.ones((3, 4))])
+    (item,) = report.inputs
+    assert not item.passed
+    assert item.problem.startswith(
+        "backward raised ValueError in SigmoidTimesTransposedOnes.gradient: operands could not"
+    )
+
+
+@pytest.mark.parametrize("name", ["exp", "tanh", "multiply", "matmul", "logsumexp", "power_scalar"])
+def test_a_tenth_of_a_percent_error_fails_in_float64_by_default(name):
+    spec = REGISTRY[name]
+    params = spec.resolve_params({"scalar": -1.5} if name == "power_scalar" else {})
+    inputs = spec.sample_inputs(params, rng=np.random.default_rng(0))
+    broken = scaled_gradient(spec.op_class, 1.001)
+    report = check_gradients(lambda *tensors: broken(**params)(*tensors), inputs)
+    assert not report.passed
+    worst = max(item.max_rel_error for item in report.inputs)
+    assert worst == pytest.approx(0.001 / 1.001, rel=1e-3)
 
 
 def test_relu_at_zero_is_a_kink_not_an_error():
@@ -110,18 +185,33 @@ def test_report_totals_over_its_inputs():
 def test_tolerances_are_keyword_only_with_dtype_defaults():
     report32 = check_gradients(ndl.exp, [np.ones(3)], dtype="float32")
     report64 = check_gradients(ndl.exp, [np.ones(3)])
-    assert report32.atol > report64.atol and report32.rtol > report64.rtol
+    assert report32.rtol > report64.rtol and report32.atol == report64.atol == 0.0
     for report in (report32, report64):
         assert default_tolerances(report.dtype) == {"atol": report.atol, "rtol": report.rtol}
-    assert default_tolerances("float16") == default_tolerances("float32")
     with pytest.raises(TypeError):
         check_gradients(ndl.exp, [np.ones(3)], "float64")  # type: ignore[misc]
 
 
-def test_tight_tolerance_turns_float32_rounding_into_failure():
-    x = [rng.standard_normal((20, 20)), rng.standard_normal((20, 20))]
-    assert check_gradients(ndl.matmul, x, dtype="float32").passed
-    assert not check_gradients(ndl.matmul, x, dtype="float32", atol=1e-12, rtol=1e-12).passed
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+@pytest.mark.parametrize("eps", [1e-6, 1e-4])
+def test_default_rtol_is_truncation_plus_the_analytic_sides_rounding(dtype, eps):
+    # eps²·K/6 (K = 1e4, the bending allowed) + u·κ (u the dtype's unit roundoff, κ = 1e3).
+    u = np.finfo(dtype).eps / 2
+    expected = eps**2 * 1e4 / 6 + u * 1e3
+    assert default_tolerances(dtype, eps)["rtol"] == pytest.approx(expected, rel=0.01)
+
+
+def test_a_gradient_rounded_to_float32_fails_a_float64_check():
+    # float32's rounding (~6e-8) is far beyond what float64 allows, and within what float32
+    # does: the tolerance follows the precision the gradient is computed in.
+    class Float32Exp(ndl.ops.Exp):
+        def gradient(self, out_grad, node):
+            return out_grad * Tensor.make_const(node.numpy().astype(np.float32).astype(node.dtype))
+
+    x = [rng.standard_normal((3, 4))]
+    assert not check_gradients(lambda a: Float32Exp()(a), x).passed
+    assert check_gradients(lambda a: Float32Exp()(a), x, dtype="float32").passed
+    assert check_gradients(ndl.exp, x).passed
 
 
 @pytest.mark.parametrize(
@@ -195,6 +285,47 @@ def test_check_op_reproducible_and_validated():
         check_op("summation", {"axes": 3})
 
 
+@pytest.mark.parametrize(
+    "name, params, scale",
+    [("logsumexp", {"axes": 1}, 1e30), ("logsumexp", {"axes": None}, 1e-3), ("multiply", {}, 1e8)],
+)
+def test_correct_ops_pass_at_any_scale(name, params, scale):
+    report = check_op(name, params, scale=scale, seed=2)
+    assert report.passed and report.scale == scale
+
+
+def test_scale_multiplies_the_sample_inputs(monkeypatch):
+    seen = []
+
+    def spy(a):
+        seen.append(a.numpy().copy())
+        return ndl.exp(a)
+
+    spec = dataclasses.replace(REGISTRY["exp"], name="exp_spy", function=spy)
+    monkeypatch.setitem(REGISTRY, spec.name, spec)
+    check_op("exp_spy", seed=2)
+    plain = seen[0]
+    seen.clear()
+    check_op("exp_spy", seed=2, scale=1e-3)
+    np.testing.assert_array_equal(seen[0], plain * 1e-3)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e8])
+def test_a_wrong_gradient_fails_at_any_scale(scale):
+    # The tolerance is relative: scaling the inputs hides no error.
+    x = [rng.standard_normal((3, 3)) * scale, rng.standard_normal((3, 3)) * scale]
+    report = check_gradients(lambda a, b: scaled_gradient(ndl.ops.EWiseMul, 1.001)()(a, b), x)
+    assert not report.passed
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, math.inf, math.nan, "2"])
+def test_a_scale_that_is_not_a_positive_number_is_refused(scale):
+    with pytest.raises(UsageError, match=r"scale must be a finite number > 0 \(got "):
+        check_op("exp", scale=scale)
+    with pytest.raises(UsageError, match=r"scale must be a finite number > 0"):
+        check_all(scale=scale)
+
+
 def test_check_op_refuses_too_many_elements_unless_fast():
     shapes = [(20, 30), (20, 30)]
     with pytest.raises(UsageError, match=r"1200 input elements is too many .*\(limit 1000\)"):
@@ -247,7 +378,106 @@ def test_check_module_names_inputs_and_puts_parameters_back():
     assert model.second.weight is model.first.weight
 
 
+def test_a_gradient_that_is_zero_within_rounding_has_no_relative_error():
+    # A bias before batch norm: the batch mean takes it out again, so ∂L/∂bias is 0, and
+    # both sides find it up to rounding (about 1e-18 and 1e-11). Their relative error, 1,
+    # means nothing; they pass on the absolute error, and the report says so.
+    np.random.seed(0)
+    model = ndl.nn.Sequential(ndl.nn.Linear(3, 4), ndl.nn.BatchNorm1d(4), ndl.nn.Linear(4, 2))
+    report = check_module(model, rng.standard_normal((8, 3)), np.array([0, 1] * 4))
+    weight, bias = report.inputs[:2]
+    assert report.passed
+    assert bias.zeros == bias.checked == 4 and bias.max_rel_error is None
+    assert bias.max_abs_error <= bias.tolerance
+    assert weight.zeros == 0 and weight.max_rel_error < 1e-6
+    assert report.max_rel_error == max(item.max_rel_error or 0.0 for item in report.inputs)
+
+
 def test_check_module_refuses_a_parameter_it_cannot_swap():
     np.random.seed(0)
     with pytest.raises(UsageError, match=r"scales\.0 is held only in a list"):
         check_module(_Tied(scale_in_list=True), *_batch())
+
+
+# -- a learner's own op class ------------------------------------------------------------
+
+
+class Cube(ndl.autograd.TensorOp):
+    """x³·k, k a constructor argument."""
+
+    def __init__(self, k: float = 1.0):
+        self.k = k
+
+    def compute(self, x):
+        return self.k * x**3
+
+    def gradient(self, out_grad, node):
+        (x,) = node.inputs
+        return out_grad * ndl.power_scalar(x, 2) * (3 * self.k)
+
+
+class CubeWithAWrongGradient(Cube):
+    def gradient(self, out_grad, node):
+        (x,) = node.inputs
+        return out_grad * ndl.power_scalar(x, 2) * (2 * self.k)  # 2 instead of 3
+
+
+class Hypot(ndl.autograd.TensorOp):
+    def compute(self, *arrays):
+        return np.sqrt(sum(a * a for a in arrays))
+
+    def gradient(self, out_grad, node):
+        return tuple(out_grad * x / node for x in node.inputs)
+
+
+def test_check_op_takes_an_op_class_of_your_own():
+    report = check_op(Cube, {"k": 0.5}, seed=1, order=2)
+    assert report.passed and report.label == "Cube" and report.params == {"k": 0.5}
+    assert report.input_names == ("x",) and report.inputs[0].shape == (3, 4)
+    assert check_op(Cube, seed=1).params == {"k": 1.0}  # the constructor's default
+    bad = check_op(CubeWithAWrongGradient, seed=1)
+    assert not bad.passed and bad.label == "CubeWithAWrongGradient"
+
+
+def test_an_op_class_with_star_args_takes_its_inputs_from_the_shapes():
+    report = check_op(Hypot, shapes=[(4,), (4,), (4,)], draw="positive")
+    assert report.passed and report.input_names == ("0", "1", "2")
+    with pytest.raises(UsageError, match=r"Hypot.compute takes \*arrays: give one shape per"):
+        check_op(Hypot)
+
+
+def test_draw_chooses_the_inputs_domain():
+    # log of standard normal draws is nan at the negative ones: the check fails, and says so.
+    with np.errstate(invalid="ignore"):
+        assert not check_op("log", draw="normal").passed
+    assert check_op("log", draw="positive").passed
+    with pytest.raises(UsageError, match=r"unknown draw 'postive'; did you mean 'positive'"):
+        check_op("log", draw="postive")
+
+
+@pytest.mark.parametrize(
+    "op, message",
+    [
+        (int, "int is not a TensorOp subclass"),
+        (ndl.exp, "function is not a TensorOp subclass"),
+    ],
+)
+def test_check_op_refuses_what_is_not_an_op_class(op, message):
+    with pytest.raises(UsageError, match=message):
+        check_op(op)
+
+
+def test_an_op_class_s_required_argument_must_be_given():
+    class Scale(ndl.autograd.TensorOp):
+        def __init__(self, factor):
+            self.factor = factor
+
+        def compute(self, x):
+            return x * self.factor
+
+        def gradient(self, out_grad, node):
+            return out_grad * self.factor
+
+    with pytest.raises(UsageError, match="op 'Scale' needs --factor"):
+        check_op(Scale)
+    assert check_op(Scale, {"factor": -2.0}).passed
