@@ -458,7 +458,7 @@ def main() -> None:
     )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (median)")
-    parser.add_argument("--steps", type=int, default=3, help="steps per round")
+    parser.add_argument("--steps", type=int, default=2, help="steps per round")
     parser.add_argument("--processes", type=int, default=3, help="fresh processes per row")
     parser.add_argument("--memory-steps", type=int, default=3, help="steps for peak memory")
     parser.add_argument("--blas-threads", type=int, default=None, help="OpenBLAS threads")
