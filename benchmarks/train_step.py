@@ -35,8 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _harness import TUNED_MALLOC, shift_heap, summarize, time_steps
 
 # Appended, not prepended: PYTHONPATH can point at another checkout to compare versions.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
@@ -120,19 +119,6 @@ class NumpyStep:
         return loss
 
 
-TUNED_MALLOC = {"MALLOC_TRIM_THRESHOLD_": str(2**30), "MALLOC_MMAP_THRESHOLD_": str(2**30)}
-
-
-def time_steps(step, batches, steps: int) -> tuple[float, float]:
-    """Seconds per step and minor page faults per step over `steps` steps."""
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    start = time.perf_counter()
-    for k in range(steps):
-        step(*batches[k % len(batches)])
-    seconds = (time.perf_counter() - start) / steps
-    return seconds, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
-
-
 def time_wrap(batches, steps: int) -> float:
     """Seconds to wrap one numpy batch as a user loop would: `ndl.Tensor(x)`, `ndl.Tensor(y)`."""
     start = time.perf_counter()
@@ -178,16 +164,6 @@ def measure(batch_size: int, rounds: int, steps: int, seed: int = 0) -> dict[str
     }
 
 
-def shift_heap(seed: int) -> list[bytearray]:
-    """Hold 0–1 MiB of small blocks (and an odd-sized one) so that everything allocated
-    after them lands at a different offset in the heap. The floor's speed moves by up to
-    ~10 % with where its arrays land (with how much the process allocated before: even the
-    directory a script is started from changes it); processes with different seeds sample
-    layouts instead of measuring every version of the code at one fixed, arbitrary one."""
-    rng = random.Random(seed)
-    return [bytearray(4096) for _ in range(rng.randrange(256))] + [bytearray(rng.randrange(4096))]
-
-
 def in_fresh_process(batch_size: int, seed: int, args: argparse.Namespace) -> dict[str, float]:
     """One `measure` row from a new Python process, so no row inherits another's heap."""
     command = [sys.executable, __file__, "--one-process", "--json", "--heap-seed", str(seed)]
@@ -195,14 +171,6 @@ def in_fresh_process(batch_size: int, seed: int, args: argparse.Namespace) -> di
     command += ["--steps", str(args.steps), "--allocator", args.allocator]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output)["rows"][0]
-
-
-def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
-    """Medians over the processes' rows, plus the range of their ratios."""
-    row = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-    row["ratio_min"] = min(run["ratio"] for run in runs)
-    row["ratio_max"] = max(run["ratio"] for run in runs)
-    return row
 
 
 def main() -> None:

@@ -1,0 +1,39 @@
+"""What the step benchmarks share: timing a step with its page faults, the heap shift each
+fresh process makes first, the medians over processes, and glibc's tuned-malloc settings."""
+
+from __future__ import annotations
+
+import random
+import resource
+import statistics
+import time
+
+TUNED_MALLOC = {"MALLOC_TRIM_THRESHOLD_": str(2**30), "MALLOC_MMAP_THRESHOLD_": str(2**30)}
+
+
+def time_steps(step, batches, steps: int) -> tuple[float, float]:
+    """Seconds per step and minor page faults per step over `steps` steps."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    start = time.perf_counter()
+    for k in range(steps):
+        step(*batches[k % len(batches)])
+    seconds = (time.perf_counter() - start) / steps
+    return seconds, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
+
+
+def shift_heap(seed: int) -> list[bytearray]:
+    """Hold 0–1 MiB of small blocks (and an odd-sized one) so that everything allocated
+    after them lands at a different offset in the heap. The floor's speed moves by up to
+    ~10 % with where its arrays land (with how much the process allocated before: even the
+    directory a script is started from changes it); processes with different seeds sample
+    layouts instead of measuring every version of the code at one fixed, arbitrary one."""
+    rng = random.Random(seed)
+    return [bytearray(4096) for _ in range(rng.randrange(256))] + [bytearray(rng.randrange(4096))]
+
+
+def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Medians over the processes' rows, plus the range of their ratios."""
+    row = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    row["ratio_min"] = min(run["ratio"] for run in runs)
+    row["ratio_max"] = max(run["ratio"] for run in runs)
+    return row

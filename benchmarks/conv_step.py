@@ -1,0 +1,501 @@
+"""needle's convolutional training step against a numpy im2col floor, side by side in the
+same process.
+
+Networks: the course's ResNet-9 (`needle.models.ResNet9`) on CIFAR-shaped data (3×32×32,
+10 classes) and a small MNIST CNN (1×28×28: three ConvBN blocks, 16, 32 and 64 channels,
+strides 1, 2, 2, then Flatten and Linear(64·7·7, 10)); softmax loss, plain SGD (lr 0.01),
+float32. The floor is the same step hand-written in numpy, from the needle model's own
+weights, in NHWC: im2col by one strided copy, one sgemm per conv for the forward pass, one
+for the weight gradient and one for the input gradient, col2im by K² slice additions,
+BatchNorm with batch statistics, ReLU, residual adds, softmax loss and SGD. Before timing,
+each process checks that the two sides agree (first loss within 1e-5 relative, the first
+conv's weight gradient within 1e-4) and refuses to time if they do not.
+
+    python benchmarks/conv_step.py                  # both networks, batches 32 and 128
+    python benchmarks/conv_step.py --networks mnist_cnn --batch-sizes 128 --processes 7
+    python benchmarks/conv_step.py --blas-threads 1 # OpenBLAS on one thread, both sides
+    python benchmarks/conv_step.py --quick          # one process, two rounds: a smoke run
+
+As in train_step.py, each (network, batch) row is measured in fresh processes taking turns
+with the other rows, each shifting its heap first; in each, alternating rounds of needle
+and numpy steps, the ratio of their medians. Peak memory is measured in one more fresh
+process per side: the growth of the peak resident set (ru_maxrss) over a few steps, above
+what the process held before its first step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from _harness import TUNED_MALLOC, shift_heap, summarize, time_steps
+
+# Appended, not prepended: PYTHONPATH can point at another checkout to compare versions.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+
+import needle as ndl  # noqa: E402
+from needle import data, models, nn, optim  # noqa: E402
+
+LR = 0.01
+CLASSES = 10
+LOSS_RTOL = 1e-5
+GRAD_RTOL = 1e-4
+
+
+def mnist_cnn() -> nn.Sequential:
+    return nn.Sequential(
+        models.ConvBN(1, 16, 3, 1),
+        models.ConvBN(16, 32, 3, 2),
+        models.ConvBN(32, 64, 3, 2),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, CLASSES),
+    )
+
+
+def tiny_cnn() -> nn.Sequential:
+    """Every kind of layer the big networks have, at a size a test can afford: a strided
+    5×5 conv, a residual pair of 3×3 convs, and a Flatten of more than one pixel."""
+    return nn.Sequential(
+        models.ConvBN(3, 4, 5, 2),
+        nn.Residual(nn.Sequential(models.ConvBN(4, 4, 3, 1), models.ConvBN(4, 4, 3, 1))),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, CLASSES),
+    )
+
+
+# name: (model builder, image shape (C, H, W))
+NETWORKS = {
+    "resnet9": (models.ResNet9, (3, 32, 32)),
+    "mnist_cnn": (mnist_cnn, (1, 28, 28)),
+    "tiny": (tiny_cnn, (3, 8, 8)),
+}
+
+
+# -- the numpy floor -------------------------------------------------------------------------
+# Layers on NHWC arrays. Each forward keeps what its backward needs; each backward sets
+# `grads` (in the order of `params`) and returns the input's gradient.
+
+
+class FloorConv:
+    """y = conv(x, W) + b, as nn.Conv: zero padding (K − 1)//2, W of shape (K, K, Cin, Cout)."""
+
+    def __init__(self, conv: nn.Conv) -> None:
+        self.weight = conv.weight.numpy().copy()
+        self.bias = conv.bias.numpy().copy()
+        self.params = [self.weight, self.bias]
+        self.stride, self.padding, self.kernel = conv.stride, conv.padding, conv.kernel_size
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        n, h, w, c = x.shape
+        k, s, p = self.kernel, self.stride, self.padding
+        padded = np.zeros((n, h + 2 * p, w + 2 * p, c), x.dtype)
+        padded[:, p : p + h, p : p + w] = x
+        ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        sn, sh, sw, sc = padded.strides
+        windows = np.lib.stride_tricks.as_strided(
+            padded, (n, ho, wo, k, k, c), (sn, sh * s, sw * s, sh, sw, sc), writeable=False
+        )
+        self.cols = windows.reshape(n * ho * wo, k * k * c)  # im2col: the one copy
+        self.in_shape = x.shape
+        out = self.cols @ self.weight.reshape(k * k * c, -1)
+        out += self.bias
+        return out.reshape(n, ho, wo, -1)
+
+    def backward(self, out_grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        n, ho, wo, c_out = out_grad.shape
+        g = out_grad.reshape(n * ho * wo, c_out)
+        w_matrix = self.weight.reshape(-1, c_out)
+        self.grads = [(self.cols.T @ g).reshape(self.weight.shape), g.sum(axis=0)]
+        if not need_input_grad:
+            return None
+        (_, h, w, c), k, s, p = self.in_shape, self.kernel, self.stride, self.padding
+        shares = (g @ w_matrix.T).reshape(n, ho, wo, k, k, c)
+        padded = np.zeros((n, h + 2 * p, w + 2 * p, c), g.dtype)
+        for di in range(k):  # col2im: each window entry added back where it was read
+            rows = slice(di, di + s * (ho - 1) + 1, s)
+            for dj in range(k):
+                padded[:, rows, dj : dj + s * (wo - 1) + 1 : s] += shares[:, :, :, di, dj]
+        return padded[:, p : p + h, p : p + w]
+
+
+class FloorBatchNorm:
+    """y = w · (x − μ) / √(σ² + eps) + b per channel, μ and σ² (biased) over N·H·W; the
+    running statistics updated as BatchNorm1d does. With x̂ the normalized input and
+    m = N·H·W rows: ∂w = Σ dy·x̂, ∂b = Σ dy, dx = w/√(σ² + eps) · (dy − ∂b/m − x̂·∂w/m)."""
+
+    def __init__(self, bn: nn.BatchNorm2d) -> None:
+        self.weight, self.bias = bn.weight.numpy().copy(), bn.bias.numpy().copy()
+        self.params = [self.weight, self.bias]
+        self.running_mean = bn.running_mean.numpy().copy()
+        self.running_var = bn.running_var.numpy().copy()
+        self.eps, self.momentum = bn.eps, bn.momentum
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        rows = x.reshape(-1, x.shape[-1])
+        mean = rows.mean(axis=0)
+        centered = rows - mean
+        var = np.square(centered).mean(axis=0)
+        self.inv_std = 1 / np.sqrt(var + self.eps)
+        self.x_hat = centered * self.inv_std
+        m = self.momentum
+        self.running_mean = (1 - m) * self.running_mean + m * mean
+        self.running_var = (1 - m) * self.running_var + m * var
+        return (self.x_hat * self.weight + self.bias).reshape(x.shape)
+
+    def backward(self, out_grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
+        dy = out_grad.reshape(self.x_hat.shape)
+        m = dy.shape[0]
+        d_bias, d_weight = dy.sum(axis=0), (dy * self.x_hat).sum(axis=0)
+        self.grads = [d_weight, d_bias]
+        dx = dy - d_bias / m - self.x_hat * (d_weight / m)
+        dx *= self.weight * self.inv_std
+        return dx.reshape(out_grad.shape)
+
+
+class FloorReLU:
+    params: list[np.ndarray] = []
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.out = np.maximum(x, 0)
+        return self.out
+
+    def backward(self, out_grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
+        return out_grad * (self.out > 0)
+
+
+class FloorFlatten:
+    """NHWC → the (N, C·H·W) rows needle's Flatten makes of NCHW images."""
+
+    params: list[np.ndarray] = []
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.in_shape = x.shape
+        return x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
+
+    def backward(self, out_grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
+        n, h, w, c = self.in_shape
+        return out_grad.reshape(n, c, h, w).transpose(0, 2, 3, 1)
+
+
+class FloorLinear:
+    def __init__(self, linear: nn.Linear) -> None:
+        self.weight, self.bias = linear.weight.numpy().copy(), linear.bias.numpy().copy()
+        self.params = [self.weight, self.bias]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.x = x
+        return x @ self.weight + self.bias
+
+    def backward(self, out_grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
+        self.grads = [self.x.T @ out_grad, out_grad.sum(axis=0, keepdims=True)]
+        return out_grad @ self.weight.T
+
+
+class FloorSequential:
+    params: list[np.ndarray] = []
+
+    def __init__(self, layers: list) -> None:
+        self.layers = layers
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, out_grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        for i in range(len(self.layers) - 1, -1, -1):
+            out_grad = self.layers[i].backward(out_grad, need_input_grad or i > 0)
+        return out_grad
+
+
+class FloorResidual:
+    params: list[np.ndarray] = []
+
+    def __init__(self, fn: FloorSequential) -> None:
+        self.fn = fn
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.fn.forward(x) + x
+
+    def backward(self, out_grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
+        return self.fn.backward(out_grad) + out_grad
+
+
+def floor_of(module: nn.Module):
+    """The floor's layer for a needle module, with copies of its weights."""
+    if isinstance(module, nn.Sequential):
+        return FloorSequential([floor_of(m) for m in module.modules])
+    if isinstance(module, nn.Residual):
+        return FloorResidual(floor_of(module.fn))
+    kinds = {
+        nn.Conv: FloorConv,
+        nn.BatchNorm2d: FloorBatchNorm,
+        nn.Linear: FloorLinear,
+        nn.ReLU: lambda m: FloorReLU(),
+        nn.Flatten: lambda m: FloorFlatten(),
+    }
+    if type(module) not in kinds:
+        raise TypeError(f"the numpy floor has no layer for {type(module).__name__}")
+    return kinds[type(module)](module)
+
+
+def leaves(layer) -> list:
+    """The layer and its descendants, depth first, in execution order."""
+    children = getattr(layer, "layers", None) or ([layer.fn] if hasattr(layer, "fn") else [])
+    return [layer] + [leaf for child in children for leaf in leaves(child)]
+
+
+def softmax_loss(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """The mean cross-entropy of softmax(logits) against labels y, and its gradient."""
+    n = logits.shape[0]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    total = exp.sum(axis=1, keepdims=True)
+    rows = np.arange(n)
+    loss = float(np.mean(np.log(total[:, 0]) - shifted[rows, y]))
+    d_logits = exp / total
+    d_logits[rows, y] -= 1
+    d_logits /= n
+    return loss, d_logits
+
+
+class FloorStep:
+    """The floor's training step: forward from NCHW images, softmax loss, backward, SGD."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.net = floor_of(model)
+        self.with_params = [layer for layer in leaves(self.net) if layer.params]
+        self.first_conv = next(layer for layer in self.with_params if isinstance(layer, FloorConv))
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> float:
+        loss, d_logits = softmax_loss(self.net.forward(x.transpose(0, 2, 3, 1)), y)
+        self.net.backward(d_logits, need_input_grad=False)
+        for layer in self.with_params:
+            for p, g in zip(layer.params, layer.grads, strict=True):
+                p -= LR * g
+        return loss
+
+
+# -- needle's step and the comparison --------------------------------------------------------
+
+
+class NeedleStep:
+    """The step as a needle user writes it: modules, SoftmaxLoss, SGD."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.loss_fn = nn.SoftmaxLoss()
+        self.opt = optim.SGD(model.parameters(), lr=LR)
+        self.first_conv = next(m for m in walk(model) if isinstance(m, nn.Conv))
+
+    def __call__(self, x: ndl.Tensor, y: ndl.Tensor) -> float:
+        self.opt.reset_grad()
+        loss = self.loss_fn(self.model(x), y)
+        loss.backward()
+        self.opt.step()
+        return float(loss.numpy())
+
+
+def walk(module: nn.Module) -> list[nn.Module]:
+    if isinstance(module, nn.Sequential):
+        return [module] + [m for child in module.modules for m in walk(child)]
+    if isinstance(module, nn.Residual):
+        return [module, *walk(module.fn)]
+    return [module]
+
+
+def setup(network: str, batch_size: int, seed: int = 0, n_batches: int = 4):
+    """Both steps, from one model's weights, and the same batches in each side's form."""
+    build, image = NETWORKS[network]
+    np.random.seed(seed)
+    rng = np.random.default_rng(seed)
+    x = rng.random((n_batches * batch_size, *image), dtype=np.float32)
+    y = rng.integers(0, CLASSES, n_batches * batch_size).astype(np.uint8)
+    batches = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    # needle's side gets the batches as its DataLoader yields them (in order: no shuffle).
+    tensor_batches = list(data.DataLoader(data.NDArrayDataset(x, y), batch_size=batch_size))
+    needle_step = NeedleStep(build())
+    return needle_step, FloorStep(needle_step.model), tensor_batches, batches
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def agreement(needle_step, floor_step, tensor_batch, batch) -> dict[str, float]:
+    """One step on each side: the relative errors of the loss and of the first conv's
+    weight gradient. Raises if either is beyond its tolerance."""
+    needle_loss, floor_loss = needle_step(*tensor_batch), floor_step(*batch)
+    needle_grad = needle_step.first_conv.weight.grad.numpy()
+    errors = {
+        "loss_err": abs(needle_loss - floor_loss) / abs(floor_loss),
+        "grad_err": relative_error(needle_grad, floor_step.first_conv.grads[0]),
+    }
+    if errors["loss_err"] > LOSS_RTOL or errors["grad_err"] > GRAD_RTOL:
+        raise AssertionError(
+            f"needle and the numpy floor disagree: loss {needle_loss} against {floor_loss} "
+            f"(relative error {errors['loss_err']:.1e}, at most {LOSS_RTOL:.0e}); first conv's "
+            f"weight gradient relative error {errors['grad_err']:.1e} (at most {GRAD_RTOL:.0e})"
+        )
+    return errors
+
+
+def measure(network: str, batch_size: int, rounds: int, steps: int) -> dict[str, float]:
+    needle_step, floor_step, tensor_batches, batches = setup(network, batch_size)
+    errors = agreement(needle_step, floor_step, tensor_batches[0], batches[0])
+    # warm-up: caches, allocator, BLAS threads
+    time_steps(needle_step, tensor_batches, steps)
+    time_steps(floor_step, batches, steps)
+    needle_runs, numpy_runs = [], []
+    for _ in range(rounds):
+        needle_runs.append(time_steps(needle_step, tensor_batches, steps))
+        numpy_runs.append(time_steps(floor_step, batches, steps))
+    needle_ms = statistics.median(t for t, _ in needle_runs) * 1e3
+    numpy_ms = statistics.median(t for t, _ in numpy_runs) * 1e3
+    return {
+        "batch_size": batch_size,
+        "needle_ms": needle_ms,
+        "numpy_ms": numpy_ms,
+        "ratio": needle_ms / numpy_ms,
+        "needle_faults": statistics.median(f for _, f in needle_runs),
+        "numpy_faults": statistics.median(f for _, f in numpy_runs),
+        **errors,
+    }
+
+
+def resident_bytes() -> int:
+    """The process's resident set now (Linux's /proc; elsewhere its peak so far)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def peak_growth(network: str, batch_size: int, side: str, steps: int) -> float:
+    """MB by which the peak resident set grows over `steps` steps of one side."""
+    needle_step, floor_step, tensor_batches, batches = setup(network, batch_size)
+    step, inputs = (needle_step, tensor_batches) if side == "needle" else (floor_step, batches)
+    before = resident_bytes()
+    for k in range(steps):
+        step(*inputs[k % len(inputs)])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    return max(peak - before, 0) / 2**20
+
+
+# -- processes and the table -----------------------------------------------------------------
+
+
+def in_fresh_process(options: list[str], env: dict[str, str]) -> dict[str, float]:
+    """The JSON this script prints when run with `options`, from a new Python process."""
+    command = [sys.executable, __file__, "--json", *options]
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode:
+        sys.exit(f"a measuring process failed:\n{result.stderr.strip()}")
+    return json.loads(result.stdout)
+
+
+def run_all(args: argparse.Namespace) -> list[dict]:
+    env = dict(os.environ)
+    if args.blas_threads:
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = str(args.blas_threads)
+    specs = [(net, b) for net in args.networks for b in args.batch_sizes]
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {spec: [] for spec in specs}
+    # Processes take turns between rows, so drift on the machine hits all rows.
+    for seed in range(args.processes):
+        for net, b in specs:
+            options = ["--one-process", "--heap-seed", str(seed), "--networks", net]
+            options += ["--batch-sizes", str(b), "--rounds", str(args.rounds)]
+            options += ["--steps", str(args.steps)]
+            runs[net, b].append(in_fresh_process(options, env)["rows"][0])
+    rows = []
+    for net, b in specs:
+        row = {"network": net, **summarize(runs[net, b])}
+        for side in ("needle", "numpy"):
+            options = ["--memory-side", side, "--networks", net, "--batch-sizes", str(b)]
+            options += ["--steps", str(args.memory_steps)]
+            row[f"{side}_mb"] = in_fresh_process(options, env)["mb"]
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict], args: argparse.Namespace) -> None:
+    threads = args.blas_threads or "default"
+    print(f"needle from {Path(ndl.__file__).parent}")
+    print(
+        f"allocator: {args.allocator} glibc malloc; BLAS threads: {threads}; each row: medians "
+        f"over {args.processes} fresh processes of medians over {args.rounds} alternating "
+        f"rounds of {args.steps} steps; flt: page faults a step; MB: peak RSS growth over "
+        f"{args.memory_steps} steps"
+    )
+    print(
+        f"{'network':>9} {'batch':>5} {'needle ms':>9} {'numpy ms':>8} {'ratio':>6} "
+        f"{'range':>11} {'needle flt':>10} {'numpy flt':>9} {'needle MB':>9} {'numpy MB':>8} "
+        f"{'loss err':>8} {'grad err':>8}"
+    )
+    for r in rows:
+        print(
+            f"{r['network']:>9} {r['batch_size']:>5.0f} {r['needle_ms']:>9.2f} "
+            f"{r['numpy_ms']:>8.2f} {r['ratio']:>5.2f}x {r['ratio_min']:>5.2f}-"
+            f"{r['ratio_max']:.2f}x {r['needle_faults']:>10.0f} {r['numpy_faults']:>9.0f} "
+            f"{r['needle_mb']:>9.1f} {r['numpy_mb']:>8.1f} {r['loss_err']:>8.1e} "
+            f"{r['grad_err']:>8.1e}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--networks", nargs="+", choices=list(NETWORKS), default=["resnet9", "mnist_cnn"]
+    )
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (median)")
+    parser.add_argument("--steps", type=int, default=2, help="steps per round")
+    parser.add_argument("--processes", type=int, default=3, help="fresh processes per row")
+    parser.add_argument("--memory-steps", type=int, default=3, help="steps for peak memory")
+    parser.add_argument("--blas-threads", type=int, default=None, help="OpenBLAS threads")
+    parser.add_argument("--quick", action="store_true", help="1 process, 2 rounds of 1 step")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--allocator",
+        choices=["default", "tuned"],
+        default="default",
+        help="tuned: rerun with glibc malloc's trimming and mmap turned off",
+    )
+    parser.add_argument("--one-process", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--heap-seed", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-side", choices=["needle", "numpy"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.processes, args.rounds, args.steps, args.memory_steps = 1, 2, 1, 1
+    if args.allocator == "tuned" and any(os.environ.get(k) != v for k, v in TUNED_MALLOC.items()):
+        # glibc reads these once, at start-up: run again with them set.
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **TUNED_MALLOC})
+    network, batch_size = args.networks[0], args.batch_sizes[0]
+    if args.memory_side:
+        mb = peak_growth(network, batch_size, args.memory_side, args.memory_steps)
+        print(json.dumps({"mb": mb}))
+        return
+    if args.one_process:
+        padding = shift_heap(args.heap_seed) if args.heap_seed is not None else []
+        row = measure(network, batch_size, args.rounds, args.steps)
+        del padding
+        print(json.dumps({"rows": [row]}))
+        return
+    rows = run_all(args)
+    if args.json:
+        print(json.dumps({"allocator": args.allocator, "rows": rows}))
+    else:
+        print_table(rows, args)
+
+
+if __name__ == "__main__":
+    main()
