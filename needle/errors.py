@@ -28,14 +28,14 @@ class ConfigError(UsageError):
     it out: the CLI colours the position, a test compares the line and column.
 
     - `source`: where it was written: the file name as given, or the `--set key=value`;
-    - `line`, `column`: 1-based, as editors count; None when unknown (a `--set` has no line,
-      and a `--set` written by key has no column either);
+    - `line`, `column`: 1-based, as editors count; None when there is none (a `--set` value
+      is one line, so it has a column only; a key a `--set` wrote has neither);
     - `key`: the dotted key path, such as "model.layers[2].linear.out_features", or None;
     - `message`: what is wrong and what was found;
     - `others`: further mistakes found in the same validation, in file order.
 
     `str()` is the one-line form, one line per mistake:
-    "config.yaml:12:15: model.layers[2].linear.out_features: must be greater than 0 (got -3)".
+    "config.yaml:12:15: model.layers[2].linear.out_features: must be a positive integer (got -3)".
     A `--set` value's position is a column of the value: "--set a=[1: column 3 of the value: ...".
     """
 
@@ -69,9 +69,10 @@ class ConfigError(UsageError):
         return ConfigError(self.source, self.message, self.line, self.column, self.key, alone)
 
     def _position(self) -> str:
-        """"file:line:col", "--set a=[1: column 3 of the value", or just the source."""
+        """The source, with "line:col" or "column C of the value" where they are known."""
         if self.line is not None:
-            return f"{self.source}:{self.line}" + (f":{self.column}" if self.column else "")
+            column = f":{self.column}" if self.column is not None else ""
+            return f"{self.source}:{self.line}{column}"
         if self.column is not None:
             return f"{self.source}: column {self.column} of the value"
         return self.source
