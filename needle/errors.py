@@ -8,7 +8,7 @@ anything are `warnings.warn(NeedleWarning(...))`.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class NeedleError(Exception):
@@ -21,6 +21,65 @@ class UsageError(NeedleError):
     """Bad input: a config, an option, a value, a file that is not what it should be."""
 
     exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A mistake at a known place in a config, kept in its parts so that each reader can lay
+    it out: the CLI colours the position, a test compares the line and column.
+
+    - `source`: where it was written: the file name as given, or the `--set key=value`;
+    - `line`, `column`: 1-based, as editors count; None when there is none (a `--set` value
+      is one line, so it has a column only; a key a `--set` wrote has neither);
+    - `key`: the dotted key path, such as "model.layers[2].linear.out_features", or None;
+    - `message`: what is wrong and what was found;
+    - `others`: further mistakes found in the same validation, in file order.
+
+    `str()` is the one-line form, one line per mistake:
+    "config.yaml:12:15: model.layers[2].linear.out_features: must be a positive integer (got -3)".
+    A `--set` value's position is a column of the value: "--set a=[1: column 3 of the value: ...".
+    """
+
+    def __init__(
+        self,
+        source: str,
+        message: str,
+        line: int | None = None,
+        column: int | None = None,
+        key: str | None = None,
+        others: Sequence[ConfigError] = (),
+    ) -> None:
+        # Every part is positional too, so that the exception pickles (via self.args).
+        super().__init__(source, message, line, column, key, tuple(others))
+        self.source, self.message, self.line, self.column = source, message, line, column
+        self.key = key
+        self.others = tuple(others)
+
+    @property
+    def problems(self) -> tuple[ConfigError, ...]:
+        """This mistake and the others found with it, each with no others of its own."""
+        return (self.alone(), *self.others)
+
+    def alone(self) -> ConfigError:
+        """This mistake without the others found with it."""
+        return ConfigError(self.source, self.message, self.line, self.column, self.key)
+
+    def with_others(self, others: Sequence[ConfigError]) -> ConfigError:
+        """This mistake, reported together with `others` (each taken alone)."""
+        alone = [other.alone() for other in others]
+        return ConfigError(self.source, self.message, self.line, self.column, self.key, alone)
+
+    def _position(self) -> str:
+        """The source, with "line:col" or "column C of the value" where they are known."""
+        if self.line is not None:
+            column = f":{self.column}" if self.column is not None else ""
+            return f"{self.source}:{self.line}{column}"
+        if self.column is not None:
+            return f"{self.source}: column {self.column} of the value"
+        return self.source
+
+    def __str__(self) -> str:
+        head = f"{self._position()}: " + (f"{self.key}: " if self.key else "") + self.message
+        return "\n".join([head, *(str(other) for other in self.others)])
 
 
 class NeedleWarning(UserWarning):

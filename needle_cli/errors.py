@@ -5,6 +5,9 @@ the console script and to `typer.testing.CliRunner` in the tests:
 
 - `needle.errors.NeedleError` (raised by the library for a failure the user can fix):
   `error: <message>`, exit code 2 for usage and config errors, 1 for run-time failures;
+- `needle.errors.ConfigError` (a mistake at a known place in a config), laid out here from
+  its parts, one `error:` line per mistake: `error: FILE:LINE:COL: KEY: MESSAGE`, the
+  position in bold on a terminal (plain when piped or with NO_COLOR set);
 - a command-line usage error (unknown option, bad value): `error: <message> (see … --help)`,
   exit 2;
 - running out of memory (which the library reports at the config key where it can):
@@ -14,12 +17,16 @@ the console script and to `typer.testing.CliRunner` in the tests:
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    from needle.errors import ConfigError
 
 CRASH_TRACE_NAME = "needle-crash.trace.txt"  # in the system's temporary folder
 
@@ -41,6 +48,29 @@ def save_crash_trace() -> str:
     path = Path(tempfile.gettempdir()) / CRASH_TRACE_NAME
     write_text(path, traceback.format_exc())
     return str(path)
+
+
+def config_error_lines(err: ConfigError, *, color: bool = False) -> list[str]:
+    """One `error:` line per mistake in `err`, built from its parts; with `color`, the
+    position is bold, as compilers show it."""
+    lines = []
+    for problem in err.problems:
+        if problem.line is not None:
+            column = f":{problem.column}" if problem.column is not None else ""
+            position = f"{problem.source}:{problem.line}{column}"
+        elif problem.column is not None:  # a `--set` value: one line, so only a column
+            position = f"{problem.source}: column {problem.column} of the value"
+        else:
+            position = problem.source
+        if color:
+            position = typer.style(position, bold=True)
+        key = f"{problem.key}: " if problem.key else ""
+        lines.append(f"error: {position}: {key}{problem.message}")
+    return lines
+
+
+def _stderr_has_color() -> bool:
+    return not os.environ.get("NO_COLOR") and sys.stderr.isatty()
 
 
 class NeedleGroup(TyperGroup):
@@ -79,8 +109,12 @@ class NeedleGroup(TyperGroup):
         except Exception as err:
             # Imported here, not at the top: importing needle loads numpy, and
             # `needle --help` must start fast.
-            from needle.errors import NeedleError
+            from needle.errors import ConfigError, NeedleError
 
+            if isinstance(err, ConfigError):
+                lines = config_error_lines(err, color=_stderr_has_color())
+                typer.echo("\n".join(lines), err=True)
+                ctx.exit(err.exit_code)
             if isinstance(err, NeedleError):
                 typer.echo(f"error: {err}", err=True)
                 ctx.exit(err.exit_code)

@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from needle.errors import UsageError
+from needle.errors import ConfigError, UsageError
 from needle.train.fields import (
     Fraction,
     NonNegative,
@@ -45,7 +45,7 @@ from needle.train.fields import (
 from needle.train.layers import LayerSpec, ModelConfig, Residual
 from needle.train.normalize import NORMALIZATIONS
 from needle.train.overrides import apply_override
-from needle.train.source import KeyPath, SourceMap, dotted, read_yaml, show_value
+from needle.train.source import KeyPath, SourceMap, read_yaml, show_value
 
 GENERATED = ("spirals", "moons", "circles", "blobs", "xor")
 FILE_DATASETS = ("mnist", "fashion_mnist", "npz", "csv")
@@ -229,30 +229,25 @@ class TrainConfig(Strict):
         """Where each value was written (an empty map for configs built in code)."""
         return self._source or SourceMap("<config>")
 
-    def error(self, path: KeyPath, message: str, *, key: bool = False) -> UsageError:
-        """A UsageError "file:line:col: key.path: message" for a problem found after
+    def error(self, path: KeyPath, message: str, *, key: bool = False) -> ConfigError:
+        """A ConfigError ("file:line:col: key.path: message") for a problem found after
         validation (layers that do not fit, data that does not match the model)."""
-        found, shown = self.source.resolve(path)
-        at = self.source.where(found, key=key and found == tuple(path))
-        return UsageError(f"{at}: {dotted(shown)}: {message}")
+        return self.source.error(path, message, key=key)
 
 
 # -- loading ---------------------------------------------------------------------------------
 
 
-def _format_error(err: dict[str, Any], source: SourceMap) -> tuple[tuple[int, int], str]:
-    """One pydantic error as (sort key, "where: key.path: what (got X)")."""
+def _format_error(err: dict[str, Any], source: SourceMap) -> ConfigError:
+    """One pydantic error as a ConfigError at the key it is about."""
     ctx = err.get("ctx") or {}
-    loc = tuple(err["loc"]) + tuple(ctx.get("needle_at", ()))
-    found, shown = source.resolve(loc)
-    if not ctx.get("needle_show", True):
-        shown = shown[: len(shown) - len(ctx["needle_at"])]
-    on_key = bool(ctx.get("needle_key")) and found == loc
-    where = source.where(found, key=on_key)
-    position = (source.keys if on_key else source.values).get(found, (0, 0))
-    message = _message(err)
-    prefix = f"{where}: {dotted(shown)}: " if shown else f"{where}: "
-    return position, prefix + message
+    at = tuple(ctx.get("needle_at", ()))
+    return source.error(
+        tuple(err["loc"]) + at,
+        _message(err),
+        key=bool(ctx.get("needle_key")),
+        hide=0 if ctx.get("needle_show", True) else len(at),
+    )
 
 
 def _message(err: dict[str, Any]) -> str:
@@ -297,22 +292,26 @@ def _message(err: dict[str, Any]) -> str:
 
 
 def validate_config(data: Any, source: SourceMap) -> TrainConfig:
-    """Validate raw config data; raise one UsageError whose lines each name a mistake."""
+    """Validate raw config data; raise one ConfigError holding every mistake, in file order."""
     if data is None:
-        raise UsageError(
-            f"{source.label}: the config is empty; it needs at least a model: section "
-            "(see configs/reference.yaml)"
+        raise ConfigError(
+            source.label,
+            "the config is empty; it needs at least a model: section (see configs/reference.yaml)",
         )
     if not isinstance(data, dict):
-        raise UsageError(
-            f"{source.where(())}: the config must be a mapping of keys (seed, data, model, "
-            f"train) (got {show_value(data)})"
+        raise source.error(
+            (),
+            "the config must be a mapping of keys (seed, data, model, train) "
+            f"(got {show_value(data)})",
         )
     try:
         config = TrainConfig.model_validate(data)
     except ValidationError as err:
-        lines = sorted(_format_error(e, source) for e in err.errors())
-        raise UsageError("\nerror: ".join(line for _, line in lines)) from None
+        found = sorted(
+            (_format_error(e, source) for e in err.errors()),
+            key=lambda e: (e.line or 0, e.column or 0, str(e)),
+        )
+        raise found[0].with_others(found[1:]) from None
     config._source = source
     return config
 
@@ -347,7 +346,8 @@ def read_config_text(path: str | Path) -> str:
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read, parse and validate the YAML config at `path`, then apply `key.path=value`
-    overrides. Every mistake raises UsageError with file:line:col.
+    overrides. A mistake in the file or an override raises ConfigError (file, line, column,
+    key path, message); a file that cannot be read, UsageError.
 
     Example:
         >>> config = load_config("configs/quickstart.yaml", ["train.epochs=2"])  # doctest: +SKIP

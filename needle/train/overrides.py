@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from needle.errors import UsageError
+from needle.errors import ConfigError
 from needle.train.source import KeyPath, SourceMap, dotted, read_yaml, show_value
 
 # -- overrides -------------------------------------------------------------------------------
@@ -22,9 +22,10 @@ def parse_key_path(text: str, *, label: str | None = None) -> KeyPath:
     while rest:
         match = _SEGMENT.match(rest)
         if not match:
-            raise UsageError(
-                f"{label}: cannot read the key path at '{rest}' "
-                "(write names and list indices, such as model.layers[2].linear)"
+            raise ConfigError(
+                label,
+                f"cannot read the key path at '{rest}' "
+                "(write names and list indices, such as model.layers[2].linear)",
             )
         name, bracket, bare = match.groups()
         path.append(name if name is not None else int(bracket or bare))
@@ -32,9 +33,9 @@ def parse_key_path(text: str, *, label: str | None = None) -> KeyPath:
         if rest.startswith("."):
             rest = rest[1:]
             if not rest:
-                raise UsageError(f"{label}: the key path ends with '.'")
+                raise ConfigError(label, "the key path ends with '.'")
         elif rest and not rest.startswith("["):
-            raise UsageError(f"{label}: cannot read the key path at '{rest}'")
+            raise ConfigError(label, f"cannot read the key path at '{rest}'")
     return tuple(path)
 
 
@@ -43,7 +44,7 @@ def apply_override(data: dict[str, Any], source: SourceMap, override: str) -> No
     label = f"--set {override}"
     key_text, sep, value_text = override.partition("=")
     if not sep or not key_text.strip():
-        raise UsageError(f"--set {override}: expected key.path=value, such as train.epochs=5")
+        raise ConfigError(label, "expected key.path=value, such as train.epochs=5")
     path = parse_key_path(key_text.strip(), label=label)
     value, _ = read_yaml(value_text, label, inline=True)
     node: Any = data
@@ -62,10 +63,10 @@ def _check_container(node: Any, part: str | int, path: KeyPath, label: str) -> N
     parent = dotted(path[:-1]) or "the config"
     if isinstance(part, int):
         if not isinstance(node, list):
-            raise UsageError(f"{label}: {parent} is not a list (got {show_value(node)})")
+            raise ConfigError(label, f"{parent} is not a list (got {show_value(node)})")
         if not 0 <= part < len(node):
             last = len(node) - 1
-            raise UsageError(f"{label}: {parent} has {len(node)} entries (0 to {last}), not {part}")
+            raise ConfigError(label, f"{parent} has {len(node)} entries (0 to {last}), not {part}")
     elif not isinstance(node, dict):
         hint = " (use an index, such as [0])" if isinstance(node, list) else ""
-        raise UsageError(f"{label}: {parent} is not a mapping (got {show_value(node)}){hint}")
+        raise ConfigError(label, f"{parent} is not a mapping (got {show_value(node)}){hint}")

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from needle.errors import UsageError
+from needle.errors import ConfigError
 
 KeyPath = tuple[str | int, ...]
 
@@ -58,17 +58,28 @@ class SourceMap:
                 pending.append(part)
         return found, tuple(shown + pending)
 
-    def where(self, path: KeyPath, *, key: bool = False) -> str:
-        """Where `path` was written: "file:line:col" (of its key with `key=True`), or the
-        `--set` that wrote it."""
+    def locate(self, path: KeyPath, *, key: bool = False) -> tuple[str, int | None, int | None]:
+        """Where `path` was written: (file label, line, column), of its key with `key=True`;
+        or (the `--set` that wrote it, None, None)."""
         for depth in range(len(path), -1, -1):
             if path[:depth] in self.overrides:
-                return self.overrides[path[:depth]]
+                return self.overrides[path[:depth]], None, None
         if key and path in self.keys:
             line, col = self.keys[path]
         else:
             line, col = self.values.get(path, (1, 1))
-        return f"{self.label}:{line}:{col}"
+        return self.label, line, col
+
+    def error(
+        self, loc: Sequence[str | int], message: str, *, key: bool = False, hide: int = 0
+    ) -> ConfigError:
+        """A ConfigError about `loc`, placed where the deepest written part of it was written
+        (on its key with `key=True`, when all of `loc` was written). `hide` drops that many
+        trailing segments from the key path shown."""
+        found, shown = self.resolve(loc)
+        source, line, column = self.locate(found, key=key and found == tuple(loc))
+        shown = shown[: len(shown) - hide]
+        return ConfigError(source, message, line, column, dotted(shown) or None)
 
     def replace(self, path: KeyPath, label: str) -> None:
         """Record that a `--set` wrote `path`: positions inside it no longer apply."""
@@ -122,8 +133,8 @@ def _pos(mark: yaml.Mark) -> tuple[int, int]:
 def read_yaml(text: str, label: str, *, inline: bool = False) -> tuple[Any, SourceMap]:
     """Parse one YAML document of plain data; return it and the position of every value/key.
 
-    Raises UsageError "label:line:col: ..." for syntax errors, tags other than plain YAML's,
-    duplicate keys, keys that are not scalars, alias cycles and nesting deeper than
+    Raises ConfigError ("label:line:col: ...") for syntax errors, tags other than plain
+    YAML's, duplicate keys, keys that are not scalars, alias cycles and nesting deeper than
     `_MAX_DEPTH`. Nothing is constructed from a tag, so `!!python/object/apply:os.system`
     fails before it could run. `inline=True` reads a `--set` value: positions are columns of
     the value, "label: column 3 of the value: ...".
@@ -131,12 +142,11 @@ def read_yaml(text: str, label: str, *, inline: bool = False) -> tuple[Any, Sour
     source = SourceMap(label)
     loader = _Loader(text)
 
-    def where(mark: yaml.Mark) -> str:
+    def fail(mark: yaml.Mark | None, message: str, *, key: str | None = None) -> ConfigError:
+        if mark is None:
+            return ConfigError(label, message)
         line, col = _pos(mark)
-        return f"{label}: column {col} of the value" if inline else f"{label}:{line}:{col}"
-
-    def fail(mark: yaml.Mark, message: str) -> UsageError:
-        return UsageError(f"{where(mark)}: {message}")
+        return ConfigError(label, message, None if inline else line, col, key)
 
     try:
         try:
@@ -181,7 +191,8 @@ def read_yaml(text: str, label: str, *, inline: bool = False) -> tuple[Any, Sour
                     first = f"at column {col}" if inline else f"on line {line}"
                     raise fail(
                         key_node.start_mark,
-                        f"{dotted(path + (key,))}: duplicate key (first written {first})",
+                        f"duplicate key (first written {first})",
+                        key=dotted(path + (key,)),
                     )
                 source.keys[path + (key,)] = _pos(key_node.start_mark)
                 mapping[key] = build(value_node, path + (key,), active)
@@ -191,10 +202,8 @@ def read_yaml(text: str, label: str, *, inline: bool = False) -> tuple[Any, Sour
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         problem = err.problem or err.context or "invalid YAML"
-        raise UsageError(
-            f"{where(mark) if mark else label}: YAML syntax error: {problem}"
-        ) from None
+        raise fail(mark, f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as err:
-        raise UsageError(f"{label}: YAML syntax error: {err}") from None
+        raise fail(None, f"YAML syntax error: {err}") from None
     finally:
         loader.dispose()
