@@ -73,7 +73,9 @@ def test_the_docs_key_table_shows_the_registry_defaults():
     rows = {row[0].strip("`"): row[1] for row in table(data_section(DOCS.read_text()), "| key |")}
     assert set(rows) == {"dataset", "normalize", *SETTINGS}
     for key in SETTINGS:
-        assert rows[key].replace("`", "") == (defaults_text(key) or "—"), key
+        # a default that differs between datasets is shown in the dataset table only
+        shown = defaults_text(key) if ";" not in defaults_text(key) else "per dataset (below)"
+        assert rows[key].replace("`", "") == (shown or "—"), key
 
 
 def test_the_schema_lists_every_dataset_and_the_defaults():
