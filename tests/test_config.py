@@ -22,6 +22,7 @@ from needle.train.config import (
     load_config,
     parse_config,
 )
+from needle.train.datasets import GENERATOR, names
 from needle.train.layers import LAYER_TYPES, ModelConfig
 from needle.train.schema import json_schema
 from needle.train.session import OPTIMIZER_CLASSES
@@ -181,7 +182,7 @@ CASES = {
     "generator setting on a file dataset": (
         "data:\n  dataset: npz\n  path: x.npz\n  samples: 5\nmodel: {layers: [relu]}\n",
         "c.yaml:4:3: data.samples: not used with dataset 'npz': it applies to the generators "
-        "(spirals, moons, circles, blobs, xor) only",
+        f"({', '.join(names(GENERATOR))}) only",
     ),
     "path for a generator": (
         "data: {path: x.npz}\nmodel: {layers: [relu]}\n",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 import errno
 import gzip
 import hashlib
@@ -416,7 +417,8 @@ def test_running_out_of_memory_names_the_config_key_and_exits_1(tmp_path, monkey
     config = tmp_path / "c.yaml"
     config.write_text(TINY)
     with monkeypatch.context() as patch:
-        patch.setitem(datasets.GENERATORS, "moons", no_memory)
+        moons = dataclasses.replace(datasets.DATASET_TYPES["moons"], load=no_memory)
+        patch.setitem(datasets.DATASET_TYPES, "moons", moons)
         assert one_line_error(run("train", config, "--set", "data.samples=10000000000"), 1) == (
             "--set data.samples=10000000000: data.samples: not enough memory for the data "
             "(Unable to allocate 7.28 TiB for an array)"

@@ -1,5 +1,9 @@
 """needle.data: datasets, the DataLoader, image transforms, and the files datasets ship in.
 
+This is the library's side, for any code (the course's `needle.data`). The data a training
+config names (`data.dataset: spirals`, an `.npz`, ...) is the training side's:
+`needle.train.datasets`, which reads files with these.
+
 One module per concept: `loader` (Dataset, NDArrayDataset, MNISTDataset, DataLoader),
 `transforms` (image augmentations), `idx` (MNIST's file format), `cifar` (CIFAR-10's
 batches), `safe_pickle` (the unpickler those batches are read with), `ptb` (Penn Treebank:

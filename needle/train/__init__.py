@@ -8,7 +8,8 @@ in its own modules, everything `needle train` builds on it.
     layers      the layer types a config names
     config      TrainConfig and its sections; load, validate, write back
     schema      the config's JSON Schema
-    datasets    the data a config names: generators and files, split
+    datasets    the data a config names (a package: the dataset registry, generators,
+                files, DataConfig, loading); the library's datasets are needle.data
     normalize   data.normalize statistics
     build       a validated config's model: plan (shapes, parameters), then build
     session     a config made real: data, model, optimizer, loaders

@@ -32,8 +32,8 @@ from pydantic import (
 )
 
 from needle.errors import ConfigError, UsageError
+from needle.train.datasets import GENERATOR, DataConfig, names
 from needle.train.fields import (
-    Fraction,
     NonNegative,
     Positive,
     PositiveFloat,
@@ -43,108 +43,12 @@ from needle.train.fields import (
     field_error,
 )
 from needle.train.layers import LayerSpec, ModelConfig, Residual
-from needle.train.normalize import NORMALIZATIONS
 from needle.train.overrides import apply_override
 from needle.train.source import KeyPath, SourceMap, read_yaml, show_value
 
-GENERATED = ("spirals", "moons", "circles", "blobs", "xor")
-FILE_DATASETS = ("mnist", "fashion_mnist", "npz", "csv")
-DATASETS = GENERATED + FILE_DATASETS
-# classes each generator makes by default; None = any number of classes >= 2 is possible
-_GENERATOR_CLASSES = {
-    "spirals": (3, None),
-    "blobs": (3, None),
-    "moons": (2, 2),
-    "circles": (2, 2),
-    "xor": (2, 2),
-}
-_GENERATOR_NOISE = {"spirals": 0.2, "moons": 0.1, "circles": 0.05, "blobs": 1.0, "xor": 0.1}
-
-
-class DataConfig(Strict):
-    """`data:` which dataset to train on and how much of it to hold out for validation."""
-
-    dataset: str = Field(
-        "spirals",
-        json_schema_extra={"enum": list(DATASETS)},
-        description="built-in generators: "
-        + ", ".join(GENERATED)
-        + "; files: "
-        + ", ".join(FILE_DATASETS),
-    )
-    path: str | None = Field(
-        None,
-        description="file datasets: a folder of the four idx files (mnist, fashion_mnist), "
-        "or one .npz / .csv file",
-    )
-    samples: Positive | None = Field(None, description="generators: number of points (1000)")
-    classes: Annotated[int, Field(ge=2)] | None = Field(
-        None, description="generators: number of classes (spirals, blobs: 3; others: 2)"
-    )
-    noise: NonNegative | None = Field(None, description="generators: noise scale")
-    val_fraction: Fraction | None = Field(
-        None, description="share held out for validation when the data has no test split (0.2)"
-    )
-    label_column: str | None = Field(None, description="csv: the header of the label column")
-    normalize: str = Field(
-        "none",
-        json_schema_extra={"enum": list(NORMALIZATIONS)},
-        description="rescale each feature with statistics of the training split: none, "
-        "minmax (to [0, 1]) or standard (mean 0, standard deviation 1)",
-    )
-
-    @field_validator("dataset")
-    @classmethod
-    def _check_dataset(cls, value: str) -> str:
-        return check_choice("dataset", DATASETS, value)
-
-    @field_validator("normalize")
-    @classmethod
-    def _check_normalize(cls, value: str) -> str:
-        return check_choice("normalization", NORMALIZATIONS, value)
-
-    @model_validator(mode="after")
-    def _fill_and_check(self) -> DataConfig:
-        name = self.dataset
-        generated = name in GENERATED
-        only = {
-            "samples": generated,
-            "classes": generated,
-            "noise": generated,
-            "path": not generated,
-            "label_column": name == "csv",
-            "val_fraction": name not in ("mnist", "fashion_mnist"),
-        }
-        for key, applies in only.items():
-            if not applies and getattr(self, key) is not None:
-                reason = {
-                    "path": f"'{name}' is generated, it reads no file",
-                    "val_fraction": f"'{name}' has its own validation split (the t10k files)",
-                    "label_column": "it applies to csv files only",
-                }.get(key, f"it applies to the generators ({', '.join(GENERATED)}) only")
-                raise field_error(f"not used with dataset '{name}': {reason}", at=(key,), key=True)
-        if not generated and self.path is None:
-            raise field_error(f"dataset '{name}' reads a file: set data.path", at=("path",))
-        if generated:
-            default, fixed = _GENERATOR_CLASSES[name]
-            if self.classes is not None and fixed is not None and self.classes != fixed:
-                raise field_error(
-                    f"'{name}' makes exactly {fixed} classes (got {self.classes})", at=("classes",)
-                )
-            self.samples = 1000 if self.samples is None else self.samples
-            self.classes = default if self.classes is None else self.classes
-            self.noise = _GENERATOR_NOISE[name] if self.noise is None else self.noise
-            if self.samples < 2 * self.classes:
-                raise field_error(
-                    f"{self.samples} samples is too few for {self.classes} classes and a "
-                    f"validation split (need at least {2 * self.classes})",
-                    at=("samples",),
-                )
-        if name == "csv" and self.label_column is None:
-            self.label_column = "label"
-        if self.val_fraction is None and name not in ("mnist", "fashion_mnist"):
-            self.val_fraction = 0.2
-        return self
+# Derived from the dataset registry, for the modules that still ask config for them.
+GENERATED = names(GENERATOR)
+DATASETS = names()
 
 
 OPTIMIZERS = {

@@ -1,0 +1,292 @@
+"""The file datasets: an MNIST-format folder (mnist, fashion_mnist; its t10k pair is the
+validation split), an `.npz` with arrays `X` and `y`, a `.csv` with a header row and a label
+column; each registered at the end of this module.
+
+Whatever the file, features are float32 of shape (N, features) and labels int64 class
+numbers 0..classes-1. Every problem with a file raises UsageError naming the file and, where
+there is one, the line; with a config, it points at the `data.*` key that named the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from needle.data import MNISTDataset
+from needle.errors import UsageError
+from needle.fileio import read_npz
+from needle.train.datasets.registry import (
+    FILE,
+    REQUIRED,
+    DatasetType,
+    Loader,
+    Reader,
+    register,
+)
+from needle.train.datasets.split import Split, hold_out
+
+if TYPE_CHECKING:
+    from needle.train.config import TrainConfig
+
+# The four files of an MNIST-format folder, by role; each may also end in .gz.
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "val_images": "t10k-images-idx3-ubyte",
+    "val_labels": "t10k-labels-idx1-ubyte",
+}
+
+VAL_FRACTION = 0.2  # the share a one-file dataset holds out
+
+
+def _error(config: TrainConfig | None, key: str, message: str) -> UsageError:
+    """`message`, pointing at `data.<key>` in the config file when there is one."""
+    return config.error(("data", key), message) if config else UsageError(message)
+
+
+def _missing(path: Path, what: str, config: TrainConfig | None, hint: str = "") -> UsageError:
+    return _error(config, "path", f"{what} '{path}' not found{hint}")
+
+
+def _download_hint(dataset: str, folder: Path) -> str:
+    return f"; get the files with: needle data download {dataset} --to {folder}"
+
+
+def _read_idx_folder(folder: Path, dataset: str, config: TrainConfig) -> tuple[Split, Split]:
+    if not folder.is_dir():
+        raise _missing(folder, "folder", config, _download_hint(dataset, folder))
+    train = read_idx_pair(folder, "train", dataset, config)
+    val = read_idx_pair(folder, "val", dataset, config)
+    if train.X.shape[1] != val.X.shape[1]:
+        raise UsageError(
+            f"'{folder}': the train images have {train.X.shape[1]} pixels each but the t10k "
+            f"images have {val.X.shape[1]}; both splits must come from one dataset"
+        )
+    return train, val
+
+
+def read_idx_pair(
+    folder: Path, split: str, dataset: str, config: TrainConfig | None = None
+) -> Split:
+    """Images and labels of one split of an MNIST-format folder, via needle.data.MNISTDataset
+    (which checks magic numbers, sizes and that the counts agree)."""
+    paths = []
+    for role in (f"{split}_images", f"{split}_labels"):
+        stem = IDX_FILES[role]
+        found = [folder / name for name in (stem, stem + ".gz") if (folder / name).is_file()]
+        if not found:
+            hint = _download_hint(dataset, folder)
+            raise _missing(folder / (stem + "[.gz]"), "file", config, hint)
+        paths.append(found[0])
+    images = MNISTDataset(paths[0], paths[1])
+    if len(images) == 0:
+        raise UsageError(f"'{paths[0]}' holds no images")
+    if images.images.shape[1] == 0:
+        rows, cols, _ = images.image_shape
+        raise UsageError(
+            f"'{paths[0]}' holds images of {rows}×{cols} pixels; an image needs at least one"
+        )
+    return Split(images.images, images.labels.astype(np.int64))
+
+
+def _one_file(name: str, read: Reader) -> Reader:
+    """`read`, after checking that `path` is a file (dataset `name`'s)."""
+
+    def checked(path: Path, config: TrainConfig | None, label_column: str) -> Split:
+        if path.is_dir():
+            raise _error(
+                config, "path", f"'{path}' is a folder; dataset '{name}' reads one .{name} file"
+            )
+        if not path.exists():
+            raise _missing(path, "file", config)
+        return read(path, config, label_column)
+
+    return checked
+
+
+def _read_npz(path: Path, config: TrainConfig | None = None, label_column: str = "") -> Split:
+    """Arrays `X` (N, ...) and `y` (N,) from an .npz, with pickled objects refused."""
+    arrays = read_npz(path)
+    missing = [name for name in ("X", "y") if name not in arrays]
+    if missing:
+        raise UsageError(
+            f"'{path}' has no array {' or '.join(repr(m) for m in missing)} "
+            f"(it holds: {', '.join(arrays) or 'nothing'}); save the data with "
+            "np.savez(path, X=features, y=labels)"
+        )
+    X, y = arrays["X"], arrays["y"]
+    if X.dtype.kind not in "biuf":
+        raise UsageError(f"'{path}': X must hold numbers (got dtype {X.dtype})")
+    if X.ndim < 2:
+        raise UsageError(f"'{path}': X must be (samples, features) (got shape {X.shape})")
+    if y.ndim != 1:
+        raise UsageError(f"'{path}': y must be one label per sample (got shape {y.shape})")
+    if len(X) != len(y):
+        raise UsageError(f"'{path}': X has {len(X)} samples but y has {len(y)} labels")
+    if len(X) == 0:
+        raise UsageError(f"'{path}' holds no samples (X has shape {X.shape})")
+    if math.prod(X.shape[1:]) == 0:
+        raise UsageError(f"'{path}': X has no features (got shape {X.shape})")
+    X = X.reshape(len(X), -1).astype(np.float32)
+    bad = np.argwhere(~np.isfinite(X))
+    if len(bad):
+        row, col = bad[0]
+        raise UsageError(
+            f"'{path}': X has {len(bad)} values that are NaN or infinite, the first at "
+            f"sample {row}, feature {col} (got {X[row, col].item()})"
+        )
+    return Split(X, _class_numbers(y, lambda i: f"'{path}': y[{i}]"))
+
+
+def _class_numbers(values: np.ndarray, where) -> np.ndarray:
+    """Labels as int64, each a non-negative whole number that int64 can hold."""
+    if values.dtype.kind not in "biuf":
+        raise UsageError(f"{where(0)}: labels must be numbers (got dtype {values.dtype})")
+    as_float = values.astype(np.float64)
+    whole = np.isfinite(as_float) & (as_float == np.round(as_float))
+    bad = np.flatnonzero(~whole | (as_float < 0) | (as_float >= 2.0**63))
+    if len(bad):
+        i = int(bad[0])
+        raise UsageError(
+            f"{where(i)}: a label must be a class number 0, 1, 2, ... (got {values[i].item()!r})"
+        )
+    return as_float.astype(np.int64)
+
+
+def _read_csv(path: Path, config: TrainConfig | None, label_column: str) -> Split:
+    """A header row, then one sample per row; every cell a number; `label_column` the class."""
+    try:
+        # utf-8-sig: spreadsheets often start a CSV with a byte-order mark, which would
+        # otherwise become part of the first column's name.
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if not header:
+                raise UsageError(
+                    f"'{path}' is empty; expected a header row, then one row per sample"
+                )
+            header = [name.strip() for name in header]
+            if label_column not in header:
+                # Without a config, the file came from `needle evaluate --data`.
+                fix = (
+                    "set data.label_column"
+                    if config
+                    else "give the label column's header with --label-column"
+                )
+                raise _error(
+                    config,
+                    "label_column",
+                    f"'{path}' has no column '{label_column}' (columns: {', '.join(header)}); "
+                    + fix,
+                )
+            label_at = header.index(label_column)
+            rows: list[list[float]] = []
+            for row in reader:
+                if not row or all(not cell.strip() for cell in row):
+                    continue  # blank lines, often one at the end
+                at = f"{path}:{reader.line_num}"
+                if len(row) != len(header):
+                    raise UsageError(
+                        f"{at}: the row has {len(row)} cells but the header has {len(header)}"
+                    )
+                rows.append(
+                    [_number(cell, at, name) for cell, name in zip(row, header, strict=True)]
+                )
+    except UnicodeDecodeError:
+        raise UsageError(f"'{path}' is not UTF-8 text") from None
+    except csv.Error as err:
+        raise UsageError(f"'{path}' is not a readable csv file ({err})") from None
+    if not rows:
+        raise UsageError(f"'{path}' has a header but no rows")
+    table = np.array(rows, dtype=np.float64)
+    features = np.delete(table, label_at, axis=1).astype(np.float32)
+    if features.shape[1] == 0:
+        raise UsageError(f"'{path}' has only the label column; there are no features")
+    labels = _class_numbers(table[:, label_at], lambda i: f"{path}: row {i + 1}, '{label_column}'")
+    return Split(features, labels)
+
+
+def _number(cell: str, at: str, column: str) -> float:
+    try:
+        value = float(cell)
+    except ValueError:
+        raise UsageError(f"{at}: column '{column}': {cell.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{at}: column '{column}': {cell.strip()} is not a finite number")
+    return value
+
+
+# -- registrations ---------------------------------------------------------------------------
+
+
+def _load_idx_folder(name: str) -> Loader:
+    def load(config: TrainConfig, rng: np.random.Generator) -> tuple[Split, Split]:
+        return _read_idx_folder(Path(config.data.path).expanduser(), name, config)
+
+    return load
+
+
+def _load_one_file(read: Reader) -> Loader:
+    def load(config: TrainConfig, rng: np.random.Generator) -> tuple[Split, Split]:
+        spec = config.data
+        path = Path(spec.path).expanduser()
+        whole = read(path, config, spec.label_column or "")
+        if len(whole) < 2:  # generators are held to 2 per class by the config
+            raise _error(
+                config,
+                "path",
+                f"'{path}' holds {len(whole)} sample; at least 2 are needed to hold some "
+                "out for validation",
+            )
+        return hold_out(whole, spec.val_fraction, rng)
+
+    return load
+
+
+for _name, _summary in (
+    ("mnist", "Handwritten digits: 28×28 grey images, 784 features in [0, 1], 10 classes."),
+    ("fashion_mnist", "Zalando's clothing images in MNIST's format: 784 features, 10 classes."),
+):
+    register(
+        DatasetType(
+            _name,
+            FILE,
+            _summary + " `path` is a folder of the four idx files; the t10k pair validates.",
+            settings={"path": REQUIRED},
+            load=_load_idx_folder(_name),
+            unused={"val_fraction": f"'{_name}' has its own validation split (the t10k files)"},
+        )
+    )
+
+_npz = _one_file("npz", _read_npz)
+register(
+    DatasetType(
+        "npz",
+        FILE,
+        "Arrays `X` (samples × features; more dimensions are flattened) and `y` (a class "
+        "number per sample), as `np.savez(path, X=X, y=y)` writes them; never unpickled.",
+        settings={"path": REQUIRED, "val_fraction": VAL_FRACTION},
+        load=_load_one_file(_npz),
+        suffix=".npz",
+        holds="an .npz (arrays X, y)",
+        read=_npz,
+    )
+)
+_csv = _one_file("csv", _read_csv)
+register(
+    DatasetType(
+        "csv",
+        FILE,
+        "A header row, then one sample per row, every cell a number; `label_column` holds "
+        "the class numbers, every other column is a feature.",
+        settings={"path": REQUIRED, "label_column": "label", "val_fraction": VAL_FRACTION},
+        load=_load_one_file(_csv),
+        suffix=".csv",
+        holds="a .csv (header row, label column)",
+        read=_csv,
+    )
+)

@@ -1,0 +1,82 @@
+"""Loading the data a config names (`load_data`), or any one data file (`load_path`, for
+`needle evaluate --data`), through the registry; then `data.normalize`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from needle.errors import UsageError
+from needle.train.datasets.files import read_idx_pair
+from needle.train.datasets.registry import DATASET_TYPES, GENERATOR
+from needle.train.datasets.split import Data, Split
+from needle.train.normalize import UNSCALED_ABOVE, Normalization
+
+if TYPE_CHECKING:
+    from needle.train.config import TrainConfig
+
+
+def load_data(config: TrainConfig, *, normalization: Normalization | None = None) -> Data:
+    """The training and validation data `config.data` describes, scaled as `data.normalize`
+    says: with `normalization` (a run's saved statistics) when it is of that kind and fits
+    the features, else with statistics of the training split.
+
+    Example:
+        >>> data = load_data(load_config("configs/quickstart.yaml"))  # doctest: +SKIP
+        >>> data.sample_shape, data.num_classes
+        ((2,), 3)
+    """
+    spec = config.data
+    dataset = DATASET_TYPES[spec.dataset]
+    train, val = dataset.load(config, np.random.default_rng(config.seed))
+    if dataset.kind == GENERATOR:
+        source = f"{spec.dataset} ({spec.samples} samples, seed {config.seed})"
+    else:
+        source = str(Path(spec.path).expanduser())
+    num_classes = int(max(train.y.max(initial=0), val.y.max(initial=0))) + 1
+    if spec.normalize != "none":
+        fits = normalization is not None and normalization.shift.shape == train.sample_shape
+        if not (fits and normalization.kind == spec.normalize):
+            normalization = Normalization.fit(spec.normalize, train.X)
+        train = Split(normalization.apply(train.X), train.y)
+        val = Split(normalization.apply(val.X), val.y)
+    else:
+        normalization = None
+    return Data(spec.dataset, train, val, train.sample_shape, num_classes, source, normalization)
+
+
+def unscaled_warning(config: TrainConfig, data: Data) -> str | None:
+    """A warning for file features used raw (`data.normalize: none`) though far from the scale
+    of 1 that initializers assume, such as 0..255 pixels; None when they look fine."""
+    if config.data.normalize != "none" or DATASET_TYPES[config.data.dataset].kind == GENERATOR:
+        return None
+    largest = float(np.abs(data.train.X).max(initial=0.0))
+    if largest <= UNSCALED_ABOVE:
+        return None
+    return str(
+        config.error(
+            ("data", "normalize"),
+            f"the features of '{config.data.path}' reach {largest:g}, far from the scale of 1 "
+            "a network starts at; set data.normalize to minmax or standard",
+        )
+    )
+
+
+def load_path(path: str | Path, *, label_column: str = "label") -> Split:
+    """All of one data file for evaluation: a file of a registered one-file format (.npz,
+    .csv) or an MNIST-format folder (its t10k pair)."""
+    path = Path(path)
+    if path.is_dir():
+        return read_idx_pair(path, "val", "mnist")
+    formats = {d.suffix: d for d in DATASET_TYPES.values() if d.read is not None}
+    dataset = formats.get(path.suffix.lower())
+    if not path.exists():
+        raise UsageError(f"data file '{path}' not found")
+    if dataset is None:
+        listed = [d.holds for d in formats.values()] + ["a folder of MNIST idx files"]
+        raise UsageError(
+            f"cannot tell what '{path}' holds: use {', '.join(listed[:-1])} or {listed[-1]}"
+        )
+    return dataset.read(path, None, label_column)

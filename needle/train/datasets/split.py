@@ -1,0 +1,57 @@
+"""What loading a config's data gives: a `Split` (samples and labels), `Data` (both splits,
+what they are shaped like, where they came from), and `hold_out`, the seeded split."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from needle.train.normalize import Normalization
+
+
+@dataclass(frozen=True)
+class Split:
+    """Samples `X` (N, *sample_shape) float32 and labels `y` (N,) int64."""
+
+    X: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: `X.shape` without the sample axis."""
+        return tuple(self.X.shape[1:])
+
+
+@dataclass(frozen=True)
+class Data:
+    """A dataset ready to train on: what a model must take in (`sample_shape`, one sample
+    without the batch axis: (784,) for MNIST, (2,) for the generators) and put out
+    (`num_classes`), and both splits."""
+
+    name: str
+    train: Split
+    val: Split
+    sample_shape: tuple[int, ...]
+    num_classes: int
+    source: str  # where it came from, for summaries: "spirals (seed 0)" or a path
+    normalization: Normalization | None = None  # what scaled the features (data.normalize)
+
+    @property
+    def in_features(self) -> int:
+        """The number of values in one sample (its shape's product)."""
+        return math.prod(self.sample_shape)
+
+
+def hold_out(whole: Split, val_fraction: float, rng: np.random.Generator) -> tuple[Split, Split]:
+    """Shuffle, then hold out the last `val_fraction` (at least one sample each side, so
+    `whole` holds at least 2)."""
+    n = len(whole)
+    order = rng.permutation(n)
+    n_val = min(max(1, round(n * val_fraction)), n - 1)
+    train, val = order[: n - n_val], order[n - n_val :]
+    return Split(whole.X[train], whole.y[train]), Split(whole.X[val], whole.y[val])
