@@ -59,6 +59,11 @@ class Data:
     source: str  # where it came from, for summaries: "spirals (seed 0)" or a path
     normalization: Normalization | None = None  # what scaled the features (data.normalize)
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One sample's shape: (in_features,) for today's flat data."""
+        return (self.in_features,)
+
 
 def load_data(config: TrainConfig, *, normalization: Normalization | None = None) -> Data:
     """The training and validation data `config.data` describes, scaled as `data.normalize`
