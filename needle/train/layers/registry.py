@@ -42,8 +42,8 @@ def features(layer: str, in_shape: Shape) -> int:
         return in_shape[0]
     flat = (math.prod(in_shape),)
     raise LayerMismatch(
-        f"{layer} takes (batch, features) but the previous layer puts out "
-        f"{batch_shape(in_shape)}; a flatten before it makes {batch_shape(flat)}"
+        f"{layer} takes (batch, features) but is given {batch_shape(in_shape)}; a flatten "
+        f"before it makes {batch_shape(flat)}"
     )
 
 
