@@ -295,7 +295,9 @@ def _final_table(out: Console, result: RunResult) -> None:
 def _dry_run(config, out: Console, as_json: bool) -> None:
     from rich.table import Table
 
+    from needle.train.layers import batch_shape
     from needle.train.session import prepare
+    from needle.train.source import dotted
 
     session = prepare(config)
     data, rows, total = session.data, session.plan, session.parameter_count
@@ -309,7 +311,10 @@ def _dry_run(config, out: Console, as_json: bool) -> None:
                     "in_features": data.in_features,
                     "num_classes": data.num_classes,
                 },
-                "layers": [row.__dict__ for row in rows],
+                "layers": [
+                    {**row.__dict__, "out_features": row.out_features, "at": dotted(row.at)}
+                    for row in rows
+                ],
                 "parameters": total,
             },
             one_line=True,
@@ -325,10 +330,10 @@ def _dry_run(config, out: Console, as_json: bool) -> None:
         ("init", "left"),
     ):
         table.add_column(column, justify=justify)
-    table.add_row("", "input", f"(batch, {data.in_features})", "", "")
+    table.add_row("", "input", batch_shape(data.sample_shape), "", "")
     for row in rows:
         name = "  " * row.depth + row.layer
-        table.add_row(row.index, name, f"(batch, {row.out_features})", f"{row.params:,}", row.init)
+        table.add_row(row.index, name, batch_shape(row.out_shape), f"{row.params:,}", row.init)
     out.print(table)
     out.print(f"{total:,} parameters; dry run: nothing trained, nothing written")
 

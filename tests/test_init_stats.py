@@ -600,7 +600,7 @@ def test_config_layer_stats(tmp_path):
     assert layers[2].stats.theory.scale.value == pytest.approx(2 * math.sqrt(6 / 40))
     # The weights measured are the model training builds (seeded with the config's seed).
     np.random.seed(config.seed)
-    model = build_model(config, data.in_features, data.num_classes)
+    model = build_model(config, data.sample_shape, data.num_classes)
     assert layers[0].stats.statistic("std").measured == pytest.approx(
         model.modules[0].weight.numpy().std()
     )

@@ -740,11 +740,33 @@ def _paths(data, prefix=()):
         yield from _paths(value, prefix + (key,))
 
 
+def _written_layer(name):
+    """A layer of type `name` in each written form, its settings drawn from VALUES."""
+    settings = [field for field in LAYER_TYPES[name].model_fields if field != "type"]
+    return st.one_of(
+        st.just(name),
+        VALUES.map(lambda value: {name: value}),  # a short form, or a wrong one
+        st.dictionaries(st.sampled_from([*settings, "x"]), VALUES, max_size=3).map(
+            lambda mapping: {name: mapping}
+        ),
+    )
+
+
+# Any registered layer type, so that a new one is fuzzed as soon as it is registered.
+WRITTEN_LAYERS = st.sampled_from(list(LAYER_TYPES)).flatmap(_written_layer)
+
+
 @st.composite
 def mutated_configs(draw):
-    """The valid config with one to three keys dropped or renamed, or values replaced."""
+    """The valid config with one to three keys dropped or renamed, values replaced, or layers
+    of any registered type put in."""
     data = json.loads(json.dumps(VALID))
     for _ in range(draw(st.integers(1, 3))):
+        model = data.get("model")
+        layers = model.get("layers") if isinstance(model, dict) else None
+        if isinstance(layers, list) and draw(st.integers(0, 3)) == 0:
+            layers.insert(draw(st.integers(0, len(layers))), draw(WRITTEN_LAYERS))
+            continue
         paths = list(_paths(data))
         if not paths:
             break

@@ -559,14 +559,14 @@ model:
 
 def test_mlp_resnet_in_yaml_draws_what_the_course_model_draws():
     np.random.seed(11)
-    built = build_model(parse_config(RESNET, "r.yaml"), 7, 4)
+    built = build_model(parse_config(RESNET, "r.yaml"), (7,), 4)
     np.random.seed(11)
     course = models.MLPResNet(7, hidden_dim=20, num_blocks=2, num_classes=4)
     ours, theirs = built.parameters(), course.parameters()
     assert [p.shape for p in ours] == [p.shape for p in theirs]
     for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    rows = plan_model(parse_config(RESNET, "r.yaml"), 7, 4)
+    rows = plan_model(parse_config(RESNET, "r.yaml"), (7,), 4)
     assert sum(r.params for r in rows if r.depth == 0) == sum(p.numpy().size for p in ours)
 
 
@@ -577,7 +577,7 @@ def test_layer_init_draws_exactly_the_initializer():
         "    - linear: 3\n"
     )
     np.random.seed(0)
-    model = build_model(parse_config(text, "c.yaml"), 4, 3)
+    model = build_model(parse_config(text, "c.yaml"), (4,), 3)
     np.random.seed(0)
     expected = [
         init.kaiming_normal(4, 5, mode="fan_out"),
@@ -617,7 +617,7 @@ FIT_ERRORS = {
 @pytest.mark.parametrize("text, message", FIT_ERRORS.values(), ids=FIT_ERRORS)
 def test_layers_that_do_not_fit_are_refused_naming_both_sides(text, message):
     with pytest.raises(UsageError) as caught:
-        plan_model(parse_config(text, "c.yaml"), 2, 3)
+        plan_model(parse_config(text, "c.yaml"), (2,), 3)
     assert str(caught.value) == message
 
 

@@ -133,7 +133,7 @@ def check_model(
 
     data = load_data(config)
     with init.seeded(config.seed):
-        model = build_model(config, data.in_features, data.num_classes)
+        model = build_model(config, data.sample_shape, data.num_classes)
     X, y = data.train.X[:batch_size], data.train.y[:batch_size]
     return check_module(
         model, X, y, seed=seed, fast=fast, max_elements=max_elements, label="model", **options

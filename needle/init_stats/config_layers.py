@@ -35,7 +35,7 @@ def config_layer_stats(config: Any, *, bins: int = DEFAULT_BINS) -> list[LinearL
 
     data = load_data(config)
     with init.seeded(config.seed):
-        model = build_model(config, data.in_features, data.num_classes)
+        model = build_model(config, data.sample_shape, data.num_classes)
     specs = [
         (path, layer)
         for path, layer in walk_layers(config.model.layers, ("model", "layers"))

@@ -5,13 +5,13 @@ in its own modules, everything `needle train` builds on it.
     source      YAML read safely, every value keeping its file, line and column
     overrides   --set key.path=value
     fields      Strict config sections, error wording, number types
-    layers      the layer types a config names
+    layers      the layer types a config names, one definition each, registered by name
     config      TrainConfig and its sections; load, validate, write back
     schema      the config's JSON Schema
     datasets    the data a config names (a package: the dataset registry, generators,
                 files, DataConfig, loading); the library's datasets are needle.data
     normalize   data.normalize statistics
-    build       a validated config's model: plan (shapes, parameters), then build
+    build       a validated config's model: plan (shapes per layer, parameters), then build
     session     a config made real: data, model, optimizer, loaders
     checkpoint  the checkpoint file format
     rundir      a run's folder and the files in it

@@ -1,21 +1,25 @@
 """From a validated config to a needle model: check that the layers fit, then build them.
 
-Input sizes are inferred: each Linear takes the features the previous layer puts out, and the
-first takes the data's. `plan_model` walks the layers once, computing each one's output size
-and parameter count and refusing, with the config position, anything that cannot work: a
-residual block that changes the feature count, a norm whose `dim` disagrees with its input, a
-last layer whose size is not the number of classes. `build_model` constructs the plan with
-`needle.nn`, drawing weights from numpy's global RNG in layer order, as the course does.
+Input shapes are inferred: each layer takes the sample shape the previous one puts out, and
+the first takes the data's. `plan_model` walks the layers once, asking each layer type (see
+`needle.train.layers`) for its output shape and parameter count, and refuses, with the config
+position, anything that cannot work: a residual block that changes the shape, a norm whose
+`dim` disagrees with its input, a last layer that does not put out one value per class.
+`build_model` builds each layer's `nn` module, drawing weights from numpy's global RNG in layer
+order, as the course does.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from needle import init, nn
 from needle.train.config import TrainConfig
-from needle.train.layers import Linear, ModelConfig, Residual
+from needle.train.layers import LayerMismatch, LayerSpec, Shape, batch_shape
 from needle.train.source import KeyPath
 
 
@@ -25,82 +29,88 @@ class LayerSummary:
 
     index: str  # "3" at the top level, "3.1" inside the residual block at 3
     layer: str  # "linear", "relu", "residual", ...
-    out_features: int  # the output is (batch, out_features)
-    params: int
-    init: str  # "kaiming_uniform(nonlinearity=relu)" for linear layers, else ""
-    depth: int  # nesting inside residual blocks
+    out_shape: Shape  # per sample: the output is (batch, *out_shape)
+    params: int  # its own and its blocks'
+    init: str  # "kaiming_uniform(nonlinearity=relu)" for layers that draw weights, else ""
+    depth: int  # nesting inside blocks (residual)
+    at: KeyPath  # where the config writes it: ("model", "layers", 3, "residual", "layers", 1)
+
+    @property
+    def out_features(self) -> int:
+        """Numbers per sample put out (out_shape's only size, for flat data)."""
+        return math.prod(self.out_shape)
 
 
-def plan_model(config: TrainConfig, in_features: int, num_classes: int) -> list[LayerSummary]:
-    """Check that `config.model` fits data of `in_features` features and `num_classes`
-    classes; return a summary row per layer. Raises UsageError at the culprit's position."""
-    rows: list[LayerSummary] = []
-    out = _plan(config, config.model.layers, ("model", "layers"), "", 0, in_features, rows)
-    if out != num_classes:
+def plan_model(config: TrainConfig, input_shape: Shape, num_classes: int) -> list[LayerSummary]:
+    """Check that `config.model` fits samples of `input_shape` and `num_classes` classes;
+    return a summary row per layer, in build order. Raises UsageError at the culprit's
+    position."""
+    planner = _Planner(config, [])
+    out = planner.walk(config.model.layers, ("model", "layers"), "", 0, tuple(input_shape))
+    if out != (num_classes,):
         at: KeyPath = ("model", "layers")
         for i, layer in enumerate(config.model.layers):
-            if isinstance(layer, Linear):
-                at = ("model", "layers", i, "linear", "out_features")
+            if layer.sets_size is not None:
+                at = ("model", "layers", i, layer.type, layer.sets_size)
+        puts_out = f"{out[0]} values per sample" if len(out) == 1 else batch_shape(out)
         raise config.error(
             at,
-            f"the model puts out {out} values per sample but the data has {num_classes} "
-            f"classes; the last layer must put out {num_classes}",
+            f"the model puts out {puts_out} but the data has {num_classes} classes; the last "
+            f"layer must put out {num_classes}",
         )
-    return rows
+    return planner.rows
 
 
-def _plan(
-    config: TrainConfig,
-    layers: list,
-    at: KeyPath,
-    prefix: str,
-    depth: int,
-    features: int,
-    rows: list[LayerSummary],
-) -> int:
-    for i, layer in enumerate(layers):
-        path, index = at + (i,), f"{prefix}{i}"
-        params, scheme = 0, ""
-        if isinstance(layer, Linear):
-            params = features * layer.out_features + layer.out_features * layer.bias
-            name, args = config.model.initializer(layer)
-            scheme = name + "(" + ", ".join(f"{k}={v}" for k, v in args.items()) + ")"
-            features = layer.out_features
-        elif layer.type in ("batchnorm1d", "layernorm1d"):
-            if layer.dim is not None and layer.dim != features:
-                raise config.error(
-                    path + (layer.type, "dim"),
-                    f"dim is {layer.dim} but the previous layer puts out {features} features",
-                )
-            params = 2 * features
-        elif isinstance(layer, Residual):
-            rows.append(LayerSummary(index, "residual", features, 0, "", depth))
-            first = len(rows)
-            inner = _plan(
-                config,
-                layer.layers,
-                path + ("residual", "layers"),
-                f"{index}.",
-                depth + 1,
-                features,
-                rows,
-            )
-            if inner != features:
-                raise config.error(
-                    path + ("residual",),
-                    f"the block takes {features} features and puts out {inner}; a residual "
-                    f"adds its input back, so the block must end with {features}",
-                )
-            total = sum(row.params for row in rows[first:] if row.depth == depth + 1)
-            rows[first - 1] = LayerSummary(index, "residual", features, total, "", depth)
-            continue
-        rows.append(LayerSummary(index, layer.type, features, params, scheme, depth))
-    return features
+@dataclass
+class _Planner:
+    """Walks the layers for their shapes and summary rows."""
+
+    config: TrainConfig
+    rows: list[LayerSummary]
+
+    def walk(
+        self, layers: Sequence[LayerSpec], at: KeyPath, prefix: str, depth: int, shape: Shape
+    ) -> Shape:
+        for i, layer in enumerate(layers):
+            here = _Here(self, at + (i, layer.type), f"{prefix}{i}", depth)
+            first = len(self.rows)
+            try:
+                out = layer.out_shape(shape, here)  # a block's rows are added meanwhile
+            except LayerMismatch as err:
+                raise self.config.error(here.at + err.at, err.message) from None
+            nested = sum(row.params for row in self.rows[first:] if row.depth == depth + 1)
+            params = layer.param_count(shape) + nested
+            scheme = _scheme(self.config, layer)
+            row = LayerSummary(here.index, layer.type, out, params, scheme, depth, at + (i,))
+            self.rows.insert(first, row)
+            shape = out
+        return shape
 
 
-def build_model(config: TrainConfig, in_features: int, num_classes: int) -> nn.Sequential:
-    """The `nn.Sequential` that `config.model` describes, for data of `in_features` features
-    and `num_classes` classes, checked first by `plan_model`.
+@dataclass(frozen=True)
+class _Here:
+    """A layer's place in the plan (`at` ends with its type key): its blocks' rows go below
+    its own."""
+
+    planner: _Planner
+    at: KeyPath
+    index: str
+    depth: int
+
+    def block(self, layers: Sequence[LayerSpec], in_shape: Shape, at: KeyPath) -> Shape:
+        return self.planner.walk(layers, self.at + at, f"{self.index}.", self.depth + 1, in_shape)
+
+
+def _scheme(config: TrainConfig, layer: LayerSpec) -> str:
+    if layer.initializer_settings() is None:
+        return ""
+    name, args = config.model.initializer(layer)
+    return name + "(" + ", ".join(f"{k}={v}" for k, v in args.items()) + ")"
+
+
+def build_model(config: TrainConfig, input_shape: Shape, num_classes: int) -> nn.Sequential:
+    """The `nn.Sequential` that `config.model` describes, for samples of `input_shape` and
+    `num_classes` classes, checked first by `plan_model`.
 
     Weights are drawn from numpy's global RNG in layer order: seed it first (`np.random.seed`)
     for reproducible models. With the default init (kaiming_uniform) a Linear layer draws
@@ -109,43 +119,30 @@ def build_model(config: TrainConfig, in_features: int, num_classes: int) -> nn.S
     Example:
         >>> config = load_config("configs/quickstart.yaml")  # doctest: +SKIP
         >>> np.random.seed(config.seed)
-        >>> model = build_model(config, in_features=2, num_classes=3)
+        >>> model = build_model(config, input_shape=(2,), num_classes=3)
     """
-    plan_model(config, in_features, num_classes)
-    return nn.Sequential(*_build(config.model, config.model.layers, in_features))
+    plan_model(config, input_shape, num_classes)
+    return _Builder(config).sequential(config.model.layers, tuple(input_shape))
 
 
-def _build(model: ModelConfig, layers: list, features: int) -> list[nn.Module]:
-    modules: list[nn.Module] = []
-    for layer in layers:
-        if isinstance(layer, Linear):
-            modules.append(_linear(model, layer, features))
-            features = layer.out_features
-        elif isinstance(layer, Residual):
-            modules.append(nn.Residual(nn.Sequential(*_build(model, layer.layers, features))))
-        elif layer.type == "dropout":
-            modules.append(nn.Dropout(layer.p))
-        elif layer.type == "batchnorm1d":
-            modules.append(nn.BatchNorm1d(features, eps=layer.eps, momentum=layer.momentum))
-        elif layer.type == "layernorm1d":
-            modules.append(nn.LayerNorm1d(features, eps=layer.eps))
-        else:
-            modules.append(_PLAIN[layer.type]())
-    return modules
+@dataclass(frozen=True)
+class _Builder:
+    """Builds planned layers: each is given its input shape and its initializer."""
 
+    config: TrainConfig
 
-_PLAIN = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "identity": nn.Identity,
-    "flatten": nn.Flatten,
-}
+    def sequential(self, layers: Sequence[LayerSpec], in_shape: Shape) -> nn.Sequential:
+        modules, shape = [], in_shape
+        for layer in layers:
+            modules.append(layer.build(shape, self))
+            shape = layer.out_shape(shape, self)
+        return nn.Sequential(*modules)
 
+    def block(self, layers: Sequence[LayerSpec], in_shape: Shape, at: KeyPath) -> Shape:
+        for layer in layers:
+            in_shape = layer.out_shape(in_shape, self)
+        return in_shape
 
-def _linear(model: ModelConfig, layer: Linear, in_features: int) -> nn.Linear:
-    """nn.Linear with weight ~ init(in, out) and bias ~ init(out, 1) as a row, the course's
-    convention for any initializer."""
-    name, args = model.initializer(layer)
-    draw = functools.partial(init.get_initializer(name), **args)
-    return nn.Linear(in_features, layer.out_features, bias=layer.bias, initializer=draw)
+    def initializer(self, layer: LayerSpec) -> Callable[..., Any]:
+        name, args = self.config.model.initializer(layer)
+        return functools.partial(init.get_initializer(name), **args)

@@ -104,7 +104,7 @@ def evaluate(
         if checkpoint.normalization is not None:  # the statistics training used, not this file's
             split = Split(checkpoint.normalization.apply(split.X), split.y)
     np.random.seed(config.seed)
-    model, _ = build_checked_model(config, in_features, num_classes)
+    model, _ = build_checked_model(config, (in_features,), num_classes)
     check_fits(checkpoint, model, config.train.optimizer.name, str(checkpoint_path), label)
     model.load_state_dict(checkpoint.model)
     totals, confusion = measure_split(model, split, config.train.batch_size, num_classes)

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from needle.train.config import OPTIMIZERS, TrainConfig
-from needle.train.layers import LAYER_CLASSES, LAYER_TYPES, SHORT_FIELDS
+from needle.train.layers import LAYER_TYPES
 
 
 def _replace_layer_refs(node: Any) -> Any:
@@ -36,8 +36,8 @@ def json_schema() -> dict[str, Any]:
             {"$ref": f"#/$defs/{cls.__name__}Settings"},
             {"type": "null"},
         ]
-        if name in SHORT_FIELDS:
-            forms.append(settings["properties"][SHORT_FIELDS[name]])
+        if cls.short is not None:
+            forms.append(settings["properties"][cls.short])
         variants.append(
             {
                 "type": "object",
@@ -50,7 +50,7 @@ def json_schema() -> dict[str, Any]:
         "description": "a layer: a name, or one key naming its type",
         "anyOf": variants,
     }
-    for cls in LAYER_CLASSES:
+    for cls in LAYER_TYPES.values():
         defs.pop(cls.__name__, None)
     train = defs["TrainSettings"]["properties"]["optimizer"]
     train["anyOf"] = [{"enum": sorted(OPTIMIZERS)}, {"$ref": "#/$defs/OptimizerConfig"}]

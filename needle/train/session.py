@@ -17,6 +17,7 @@ from needle.train.build import LayerSummary, build_model, plan_model
 from needle.train.checkpoint import Checkpoint, EpochMetrics
 from needle.train.config import GENERATED, TrainConfig
 from needle.train.datasets import Data, load_data, unscaled_warning
+from needle.train.layers import LAYER_TYPES, Shape
 from needle.train.normalize import Normalization
 from needle.train.source import KeyPath
 
@@ -73,7 +74,7 @@ def prepare(config: TrainConfig, *, normalization: Normalization | None = None) 
     if message := unscaled_warning(config, data):
         warnings.warn(NeedleWarning(message), stacklevel=2)
     np.random.seed(config.seed)
-    model, plan = build_checked_model(config, data.in_features, data.num_classes)
+    model, plan = build_checked_model(config, data.sample_shape, data.num_classes)
     spec = config.train.optimizer
     optimizer = OPTIMIZER_CLASSES[spec.name](model.parameters(), **spec.arguments())
     batch = config.train.batch_size
@@ -98,20 +99,19 @@ def _memory_for(config: TrainConfig, at: KeyPath, what: str) -> Iterator[None]:
 
 
 def build_checked_model(
-    config: TrainConfig, in_features: int, num_classes: int
+    config: TrainConfig, input_shape: Shape, num_classes: int
 ) -> tuple[nn.Sequential, list[LayerSummary]]:
-    """`build_model` and its plan, with running out of memory reported at the largest layer."""
-    rows = plan_model(config, in_features, num_classes)
+    """`build_model` and its plan, with running out of memory reported at the largest layer
+    (of those that hold no block, whose rows count their blocks' parameters too)."""
+    rows = plan_model(config, input_shape, num_classes)
     total = sum(row.params for row in rows if row.depth == 0)
-    largest = max((row for row in rows if row.layer != "residual"), key=lambda row: row.params)
-    at: KeyPath = ("model", "layers")
-    for depth, index in enumerate(largest.index.split(".")):  # "3.1": layer 1 of block 3
-        at += (("residual", "layers") if depth else ()) + (int(index),)
-    if largest.layer == "linear":
-        at += ("linear", "out_features")
+    holders = {row.index.rpartition(".")[0] for row in rows}  # "3" holds "3.1"
+    largest = max((row for row in rows if row.index not in holders), key=lambda r: r.params)
+    sets_size = LAYER_TYPES[largest.layer].sets_size
+    at = largest.at + ((largest.layer, sets_size) if sets_size else ())
     what = f"a model of {total:,} parameters, {largest.params:,} of them in this layer"
     with _memory_for(config, at, what):
-        return build_model(config, in_features, num_classes), rows
+        return build_model(config, input_shape, num_classes), rows
 
 
 def skip_batches(loader: DataLoader, done: int, rng: tuple) -> Iterator:

@@ -1,0 +1,48 @@
+"""`linear`: y = x W + b, its weights drawn with the configured initializer."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from needle import init, nn
+from needle.train.fields import Positive, check_choice
+from needle.train.layers.registry import Builder, LayerSpec, Shape, Shapes, features, register
+
+
+@register
+class Linear(LayerSpec):
+    """`linear: 64` or `linear: {out_features: 64, bias: true, init: ..., init_args: {...}}`:
+    (batch, in_features) -> (batch, out_features)."""
+
+    type: Literal["linear"] = "linear"
+    out_features: Positive = Field(description="output size")
+    bias: bool = Field(True, description="add a learned bias row")
+    init: str | None = Field(None, description="this layer's initializer (model.init)")
+    init_args: dict[str, Any] | None = Field(
+        None, description="arguments for this layer's initializer (model.init_args)"
+    )
+    short = "out_features"
+    sets_size = "out_features"
+
+    @field_validator("init")
+    @classmethod
+    def _check_init(cls, value: str | None) -> str | None:
+        return None if value is None else check_choice("initializer", init.INITIALIZERS, value)
+
+    def out_shape(self, in_shape: Shape, shapes: Shapes) -> Shape:
+        features("linear", in_shape)
+        return (self.out_features,)
+
+    def param_count(self, in_shape: Shape) -> int:
+        return in_shape[0] * self.out_features + self.out_features * self.bias
+
+    def build(self, in_shape: Shape, builder: Builder) -> nn.Module:
+        # weight ~ init(in, out) and bias ~ init(out, 1) as a row: the course's convention
+        return nn.Linear(
+            in_shape[0], self.out_features, bias=self.bias, initializer=builder.initializer(self)
+        )
+
+    def initializer_settings(self) -> tuple[str | None, dict[str, Any] | None]:
+        return self.init, self.init_args
