@@ -9,7 +9,9 @@
                      data.normalize statistics
     summary.json     status and final numbers, rewritten as the run goes
 
-and trains with `needle.train.run_batches`, the one training loop. Every file is written to a
+and trains with `needle.train.loop.fit`, the one training loop; the folder is kept up to date
+by its hooks (`_RunFolder`), beside the front end's callbacks (`reports.Reporter`), the
+caller's own `hooks` and the signal flag (`_SignalStop`). Every file is written to a
 temporary name and renamed into place (`needle.fileio`), so killing the process at any moment
 leaves the previous checkpoint whole. The checkpoint format is `needle.train.checkpoint`;
 measuring a finished run is `needle.train.evaluate`.
