@@ -13,7 +13,6 @@ import yaml
 from needle.errors import UsageError
 from needle.train import session
 from needle.train.config import (
-    OPTIMIZERS,
     DataConfig,
     OptimizerConfig,
     TrainConfig,
@@ -24,8 +23,8 @@ from needle.train.config import (
 )
 from needle.train.datasets import GENERATOR, names
 from needle.train.layers import LAYER_TYPES, ModelConfig
+from needle.train.optimizers import OPTIMIZERS
 from needle.train.schema import json_schema
-from needle.train.session import OPTIMIZER_CLASSES
 from needle.train.source import read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -408,14 +407,15 @@ def test_defaults_are_filled_in():
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_each_optimizer_name_builds_its_class_with_the_library_s_defaults(name):
     config = parse_config(TINY + f"train:\n  optimizer: {name}\n", "c.yaml")
-    cls = OPTIMIZER_CLASSES[name]
+    built = session.prepare(config).optimizer
+    assert type(built) is OPTIMIZERS[name]
     defaults = {
         key: p.default
-        for key, p in inspect.signature(cls).parameters.items()
+        for key, p in inspect.signature(type(built)).parameters.items()
         if p.default is not inspect.Parameter.empty
     }
     assert config.train.optimizer.arguments() == defaults
-    assert type(session.prepare(config).optimizer) is cls
+    assert {key: getattr(built, key) for key in defaults} == defaults
 
 
 def test_short_and_long_forms_mean_the_same():

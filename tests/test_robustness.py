@@ -42,8 +42,9 @@ from needle.fileio import TEMP_PREFIX, read_npz
 from needle.train import datasets, session, signals
 from needle.train import runner as training
 from needle.train.checkpoint import load_checkpoint
-from needle.train.config import DATASETS, OPTIMIZERS, parse_config
+from needle.train.config import DATASETS, parse_config
 from needle.train.layers import LAYER_TYPES
+from needle.train.optimizers import OPTIMIZERS
 from needle.train.rundir import CHECKPOINT_FILE
 from needle.train.schema import json_schema
 from needle.train.source import read_yaml

@@ -1,10 +1,12 @@
 """Training: the one loop (`epoch`, `run_batches`, as the course's `needle.train.epoch`) and,
 in its own modules, everything `needle train` builds on it.
 
-    loop        the one training loop: run_batches, epoch, Totals
+    loop        the one training loop: run_batches, epoch, Totals; fit with its Hooks
     source      YAML read safely, every value keeping its file, line and column
     overrides   --set key.path=value
     fields      Strict config sections, error wording, number types
+    constructors  a family a config names, settings read from the signatures
+    optimizers  the optimizers a config names (train.optimizer)
     layers      the layer types a config names, one definition each, registered by name
     config      TrainConfig and its sections; load, validate, write back
     schema      the config's JSON Schema

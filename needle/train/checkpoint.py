@@ -21,21 +21,10 @@ import numpy as np
 from needle import nn
 from needle.errors import UsageError
 from needle.fileio import atomic_writer, read_npz
+from needle.train.loop import EpochMetrics  # what the loop measures, stored with the state
 from needle.train.normalize import NORMALIZATIONS, Normalization
 
 CHECKPOINT_FORMAT = "needle-checkpoint/1"
-
-
-@dataclass(frozen=True)
-class EpochMetrics:
-    """One epoch's numbers: mean loss per sample and accuracy, on both splits."""
-
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    val_loss: float
-    val_accuracy: float
-    seconds: float
 
 
 @dataclass

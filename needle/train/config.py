@@ -27,22 +27,17 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
-    field_validator,
-    model_validator,
 )
 
 from needle.errors import ConfigError, UsageError
+from needle.train.constructors import name_or_mapping
 from needle.train.datasets import GENERATOR, DataConfig, names
 from needle.train.fields import (
-    NonNegative,
     Positive,
-    PositiveFloat,
-    Probability,
     Strict,
-    check_choice,
-    field_error,
 )
 from needle.train.layers import LayerSpec, ModelConfig, Residual
+from needle.train.optimizers import OptimizerConfig
 from needle.train.overrides import apply_override
 from needle.train.source import KeyPath, SourceMap, read_yaml, show_value
 
@@ -51,67 +46,13 @@ GENERATED = names(GENERATOR)
 DATASETS = names()
 
 
-OPTIMIZERS = {
-    "sgd": {"lr": 0.01, "momentum": 0.0, "weight_decay": 0.0},
-    "adam": {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
-    "adamw": {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01},
-}
-
-
-class OptimizerConfig(Strict):
-    """`train.optimizer:` `adam`, or `{name: sgd, lr: 0.1, momentum: 0.9}` and so on."""
-
-    name: str = Field(
-        "adam", description="sgd, adam or adamw", json_schema_extra={"enum": sorted(OPTIMIZERS)}
-    )
-    lr: PositiveFloat | None = Field(None, description="learning rate (0.01)")
-    momentum: Probability | None = Field(None, description="sgd: momentum (0)")
-    beta1: Probability | None = Field(None, description="adam, adamw: first-moment rate (0.9)")
-    beta2: Probability | None = Field(None, description="adam, adamw: second-moment rate (0.999)")
-    eps: PositiveFloat | None = Field(
-        None, description="adam, adamw: added to the denominator (1e-8)"
-    )
-    weight_decay: NonNegative | None = Field(
-        None, description="L2 penalty (0); adamw: decoupled weight decay (0.01)"
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        return check_choice("optimizer", OPTIMIZERS, value)
-
-    @model_validator(mode="after")
-    def _fill_and_check(self) -> OptimizerConfig:
-        defaults = OPTIMIZERS[self.name]
-        for key in ("lr", "momentum", "beta1", "beta2", "eps", "weight_decay"):
-            if key not in defaults:
-                if getattr(self, key) is not None:
-                    users = [n for n, d in OPTIMIZERS.items() if key in d]
-                    raise field_error(
-                        f"{self.name} has no setting {key} (it belongs to {', '.join(users)})",
-                        at=(key,),
-                        key=True,
-                    )
-            elif getattr(self, key) is None:
-                setattr(self, key, defaults[key])
-        return self
-
-    def arguments(self) -> dict[str, float]:
-        """Keyword arguments for the optimizer's constructor."""
-        return {key: getattr(self, key) for key in OPTIMIZERS[self.name]}
-
-
-def _optimizer_short_form(value: Any) -> Any:
-    return {"name": value} if isinstance(value, str) else value
-
-
 class TrainSettings(Strict):
     """`train:` how long and in what batches to train, and with which optimizer."""
 
     epochs: Positive = Field(10, description="passes over the training data")
     batch_size: Positive = Field(64, description="samples per step")
     shuffle: bool = Field(True, description="reshuffle the training data every epoch")
-    optimizer: Annotated[OptimizerConfig, BeforeValidator(_optimizer_short_form)] = Field(
+    optimizer: Annotated[OptimizerConfig, BeforeValidator(name_or_mapping)] = Field(
         default_factory=OptimizerConfig, description="the optimizer: a name or a mapping"
     )
 

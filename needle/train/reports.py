@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from needle.train.checkpoint import EpochMetrics
 from needle.train.config import TrainConfig
 from needle.train.datasets import Data
+from needle.train.loop import BatchResult, EpochMetrics, Hooks, LoopState, Totals
 
 # -- what a run reports ----------------------------------------------------------------------
+
+INTERRUPTED = "interrupted"  # the status of a run stopped by a signal (Ctrl-C, SIGTERM, SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,52 @@ class Callbacks:
     on_epoch: Callable[[EpochMetrics], None] | None = None
 
 
+class Reporter(Hooks):
+    """The loop's hooks as a front end's `Callbacks`: plain data (`Progress`, `EpochMetrics`)
+    to render, never the live model and optimizer. `val_steps` is the validation pass's
+    number of batches."""
+
+    def __init__(self, callbacks: Callbacks, val_steps: int) -> None:
+        self.callbacks = callbacks
+        self.val_steps = val_steps
+        self.val_step = 0
+
+    def on_step(self, state: LoopState, batch: BatchResult) -> None:
+        if self.callbacks.on_step:
+            self.callbacks.on_step(
+                _progress(state, state.step, state.steps, state.totals, batch, "train")
+            )
+
+    def on_validate_step(self, state: LoopState, batch: BatchResult) -> None:
+        self.val_step += 1
+        if self.callbacks.on_validate:
+            self.callbacks.on_validate(
+                _progress(state, self.val_step, self.val_steps, state.val, batch, "validate")
+            )
+
+    def on_evaluate(self, state: LoopState, val: Totals) -> None:
+        self.val_step = 0
+
+    def on_epoch_end(self, state: LoopState, metrics: EpochMetrics) -> None:
+        if self.callbacks.on_epoch:
+            self.callbacks.on_epoch(metrics)
+
+
+def _progress(
+    state: LoopState, step: int, steps: int, sums: Totals, batch: BatchResult, phase: str
+) -> Progress:
+    return Progress(
+        state.epoch, state.epochs, step, steps, sums.loss, sums.accuracy, batch.size, phase
+    )
+
+
 @dataclass(frozen=True)
 class RunResult:
     """How a run (or a session of it) ended."""
 
     run_dir: Path
-    status: str  # "completed" or "interrupted"
+    # "completed", "interrupted" (a signal), "diverged", or the reason a hook stopped it
+    status: str
     epochs: int  # epochs completed
     total_epochs: int  # epochs the config asks for
     history: list[EpochMetrics]

@@ -9,7 +9,9 @@
                      data.normalize statistics
     summary.json     status and final numbers, rewritten as the run goes
 
-and trains with `needle.train.run_batches`, the one training loop. Every file is written to a
+and trains with `needle.train.loop.fit`, the one training loop; the folder is kept up to date
+by its hooks (`_RunFolder`), beside the front end's callbacks (`reports.Reporter`), the
+caller's own `hooks` and the signal flag (`_SignalStop`). Every file is written to a
 temporary name and renamed into place (`needle.fileio`), so killing the process at any moment
 leaves the previous checkpoint whole. The checkpoint format is `needle.train.checkpoint`;
 measuring a finished run is `needle.train.evaluate`.
@@ -25,8 +27,7 @@ shuffle, skips the finished batches and goes on exactly as it would have.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -36,15 +37,21 @@ from needle.errors import NeedleError, UsageError
 from needle.fileio import TEMP_PREFIX
 from needle.train.checkpoint import (
     Checkpoint,
-    EpochMetrics,
     check_fits,
     load_checkpoint,
     save_checkpoint,
 )
 from needle.train.config import TrainConfig, config_data, load_config, validate_config
-from needle.train.loop import Totals, run_batches
+from needle.train.loop import BatchResult, EpochMetrics, Hooks, LoopState, Totals, fit
 from needle.train.overrides import parse_key_path
-from needle.train.reports import Callbacks, Progress, RunResult, RunStart, resume_command
+from needle.train.reports import (
+    INTERRUPTED,
+    Callbacks,
+    Reporter,
+    RunResult,
+    RunStart,
+    resume_command,
+)
 from needle.train.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -74,6 +81,7 @@ def train(
     name: str = "run",
     callbacks: Callbacks | None = None,
     stop: StopFlag | None = None,
+    hooks: Sequence[Hooks] = (),
 ) -> RunResult:
     """Train `config` in a new folder `out/name-N`; see the module docstring for its files.
 
@@ -87,7 +95,7 @@ def train(
     write_config(run_dir, config)
     start = session.checkpoint(0, [], config_data(config))
     save_checkpoint(run_dir / CHECKPOINT_FILE, start)
-    return _run(session, run_dir, start, callbacks or Callbacks(), stop or StopFlag(), False)
+    return _run(session, run_dir, start, callbacks or Callbacks(), stop or StopFlag(), False, hooks)
 
 
 def resume(
@@ -96,6 +104,7 @@ def resume(
     *,
     callbacks: Callbacks | None = None,
     stop: StopFlag | None = None,
+    hooks: Sequence[Hooks] = (),
 ) -> RunResult:
     """Continue the run in `run_dir` from its checkpoint, up to its config's epochs.
 
@@ -167,7 +176,9 @@ def resume(
     if overrides or resolved.data.path != config.data.path:
         write_config(run_dir, resolved)  # a run from before paths were stored absolute, too
     checkpoint.config = config_data(resolved)
-    return _run(session, run_dir, checkpoint, callbacks or Callbacks(), stop or StopFlag(), True)
+    return _run(
+        session, run_dir, checkpoint, callbacks or Callbacks(), stop or StopFlag(), True, hooks
+    )
 
 
 # A diverging run overflows float32 before its loss turns NaN; the loss check reports that
@@ -180,101 +191,145 @@ def _run(
     callbacks: Callbacks,
     stop: StopFlag,
     resumed: bool,
+    hooks: Sequence[Hooks],
 ) -> RunResult:
-    """The epoch loop shared by `train` and `resume`: continue from `state`."""
-    config, model, optimizer = session.config, session.model, session.optimizer
-    total, steps = config.train.epochs, len(session.train_loader)
-    val_steps = len(session.val_loader)
-    checkpoint_path = run_dir / CHECKPOINT_FILE
-    history = list(state.history)
+    """The run shared by `train` and `resume`: `fit` from `state`, with the run folder kept
+    up to date, the front end's callbacks, the caller's hooks and the stop flag, in that
+    order (a stop asked by a callback or hook is seen at the same step)."""
+    total, steps = session.config.train.epochs, len(session.train_loader)
     np.random.set_state(state.rng)
     if callbacks.on_start:
         callbacks.on_start(
             RunStart(
-                run_dir, config, session.data, state.epoch + 1, state.step, total, steps, resumed
+                run_dir,
+                session.config,
+                session.data,
+                state.epoch + 1,
+                state.step,
+                total,
+                steps,
+                resumed,
             )
         )
+    loop = LoopState(
+        session.model,
+        session.optimizer,
+        epochs=total,
+        steps=steps,
+        epoch=state.epoch + 1,
+        history=list(state.history),
+    )
+    rest = None
+    if state.step:  # stopped inside an epoch: redraw its shuffle, skip the batches done
+        np.random.set_state(state.epoch_rng)
+        rest = skip_batches(session.train_loader, state.step, state.rng)
+        partial = state.partial
+        loop.step = state.step
+        loop.totals = Totals(partial["loss_sum"], int(partial["correct"]), int(partial["size"]))
+        loop.seconds_before = float(partial.get("seconds", 0.0))
+    folder = _RunFolder(session, run_dir, state.config, stop)
+    reporter = Reporter(callbacks, len(session.val_loader))
+    everything = [folder, reporter, *hooks, _SignalStop(stop)]
+    fit(session.train_loader, session.val_loader, loop, everything, rest=rest)
+    assert folder.result is not None  # fit always ends with on_stop
+    return folder.result
 
-    def result(status: str, epochs: int, **extra: Any) -> RunResult:
-        return RunResult(run_dir, status, epochs, total, list(history), checkpoint_path, **extra)
 
-    def tick(epoch: int, step: int, of: int, sums: Totals, samples: int, phase: str) -> None:
-        hook = callbacks.on_step if phase == "train" else callbacks.on_validate
-        if hook:
-            hook(Progress(epoch, total, step, of, sums.loss, sums.accuracy, samples, phase))
+class _RunFolder(Hooks):
+    """The run folder kept up to date: the checkpoint and metrics after every epoch, a
+    checkpoint at a stop inside one, summary.json as the run goes; and the loss checked
+    after every step, before anything reports it."""
 
-    for epoch in range(state.epoch + 1, total + 1):
-        totals, step, elapsed = Totals(), 0, 0.0
-        if epoch == state.epoch + 1 and state.step:
-            np.random.set_state(state.epoch_rng)
-            epoch_rng = state.epoch_rng
-            batches: Iterable = skip_batches(session.train_loader, state.step, state.rng)
-            totals = Totals(
-                state.partial["loss_sum"], int(state.partial["correct"]), int(state.partial["size"])
+    def __init__(
+        self, session: Session, run_dir: Path, config: dict[str, Any], stop: StopFlag
+    ) -> None:
+        self.session, self.run_dir, self.config, self.stop = session, run_dir, config, stop
+        self.epoch_rng: tuple | None = None  # the RNG as the epoch under way began
+        self.result: RunResult | None = None  # how the run ended
+
+    def on_epoch_start(self, state: LoopState) -> None:
+        self.epoch_rng = np.random.get_state()
+
+    def on_step(self, state: LoopState, batch: BatchResult) -> None:
+        if not math.isfinite(batch.loss):
+            _diverged(
+                self.run_dir,
+                self.session.config,
+                self._result(state, "diverged", state.epoch - 1),
+                batch.loss,
+                state.epoch,
+                state.step,
+                state.steps,
             )
-            step, elapsed = state.step, float(state.partial.get("seconds", 0.0))
-        else:
-            epoch_rng = np.random.get_state()
-            batches = session.train_loader
-        began = time.perf_counter()
-        for batch in run_batches(batches, model, optimizer):
-            step += 1
-            if not math.isfinite(batch.loss):
-                _diverged(
-                    run_dir, config, result("diverged", epoch - 1), batch.loss, epoch, step, steps
-                )
-            totals.add(batch)
-            tick(epoch, step, steps, totals, batch.size, "train")
-            if stop.requested and step < steps:
-                partial = {
-                    "loss_sum": totals.loss_sum,
-                    "correct": totals.correct,
-                    "size": totals.size,
-                    "seconds": elapsed + time.perf_counter() - began,
-                }
-                stop_state = session.checkpoint(
-                    epoch - 1,
-                    history,
-                    state.config,
-                    step=step,
-                    epoch_rng=epoch_rng,
-                    partial=partial,
-                )
-                save_checkpoint(checkpoint_path, stop_state)
-                stopped = result(
-                    "interrupted",
-                    epoch - 1,
-                    stopped_at=(epoch, step),
-                    signum=stop.signum,
-                    unfinished_seconds=partial["seconds"],
-                )
-                write_summary(stopped)
-                return stopped
-        val = Totals()
-        for val_step, batch in enumerate(run_batches(session.val_loader, model), 1):
-            val.add(batch)
-            tick(epoch, val_step, val_steps, val, batch.size, "validate")
-        metrics = EpochMetrics(
-            epoch,
-            totals.loss,
-            totals.accuracy,
-            val.loss,
-            val.accuracy,
-            elapsed + time.perf_counter() - began,
-        )
-        history.append(metrics)
+
+    def on_epoch_end(self, state: LoopState, metrics: EpochMetrics) -> None:
         # The checkpoint first: a kill between the two writes leaves metrics one epoch behind
         # (the next epoch rewrites them), never claiming an epoch the checkpoint lacks.
-        save_checkpoint(checkpoint_path, session.checkpoint(epoch, history, state.config))
-        write_metrics(run_dir, history)
-        if callbacks.on_epoch:
-            callbacks.on_epoch(metrics)
-        if stop.requested and epoch < total:
-            stopped = result("interrupted", epoch, stopped_at=(epoch, steps), signum=stop.signum)
-            write_summary(stopped)
-            return stopped
-        write_summary(result("running" if epoch < total else "completed", epoch))
-    return result("completed", total)
+        checkpoint = self.session.checkpoint(state.epoch, state.history, self.config)
+        save_checkpoint(self.run_dir / CHECKPOINT_FILE, checkpoint)
+        write_metrics(self.run_dir, state.history)
+        if state.epoch < state.epochs:
+            write_summary(self._result(state, "running", state.epoch))
+
+    def on_stop(self, state: LoopState, reason: str) -> None:
+        if reason == "completed":
+            result = self._result(state, reason, state.epochs)
+        elif state.step < state.steps:  # inside an epoch: keep what resuming it needs
+            partial = {
+                "loss_sum": state.totals.loss_sum,
+                "correct": state.totals.correct,
+                "size": state.totals.size,
+                "seconds": state.seconds,
+            }
+            checkpoint = self.session.checkpoint(
+                state.epoch - 1,
+                state.history,
+                self.config,
+                step=state.step,
+                epoch_rng=self.epoch_rng,
+                partial=partial,
+            )
+            save_checkpoint(self.run_dir / CHECKPOINT_FILE, checkpoint)
+            result = self._result(
+                state,
+                reason,
+                state.epoch - 1,
+                stopped_at=(state.epoch, state.step),
+                unfinished_seconds=partial["seconds"],
+            )
+        else:
+            result = self._result(state, reason, state.epoch, stopped_at=(state.epoch, state.steps))
+        write_summary(result)
+        self.result = result
+
+    def _result(self, state: LoopState, status: str, epochs: int, **extra: Any) -> RunResult:
+        signum = self.stop.signum if status == INTERRUPTED else None
+        return RunResult(
+            self.run_dir,
+            status,
+            epochs,
+            state.epochs,
+            list(state.history),
+            self.run_dir / CHECKPOINT_FILE,
+            signum=signum,
+            **extra,
+        )
+
+
+class _SignalStop(Hooks):
+    """A signal's stop request (`StopFlag`, set by Ctrl-C, SIGTERM, SIGHUP) passed on to the
+    loop, as the run's status "interrupted"."""
+
+    def __init__(self, stop: StopFlag) -> None:
+        self.stop = stop
+
+    def on_step(self, state: LoopState, batch: BatchResult) -> None:
+        if self.stop.requested:
+            state.request_stop(INTERRUPTED)
+
+    def on_epoch_end(self, state: LoopState, metrics: EpochMetrics) -> None:
+        if self.stop.requested:
+            state.request_stop(INTERRUPTED)
 
 
 def _diverged(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from needle.train.config import OPTIMIZERS, TrainConfig
+from needle.train.config import TrainConfig, TrainSettings
+from needle.train.constructors import Choice
 from needle.train.layers import LAYER_TYPES
 
 
@@ -52,9 +53,12 @@ def json_schema() -> dict[str, Any]:
     }
     for cls in LAYER_TYPES.values():
         defs.pop(cls.__name__, None)
-    train = defs["TrainSettings"]["properties"]["optimizer"]
-    train["anyOf"] = [{"enum": sorted(OPTIMIZERS)}, {"$ref": "#/$defs/OptimizerConfig"}]
-    train.pop("$ref", None)
+    for key, field in TrainSettings.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, Choice):
+            # a name alone is the short form of the mapping
+            choice = defs["TrainSettings"]["properties"][key]
+            names = sorted(field.annotation.constructors)
+            choice["anyOf"] = [{"enum": names}, {"$ref": choice.pop("$ref")}]
     schema = _replace_layer_refs(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "needle training config"

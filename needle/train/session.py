@@ -24,9 +24,6 @@ from needle.train.source import KeyPath
 # -- the pieces of a run ---------------------------------------------------------------------
 
 
-OPTIMIZER_CLASSES = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW}
-
-
 @dataclass
 class Session:
     """A config made real: data, model, optimizer and loaders."""
@@ -75,8 +72,7 @@ def prepare(config: TrainConfig, *, normalization: Normalization | None = None) 
         warnings.warn(NeedleWarning(message), stacklevel=2)
     np.random.seed(config.seed)
     model, plan = build_checked_model(config, data.sample_shape, data.num_classes)
-    spec = config.train.optimizer
-    optimizer = OPTIMIZER_CLASSES[spec.name](model.parameters(), **spec.arguments())
+    optimizer = config.train.optimizer.build(model.parameters())
     batch = config.train.batch_size
     train_loader = DataLoader(
         NDArrayDataset(data.train.X, data.train.y),
