@@ -182,9 +182,7 @@ def _conv_kernel(a_shape: tuple[int, ...], b_shape: tuple[int, ...], padding: in
     return kernel
 
 
-def _im2col(
-    a: Any, kernel: int, stride: int, padding: int
-) -> tuple[Any, tuple[int, int, int]]:
+def _im2col(a: Any, kernel: int, stride: int, padding: int) -> tuple[Any, tuple[int, int, int]]:
     """Every K×K window of the padded NHWC `a` as one row: the (N·Ho·Wo, K·K·Cin) matrix
     (one copy, of the window view), and (N, Ho, Wo)."""
     p = padding
