@@ -60,13 +60,13 @@ class BackendDevice:
         """The array namespace computing on this device's arrays (see array_api.py)."""
         from needle.backend_ndarray import ndarray_api, numpy_api
 
-        return ndarray_api if isinstance(self.mod, ArrayBackend) else numpy_api
+        return numpy_api if self.mod is numpy else ndarray_api
 
     def array(self, values: Any, dtype: Any = None) -> Any:
         """`values` (a numpy array, NDArray or anything numpy takes) as an array of this
         device: for cpu_numpy() `np.asarray` (no copy when nothing changes), else a new
         NDArray (default dtype: values' when float32 or float64, else float32)."""
-        if not isinstance(self.mod, ArrayBackend):
+        if self.mod is numpy:
             if isinstance(values, _ndarray_class()):
                 values = values.numpy()
             return numpy.asarray(values, dtype=dtype)
