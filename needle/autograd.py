@@ -400,14 +400,17 @@ class _Cast(TensorOp):
         return _Cast(node.inputs[0].dtype)(out_grad)
 
 
-def _in_dtype(grad: Tensor, dtype: np.dtype) -> Tensor:
+def _in_dtype(grad: Tensor, dtype: Any) -> Tensor:
     """`grad` in `dtype` when that is a floating one.
 
     Ops compute in numpy's promoted dtype, so a float32 input used with a float64 one gets a
     float64 product; converted here, every op's gradient has its input's dtype. An integer
     or boolean input keeps the floating gradient: in its own dtype it would be truncated.
     """
-    if grad.dtype == dtype or dtype.kind not in "fc":
+    if grad.cached_data.dtype == dtype:  # an NDArray's dtype is a name, equal to np.dtype's
+        return grad
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "fc":
         return grad
     return _Cast(dtype)(grad)
 
@@ -457,7 +460,7 @@ def _add_adjoint(adjoints: dict[Value, Any], node: Value, grad: Value) -> None:
         for index, part in enumerate(grad.tuple()):
             _add_part(adjoints, node, index, part)
         return
-    grad = _in_dtype(grad, node.dtype)
+    grad = _in_dtype(grad, node.cached_data.dtype)
     earlier = adjoints.get(node)
     adjoints[node] = grad if earlier is None else earlier + grad
 
@@ -466,7 +469,7 @@ def _add_part(adjoints: dict[Value, Any], node: TensorTuple, index: int, grad: T
     """Add `grad` to the adjoint of element `index` of `node`, kept as a list of parts (None
     where nothing has arrived)."""
     parts = adjoints.setdefault(node, [None] * len(node))
-    grad = _in_dtype(grad, np.dtype(node.cached_data[index].dtype))
+    grad = _in_dtype(grad, node.cached_data[index].dtype)
     parts[index] = grad if parts[index] is None else parts[index] + grad
 
 

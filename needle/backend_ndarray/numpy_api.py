@@ -32,7 +32,6 @@ from numpy import (  # noqa: F401 - re-exported as the namespace
     ones_like,
     pad,
     power,
-    reshape,
     sqrt,
     stack,
     subtract,
@@ -66,6 +65,12 @@ def swapaxes(a: numpy.ndarray, first: int, second: int) -> numpy.ndarray:
     if a.ndim == 2 and first % 2 != second % 2:
         return a.T
     return numpy.swapaxes(a, first, second)
+
+
+def reshape(a: Any, shape: Sequence[int]) -> Any:
+    """`a` in a new shape (a view when its layout allows), by the method: np.reshape adds
+    two calls of dispatch."""
+    return a.reshape(shape)
 
 
 def astype(a: Any, dtype: Any) -> Any:
