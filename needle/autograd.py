@@ -1,6 +1,7 @@
 """Reverse-mode automatic differentiation: `Tensor`, `Op` and the backward pass.
 
-A `Tensor` holds a numpy array (`cached_data`) and, when it was computed from tensors that
+A `Tensor` holds an array of its device (`cached_data`: a numpy array on cpu_numpy(), an
+NDArray on cpu() and cuda(); see needle.devices) and, when it was computed from tensors that
 require a gradient, the `op` that made it and its `inputs`. `backward()` orders that graph
 once (iteratively, so deep graphs do not hit Python's recursion limit) and applies the chain
 rule in reverse. Gradients are built from needle ops, so they can be differentiated again.
@@ -14,6 +15,14 @@ from typing import Any, Self
 
 import numpy as np
 
+from needle.backend_ndarray import api
+from needle.devices import (
+    Device,
+    as_device_array,
+    check_device,
+    check_same_device,
+    device_of,
+)
 from needle.errors import UsageError
 
 # Number of live graph values; incremented when one is made, decremented when it dies.
@@ -38,37 +47,10 @@ class no_grad:
         _GRAD_ENABLED = self._saved
 
 
-class Device:
-    """The one device needle has: the CPU, computing with numpy."""
-
-    def __repr__(self) -> str:
-        return "cpu()"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Device)
-
-    def __hash__(self) -> int:
-        return hash("cpu")
-
-    def enabled(self) -> bool:
-        return True
-
-
-_CPU = Device()
-
-
-def cpu() -> Device:
-    """Return the CPU device."""
-    return _CPU
-
-
-def all_devices() -> list[Device]:
-    return [_CPU]
-
-
 class Op:
-    """An operator: `compute` maps numpy arrays to a numpy array; `gradient` maps the
-    output's adjoint to one adjoint per input, written with needle ops."""
+    """An operator: `compute` maps arrays of one device to an array of it, through the
+    device's array namespace (`api(a)`); `gradient` maps the output's adjoint to one adjoint
+    per input, written with needle ops."""
 
     def __call__(self, *args):
         raise NotImplementedError
@@ -116,11 +98,16 @@ class Value:
         # The hot path of every forward and backward pass: kept to plain attribute writes.
         global TENSOR_COUNTER
         if len(inputs) == 2:  # most ops take one or two inputs: no argument list to build
-            data = op.compute(inputs[0].cached_data, inputs[1].cached_data)
+            a, b = inputs[0].cached_data, inputs[1].cached_data
+            if type(a) is not np.ndarray or type(b) is not np.ndarray:  # two numpy: one device
+                check_same_device((a, b), op)
+            data = op.compute(a, b)
         elif len(inputs) == 1:
             data = op.compute(inputs[0].cached_data)
         else:
-            data = op.compute(*[x.cached_data for x in inputs])
+            datas = [x.cached_data for x in inputs]
+            check_same_device(datas, op)
+            data = op.compute(*datas)
         tensor = cls.__new__(cls)
         tensor.cached_data = data
         tensor.grad = None
@@ -152,18 +139,20 @@ class Value:
         TENSOR_COUNTER -= 1
 
 
-def _as_array(array: Any, dtype: Any) -> np.ndarray:
-    if isinstance(array, Tensor):
-        data = array.cached_data
-        return data if dtype is None or data.dtype == np.dtype(dtype) else data.astype(dtype)
-    return np.array(array, dtype=dtype)
+def _as_array(array: Any, device: Device | None, dtype: Any) -> Any:
+    if isinstance(array, Value):
+        return as_device_array(array.cached_data, device or array.device, dtype, share=True)
+    return as_device_array(array, device, dtype, share=False)
 
 
 class Tensor(Value):
-    """An n-dimensional array that records how it was computed.
+    """An n-dimensional array on a device that records how it was computed.
 
-    `Tensor(array, dtype=None, requires_grad=True)`: `dtype=None` keeps the input's dtype;
-    built from a Tensor of the same dtype, the new tensor shares its storage.
+    `Tensor(array, device=None, dtype=None, requires_grad=True)` takes a numpy array, an
+    NDArray, a Tensor, a list or a number. `device=None` keeps an NDArray's or Tensor's
+    device, else `default_device()`; `dtype=None` keeps the input's dtype. Built from a
+    Tensor on the same device in the same dtype, the new tensor shares its storage; from
+    anything else it holds a copy.
     """
 
     grad: Tensor | None
@@ -178,9 +167,8 @@ class Tensor(Value):
     ) -> None:
         global TENSOR_COUNTER
         TENSOR_COUNTER += 1  # first: a construction that raises below still reaches __del__
-        if device is not None and not isinstance(device, Device):
-            raise ValueError(f"unknown device {device!r}; needle has only cpu()")
-        self.op, self.inputs, self.cached_data = None, (), _as_array(array, dtype)
+        data = _as_array(array, check_device(device), dtype)
+        self.op, self.inputs, self.cached_data = None, (), data
         self.requires_grad, self.grad = requires_grad, None
 
     # -- data access -------------------------------------------------------------------
@@ -195,13 +183,23 @@ class Tensor(Value):
             raise TypeError(f"Tensor.data must be assigned a Tensor, got {type(value).__name__}")
         if value.dtype != self.dtype:
             raise TypeError(f"Tensor.data: dtype {value.dtype} does not match {self.dtype}")
+        if value.device != self.device:
+            raise UsageError(f"Tensor.data: a tensor on {value.device} set on one on {self.device}")
         self.cached_data = value.cached_data
 
     def detach(self) -> Tensor:
         return Tensor.make_const(self.cached_data)
 
     def numpy(self) -> np.ndarray:
-        return np.asarray(self.cached_data)
+        """The data as a numpy array (the array itself on cpu_numpy(), else a copy)."""
+        return api(self.cached_data).to_numpy(self.cached_data)
+
+    def to(self, device: Device) -> Tensor:
+        """This tensor on `device`: itself when already there, else a copy (a leaf,
+        requiring a gradient as this one does)."""
+        if check_device(device) == self.device:
+            return self
+        return Tensor(self, device=device, requires_grad=self.requires_grad)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -209,7 +207,8 @@ class Tensor(Value):
 
     @property
     def dtype(self) -> np.dtype:
-        return self.cached_data.dtype
+        dtype = self.cached_data.dtype
+        return dtype if type(dtype) is not str else np.dtype(dtype)  # an NDArray's is a name
 
     @property
     def ndim(self) -> int:
@@ -221,10 +220,10 @@ class Tensor(Value):
 
     @property
     def device(self) -> Device:
-        return _CPU
+        return device_of(self.cached_data)
 
     def __len__(self) -> int:
-        return len(self.cached_data)
+        return self.cached_data.shape[0]
 
     def __repr__(self) -> str:
         return f"needle.Tensor({self.cached_data!r})"
@@ -247,7 +246,7 @@ class Tensor(Value):
                 "under no_grad()); nothing would get a .grad"
             )
         if out_grad is None:
-            out_grad = Tensor.make_const(np.ones(self.shape, dtype=self.dtype))
+            out_grad = Tensor.make_const(api(self.cached_data).ones_like(self.cached_data))
         compute_gradient_of_variables(self, out_grad)
 
     # -- operators: each is one registered op (see needle.ops) --------------------------
@@ -323,7 +322,7 @@ class TensorTuple(Value):
         global TENSOR_COUNTER
         TENSOR_COUNTER += 1
         self.op, self.inputs, self.requires_grad, self.grad = None, (), False, None
-        self.cached_data = tuple(_as_array(a, None) for a in arrays)
+        self.cached_data = tuple(_as_array(a, None, None) for a in arrays)
 
     def __len__(self) -> int:
         return len(self.cached_data)
@@ -345,7 +344,7 @@ class TensorTuple(Value):
 
     @property
     def device(self) -> Device:
-        return _CPU
+        return device_of(self.cached_data)
 
     def __repr__(self) -> str:
         return f"needle.TensorTuple({self.cached_data!r})"
@@ -394,21 +393,24 @@ class _Cast(TensorOp):
     def __init__(self, dtype: np.dtype):
         self.dtype = dtype
 
-    def compute(self, a: np.ndarray) -> np.ndarray:
-        return a.astype(self.dtype)
+    def compute(self, a: Any) -> Any:
+        return api(a).astype(a, self.dtype)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         return _Cast(node.inputs[0].dtype)(out_grad)
 
 
-def _in_dtype(grad: Tensor, dtype: np.dtype) -> Tensor:
+def _in_dtype(grad: Tensor, dtype: Any) -> Tensor:
     """`grad` in `dtype` when that is a floating one.
 
     Ops compute in numpy's promoted dtype, so a float32 input used with a float64 one gets a
     float64 product; converted here, every op's gradient has its input's dtype. An integer
     or boolean input keeps the floating gradient: in its own dtype it would be truncated.
     """
-    if grad.cached_data.dtype == dtype or dtype.kind not in "fc":
+    if grad.cached_data.dtype == dtype:  # an NDArray's dtype is a name, equal to np.dtype's
+        return grad
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "fc":
         return grad
     return _Cast(dtype)(grad)
 
@@ -475,7 +477,7 @@ def _assemble(node: TensorTuple, parts: list[Tensor | None]) -> TensorTuple:
     """A tuple node's adjoint from its parts, zeros for the elements nothing read."""
     return ops.make_tuple(
         *[
-            Tensor.make_const(np.zeros_like(array)) if part is None else part
+            Tensor.make_const(api(array).zeros_like(array)) if part is None else part
             for array, part in zip(node.cached_data, parts, strict=True)
         ]
     )

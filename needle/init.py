@@ -172,14 +172,16 @@ def class_indices(i: Tensor | np.ndarray | Any, n: int) -> np.ndarray:
 def zeros_like(
     array: Tensor, *, device: Device | None = None, requires_grad: bool = False
 ) -> Tensor:
-    """Zeros with the shape and dtype of `array`."""
+    """Zeros with the shape and dtype of `array`, on its device unless `device` is given."""
+    device = array.device if device is None else device
     return zeros(*array.shape, dtype=array.dtype, device=device, requires_grad=requires_grad)
 
 
 def ones_like(
     array: Tensor, *, device: Device | None = None, requires_grad: bool = False
 ) -> Tensor:
-    """Ones with the shape and dtype of `array`."""
+    """Ones with the shape and dtype of `array`, on its device unless `device` is given."""
+    device = array.device if device is None else device
     return ones(*array.shape, dtype=array.dtype, device=device, requires_grad=requires_grad)
 
 

@@ -1,9 +1,11 @@
 """Optimizers: update parameters from their `.grad`.
 
-`step()` works on the numpy arrays directly (it is on every training step's hot path) and
-gives each parameter a new array instead of writing into the old one, so no graph grows, a
-caller holding the previous array keeps its values, and `.grad` is never modified. Python
-scalars keep float32 arrays float32.
+`step()` works on the arrays directly (it is on every training step's hot path), with their
+operators and the namespace of their device (`api`): numpy arrays on cpu_numpy(), NDArrays
+elsewhere. It gives each parameter a new array instead of writing into the old one, so no
+graph grows, a caller holding the previous array keeps its values, and `.grad` is never
+modified. Python scalars keep float32 arrays float32. The state (`state_dict()`) is numpy
+arrays whatever the device.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from needle.autograd import Tensor
+from needle.backend_ndarray import api
 from needle.errors import UsageError
 
 
@@ -37,26 +40,26 @@ class Optimizer:
         for p in self.params:
             p.grad = None
 
-    def _grad(self, p: Tensor, weight_decay: float) -> np.ndarray:
-        """g = grad + weight_decay · p, as a numpy array of p's dtype."""
+    def _grad(self, p: Tensor, weight_decay: float) -> Any:
+        """g = grad + weight_decay · p, as an array of p's device and dtype."""
         g = p.grad.cached_data
         if g.dtype != p.dtype:
-            g = g.astype(p.dtype)
+            g = api(g).astype(g, p.dtype)
         if weight_decay:
             g = g + weight_decay * p.cached_data
         return g
 
     @staticmethod
-    def _assign(p: Tensor, new: np.ndarray) -> None:
+    def _assign(p: Tensor, new: Any) -> None:
         # A numpy float64 hyperparameter (say, from a schedule) would promote float32 here.
-        p.cached_data = new.astype(p.dtype, copy=False)
+        p.cached_data = api(new).astype(new, p.dtype)
 
     def state_dict(self) -> dict[str, Any]:
         """The optimizer's accumulated state as plain data: `{name: {param_index: array}}`
         for each per-parameter buffer, plus counters (Adam's `t`). Arrays are copies.
         Hyperparameters are not included: they come from the constructor."""
         return {
-            name: {i: array.copy() for i, array in getattr(self, name).items()}
+            name: {i: np.array(api(a).to_numpy(a)) for i, a in getattr(self, name).items()}
             for name in self._per_param
         }
 
@@ -86,7 +89,7 @@ class Optimizer:
                         f"{type(self).__name__} state '{name}' for parameter {i} has shape "
                         f"{array.shape}, but the parameter has shape {p.shape}"
                     )
-                buffers[i] = array.astype(p.dtype, copy=True)
+                buffers[i] = p.device.array(array.astype(p.dtype, copy=True))
         for name, buffers in loaded.items():  # only once every buffer has passed
             setattr(self, name, buffers)
 
@@ -176,7 +179,7 @@ class Adam(Optimizer):
             self.m[i], self.v[i] = m, v
             m_hat, v_hat = m / correction1, v / correction2
             w = p.cached_data if shrink == 1 else shrink * p.cached_data
-            self._assign(p, w - self.lr * m_hat / (np.sqrt(v_hat) + self.eps))
+            self._assign(p, w - self.lr * m_hat / (api(v_hat).sqrt(v_hat) + self.eps))
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "t": self.t}

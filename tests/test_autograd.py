@@ -10,6 +10,7 @@ import pytest
 import needle as ndl
 from needle import autograd
 from needle.autograd import Tensor, compute_gradient_of_variables, find_topo_sort
+from needle.errors import UsageError
 
 
 def test_topo_sort_is_post_order_and_deterministic():
@@ -163,7 +164,7 @@ def test_tensor_counter_ignores_a_failed_construction():
     # A Tensor whose __init__ raises still reaches __del__: it must have been counted.
     gc.collect()
     before = autograd.TENSOR_COUNTER
-    with pytest.raises(ValueError, match="device"):
+    with pytest.raises(UsageError, match="device"):
         Tensor(np.ones(2), device="cuda")
     with pytest.raises(TypeError, match="not understood"):
         Tensor(np.ones(2), dtype="not-a-dtype")
@@ -287,9 +288,9 @@ def test_compute_gradient_of_variables_directly():
     np.testing.assert_allclose(x.grad.numpy(), [4.0])
 
 
-def test_device_is_cpu():
-    assert Tensor(np.ones(1)).device == ndl.cpu()
-    with pytest.raises(ValueError, match="cpu"):
+def test_device_is_the_default_and_a_name_is_refused():
+    assert Tensor(np.ones(1)).device == ndl.default_device()
+    with pytest.raises(UsageError, match=r"unknown device 'cuda'; valid: cpu\(\), cuda\(\)"):
         Tensor(np.ones(1), device="cuda")
 
 

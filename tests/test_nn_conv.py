@@ -118,8 +118,8 @@ def test_tuple_sizes_count_by_their_first_entry():
 def test_conv_takes_device_and_dtype():
     layer = nn.Conv(2, 3, 3, device=ndl.cpu(), dtype="float64")
     assert layer.weight.dtype == layer.bias.dtype == np.float64
-    out = layer(ndl.Tensor(_images(1, 2, 4, 4, dtype="float64")))
-    assert out.dtype == np.float64
+    out = layer(ndl.Tensor(_images(1, 2, 4, 4, dtype="float64"), device=ndl.cpu()))
+    assert out.dtype == np.float64 and out.device == ndl.cpu()
 
 
 @pytest.mark.parametrize(

@@ -110,12 +110,13 @@ def test_every_spec_op_is_registered_and_exported():
         assert getattr(ndl.ops, spec.op_class.__name__) is spec.op_class
 
 
-def _forward_matches(name, params, inputs, dtype):
+def _forward_matches(name, params, inputs, dtype, device=None):
     spec = REGISTRY[name]
     params = spec.resolve_params(params)
     arrays = [x.astype(dtype) for x in inputs]
-    out = spec.call(params, *[ndl.Tensor(a) for a in arrays])
+    out = spec.call(params, *[ndl.Tensor(a, device=device) for a in arrays])
     expected = NUMPY_REFERENCE[name]([a.astype(np.float64) for a in arrays], params)
+    assert out.device == (device or ndl.default_device())
     assert out.shape == np.shape(expected)
     assert out.dtype == np.dtype(dtype), f"{name}: {dtype} in, {out.dtype} out"
     tol = 1e-12 if dtype == "float64" else 1e-5
@@ -124,10 +125,39 @@ def _forward_matches(name, params, inputs, dtype):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name,setting", CASES)
-def test_forward_against_numpy(name, setting, dtype):
+def test_forward_against_numpy(name, setting, dtype, device):
     spec = REGISTRY[name]
     inputs = spec.sample_inputs(setting.params, rng=np.random.default_rng(1), shapes=setting.shapes)
-    _forward_matches(name, setting.params, inputs, dtype)
+    _forward_matches(name, setting.params, inputs, dtype, device)
+
+
+def _forward_and_backward(name, params, inputs, device, seed):
+    """The output and every input's gradient under a random cotangent, on `device`, as
+    numpy arrays."""
+    spec = REGISTRY[name]
+    leaves = [ndl.Tensor(x, device=device) for x in inputs]
+    out = spec.call(spec.resolve_params(params), *leaves)
+    cotangent = np.random.default_rng(seed).standard_normal(out.shape)
+    out.backward(ndl.Tensor(cotangent, device=device, dtype=out.dtype))
+    assert out.device == device and all(leaf.grad.device == device for leaf in leaves)
+    return [out.numpy()] + [leaf.grad.numpy() for leaf in leaves]
+
+
+def _same_on_every_cpu_storage(name, params, inputs, seed):
+    """cpu() (NDArrays) computes the forward pass and every gradient that cpu_numpy() does.
+    The gradients of cpu_numpy() are checked against central differences elsewhere."""
+    expected = _forward_and_backward(name, params, inputs, ndl.cpu_numpy(), seed)
+    got = _forward_and_backward(name, params, inputs, ndl.cpu(), seed)
+    names = ["forward"] + [f"grad {i}" for i in range(len(inputs))]
+    for what, e, g in zip(names, expected, got, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12, err_msg=f"{name} {what}")
+
+
+@pytest.mark.parametrize("name,setting", CASES)
+def test_ndarray_storage_matches_numpy_forward_and_backward(name, setting):
+    spec = REGISTRY[name]
+    inputs = spec.sample_inputs(setting.params, rng=np.random.default_rng(6), shapes=setting.shapes)
+    _same_on_every_cpu_storage(name, setting.params, inputs, seed=7)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -144,12 +174,12 @@ def test_second_order_gradient(name, setting):
 
 
 @pytest.mark.parametrize("name,setting", CASES)
-def test_gradients_keep_float32(name, setting):
+def test_gradients_keep_float32(name, setting, device):
     spec = REGISTRY[name]
     inputs = spec.sample_inputs(
         setting.params, rng=np.random.default_rng(2), shapes=setting.shapes, dtype=np.float32
     )
-    leaves = [ndl.Tensor(x) for x in inputs]
+    leaves = [ndl.Tensor(x, device=device) for x in inputs]
     out = spec.call(setting.params, *leaves)
     out.backward()
     for leaf in leaves:
@@ -169,6 +199,7 @@ def test_random_cases(name, seed):
     _forward_matches(name, params, inputs, "float64")
     report = check_op(name, params, shapes=shapes, seed=seed)
     assert report.passed, (params, shapes, report.inputs)
+    _same_on_every_cpu_storage(name, params, inputs, seed)
 
 
 @settings(max_examples=30, deadline=None)

@@ -78,7 +78,7 @@ def test_batchify_columns_are_contiguous_streams(n, data):
     batch_size = data.draw(st.integers(1, n))
     dtype = data.draw(st.sampled_from([None, "float32", "int64"]))
     ids = list(np.random.default_rng(n).integers(0, 1000, n))
-    out = batchify(ids, batch_size, ndl.cpu(), dtype)
+    out = batchify(ids, batch_size, ndl.cpu_numpy(), dtype)
     nbatch = n // batch_size
     assert isinstance(out, np.ndarray) and out.shape == (nbatch, batch_size)
     assert out.dtype == (np.asarray(ids).dtype if dtype is None else np.dtype(dtype))
@@ -98,11 +98,11 @@ def test_get_batch_pairs_each_id_with_the_next_in_its_stream(nbatch, batch_size,
     ids = np.arange(nbatch * batch_size) * 7 % 101  # distinct ids, in stream order
     batches = batchify(ids, batch_size)
     i = data.draw(st.integers(0, nbatch - 2))
-    x, y = get_batch(batches, i, bptt, device=ndl.cpu(), dtype=dtype)
+    x, y = get_batch(batches, i, bptt, device=ndl.cpu_numpy(), dtype=dtype)
     length = min(bptt, nbatch - 1 - i)
     assert isinstance(x, ndl.Tensor) and isinstance(y, ndl.Tensor)
     assert x.shape == (length, batch_size) and y.shape == (length * batch_size,)
-    assert x.device == ndl.cpu() and not x.requires_grad and not y.requires_grad
+    assert x.device == ndl.cpu_numpy() and not x.requires_grad and not y.requires_grad
     assert x.dtype == y.dtype == (batches.dtype if dtype is None else np.dtype(dtype))
     targets = y.numpy().reshape(length, batch_size)
     for t in range(length):

@@ -55,6 +55,26 @@ class BackendDevice:
             raise AttributeError(f"{self} has no NDArray kernels, so no {name!r}")
         return getattr(mod, name)
 
+    @property
+    def api(self) -> Any:
+        """The array namespace computing on this device's arrays (see array_api.py)."""
+        from needle.backend_ndarray import ndarray_api, numpy_api
+
+        return numpy_api if self.mod is numpy else ndarray_api
+
+    def array(self, values: Any, dtype: Any = None) -> Any:
+        """`values` (a numpy array, NDArray or anything numpy takes) as an array of this
+        device: for cpu_numpy() `np.asarray` (no copy when nothing changes), else a new
+        NDArray (default dtype: values' when float32 or float64, else float32)."""
+        if self.mod is numpy:
+            if isinstance(values, _ndarray_class()):
+                values = values.numpy()
+            return numpy.asarray(values, dtype=dtype)
+        if dtype is None:
+            dtype = getattr(values, "dtype", None)
+            dtype = dtype if str(dtype) in ("float32", "float64") else "float32"
+        return _ndarray_class()(values, device=self, dtype=dtype)
+
     def enabled(self) -> bool:
         """Whether arrays can be made on this device (False for cuda() without CuPy or a GPU)."""
         return self.mod is not None

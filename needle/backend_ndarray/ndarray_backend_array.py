@@ -143,6 +143,14 @@ class ArrayBackend:
         """out = a ** val"""
         self.xp.power(a.array, val, out=out.array)
 
+    def ewise_power(self, a: Buffer, b: Buffer, out: Buffer) -> None:
+        """out = a ** b"""
+        self.xp.power(a.array, b.array, out=out.array)
+
+    def ewise_where(self, cond: Buffer, a: Buffer, b: Buffer, out: Buffer) -> None:
+        """out = a where cond ≠ 0, else b"""
+        out.array[...] = self.xp.where(cond.array != 0, a.array, b.array)
+
     def ewise_maximum(self, a: Buffer, b: Buffer, out: Buffer) -> None:
         """out = max(a, b)"""
         self.xp.maximum(a.array, b.array, out=out.array)
@@ -228,6 +236,16 @@ class ArrayBackend:
     def matmul(self, a: Buffer, b: Buffer, out: Buffer, m: int, n: int, p: int) -> None:
         """out = a @ b for row-major matrices a (m, n), b (n, p), out (m, p)."""
         self.xp.matmul(a.array.reshape(m, n), b.array.reshape(n, p), out=out.array.reshape(m, p))
+
+    def matmul_batched(
+        self, a: Buffer, b: Buffer, out: Buffer, batch: int, m: int, n: int, p: int
+    ) -> None:
+        """out[i] = a[i] @ b[i] for `batch` row-major matrices a (m, n), b (n, p), out (m, p)."""
+        self.xp.matmul(
+            a.array.reshape(batch, m, n),
+            b.array.reshape(batch, n, p),
+            out=out.array.reshape(batch, m, p),
+        )
 
     def matmul_tiled(self, a: Buffer, b: Buffer, out: Buffer, m: int, n: int, p: int) -> None:
         """out = a @ b for matrices stored as T×T tiles (T = `__tile_size__`, dividing m, n, p).

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from needle.autograd import Tensor
+from needle.autograd import Device, Tensor
 from needle.data.idx import read_idx
+from needle.devices import check_device, default_device
 from needle.errors import UsageError
 
 
@@ -117,20 +118,28 @@ _BATCH_INDEXABLE = (NDArrayDataset, MNISTDataset)
 
 
 class DataLoader:
-    """Iterate over `dataset` in batches: each a tuple of Tensors, one per field, that do not
-    require gradients.
+    """Iterate over `dataset` in batches: each a tuple of Tensors on `device` (default:
+    `default_device()`), one per field, that do not require gradients.
 
     Batches are consecutive runs of `batch_size` samples (the last may be shorter). With
     `shuffle`, each iteration draws one `np.random.permutation(len(dataset))` when it starts
     and takes the batches from that order.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int = 1, shuffle: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int = 1,
+        shuffle: bool = False,
+        *,
+        device: Device | None = None,
+    ) -> None:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise UsageError(f"batch_size must be a positive integer (got {batch_size!r})")
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.device = check_device(device) or default_device()
 
     def __len__(self) -> int:
         """The number of batches per iteration."""
@@ -149,8 +158,9 @@ class DataLoader:
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             fields = dataset[index] if whole else self._stack(index)
-            # Fancy indexing and np.stack copy, so each batch owns its arrays.
-            yield tuple(Tensor.make_const(field) for field in fields)
+            # Fancy indexing and np.stack copy, so each batch owns its arrays (and on
+            # cpu_numpy(), device.array wraps them as they are).
+            yield tuple(Tensor.make_const(self.device.array(field)) for field in fields)
 
     def _stack(self, index: np.ndarray) -> tuple[np.ndarray, ...]:
         samples = [self.dataset[int(i)] for i in index]

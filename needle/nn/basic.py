@@ -16,6 +16,7 @@ import numpy as np
 
 from needle import init, ops
 from needle.autograd import Device, Tensor
+from needle.backend_ndarray import api
 from needle.errors import UsageError
 from needle.init import Dtype
 
@@ -127,7 +128,7 @@ class Module:
                 raise UsageError(f"state '{name}' has shape {array.shape}, expected {tensor.shape}")
             loaded[name] = array.astype(tensor.dtype, copy=True)
         for name, tensor in tensors.items():  # only once every array has passed
-            tensor.data = Tensor.make_const(loaded[name])
+            tensor.data = Tensor.make_const(tensor.device.array(loaded[name]))
 
 
 class Identity(Module):
@@ -164,7 +165,7 @@ class Linear(Module):
         self.bias: Parameter | None = None
         if bias:
             column = initializer(out_features, 1, device=device, dtype=dtype)
-            self.bias = Parameter(column.numpy().reshape(1, out_features))
+            self.bias = Parameter(ops.reshape(column, (1, out_features)).detach())
 
     def forward(self, X: Tensor) -> Tensor:
         lead = X.shape[:-1]
@@ -247,7 +248,8 @@ class SoftmaxLoss(Module):
         n, k = logits.shape
         weights = np.eye(k, dtype=logits.dtype)[init.class_indices(y, k)]  # one_hot(y)
         weights *= -1 / n
-        picked = ops.multiply(ops.logsoftmax(logits), Tensor.make_const(weights))
+        weights = Tensor.make_const(logits.device.array(weights))  # no copy on cpu_numpy()
+        picked = ops.multiply(ops.logsoftmax(logits), weights)
         return ops.summation(picked)
 
 
@@ -291,11 +293,11 @@ class BatchNorm1d(Module):
         return ops.broadcast_to(self.weight, x.shape) * x_hat + ops.broadcast_to(self.bias, x.shape)
 
     def _update_running(self, mean: Tensor, var: Tensor) -> None:
-        # Plain numpy on the arrays: the statistics must not join (or keep alive) the graph.
+        # On the arrays: the statistics must not join (or keep alive) the graph.
         m = self.momentum
         for running, batch in ((self.running_mean, mean), (self.running_var, var)):
             updated = (1 - m) * running.cached_data + m * batch.cached_data
-            running.data = Tensor.make_const(updated.astype(running.dtype, copy=False))
+            running.data = Tensor.make_const(api(updated).astype(updated, running.dtype))
 
 
 class LayerNorm1d(Module):
@@ -338,7 +340,7 @@ class Dropout(Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training:
             return x
-        mask = init.randb(*x.shape, p=1 - self.p, dtype=x.dtype)
+        mask = init.randb(*x.shape, p=1 - self.p, device=x.device, dtype=x.dtype)
         if self.p == 1:  # every entry dropped; 1/(1 − p) would turn the zeros into NaN
             return x * mask
         return x * mask / (1 - self.p)

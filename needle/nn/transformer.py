@@ -261,7 +261,9 @@ class Transformer(Module):
                 f"Transformer: a sequence of length {steps} is longer than sequence_len="
                 f"{self.sequence_len}"
             )
-        positions = Tensor(np.arange(steps)[None, :], dtype=x.dtype, requires_grad=False)
+        positions = Tensor(
+            np.arange(steps)[None, :], device=x.device, dtype=x.dtype, requires_grad=False
+        )
         x = x + self.positional_embedding(positions)  # (1, T, F) broadcast over the batch
         x = self.layers(x)
         if not self.batch_first:

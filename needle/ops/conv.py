@@ -46,7 +46,7 @@ class Flip(TensorOp):
     def __init__(self, axes: Axes):
         self.axes = as_axes(axes)
 
-    def compute(self, a: np.ndarray) -> np.ndarray:
+    def compute(self, a: Any) -> Any:
         return strided.flip(a, normalize_axes(self.axes, a.ndim))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
@@ -97,7 +97,7 @@ class Dilate(TensorOp):
         self.dilation = _integer(dilation, "dilation", "dilate", 0)
         self.shape = None if shape is None else tuple(shape)
 
-    def compute(self, a: np.ndarray) -> np.ndarray:
+    def compute(self, a: Any) -> Any:
         axes, step = _dilated_axes(self.axes, a.ndim), self.dilation + 1
         shape = self.shape or tuple(n * step if i in axes else n for i, n in enumerate(a.shape))
         out = strided.zeros(shape, like=a)
@@ -134,7 +134,7 @@ class Undilate(TensorOp):
         self.axes = as_axes(axes)
         self.dilation = _integer(dilation, "dilation", "undilate", 0)
 
-    def compute(self, a: np.ndarray) -> np.ndarray:
+    def compute(self, a: Any) -> Any:
         axes = _dilated_axes(self.axes, a.ndim)
         return strided.read(a, _every(self.dilation + 1, axes, a.ndim))
 
@@ -182,9 +182,7 @@ def _conv_kernel(a_shape: tuple[int, ...], b_shape: tuple[int, ...], padding: in
     return kernel
 
 
-def _im2col(
-    a: np.ndarray, kernel: int, stride: int, padding: int
-) -> tuple[np.ndarray, tuple[int, int, int]]:
+def _im2col(a: Any, kernel: int, stride: int, padding: int) -> tuple[Any, tuple[int, int, int]]:
     """Every K×K window of the padded NHWC `a` as one row: the (N·Ho·Wo, K·K·Cin) matrix
     (one copy, of the window view), and (N, Ho, Wo)."""
     p = padding
@@ -194,7 +192,7 @@ def _im2col(
     return strided.reshape(view, (n * ho * wo, kernel * kernel * a.shape[3])), (n, ho, wo)
 
 
-def _col2im(cols: np.ndarray, size: tuple[int, int], stride: int, padding: int) -> np.ndarray:
+def _col2im(cols: Any, size: tuple[int, int], stride: int, padding: int) -> Any:
     """The adjoint of `_im2col`: each window's entries of `cols` (N, Ho, Wo, K, K, C) added
     back where the window was read, in K² strided slice additions, and the padding cut off:
     an (N, H, W, C) array for `size` (H, W)."""
@@ -232,7 +230,7 @@ class Conv(ConvOp):
     im2col matrix of pad(a), (N·Ho·Wo, K·K·Cin), times b as a (K·K·Cin, Cout) matrix.
     """
 
-    def compute(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def compute(self, a: Any, b: Any) -> Any:
         kernel = _conv_kernel(a.shape, b.shape, self.padding)
         cols, (n, ho, wo) = _im2col(a, kernel, self.stride, self.padding)
         out = strided.matmul(cols, strided.reshape(b, (cols.shape[1], b.shape[3])))
@@ -262,7 +260,7 @@ class ConvInputGrad(ConvOp):
         super().__init__(stride, padding)
         self.size = tuple(size)
 
-    def compute(self, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def compute(self, g: Any, b: Any) -> Any:
         n, ho, wo, c_out = g.shape
         kernel, _, c_in, _ = b.shape
         b_matrix = strided.reshape(b, (kernel * kernel * c_in, c_out))
@@ -294,7 +292,7 @@ class ConvWeightGrad(ConvOp):
         super().__init__(stride, padding)
         self.kernel = kernel
 
-    def compute(self, a: np.ndarray, g: np.ndarray) -> np.ndarray:
+    def compute(self, a: Any, g: Any) -> Any:
         cols, (n, ho, wo) = _im2col(a, self.kernel, self.stride, self.padding)
         c_out = g.shape[3]
         product = strided.matmul(

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from needle.autograd import Tensor, TensorOp
+from needle.backend_ndarray import NDArray, api
 from needle.errors import UsageError
 from needle.ops.registry import (
     OpParam,
@@ -31,6 +32,8 @@ def as_scalar(value: Any) -> Any:
     """
     if isinstance(value, Tensor):
         value = value.cached_data
+    if isinstance(value, NDArray):
+        value = value.numpy()
     if isinstance(value, (np.ndarray, np.generic)):
         if np.size(value) != 1:
             raise UsageError(f"expected a scalar or a 1-element array, got shape {np.shape(value)}")
@@ -53,8 +56,8 @@ def _scalar_case(scalars: tuple[float, ...]):
 
 
 class EWiseAdd(TensorOp):
-    def compute(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return a + b
+    def compute(self, a: Any, b: Any) -> Any:
+        return api(a).add(a, b)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         a, b = node.inputs
@@ -72,7 +75,7 @@ def add(a: Tensor, b: Tensor) -> Tensor:
 
 
 class AddScalar(ScalarOp):
-    def compute(self, a: np.ndarray) -> np.ndarray:
+    def compute(self, a: Any) -> Any:
         return a + self.scalar
 
     def gradient(self, out_grad: Tensor, node: Tensor):
@@ -91,8 +94,8 @@ def add_scalar(a: Tensor, scalar: float) -> Tensor:
 
 
 class EWiseMul(TensorOp):
-    def compute(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return a * b
+    def compute(self, a: Any, b: Any) -> Any:
+        return api(a).multiply(a, b)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         a, b = node.inputs
@@ -113,7 +116,7 @@ def multiply(a: Tensor, b: Tensor) -> Tensor:
 
 
 class MulScalar(ScalarOp):
-    def compute(self, a: np.ndarray) -> np.ndarray:
+    def compute(self, a: Any) -> Any:
         return a * self.scalar
 
     def gradient(self, out_grad: Tensor, node: Tensor):
@@ -134,8 +137,8 @@ def mul_scalar(a: Tensor, scalar: float) -> Tensor:
 class EWisePow(TensorOp):
     """a ** b; d/da = b·a^(b−1), d/db = a^b·log a (a > 0)."""
 
-    def compute(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.power(a, b)
+    def compute(self, a: Any, b: Any) -> Any:
+        return api(a).power(a, b)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         a, b = node.inputs
@@ -159,8 +162,8 @@ def power(a: Tensor, b: Tensor) -> Tensor:
 class PowerScalar(ScalarOp):
     """a ** scalar for any real exponent; gradient scalar·a^(scalar−1)."""
 
-    def compute(self, a: np.ndarray) -> np.ndarray:
-        return np.power(a, self.scalar)
+    def compute(self, a: Any) -> Any:
+        return api(a).power(a, self.scalar)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         if self.scalar == 0:
@@ -182,8 +185,8 @@ def power_scalar(a: Tensor, scalar: float) -> Tensor:
 
 
 class EWiseDiv(TensorOp):
-    def compute(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return a / b
+    def compute(self, a: Any, b: Any) -> Any:
+        return api(a).divide(a, b)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         a, b = node.inputs
@@ -205,7 +208,7 @@ def divide(a: Tensor, b: Tensor) -> Tensor:
 
 
 class DivScalar(ScalarOp):
-    def compute(self, a: np.ndarray) -> np.ndarray:
+    def compute(self, a: Any) -> Any:
         return a / self.scalar
 
     def gradient(self, out_grad: Tensor, node: Tensor):
@@ -226,7 +229,7 @@ def divide_scalar(a: Tensor, scalar: float) -> Tensor:
 class RDivScalar(ScalarOp):
     """scalar / a; gradient −scalar / a² = −out_grad · node / a."""
 
-    def compute(self, a: np.ndarray) -> np.ndarray:
+    def compute(self, a: Any) -> Any:
         # One quotient, in numpy's dtype for it: an integer input gives floats, as a / scalar
         # does. (scalar · a⁻¹ would round twice, and integers refuse negative powers.)
         return self.scalar / a
@@ -249,8 +252,8 @@ def rdivide_scalar(a: Tensor, scalar: float) -> Tensor:
 
 
 class Negate(TensorOp):
-    def compute(self, a: np.ndarray) -> np.ndarray:
-        return np.negative(a)
+    def compute(self, a: Any) -> Any:
+        return api(a).negative(a)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         return negate(out_grad)
@@ -263,8 +266,8 @@ def negate(a: Tensor) -> Tensor:
 
 
 class Log(TensorOp):
-    def compute(self, a: np.ndarray) -> np.ndarray:
-        return np.log(a)
+    def compute(self, a: Any) -> Any:
+        return api(a).log(a)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         return out_grad / node.inputs[0]
@@ -277,8 +280,8 @@ def log(a: Tensor) -> Tensor:
 
 
 class Exp(TensorOp):
-    def compute(self, a: np.ndarray) -> np.ndarray:
-        return np.exp(a)
+    def compute(self, a: Any) -> Any:
+        return api(a).exp(a)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         return out_grad * node
@@ -293,8 +296,8 @@ def exp(a: Tensor) -> Tensor:
 class ReLU(TensorOp):
     """max(a, 0); the gradient at 0 is taken as 0."""
 
-    def compute(self, a: np.ndarray) -> np.ndarray:
-        return np.maximum(a, 0)
+    def compute(self, a: Any) -> Any:
+        return api(a).maximum(a, 0)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         return multiply(out_grad, Tensor.make_const(node.inputs[0].cached_data > 0))
@@ -309,8 +312,8 @@ def relu(a: Tensor) -> Tensor:
 class Tanh(TensorOp):
     """tanh a; gradient 1 − tanh² a."""
 
-    def compute(self, a: np.ndarray) -> np.ndarray:
-        return np.tanh(a)
+    def compute(self, a: Any) -> Any:
+        return api(a).tanh(a)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         return out_grad * (1 - node * node)
@@ -325,10 +328,11 @@ def tanh(a: Tensor) -> Tensor:
 class Sigmoid(TensorOp):
     """σ(a) = 1 / (1 + e^−a), computed without overflow; gradient σ(1 − σ)."""
 
-    def compute(self, a: np.ndarray) -> np.ndarray:
+    def compute(self, a: Any) -> Any:
         # e^−|a| never overflows; both branches of the logistic are then exact.
-        e = np.exp(-np.abs(a))
-        return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+        xp = api(a)
+        e = xp.exp(-xp.abs(a))
+        return xp.where(a >= 0, 1 / (1 + e), e / (1 + e))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         return out_grad * (node * (1 - node))

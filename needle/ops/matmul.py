@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from needle.autograd import Tensor, TensorOp
+from needle.backend_ndarray import api
 from needle.errors import UsageError
 from needle.ops.registry import Setting, broadcastable_pair, register
 from needle.ops.shape import sum_to_shape, transpose
@@ -37,16 +38,15 @@ class MatMul(TensorOp):
     def __init__(self, accumulate: Any = None):
         self.accumulate = None if accumulate is None else _float_dtype(accumulate)
 
-    def compute(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def compute(self, a: Any, b: Any) -> Any:
         if a.ndim < 2 or b.ndim < 2:
             raise UsageError(f"matmul needs inputs with at least 2 axes, got {a.shape} @ {b.shape}")
+        xp = api(a)
         try:
             if self.accumulate is None:
-                return np.matmul(a, b)
-            wide = np.matmul(
-                a.astype(self.accumulate, copy=False), b.astype(self.accumulate, copy=False)
-            )
-            return wide.astype(np.result_type(a, b), copy=False)
+                return xp.matmul(a, b)
+            wide = xp.matmul(xp.astype(a, self.accumulate), xp.astype(b, self.accumulate))
+            return xp.astype(wide, np.result_type(a.dtype, b.dtype))
         except ValueError:
             raise UsageError(f"matmul shapes do not fit: {a.shape} @ {b.shape}") from None
 

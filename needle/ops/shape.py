@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from needle.autograd import Tensor, TensorOp
+from needle.backend_ndarray import api
 from needle.errors import UsageError
 from needle.ops.registry import (
     OpParam,
@@ -49,10 +50,10 @@ class Transpose(TensorOp):
         first, second = normalize_axes(self.axes[0], ndim) + normalize_axes(self.axes[1], ndim)
         return first, second
 
-    def compute(self, a: np.ndarray) -> np.ndarray:
-        if self.axes is None and a.ndim == 2:  # a matrix (every matmul gradient): a view
-            return a.T
-        return np.swapaxes(a, *self._pair(a.ndim))
+    def compute(self, a: Any) -> Any:
+        if self.axes is None and a.ndim == 2:  # a matrix (every matmul gradient)
+            return api(a).swapaxes(a, 0, 1)
+        return api(a).swapaxes(a, *self._pair(a.ndim))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         return transpose(out_grad, self.axes)
@@ -82,9 +83,9 @@ class Reshape(TensorOp):
     def __init__(self, shape: tuple[int, ...]):
         self.shape = tuple(shape)
 
-    def compute(self, a: np.ndarray) -> np.ndarray:
+    def compute(self, a: Any) -> Any:
         try:
-            return np.reshape(a, self.shape)
+            return api(a).reshape(a, self.shape)
         except ValueError:
             raise UsageError(
                 f"cannot reshape an input of shape {a.shape} to {self.shape}"
@@ -124,11 +125,11 @@ class BroadcastTo(TensorOp):
     def __init__(self, shape: tuple[int, ...]):
         self.shape = tuple(shape)
 
-    def compute(self, a: np.ndarray) -> np.ndarray:
+    def compute(self, a: Any) -> Any:
         if a.shape == self.shape:
             return a
         try:
-            return np.broadcast_to(a, self.shape)
+            return api(a).broadcast_to(a, self.shape)
         except ValueError:
             raise UsageError(
                 f"cannot broadcast an input of shape {a.shape} to {self.shape}"
@@ -209,8 +210,8 @@ class Summation(TensorOp):
     def __init__(self, axes: Axes = None):
         self.axes = as_axes(axes)
 
-    def compute(self, a: np.ndarray) -> np.ndarray:
-        return np.add.reduce(a, axis=normalize_axes(self.axes, a.ndim))  # what np.sum runs
+    def compute(self, a: Any) -> Any:
+        return api(a).sum(a, axis=normalize_axes(self.axes, a.ndim))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         shape = node.inputs[0].shape
@@ -235,9 +236,10 @@ class SumToShape(TensorOp):
     def __init__(self, shape: tuple[int, ...]):
         self.shape = tuple(shape)
 
-    def compute(self, a: np.ndarray) -> np.ndarray:
-        summed = np.add.reduce(a, axis=_summed_axes(a.shape, self.shape), keepdims=True)
-        return summed.reshape(self.shape)
+    def compute(self, a: Any) -> Any:
+        xp = api(a)
+        summed = xp.sum(a, axis=_summed_axes(a.shape, self.shape), keepdims=True)
+        return xp.reshape(summed, self.shape)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         return broadcast_to(out_grad, node.inputs[0].shape)

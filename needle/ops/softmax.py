@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from needle.autograd import Tensor, TensorOp
+from needle.backend_ndarray import api
 from needle.errors import UsageError
 from needle.ops.elementwise import exp
 from needle.ops.registry import as_axes, normalize_axes, random_shape, register
@@ -18,7 +21,7 @@ from needle.ops.shape import (
 )
 
 
-def _shift(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+def _shift(z: Any, axes: tuple[int, ...]) -> Any:
     """The maximum over `axes` (kept as size-1 axes), or 0 where that maximum is ±inf.
 
     Subtracting it keeps every exponent ≤ 0, so nothing overflows at 1e30. An infinite
@@ -26,29 +29,32 @@ def _shift(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     slice into nan, where the right answers are −inf and +inf. An empty input has no
     maximum (numpy refuses to take one) and gets 0 too: a sum over no entries is 0, log −inf.
     """
+    xp = api(z)
     if z.size == 0:
-        return np.zeros(keepdims_shape(z.shape, axes), dtype=z.dtype)
-    shift = z.max(axis=axes, keepdims=True)
-    finite = np.isfinite(shift)
-    if finite.all():  # the usual case: skip building a replacement array
+        return xp.zeros_like(z, shape=keepdims_shape(z.shape, axes))
+    shift = xp.max(z, axis=axes, keepdims=True)
+    finite = xp.isfinite(shift)
+    if xp.all(finite):  # the usual case: skip building a replacement array
         return shift
-    return np.where(finite, shift, 0).astype(z.dtype, copy=False)
+    return xp.astype(xp.where(finite, shift, xp.zeros_like(shift)), z.dtype)
 
 
-def _log_sum_exp_shifted(shifted: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+def _log_sum_exp_shifted(shifted: Any, axes: tuple[int, ...]) -> Any:
     """log Σ exp(shifted) over `axes`, kept as size-1 axes, for `shifted` = z − _shift(z)."""
-    total = np.exp(shifted).sum(axis=axes, keepdims=True)
+    xp = api(shifted)
+    total = xp.sum(xp.exp(shifted), axis=axes, keepdims=True)
     # A finite shift is some slice's maximum, so that slice's sum holds exp(0) = 1 and the
     # log is finite. Only an all −inf slice (every term 0) or an empty one sums to 0:
     # its log is −inf, the right answer, and not worth numpy's warning.
-    with np.errstate(divide="ignore"):
-        return np.log(total)
+    with xp.errstate(divide="ignore"):
+        return xp.log(total)
 
 
-def _stable_lse(z: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+def _stable_lse(z: Any, axes: tuple[int, ...]) -> Any:
     """log Σ exp(z) over `axes`, kept as size-1 axes."""
+    xp = api(z)
     shift = _shift(z, axes)
-    return _log_sum_exp_shifted(z - shift, axes) + shift
+    return xp.add(_log_sum_exp_shifted(xp.subtract(z, shift), axes), shift)
 
 
 class LogSumExp(TensorOp):
@@ -63,10 +69,10 @@ class LogSumExp(TensorOp):
     def __init__(self, axes: Axes = None):
         self.axes = as_axes(axes)
 
-    def compute(self, z: np.ndarray) -> np.ndarray:
+    def compute(self, z: Any) -> Any:
         axes = normalize_axes(self.axes, z.ndim)
         lse = _stable_lse(z, axes)
-        return lse.reshape([n for i, n in enumerate(z.shape) if i not in axes])
+        return api(lse).reshape(lse, [n for i, n in enumerate(z.shape) if i not in axes])
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         z = node.inputs[0]
@@ -93,11 +99,12 @@ class LogSoftmax(TensorOp):
     is accurate to a few ulps, so its exp is too (1/4 each for a row of four −1e30 entries).
     """
 
-    def compute(self, z: np.ndarray) -> np.ndarray:
+    def compute(self, z: Any) -> Any:
         if z.ndim != 2:
             raise UsageError(f"logsoftmax takes a 2-D input, got shape {z.shape}")
-        shifted = z - _shift(z, (1,))
-        return shifted - _log_sum_exp_shifted(shifted, (1,))
+        xp = api(z)
+        shifted = xp.subtract(z, _shift(z, (1,)))
+        return xp.subtract(shifted, _log_sum_exp_shifted(shifted, (1,)))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         rows = sum_to_shape(out_grad, (node.shape[0], 1))  # each row's Σ_j, kept as a column
@@ -125,10 +132,11 @@ class Softmax(TensorOp):
     def __init__(self, axes: Axes = None):
         self.axes = as_axes(axes)
 
-    def compute(self, z: np.ndarray) -> np.ndarray:
+    def compute(self, z: Any) -> Any:
         axes = normalize_axes(self.axes, z.ndim)
-        weights = np.exp(z - _shift(z, axes))
-        return weights / weights.sum(axis=axes, keepdims=True)
+        xp = api(z)
+        weights = xp.exp(xp.subtract(z, _shift(z, axes)))
+        return xp.divide(weights, xp.sum(weights, axis=axes, keepdims=True))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         axes = normalize_axes(self.axes, node.ndim)

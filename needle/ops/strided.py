@@ -1,81 +1,81 @@
 """The array primitives the convolution ops compute with: zero padding, a window view made
 by strides, flips, strided reads and writes, permutes, compact reshapes and 2-D products.
 
-Each is one numpy call. Tensors hold numpy arrays today; when they hold the strided NDArray
-backend, these are the lines that change (NDArray has `pad`, `as_strided`, `flip`,
-`permute`, `compact`, strided `__getitem__`/`__setitem__` and a 2-D `@`), and the ops in
-`needle.ops.conv` stay as they are.
+Each is one call into the array namespace of its input's device (`api(a)`): numpy for
+cpu_numpy(), NDArray's methods for cpu() and cuda(). The ops in `needle.ops.conv` call only
+these, so they run on every device unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-import numpy as np
+from needle.backend_ndarray import api
 
 Shape = tuple[int, ...]
-# One entry per axis: a slice, as `a[index]` takes it.
-Index = tuple[slice, ...]
+# One entry per axis: a slice or an integer, as numpy's `a[index]` takes it.
+Index = tuple[Any, ...]
 
 
-def zeros(shape: Shape, like: np.ndarray) -> np.ndarray:
-    """Zeros of `shape`, with the dtype (and, later, the device) of `like`."""
-    return np.zeros(shape, dtype=like.dtype)
+def zeros(shape: Shape, like: Any) -> Any:
+    """Zeros of `shape`, with the dtype and device of `like`."""
+    return api(like).zeros_like(like, shape=shape)
 
 
-def pad(a: np.ndarray, widths: Sequence[tuple[int, int]]) -> np.ndarray:
+def pad(a: Any, widths: Sequence[tuple[int, int]]) -> Any:
     """A new array: `a` with `widths[i] = (before, after)` zeros around axis i."""
-    return np.pad(a, widths)
+    return api(a).pad(a, widths)
 
 
-def flip(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+def flip(a: Any, axes: tuple[int, ...]) -> Any:
     """`a` reversed along `axes`."""
-    return np.flip(a, axes)
+    return api(a).flip(a, axes)
 
 
-def permute(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+def permute(a: Any, axes: tuple[int, ...]) -> Any:
     """A view of `a` with its axes in the order `axes`."""
-    return a.transpose(axes)
+    return api(a).transpose(a, axes)
 
 
-def reshape(a: np.ndarray, shape: Shape) -> np.ndarray:
+def reshape(a: Any, shape: Shape) -> Any:
     """`a` with a new shape: a view when `a` is compact, else a compact copy first."""
-    return np.reshape(a, shape)
+    return api(a).reshape(a, shape)
 
 
-def compact(a: np.ndarray) -> np.ndarray:
+def compact(a: Any) -> Any:
     """`a` itself when it is row-major, else a row-major copy."""
-    return np.ascontiguousarray(a)
+    return api(a).ascontiguousarray(a)
 
 
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def matmul(a: Any, b: Any) -> Any:
     """The product of two matrices."""
-    return a @ b
+    return api(a).matmul(a, b)
 
 
-def windows(a: np.ndarray, kernel: int, stride: int) -> np.ndarray:
+def windows(a: Any, kernel: int, stride: int) -> Any:
     """The (N, Ho, Wo, K, K, C) view of every K×K window of an NHWC array `a`, taken every
     `stride` rows and columns: element [n, i, j, di, dj, c] is a[n, i·s + di, j·s + dj, c].
 
     No copy: the window axes reuse the row and column strides (the im2col view).
     """
+    xp = api(a)
     n, h, w, c = a.shape
-    sn, sh, sw, sc = a.strides
+    sn, sh, sw, sc = xp.element_strides(a)
     shape = (n, (h - kernel) // stride + 1, (w - kernel) // stride + 1, kernel, kernel, c)
-    strides = (sn, sh * stride, sw * stride, sh, sw, sc)
-    return np.lib.stride_tricks.as_strided(a, shape, strides, writeable=False)
+    return xp.as_strided(a, shape, (sn, sh * stride, sw * stride, sh, sw, sc))
 
 
-def read(a: np.ndarray, index: Index) -> np.ndarray:
-    """The view `a[index]`."""
-    return a[index]
+def read(a: Any, index: Index) -> Any:
+    """The view `a[index]` (an integer drops its axis, as in numpy)."""
+    return api(a).getitem(a, index)
 
 
-def write(out: np.ndarray, index: Index, values: np.ndarray) -> None:
+def write(out: Any, index: Index, values: Any) -> None:
     """`out[index] = values`, in place."""
-    out[index] = values
+    api(out).setitem(out, index, values)
 
 
-def add_into(out: np.ndarray, index: Index, values: np.ndarray) -> None:
+def add_into(out: Any, index: Index, values: Any) -> None:
     """`out[index] += values`, in place."""
-    out[index] += values
+    api(out).add_into(out, index, values)

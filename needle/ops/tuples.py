@@ -11,17 +11,19 @@ composing them).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from needle.autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp
+from needle.backend_ndarray import api
 from needle.errors import UsageError
 
 
 class MakeTensorTuple(TensorTupleOp):
     """(a₀, …, aₙ₋₁) as one TensorTuple; the gradient hands element i of out_grad to aᵢ."""
 
-    def compute(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    def compute(self, *arrays: Any) -> tuple[Any, ...]:
         return arrays
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple):
@@ -48,7 +50,7 @@ class TupleGetItem(TensorOp):
             return a.inputs[self.index]
         return Tensor.make_from_op(self, [a])
 
-    def compute(self, a: tuple[np.ndarray, ...]) -> np.ndarray:
+    def compute(self, a: tuple[Any, ...]) -> Any:
         return a[self.index]
 
     def gradient(self, out_grad: Tensor, node: Tensor):
@@ -57,7 +59,9 @@ class TupleGetItem(TensorOp):
         elements = node.inputs[0].cached_data
         return make_tuple(
             *[
-                out_grad if i == self.index % len(elements) else Tensor.make_const(np.zeros_like(x))
+                out_grad
+                if i == self.index % len(elements)
+                else Tensor.make_const(api(x).zeros_like(x))
                 for i, x in enumerate(elements)
             ]
         )
@@ -92,13 +96,14 @@ class Stack(TensorOp):
     def __init__(self, axis: int):
         self.axis = axis
 
-    def compute(self, arrays: tuple[np.ndarray, ...]) -> np.ndarray:
+    def compute(self, arrays: tuple[Any, ...]) -> Any:
         if not arrays:
             raise UsageError("stack needs at least one tensor")
         shapes = {a.shape for a in arrays}
         if len(shapes) > 1:
             raise UsageError(f"stack needs tensors of one shape, got {sorted(shapes)}")
-        return np.stack(arrays, axis=_axis(self.axis, arrays[0].ndim + 1, "stack"))
+        first = arrays[0]
+        return api(first).stack(arrays, axis=_axis(self.axis, first.ndim + 1, "stack"))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         return split(out_grad, self.axis)
@@ -116,10 +121,8 @@ class Split(TensorTupleOp):
     def __init__(self, axis: int):
         self.axis = axis
 
-    def compute(self, a: np.ndarray) -> tuple[np.ndarray, ...]:
-        axis = _axis(self.axis, a.ndim, "split")
-        lead = (slice(None),) * axis
-        return tuple(a[(*lead, i)] for i in range(a.shape[axis]))
+    def compute(self, a: Any) -> tuple[Any, ...]:
+        return api(a).unstack(a, _axis(self.axis, a.ndim, "split"))
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple):
         return stack(out_grad, self.axis)

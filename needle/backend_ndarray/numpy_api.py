@@ -1,0 +1,115 @@
+"""The array namespace of `cpu_numpy()`: numpy, under the names needle's ops call.
+
+Every op computes through the namespace of its input's device (`api(a)`, array_api.py), so
+one op runs on numpy arrays, on NDArrays over numpy (`cpu()`) and over CuPy (`cuda()`).
+Here each name is the numpy call the ops made before there were devices, so this path
+computes the same bits at the same speed. `ndarray_api.py` defines the same names, with
+numpy's semantics, over NDArrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy
+from numpy import (  # noqa: F401 - re-exported as the namespace
+    abs,
+    add,
+    ascontiguousarray,
+    broadcast_to,
+    divide,
+    errstate,
+    exp,
+    flip,
+    greater,
+    isfinite,
+    log,
+    matmul,
+    maximum,
+    multiply,
+    negative,
+    ones_like,
+    pad,
+    power,
+    sqrt,
+    stack,
+    subtract,
+    tanh,
+    transpose,
+    where,
+    zeros_like,
+)
+
+Index = tuple[Any, ...]
+
+
+def sum(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+    """Σ over `axis`: the reduction `np.sum` runs, without its dispatch."""
+    return numpy.add.reduce(a, axis=axis, keepdims=keepdims)
+
+
+def max(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+    """max over `axis`: the reduction `a.max` runs."""
+    return numpy.maximum.reduce(a, axis=axis, keepdims=keepdims)
+
+
+def all(a: Any) -> bool:  # noqa: A001
+    """Whether every element is nonzero, as a Python bool."""
+    return bool(a.all())
+
+
+def swapaxes(a: numpy.ndarray, first: int, second: int) -> numpy.ndarray:
+    """`a` with two axes swapped; a matrix's transpose (every matmul gradient) as `a.T`,
+    a view without np.swapaxes' dispatch."""
+    if a.ndim == 2 and first % 2 != second % 2:
+        return a.T
+    return numpy.swapaxes(a, first, second)
+
+
+def reshape(a: Any, shape: Sequence[int]) -> Any:
+    """`a` in a new shape (a view when its layout allows), by the method: np.reshape adds
+    two calls of dispatch."""
+    return a.reshape(shape)
+
+
+def astype(a: Any, dtype: Any) -> Any:
+    """`a` in `dtype`: itself when already in it, else a copy."""
+    return a.astype(dtype, copy=False)
+
+
+def to_numpy(a: Any) -> numpy.ndarray:
+    """The elements as a numpy array (`a` itself: it is one)."""
+    return numpy.asarray(a)
+
+
+def element_strides(a: numpy.ndarray) -> tuple[int, ...]:
+    """Steps between neighbours along each axis, in elements (numpy counts bytes)."""
+    return tuple(s // a.itemsize for s in a.strides)
+
+
+def as_strided(a: numpy.ndarray, shape: Sequence[int], strides: Sequence[int]) -> numpy.ndarray:
+    """A read-only view of a's memory from its first element, with `strides` in elements."""
+    byte_strides = tuple(s * a.itemsize for s in strides)
+    return numpy.lib.stride_tricks.as_strided(a, tuple(shape), byte_strides, writeable=False)
+
+
+def getitem(a: numpy.ndarray, index: Index) -> numpy.ndarray:
+    """The view `a[index]`; an integer index drops its axis."""
+    return a[index]
+
+
+def setitem(out: numpy.ndarray, index: Index, values: numpy.ndarray) -> None:
+    """`out[index] = values`, in place."""
+    out[index] = values
+
+
+def add_into(out: numpy.ndarray, index: Index, values: numpy.ndarray) -> None:
+    """`out[index] += values`, in place."""
+    out[index] += values
+
+
+def unstack(a: numpy.ndarray, axis: int) -> tuple[numpy.ndarray, ...]:
+    """The a.shape[axis] slices along `axis` (a non-negative axis), that axis dropped: views."""
+    lead = (slice(None),) * axis
+    return tuple(a[(*lead, i)] for i in range(a.shape[axis]))
