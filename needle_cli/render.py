@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -90,3 +90,9 @@ def value(x: float) -> str:
     if x is None or math.isnan(x):
         return "nan"
     return f"{x:.4g}"
+
+
+# The `--json` option of train, evaluate and data download.
+JsonLine = Annotated[
+    bool, typer.Option("--json", help="End stdout with one JSON line of the results.")
+]

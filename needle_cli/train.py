@@ -1,8 +1,8 @@
-"""`needle train`, `needle evaluate`, `needle schema` and `needle data download`.
+"""`needle train`: build the model a config describes and train it, or resume a run.
 
-Each command parses its options, calls one library function (`needle.train.runner`,
-`needle.train.config`, `needle.download`) and renders what it returns. numpy and needle are
-imported inside the command functions so that `needle --help` stays fast.
+Parses the options, calls `needle.train.runner` and renders what it returns
+(`needle_cli.progress` draws the run as it goes). numpy and needle are imported inside the
+command so that `needle --help` stays fast.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from needle_cli.progress import RunDisplay, describe_data, percent
-from needle_cli.render import console, number, print_json
+from needle_cli.render import JsonLine, console, number, print_json
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from needle.train.evaluate import Evaluation
     from needle.train.reports import RunResult
     from needle.train.signals import StopFlag
 
@@ -48,49 +47,10 @@ TRAIN_EPILOG = """Examples:
   needle train --resume runs/quickstart-1 --set train.epochs=40
 """
 
-EVALUATE_EPILOG = """Examples:
-
-\b
-  needle evaluate runs/quickstart-1
-  needle evaluate runs/quickstart-1/checkpoint.npz --json
-  needle evaluate runs/mnist_mlp-1 --data data/fashion_mnist
-"""
-
-SCHEMA_EPILOG = """An editor running yaml-language-server checks a config against the saved
-schema when the config's first line is:
-
-\b
-  # yaml-language-server: $schema=needle.schema.json
-
-Examples:
-
-\b
-  needle schema > needle.schema.json
-"""
-
-DATA_EPILOG = """Examples:
-
-\b
-  needle data download mnist
-  needle data download fashion_mnist --to data/fashion_mnist
-  needle data download mnist --mirror https://ossci-datasets.s3.amazonaws.com/mnist/
-"""
-
 
 def register(app: typer.Typer) -> None:
-    """Add `train`, `evaluate`, `schema` and `data download` to the app."""
+    """Add `needle train` to the app."""
     app.command("train", help=TRAIN_HELP, epilog=TRAIN_EPILOG)(train)
-    app.command("evaluate", epilog=EVALUATE_EPILOG)(evaluate)
-    app.command("schema", epilog=SCHEMA_EPILOG)(schema)
-    data_app = typer.Typer(help="Get datasets.", no_args_is_help=True, epilog=DATA_EPILOG)
-    data_app.command("download", epilog=DATA_EPILOG)(download)
-    app.add_typer(data_app, name="data")
-
-
-# The `--json` option of train, evaluate and data download.
-JsonLine = Annotated[
-    bool, typer.Option("--json", help="End stdout with one JSON line of the results.")
-]
 
 
 # -- train -----------------------------------------------------------------------------------
@@ -336,140 +296,3 @@ def _dry_run(config, out: Console, as_json: bool) -> None:
         table.add_row(row.index, name, batch_shape(row.out_shape), f"{row.params:,}", row.init)
     out.print(table)
     out.print(f"{total:,} parameters; dry run: nothing trained, nothing written")
-
-
-# -- evaluate --------------------------------------------------------------------------------
-
-# Beyond this many classes the confusion matrix is too wide to read in a terminal.
-CONFUSION_LIMIT = 20
-
-
-def evaluate(
-    target: Annotated[
-        Path,
-        typer.Argument(metavar="RUN_DIR|CHECKPOINT", help="A run folder or a checkpoint .npz."),
-    ],
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            metavar="PATH",
-            help="Evaluate on this .npz, .csv or MNIST folder instead of the run's "
-            "validation split.",
-        ),
-    ] = None,
-    label_column: Annotated[
-        str | None,
-        typer.Option(
-            "--label-column",
-            metavar="NAME",
-            help="The header of the label column of a --data .csv [default: the run's "
-            "data.label_column, else label].",
-        ),
-    ] = None,
-    as_json: JsonLine = False,
-) -> None:
-    """Loss, accuracy and confusion matrix of a trained model."""
-    from needle.train.evaluate import evaluate as evaluate_run
-
-    result = evaluate_run(target, data=data, label_column=label_column)
-    if as_json:
-        print_json(result.to_json(), one_line=True)
-        return
-    _evaluation_tables(console(), result)
-
-
-def _evaluation_tables(out: Console, result: Evaluation) -> None:
-    from rich.table import Table
-
-    out.print(f"{result.checkpoint} (epoch {result.epoch}) on {result.data}")
-    table = Table()
-    for column in ("samples", "loss", "accuracy"):
-        table.add_column(column, justify="right")
-    table.add_row(f"{result.samples:,}", number(result.loss), percent(result.accuracy))
-    out.print(table)
-    classes = len(result.confusion)
-    if classes > CONFUSION_LIMIT:
-        out.print(f"confusion matrix: {classes} classes, too many to show (see --json)")
-        return
-    out.print("confusion matrix (rows: true class, columns: predicted)")
-    matrix = Table()
-    matrix.add_column("", justify="right")
-    for c in range(classes):
-        matrix.add_column(str(c), justify="right")
-    for c, row in enumerate(result.confusion):
-        matrix.add_row(str(c), *(str(int(v)) for v in row))
-    out.print(matrix)
-
-
-# -- schema ----------------------------------------------------------------------------------
-
-
-def schema() -> None:
-    """Print the JSON Schema of config files, for editors."""
-    from needle.train.schema import json_schema_text
-
-    typer.echo(json_schema_text())
-
-
-# -- data download ---------------------------------------------------------------------------
-
-
-def download(
-    dataset: Annotated[
-        str,
-        typer.Argument(
-            metavar="DATASET",
-            help="A name from needle.download's table, e.g. mnist, cifar10 or ptb.",
-        ),
-    ],
-    to: Annotated[
-        Path | None,
-        typer.Option("--to", metavar="DIR", help="Destination folder [default: data/DATASET]."),
-    ] = None,
-    mirror: Annotated[
-        str | None,
-        typer.Option(
-            "--mirror",
-            metavar="URL",
-            help="Base URL holding the dataset's files [default: $NEEDLE_DATA_MIRROR, else "
-            "the dataset's usual mirror].",
-        ),
-    ] = None,
-    as_json: JsonLine = False,
-) -> None:
-    """Download a dataset's published files, checking pinned SHA-256 sums (archives are
-    unpacked next to them)."""
-    from needle.download import download as fetch
-
-    folder = to or Path("data") / dataset
-    out = console()
-    live = out.is_terminal and not as_json
-
-    def progress(name: str, done: int, total: int | None) -> None:
-        # Live byte counts in a terminal only; logs get the one line per file below.
-        size = f"{done / 1e6:.1f}" + (f"/{total / 1e6:.1f}" if total else "")
-        out.print(f"{name}: {size} MB", end="\r")
-
-    result = fetch(dataset, folder, mirror=mirror, on_progress=progress if live else None)
-    if as_json:
-        print_json(
-            {
-                "dataset": result.dataset,
-                "folder": str(result.folder),
-                "mirror": result.mirror,
-                "files": [
-                    {"name": f.name, "status": f.status, "bytes": f.size, "sha256": f.sha256}
-                    for f in result.files
-                ],
-                "unpacked": [str(path) for path in result.unpacked],
-            },
-            one_line=True,
-        )
-        return
-    for f in result.files:
-        out.print(f"{f.status:>10}  {f.path}  ({f.size:,} bytes, sha256 ok)")
-    if result.unpacked:
-        out.print(f"{'unpacked':>10}  {len(result.unpacked)} files into {result.folder}")
-    ready = f"{dataset} is ready in {result.folder}"
-    out.print(f"{ready}; {result.use_with}" if result.use_with else ready)

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from needle_cli.app import app
+from needle_cli.app import COMMANDS as COMMAND_TABLE
+from needle_cli.app import app, load_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = typer.main.get_command(app)
@@ -76,3 +79,24 @@ def test_every_help_has_examples_that_parse(path):
 def test_the_example_checker_catches_a_false_example(line, problem):
     with pytest.raises(Exception, match=problem):
         parse(line)
+
+
+def test_the_top_level_help_loads_no_command_module():
+    code = (
+        "import sys\n"
+        "from needle_cli.app import main\n"
+        "sys.argv = ['needle', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('needle', 'numpy', 'rich'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    loaded = result.stdout.strip().splitlines()[-1]
+    assert loaded == "['needle_cli', 'needle_cli.app', 'needle_cli.errors']", loaded
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND_TABLE))
+def test_each_listed_summary_is_the_commands_own_first_help_line(name):
+    command = load_command(name)
+    first_line = (command.help or "").strip().splitlines()[0]
+    assert COMMAND_TABLE[name][1] == first_line

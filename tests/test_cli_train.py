@@ -366,7 +366,7 @@ def test_evaluate_reports_the_runs_numbers_and_a_confusion_matrix(tiny, tmp_path
 
 
 def test_evaluate_leaves_out_a_confusion_matrix_too_wide_to_read(tmp_path):
-    from needle_cli.train import CONFUSION_LIMIT
+    from needle_cli.evaluate import CONFUSION_LIMIT
 
     classes = CONFUSION_LIMIT + 1
     path = tmp_path / "wide.yaml"
