@@ -24,7 +24,7 @@ from needle_cli.gradcheck_options import (
 )
 from needle_cli.gradcheck_render import render_all, render_list, render_report
 from needle_cli.gradcheck_user_op import load_op_class
-from needle_cli.render import console, print_json
+from needle_cli.render import Overrides, console, print_json
 
 # An elementwise check costs two evaluations per element; beyond this many elements it
 # takes minutes, and --fast (random projections, which check_op lets through) is the tool.
@@ -196,16 +196,7 @@ def gradcheck(
             show_default=False,
         ),
     ] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY.PATH=VALUE",
-            help="Override a value of the --config file, as needle train does, e.g. --set "
-            "model.layers[0].linear=16; repeatable; validated like the file.",
-            show_default=False,
-        ),
-    ] = None,
+    overrides: Overrides = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results as JSON: --all --json.")
     ] = False,

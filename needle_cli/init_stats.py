@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from needle_cli import render
-from needle_cli.render import console, number, print_json
+from needle_cli.render import Overrides, console, number, print_json
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -148,16 +148,7 @@ def init_stats(
             show_default=False,
         ),
     ] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY.PATH=VALUE",
-            help="Override a value of the --config file, as needle train does, e.g. --set "
-            "model.layers[0].linear=128; repeatable; validated like the file.",
-            show_default=False,
-        ),
-    ] = None,
+    overrides: Overrides = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print every number as JSON, e.g. --json.")
     ] = False,

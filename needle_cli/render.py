@@ -96,3 +96,16 @@ def value(x: float) -> str:
 JsonLine = Annotated[
     bool, typer.Option("--json", help="End stdout with one JSON line of the results.")
 ]
+
+# The `--set` option of train (and of gradcheck's and init-stats' --config).
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY.PATH=VALUE",
+        help="Override a config value, e.g. train.epochs=5 or model.layers.0.linear=128 "
+        "(a [0] index needs quotes in zsh: 'model.layers[0].linear=128'); repeatable; "
+        "validated like the file.",
+        show_default=False,
+    ),
+]

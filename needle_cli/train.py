@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from needle_cli.progress import RunDisplay, describe_data, percent
-from needle_cli.render import JsonLine, console, number, print_json
+from needle_cli.render import JsonLine, Overrides, console, number, print_json
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -92,16 +92,7 @@ def train(
         Path | None,
         typer.Option("--out", metavar="DIR", help="Folder for run folders [default: runs]."),
     ] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY.PATH=VALUE",
-            help="Override a config value, e.g. train.epochs=5 or model.layers.0.linear=128 "
-            "(a [0] index needs quotes in zsh: 'model.layers[0].linear=128'); repeatable; "
-            "validated like the file.",
-        ),
-    ] = None,
+    overrides: Overrides = None,
     resume: Annotated[
         Path | None,
         typer.Option(
