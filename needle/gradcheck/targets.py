@@ -156,7 +156,8 @@ def check_module(
     names them ("modules.0.weight").
 
     For the check, each parameter is replaced by a float64 tensor in every module attribute
-    that holds it, and put back afterwards. Randomness in the forward pass (dropout) is made
+    that holds it, and put back afterwards; the check computes on the parameters' device.
+    Randomness in the forward pass (dropout) is made
     the same in every evaluation by reseeding numpy's global RNG before each one; its state
     is restored afterwards.
     """
@@ -167,8 +168,9 @@ def check_module(
     arrays = [p.numpy().astype(np.float64) for _, p in named]
     total = sum(a.size for a in arrays)
     fast = total > max_elements if fast is None else fast
-    features = Tensor(np.asarray(X, dtype=np.float64), requires_grad=False)
-    labels = Tensor(np.asarray(y), requires_grad=False)
+    device = named[0][1].device if named else None  # where the model computes
+    features = Tensor(np.asarray(X, dtype=np.float64), device=device, requires_grad=False)
+    labels = Tensor(np.asarray(y), device=device, requires_grad=False)
     loss = nn.SoftmaxLoss()
     model.train()
     # A fixed seed per evaluation: every forward pass draws the same dropout masks.
@@ -193,6 +195,7 @@ def check_module(
                 fast=fast,
                 label=label,
                 input_names=[name for name, _ in named],
+                device=device,
                 **options,
             )
     finally:
