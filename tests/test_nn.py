@@ -493,7 +493,8 @@ def test_dropout_drops_about_p():
 )
 def test_float32_in_float32_out(make, device):
     module = make(device)
-    x = ndl.Tensor(_tensor((5, 4), device=device))  # requires a gradient: parameterless modules have a graph
+    # Requires a gradient: parameterless modules have a graph.
+    x = ndl.Tensor(_tensor((5, 4), device=device))
     out = module(x)
     assert out.dtype == np.float32
     out.sum().backward()

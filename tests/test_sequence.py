@@ -80,7 +80,9 @@ def test_rnn_matches_numpy(num_layers, given_h0, bias, nonlinearity, device):
     rng = np.random.default_rng(num_layers * 10 + given_h0)
     T, B, n_in, H = 4, 3, 2, 5
     np.random.seed(0)
-    rnn = nn.RNN(n_in, H, num_layers, bias=bias, nonlinearity=nonlinearity, dtype="float64", device=device)
+    rnn = nn.RNN(
+        n_in, H, num_layers, bias=bias, nonlinearity=nonlinearity, dtype="float64", device=device
+    )
     X = rng.standard_normal((T, B, n_in))
     h0 = rng.standard_normal((num_layers, B, H)) if given_h0 else None
     out, h_n = rnn(_tensor(X, device), None if h0 is None else _tensor(h0, device))
@@ -153,9 +155,13 @@ def test_parameter_gradients_match_central_differences(kind, device):
     T, B, n_in, H, L = 3, 2, 2, 3, 2
     np.random.seed(3)
     if kind == "rnn":
-        model = _Readout(nn.RNN(n_in, H, L, dtype="float64", device=device), (L, B, H), False, device)
+        model = _Readout(
+            nn.RNN(n_in, H, L, dtype="float64", device=device), (L, B, H), False, device
+        )
     else:
-        model = _Readout(nn.LSTM(n_in, H, L, dtype="float64", device=device), (L, B, H), True, device)
+        model = _Readout(
+            nn.LSTM(n_in, H, L, dtype="float64", device=device), (L, B, H), True, device
+        )
     rng = np.random.default_rng(4)
     X = rng.standard_normal((T, B, n_in))
     y = rng.integers(0, H, T * B)
