@@ -103,3 +103,15 @@ def scaled_gradient(op_class: type, factor: float) -> type:
 
     Scaled.__name__ = Scaled.__qualname__ = f"{op_class.__name__}Times{factor:g}"
     return Scaled
+
+
+class SplitStackingReversed(ndl.ops.Split):
+    # Hands slice i the cotangent of slice n−1−i: right only for a palindrome of cotangents.
+    def gradient(self, out_grad, node):
+        return ndl.stack(out_grad.tuple()[::-1], self.axis)
+
+
+class StackSplittingReversed(ndl.ops.Stack):
+    # The same mistake the other way: of three inputs only the middle one's gradient is right.
+    def gradient(self, out_grad, node):
+        return ndl.make_tuple(*ndl.split(out_grad, self.axis).tuple()[::-1])

@@ -143,12 +143,14 @@ def test_dilate_on_a_kernel_and_an_image_alike():
 # -- gradients ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("device", [ndl.cpu_numpy(), ndl.cpu()], ids=str)
 @settings(max_examples=25, deadline=None)
 @given(case=conv_cases(max_size=5), order=st.sampled_from([1, 2]))
-def test_conv_gradients_at_any_stride_and_padding(case, order):
+def test_conv_gradients_at_any_stride_and_padding(case, order, device):
     a_shape, b_shape, stride, padding = case
     inputs = _normal(a_shape, b_shape, seed=1)
-    report = check_gradients(lambda a, b: ndl.conv(a, b, stride, padding), inputs, order=order)
+    fn = lambda a, b: ndl.conv(a, b, stride, padding)  # noqa: E731
+    report = check_gradients(fn, inputs, order=order, device=device)
     assert report.passed, (case, report.inputs)
 
 

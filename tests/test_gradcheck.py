@@ -16,6 +16,8 @@ from broken_ops import (
     ScaledLog,
     ScaledMul,
     SigmoidTimesTransposedOnes,
+    SplitStackingReversed,
+    StackSplittingReversed,
     SumIgnoringOutGrad,
     TransposedMatMul,
     scaled_gradient,
@@ -46,6 +48,13 @@ BROKEN = {
     ),
     "ignores out_grad (exp)": (lambda a: ExpIgnoringOutGrad()(a), SQUARE[:1], [0]),
     "ignores out_grad (sum)": (lambda a: SumIgnoringOutGrad(None)(a), SQUARE[:1], [0]),
+    # A TensorTuple out (a cotangent per element) and a tuple in (the checker's inputs).
+    "split's slices reversed": (lambda a: SplitStackingReversed(1)(a), SQUARE[:1], [0]),
+    "stack's inputs reversed": (
+        lambda a, b, c: StackSplittingReversed(0)(ndl.make_tuple(a, b, c)),
+        [rng.standard_normal((2, 3)) for _ in range(3)],
+        [0, 2],
+    ),
 }
 
 
@@ -57,6 +66,21 @@ def test_broken_gradients_fail(case, dtype, fast):
     report = check_gradients(fn, inputs, dtype=dtype, fast=fast, seed=5)
     assert not report.passed
     assert report.failing_inputs == failing
+
+
+@pytest.mark.parametrize("case", ["scaled by 1.01", "split's slices reversed"])
+def test_the_check_computes_on_the_device_it_is_given(case):
+    fn, inputs, failing = BROKEN[case]
+    seen = set()
+
+    def recording(*tensors):
+        seen.update(t.device for t in tensors)
+        return fn(*tensors)
+
+    report = check_gradients(recording, inputs, device=ndl.cpu(), order=2, seed=5)
+    assert seen == {ndl.cpu()} and report.failing_inputs == failing
+    right = check_gradients(lambda a: ndl.split(a, 1), inputs[:1], device=ndl.cpu(), order=2)
+    assert right.passed
 
 
 def test_scaled_gradient_error_is_one_percent():

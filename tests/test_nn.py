@@ -17,12 +17,13 @@ from needle.errors import UsageError
 from needle.gradcheck import check_gradients
 
 
-def _tensor(shape, seed=0, dtype=np.float32, scale=1.0):
+def _tensor(shape, seed=0, dtype=np.float32, scale=1.0, device=None):
     rng = np.random.default_rng(seed)
-    return ndl.Tensor((rng.standard_normal(shape) * scale).astype(dtype), requires_grad=False)
+    array = (rng.standard_normal(shape) * scale).astype(dtype)
+    return ndl.Tensor(array, device=device, requires_grad=False)
 
 
-def _assert_module_gradients(module, x: np.ndarray, names: list[str]):
+def _assert_module_gradients(module, x: np.ndarray, names: list[str], device=None):
     """Check d(module(x))/d(x and each named attribute) under a random cotangent, by putting
     the checker's float64 tensors in place of the module's attributes."""
 
@@ -32,7 +33,7 @@ def _assert_module_gradients(module, x: np.ndarray, names: list[str]):
         return module(x)
 
     arrays = [x] + [getattr(module, name).numpy() for name in names]
-    report = check_gradients(fn, arrays)
+    report = check_gradients(fn, arrays, device=device)
     assert report.passed, report.to_dict()
 
 
@@ -213,14 +214,14 @@ def test_linear_without_bias_draws_only_the_weight():
 
 @pytest.mark.parametrize("lead", [(4,), (2, 3), (), (2, 1, 3)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear_forward_any_leading_shape(lead, bias):
-    layer = nn.Linear(5, 3, bias=bias)
-    x = _tensor((*lead, 5))
+def test_linear_forward_any_leading_shape(lead, bias, device):
+    layer = nn.Linear(5, 3, bias=bias, device=device)
+    x = _tensor((*lead, 5), device=device)
     expected = x.numpy() @ layer.weight.numpy()
     if bias:
         expected = expected + layer.bias.numpy().reshape(3)
     out = layer(x)
-    assert out.shape == (*lead, 3) and out.dtype == np.float32
+    assert out.shape == (*lead, 3) and out.dtype == np.float32 and out.device == device
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6, atol=1e-6)
 
 
@@ -237,10 +238,10 @@ def test_linear_accepts_a_flat_bias_assigned_later():
 
 
 @pytest.mark.parametrize("lead", [(4,), (2, 3)])
-def test_linear_gradients(lead):
-    layer = nn.Linear(3, 2, dtype="float64")
+def test_linear_gradients(lead, device):
+    layer = nn.Linear(3, 2, dtype="float64", device=device)
     x = np.random.default_rng(1).standard_normal((*lead, 3))
-    _assert_module_gradients(layer, x, ["weight", "bias"])
+    _assert_module_gradients(layer, x, ["weight", "bias"], device)
 
 
 @settings(max_examples=25, deadline=None)
@@ -269,12 +270,12 @@ def test_flatten_identity_activations():
     np.testing.assert_allclose(nn.Sigmoid()(x).numpy(), 1 / (1 + np.exp(-a)), rtol=1e-6)
 
 
-def test_sequential_and_residual_compose():
-    first, second = nn.Linear(3, 3), nn.Linear(3, 3)
+def test_sequential_and_residual_compose(device):
+    first, second = nn.Linear(3, 3, device=device), nn.Linear(3, 3, device=device)
     seq = nn.Sequential(first, nn.ReLU(), second)
     assert seq.modules == (first, seq.modules[1], second)
     assert seq.parameters() == first.parameters() + second.parameters()
-    x = _tensor((4, 3))
+    x = _tensor((4, 3), device=device)
     hidden = np.maximum(x.numpy() @ first.weight.numpy() + first.bias.numpy(), 0)
     expected = hidden @ second.weight.numpy() + second.bias.numpy()
     np.testing.assert_allclose(seq(x).numpy(), expected, rtol=1e-5, atol=1e-6)
@@ -295,12 +296,12 @@ def _np_softmax_loss(z: np.ndarray, y: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("scale", [1.0, 50.0])
-def test_softmax_loss_matches_numpy(scale):
-    logits = _tensor((6, 4), scale=scale)
-    y = ndl.Tensor(np.array([0, 3, 1, 1, 2, 3], dtype=np.uint8), requires_grad=False)
-    loss = nn.SoftmaxLoss()(logits, y)
+def test_softmax_loss_matches_numpy(scale, device):
+    logits = _tensor((6, 4), scale=scale, device=device)
+    labels = np.array([0, 3, 1, 1, 2, 3], dtype=np.uint8)
+    loss = nn.SoftmaxLoss()(logits, ndl.Tensor(labels, device=device, requires_grad=False))
     assert loss.shape == () and loss.dtype == np.float32
-    assert float(loss.numpy()) == pytest.approx(_np_softmax_loss(logits.numpy(), y.numpy()), 1e-5)
+    assert float(loss.numpy()) == pytest.approx(_np_softmax_loss(logits.numpy(), labels), 1e-5)
 
 
 @pytest.mark.parametrize("dtype, rel", [(np.float32, 1e-6), (np.float64, 1e-15)])
@@ -325,16 +326,17 @@ def test_softmax_loss_of_confident_float32_logits_near_1e3():
     assert abs(float(loss.numpy()) - exact) < 5e-7
 
 
-def test_softmax_loss_gradient():
-    y = ndl.Tensor(np.array([2, 0, 1, 2, 2]), requires_grad=False)
+def test_softmax_loss_gradient(device):
+    labels = np.array([2, 0, 1, 2, 2])
+    y = ndl.Tensor(labels, device=device, requires_grad=False)
     logits = np.random.default_rng(4).standard_normal((5, 3))
-    report = check_gradients(lambda z: nn.SoftmaxLoss()(z, y), [logits])
+    report = check_gradients(lambda z: nn.SoftmaxLoss()(z, y), [logits], device=device)
     assert report.passed, report.to_dict()
     # and the closed form: (softmax − one_hot) / N
-    z = ndl.Tensor(logits)
+    z = ndl.Tensor(logits, device=device)
     nn.SoftmaxLoss()(z, y).backward()
     p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    p[np.arange(5), y.numpy()] -= 1
+    p[np.arange(5), labels] -= 1
     np.testing.assert_allclose(z.grad.numpy(), p / 5, rtol=1e-10)
 
 
@@ -362,14 +364,14 @@ def _np_normalize(x, mean, var, eps, weight, bias):
     return weight * (x - mean) / np.sqrt(var + eps) + bias
 
 
-def test_batchnorm_training_forward_and_running_statistics():
-    bn = nn.BatchNorm1d(3, eps=1e-3, momentum=0.2)
+def test_batchnorm_training_forward_and_running_statistics(device):
+    bn = nn.BatchNorm1d(3, eps=1e-3, momentum=0.2, device=device)
     assert bn.parameters() == [bn.weight, bn.bias]
-    bn.weight = nn.Parameter(np.array([1.0, 2.0, 0.5], dtype=np.float32))
-    bn.bias = nn.Parameter(np.array([0.0, -1.0, 3.0], dtype=np.float32))
+    bn.weight = nn.Parameter(np.array([1.0, 2.0, 0.5], dtype=np.float32), device=device)
+    bn.bias = nn.Parameter(np.array([0.0, -1.0, 3.0], dtype=np.float32), device=device)
     running_mean, running_var = np.zeros(3), np.ones(3)
     for step in range(3):
-        x = _tensor((8, 3), seed=step, scale=step + 1.0)
+        x = _tensor((8, 3), seed=step, scale=step + 1.0, device=device)
         a = x.numpy().astype(np.float64)
         mean, var = a.mean(axis=0), a.var(axis=0)  # biased variance
         expected = _np_normalize(a, mean, var, 1e-3, bn.weight.numpy(), bn.bias.numpy())
@@ -383,9 +385,10 @@ def test_batchnorm_training_forward_and_running_statistics():
     for stat in (bn.running_mean, bn.running_var):
         assert not isinstance(stat, nn.Parameter)
         assert stat.op is None and not stat.requires_grad and stat.dtype == np.float32
+        assert stat.device == device
 
     bn.eval()
-    x = _tensor((5, 3), seed=9)
+    x = _tensor((5, 3), seed=9, device=device)
     expected = _np_normalize(
         x.numpy(), running_mean, running_var, 1e-3, bn.weight.numpy(), bn.bias.numpy()
     )
@@ -393,26 +396,26 @@ def test_batchnorm_training_forward_and_running_statistics():
     np.testing.assert_allclose(bn.running_mean.numpy(), running_mean, rtol=1e-5, atol=1e-6)
 
 
-def test_batchnorm_gradients_in_training_mode():
-    bn = nn.BatchNorm1d(3, dtype="float64")
-    bn.weight = nn.Parameter(np.array([1.0, 2.0, 0.5]))
-    bn.bias = nn.Parameter(np.array([0.1, -1.0, 3.0]))
+def test_batchnorm_gradients_in_training_mode(device):
+    bn = nn.BatchNorm1d(3, dtype="float64", device=device)
+    bn.weight = nn.Parameter(np.array([1.0, 2.0, 0.5]), device=device)
+    bn.bias = nn.Parameter(np.array([0.1, -1.0, 3.0]), device=device)
     x = np.random.default_rng(2).standard_normal((6, 3))
-    _assert_module_gradients(bn, x, ["weight", "bias"])
+    _assert_module_gradients(bn, x, ["weight", "bias"], device)
 
 
 # -- LayerNorm1d ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("shape", [(4, 5), (2, 3, 5)])
-def test_layernorm_forward(shape):
-    ln = nn.LayerNorm1d(5, eps=1e-4)
+def test_layernorm_forward(shape, device):
+    ln = nn.LayerNorm1d(5, eps=1e-4, device=device)
     assert ln.parameters() == [ln.weight, ln.bias]
     np.testing.assert_array_equal(ln.weight.numpy(), np.ones(5))
     np.testing.assert_array_equal(ln.bias.numpy(), np.zeros(5))
-    ln.weight = nn.Parameter(np.linspace(0.5, 2, 5).astype(np.float32))
-    ln.bias = nn.Parameter(np.linspace(-1, 1, 5).astype(np.float32))
-    x = _tensor(shape, scale=3.0)
+    ln.weight = nn.Parameter(np.linspace(0.5, 2, 5).astype(np.float32), device=device)
+    ln.bias = nn.Parameter(np.linspace(-1, 1, 5).astype(np.float32), device=device)
+    x = _tensor(shape, scale=3.0, device=device)
     a = x.numpy().astype(np.float64)
     mean, var = a.mean(axis=-1, keepdims=True), a.var(axis=-1, keepdims=True)
     expected = _np_normalize(a, mean, var, 1e-4, ln.weight.numpy(), ln.bias.numpy())
@@ -421,20 +424,20 @@ def test_layernorm_forward(shape):
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_layernorm_gradients():
-    ln = nn.LayerNorm1d(4, dtype="float64")
-    ln.weight = nn.Parameter(np.array([1.0, 2.0, 0.5, -1.0]))
-    ln.bias = nn.Parameter(np.array([0.1, -1.0, 3.0, 0.0]))
+def test_layernorm_gradients(device):
+    ln = nn.LayerNorm1d(4, dtype="float64", device=device)
+    ln.weight = nn.Parameter(np.array([1.0, 2.0, 0.5, -1.0]), device=device)
+    ln.bias = nn.Parameter(np.array([0.1, -1.0, 3.0, 0.0]), device=device)
     x = np.random.default_rng(3).standard_normal((3, 4))
-    _assert_module_gradients(ln, x, ["weight", "bias"])
+    _assert_module_gradients(ln, x, ["weight", "bias"], device)
 
 
 # -- Dropout ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("p", [0.0, 0.3, 0.5])
-def test_dropout_mask_comes_from_one_randb_draw(p):
-    x = _tensor((20, 7))
+def test_dropout_mask_comes_from_one_randb_draw(p, device):
+    x = _tensor((20, 7), device=device)
     np.random.seed(11)
     out = nn.Dropout(p)(x)
     after = np.random.rand()
@@ -475,26 +478,27 @@ def test_dropout_drops_about_p():
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: nn.Linear(4, 3),
-        lambda: nn.Flatten(),
-        lambda: nn.ReLU(),
-        lambda: nn.Tanh(),
-        lambda: nn.Sigmoid(),
-        lambda: nn.Identity(),
-        lambda: nn.BatchNorm1d(4),
-        lambda: nn.BatchNorm1d(4).eval(),
-        lambda: nn.LayerNorm1d(4),
-        lambda: nn.Dropout(0.2),
-        lambda: nn.Residual(nn.Sequential(nn.Linear(4, 4), nn.ReLU())),
+        lambda d: nn.Linear(4, 3, device=d),
+        lambda d: nn.Flatten(),
+        lambda d: nn.ReLU(),
+        lambda d: nn.Tanh(),
+        lambda d: nn.Sigmoid(),
+        lambda d: nn.Identity(),
+        lambda d: nn.BatchNorm1d(4, device=d),
+        lambda d: nn.BatchNorm1d(4, device=d).eval(),
+        lambda d: nn.LayerNorm1d(4, device=d),
+        lambda d: nn.Dropout(0.2),
+        lambda d: nn.Residual(nn.Sequential(nn.Linear(4, 4, device=d), nn.ReLU())),
     ],
 )
-def test_float32_in_float32_out(make):
-    module = make()
-    x = ndl.Tensor(_tensor((5, 4)))  # requires a gradient: parameterless modules have a graph
+def test_float32_in_float32_out(make, device):
+    module = make(device)
+    # Requires a gradient: parameterless modules have a graph.
+    x = ndl.Tensor(_tensor((5, 4), device=device))
     out = module(x)
     assert out.dtype == np.float32
     out.sum().backward()
-    assert x.grad.dtype == np.float32
+    assert x.grad.dtype == np.float32 and x.grad.device == device
     for p in module.parameters():
         assert p.dtype == np.float32 and p.grad.dtype == np.float32
 

@@ -197,14 +197,14 @@ def test_sigmoid_matches_numpy():
 # -- a small CNN's gradients -----------------------------------------------------------------------
 
 
-def test_small_cnn_gradients_through_the_model_check():
+def test_small_cnn_gradients_through_the_model_check(device):
     np.random.seed(0)
     model = nn.Sequential(
-        nn.Conv(2, 3, 3, stride=2),
-        nn.BatchNorm2d(3),
+        nn.Conv(2, 3, 3, stride=2, device=device),
+        nn.BatchNorm2d(3, device=device),
         nn.ReLU(),
         nn.Flatten(),
-        nn.Linear(3 * 3 * 3, 4),
+        nn.Linear(3 * 3 * 3, 4, device=device),
     )
     X = _images(5, 2, 5, 6, seed=3)
     y = np.array([0, 1, 2, 3, 1])

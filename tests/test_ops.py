@@ -1,7 +1,8 @@
 """Registry-driven op tests: every registered op, forward against numpy and gradient through
 the checker, over its settings and over hypothesis-drawn shapes and parameters.
 
-Adding an op to the registry adds it here; it only needs a numpy reference below.
+Adding an op to the registry adds it here; it only needs a numpy reference below. An op
+that returns a TensorTuple (split) is compared element by element, its reference a tuple.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import needle as ndl
+from needle.autograd import compute_gradient_of_variables
 from needle.gradcheck import check_gradients, check_op
 from needle.ops import REGISTRY
 
@@ -85,7 +87,33 @@ NUMPY_REFERENCE = {
     "dilate": lambda x, p: dilate_loops(x[0], p["axes"], p["dilation"]),
     "undilate": lambda x, p: undilate_loops(x[0], p["axes"], p["dilation"]),
     "conv": lambda x, p: conv_loops(x[0], x[1], p["stride"], p["padding"]),
+    "stack": lambda x, p: np.stack(x, p["axis"]),
+    "split": lambda x, p: tuple(np.moveaxis(x[0], p["axis"], 0)),
 }
+
+
+def _parts(value):
+    """An op's result as a tuple: a TensorTuple's elements, else the one tensor (or array)."""
+    if isinstance(value, ndl.TensorTuple):
+        return value.tuple()
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _backward(out, device=None, seed=None):
+    """Backpropagate from `out` (a Tensor or a TensorTuple) under a cotangent per element:
+    standard normal from `seed`, or ones without one."""
+    rng = None if seed is None else np.random.default_rng(seed)
+    grads = [
+        ndl.Tensor(
+            np.ones(part.shape) if rng is None else rng.standard_normal(part.shape),
+            device=device or part.device,
+            dtype=part.dtype,
+        )
+        for part in _parts(out)
+    ]
+    tuple_out = isinstance(out, ndl.TensorTuple)
+    compute_gradient_of_variables(out, ndl.make_tuple(*grads) if tuple_out else grads[0])
+
 
 CASES = [
     pytest.param(name, setting, id=f"{name}-{i}")
@@ -115,12 +143,14 @@ def _forward_matches(name, params, inputs, dtype, device=None):
     params = spec.resolve_params(params)
     arrays = [x.astype(dtype) for x in inputs]
     out = spec.call(params, *[ndl.Tensor(a, device=device) for a in arrays])
-    expected = NUMPY_REFERENCE[name]([a.astype(np.float64) for a in arrays], params)
+    expected = _parts(NUMPY_REFERENCE[name]([a.astype(np.float64) for a in arrays], params))
     assert out.device == (device or ndl.default_device())
-    assert out.shape == np.shape(expected)
-    assert out.dtype == np.dtype(dtype), f"{name}: {dtype} in, {out.dtype} out"
+    assert len(_parts(out)) == len(expected)
     tol = 1e-12 if dtype == "float64" else 1e-5
-    np.testing.assert_allclose(out.numpy(), expected, rtol=tol, atol=tol)
+    for part, reference in zip(_parts(out), expected, strict=True):
+        assert part.shape == np.shape(reference)
+        assert part.dtype == np.dtype(dtype), f"{name}: {dtype} in, {part.dtype} out"
+        np.testing.assert_allclose(part.numpy(), reference, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -137,10 +167,9 @@ def _forward_and_backward(name, params, inputs, device, seed):
     spec = REGISTRY[name]
     leaves = [ndl.Tensor(x, device=device) for x in inputs]
     out = spec.call(spec.resolve_params(params), *leaves)
-    cotangent = np.random.default_rng(seed).standard_normal(out.shape)
-    out.backward(ndl.Tensor(cotangent, device=device, dtype=out.dtype))
+    _backward(out, device, seed)
     assert out.device == device and all(leaf.grad.device == device for leaf in leaves)
-    return [out.numpy()] + [leaf.grad.numpy() for leaf in leaves]
+    return [part.numpy() for part in _parts(out)] + [leaf.grad.numpy() for leaf in leaves]
 
 
 def _same_on_every_cpu_storage(name, params, inputs, seed):
@@ -148,7 +177,8 @@ def _same_on_every_cpu_storage(name, params, inputs, seed):
     The gradients of cpu_numpy() are checked against central differences elsewhere."""
     expected = _forward_and_backward(name, params, inputs, ndl.cpu_numpy(), seed)
     got = _forward_and_backward(name, params, inputs, ndl.cpu(), seed)
-    names = ["forward"] + [f"grad {i}" for i in range(len(inputs))]
+    names = [f"forward {i}" for i in range(len(expected) - len(inputs))]
+    names += [f"grad {i}" for i in range(len(inputs))]
     for what, e, g in zip(names, expected, got, strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12, err_msg=f"{name} {what}")
 
@@ -181,7 +211,7 @@ def test_gradients_keep_float32(name, setting, device):
     )
     leaves = [ndl.Tensor(x, device=device) for x in inputs]
     out = spec.call(setting.params, *leaves)
-    out.backward()
+    _backward(out)
     for leaf in leaves:
         assert leaf.grad.dtype == np.float32, name
         assert leaf.grad.shape == leaf.shape

@@ -69,27 +69,29 @@ def numpy_lstm(X, state, cells):
     return out, (np.stack(final_h), np.stack(final_c))
 
 
-def _tensor(a):
-    return ndl.Tensor(a, requires_grad=False)
+def _tensor(a, device=None):
+    return ndl.Tensor(a, device=device, requires_grad=False)
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("given_h0", [False, True])
 @pytest.mark.parametrize("bias, nonlinearity", [(True, "tanh"), (False, "relu"), (True, "relu")])
-def test_rnn_matches_numpy(num_layers, given_h0, bias, nonlinearity):
+def test_rnn_matches_numpy(num_layers, given_h0, bias, nonlinearity, device):
     rng = np.random.default_rng(num_layers * 10 + given_h0)
     T, B, n_in, H = 4, 3, 2, 5
     np.random.seed(0)
-    rnn = nn.RNN(n_in, H, num_layers, bias=bias, nonlinearity=nonlinearity, dtype="float64")
+    rnn = nn.RNN(
+        n_in, H, num_layers, bias=bias, nonlinearity=nonlinearity, dtype="float64", device=device
+    )
     X = rng.standard_normal((T, B, n_in))
     h0 = rng.standard_normal((num_layers, B, H)) if given_h0 else None
-    out, h_n = rnn(_tensor(X), None if h0 is None else _tensor(h0))
+    out, h_n = rnn(_tensor(X, device), None if h0 is None else _tensor(h0, device))
     want_out, want_h = numpy_rnn(X, h0, rnn.rnn_cells, nonlinearity)
     assert out.shape == (T, B, H) and h_n.shape == (num_layers, B, H)
     np.testing.assert_allclose(out.numpy(), want_out, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(h_n.numpy(), want_h, rtol=1e-12, atol=1e-12)
     # One cell step on its own.
-    step = rnn.rnn_cells[0](_tensor(X[0]))
+    step = rnn.rnn_cells[0](_tensor(X[0], device))
     np.testing.assert_allclose(
         step.numpy(), numpy_rnn(X[:1], None, rnn.rnn_cells[:1], nonlinearity)[0][0]
     )
@@ -98,22 +100,22 @@ def test_rnn_matches_numpy(num_layers, given_h0, bias, nonlinearity):
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("given_state", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
-def test_lstm_matches_numpy(num_layers, given_state, bias):
+def test_lstm_matches_numpy(num_layers, given_state, bias, device):
     rng = np.random.default_rng(num_layers * 10 + given_state)
     T, B, n_in, H = 4, 3, 2, 5
     np.random.seed(1)
-    lstm = nn.LSTM(n_in, H, num_layers, bias=bias, dtype="float64")
+    lstm = nn.LSTM(n_in, H, num_layers, bias=bias, dtype="float64", device=device)
     X = rng.standard_normal((T, B, n_in))
     state = None
     if given_state:
         state = tuple(rng.standard_normal((num_layers, B, H)) for _ in range(2))
-    given = None if state is None else (_tensor(state[0]), _tensor(state[1]))
-    out, (h_n, c_n) = lstm(_tensor(X), given)
+    given = None if state is None else (_tensor(state[0], device), _tensor(state[1], device))
+    out, (h_n, c_n) = lstm(_tensor(X, device), given)
     want_out, (want_h, want_c) = numpy_lstm(X, state, lstm.lstm_cells)
     assert out.shape == (T, B, H) and h_n.shape == c_n.shape == (num_layers, B, H)
     for got, want in [(out, want_out), (h_n, want_h), (c_n, want_c)]:
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-12)
-    h1, c1 = lstm.lstm_cells[0](_tensor(X[0]))
+    h1, c1 = lstm.lstm_cells[0](_tensor(X[0], device))
     want_step = numpy_lstm(X[:1], None, lstm.lstm_cells[:1])[1]
     np.testing.assert_allclose(h1.numpy(), want_step[0][0])
     np.testing.assert_allclose(c1.numpy(), want_step[1][0])
@@ -135,12 +137,13 @@ def test_cells_read_their_weights_at_call_time():
 class _Readout(nn.Module):
     """A recurrent layer with its initial state as parameters, its outputs as (T·B, H) logits."""
 
-    def __init__(self, layer, state_shape, lstm):
+    def __init__(self, layer, state_shape, lstm, device=None):
         super().__init__()
         rng = np.random.default_rng(2)
         self.layer, self.lstm = layer, lstm
-        self.h0 = nn.Parameter(rng.standard_normal(state_shape))
-        self.c0 = nn.Parameter(rng.standard_normal(state_shape)) if lstm else None
+        self.h0 = nn.Parameter(rng.standard_normal(state_shape), device=device)
+        c0 = rng.standard_normal(state_shape)
+        self.c0 = nn.Parameter(c0, device=device) if lstm else None
 
     def forward(self, X):
         out, _ = self.layer(X, (self.h0, self.c0) if self.lstm else self.h0)
@@ -148,18 +151,23 @@ class _Readout(nn.Module):
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm"])
-def test_parameter_gradients_match_central_differences(kind):
+def test_parameter_gradients_match_central_differences(kind, device):
     T, B, n_in, H, L = 3, 2, 2, 3, 2
     np.random.seed(3)
     if kind == "rnn":
-        model = _Readout(nn.RNN(n_in, H, L, dtype="float64"), (L, B, H), lstm=False)
+        model = _Readout(
+            nn.RNN(n_in, H, L, dtype="float64", device=device), (L, B, H), False, device
+        )
     else:
-        model = _Readout(nn.LSTM(n_in, H, L, dtype="float64"), (L, B, H), lstm=True)
+        model = _Readout(
+            nn.LSTM(n_in, H, L, dtype="float64", device=device), (L, B, H), True, device
+        )
     rng = np.random.default_rng(4)
     X = rng.standard_normal((T, B, n_in))
     y = rng.integers(0, H, T * B)
     report = check_module(model, X, y, seed=5)
     assert report.passed, report.inputs
+    assert all(p.device == device for p in model.parameters())
     assert len(report.inputs) == len(model.parameters())
 
 

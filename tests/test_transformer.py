@@ -142,11 +142,11 @@ def test_causal_mask_adds_float32_max_above_the_offset_diagonal():
     np.testing.assert_array_equal(mask[0, 0], np.where(hidden, -np.finfo(np.float32).max, 0))
 
 
-def test_attention_gradients_reach_q_k_v():
+def test_attention_gradients_reach_q_k_v(device):
     rng = np.random.default_rng(1)
     q, k, v = (rng.standard_normal((2, 2, n, 3)) for n in (3, 4, 4))
     attention = nn.MultiHeadAttention(causal=True)
-    report = check_gradients(lambda q, k, v: attention(q, k, v)[0], [q, k, v])
+    report = check_gradients(lambda q, k, v: attention(q, k, v)[0], [q, k, v], device=device)
     assert report.passed, report.to_dict()
 
 

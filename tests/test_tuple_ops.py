@@ -1,6 +1,6 @@
 """Tuple ops: stack and split against numpy, their gradients against float64 central
-differences (`check_gradients` on functions composing them: the registry's checker cannot
-feed a list of tensors or read back a tuple), and the TensorTuple API."""
+differences on both CPU storages (any count of inputs and composed functions here; the
+registry's settings in tests/test_ops.py), and the TensorTuple API."""
 
 from __future__ import annotations
 
@@ -16,25 +16,32 @@ from needle.gradcheck import check_gradients
 shapes = st.lists(st.integers(1, 4), min_size=0, max_size=3).map(tuple)
 
 
+# Hypothesis tests take the CPU devices as a parameter (it refuses function-scoped fixtures).
+ON_EVERY_CPU = pytest.mark.parametrize("device", [ndl.cpu_numpy(), ndl.cpu()], ids=str)
+
+
+@ON_EVERY_CPU
 @settings(max_examples=25, deadline=None)
 @given(shape=shapes, count=st.integers(1, 4), data=st.data())
-def test_stack_matches_numpy_and_its_gradient_is_checked(shape, count, data):
+def test_stack_matches_numpy_and_its_gradient_is_checked(shape, count, data, device):
     ndim = len(shape) + 1
     axis = data.draw(st.integers(-ndim, ndim - 1), label="axis")
     rng = np.random.default_rng(count)
     arrays = [rng.standard_normal(shape) for _ in range(count)]
-    out = ndl.stack([ndl.Tensor(a) for a in arrays], axis)
+    out = ndl.stack([ndl.Tensor(a, device=device) for a in arrays], axis)
+    assert out.device == device
     np.testing.assert_array_equal(out.numpy(), np.stack(arrays, axis))
-    report = check_gradients(lambda *ts: ndl.stack(ts, axis), arrays, seed=count)
+    report = check_gradients(lambda *ts: ndl.stack(ts, axis), arrays, seed=count, device=device)
     assert report.passed, report.inputs
 
 
+@ON_EVERY_CPU
 @settings(max_examples=25, deadline=None)
 @given(shape=shapes.filter(len), data=st.data())
-def test_split_matches_numpy_and_its_gradient_is_checked(shape, data):
+def test_split_matches_numpy_and_its_gradient_is_checked(shape, data, device):
     axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
     a = np.random.default_rng(len(shape)).standard_normal(shape)
-    parts = ndl.split(ndl.Tensor(a), axis)
+    parts = ndl.split(ndl.Tensor(a, device=device), axis)
     expected = [np.squeeze(p, axis) for p in np.split(a, a.shape[axis], axis)]
     assert len(parts) == len(expected)
     for part, want in zip(parts.tuple(), expected, strict=True):
@@ -44,7 +51,7 @@ def test_split_matches_numpy_and_its_gradient_is_checked(shape, data):
         # Each part weighted differently: a gradient sent to the wrong part cannot pass.
         return sum((p * p * float(i + 1) for i, p in enumerate(ndl.split(t, axis).tuple())))
 
-    report = check_gradients(weighted_squares, [a], seed=5)
+    report = check_gradients(weighted_squares, [a], seed=5, device=device)
     assert report.passed, report.inputs
 
 

@@ -1,4 +1,8 @@
-"""`check_gradients`: a function's analytic gradient against central differences."""
+"""`check_gradients`: a function's analytic gradient against central differences.
+
+The function returns a Tensor or a TensorTuple (`split`). For a tuple the cotangent is a
+tuple of random arrays `v_i`, one per element, and φ = Σ_i ⟨v_i, out_i⟩.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from typing import Any
 import numpy as np
 
 from needle import init
-from needle.autograd import Op, Tensor
+from needle.autograd import Op, Tensor, TensorTuple, Value, compute_gradient_of_variables
+from needle.backend_ndarray import api
+from needle.devices import Device, check_device
 from needle.errors import UsageError
 from needle.gradcheck.report import GradcheckReport, InputReport
 from needle.gradcheck.tolerances import (
@@ -18,13 +24,33 @@ from needle.gradcheck.tolerances import (
     rounding_floor,
     validate_tolerances,
 )
+from needle.ops.tuples import make_tuple
 
 # One-sided slopes further apart than this (relative to their size) mark a kink; for a
 # smooth function they differ by about h·|φ''|, far below it.
 KINK_TOLERANCE = 1e-3
 
 
-Function = Callable[..., Tensor]
+Function = Callable[..., Value]  # Tensors in; a Tensor or a TensorTuple out
+# One random array per element of the output: one for a Tensor.
+Cotangent = list[np.ndarray]
+
+
+def output_arrays(out: Value) -> list[Any]:
+    """The arrays of a function's result: one for a Tensor, one per element of a tuple."""
+    return list(out.cached_data) if isinstance(out, TensorTuple) else [out.cached_data]
+
+
+def output_size(out: Value) -> int:
+    """How many numbers a function's result holds (0 for an empty tensor or tuple)."""
+    return sum(a.size for a in output_arrays(out))
+
+
+def describe_output(out: Value) -> str:
+    """`shape (0, 3)`, or for a tuple the shapes of its elements."""
+    if isinstance(out, TensorTuple):
+        return f"{len(out)} tensors of shapes {[a.shape for a in out.cached_data]}"
+    return f"shape {out.shape}"
 
 
 def check_gradients(
@@ -42,6 +68,7 @@ def check_gradients(
     label: str = "",
     params: dict[str, Any] | None = None,
     input_names: Sequence[str] = (),
+    device: Device | None = None,
 ) -> GradcheckReport:
     """Compare `fn`'s analytic gradient with central differences, input by input.
 
@@ -64,6 +91,8 @@ def check_gradients(
         projections: number of random directions per input with `fast`.
         label, params, input_names: carried into the report to say what was checked;
             inputs without names are named by position, "0", "1", ….
+        device: where `fn` computes (default `default_device()`); the comparison is numpy
+            float64 on the host either way.
 
     Settings under which the check could not fail or could not run raise `UsageError`:
     see `validate_tolerances`; `order` other than 1 or 2; `projections` < 1; an input or
@@ -81,20 +110,21 @@ def check_gradients(
     atol = tolerances["atol"] if atol is None else atol
     rtol = tolerances["rtol"] if rtol is None else rtol
     seed = init.check_seed(seed)
+    device = check_device(device)
     # Rounded to the analytic side's dtype, so that both sides differentiate at one point.
     arrays = [np.asarray(x, dtype=np.float64).astype(dtype).astype(np.float64) for x in inputs]
     for i, x in enumerate(arrays):
         if x.size == 0:
             raise UsageError(f"input {i} has shape {x.shape}, with no elements to check")
     settings = dict(eps=eps, atol=atol, rtol=rtol, n=projections, fast=fast, dtype=dtype)
-    first = _compare(fn, arrays, np.random.default_rng(seed), order=1, **settings)
+    first = _compare(fn, arrays, np.random.default_rng(seed), order=1, device=device, **settings)
     second: tuple[InputReport, ...] = ()
     if order == 2:
         # Its own stream of draws, so the first order's comparisons are those of order 1.
         rng = np.random.default_rng([seed, 2])
         try:
-            gradient_fn = _gradient_function(fn, arrays, rng, dtype)
-            second = _compare(gradient_fn, arrays, rng, order=2, **settings)
+            gradient_fn = _gradient_function(fn, arrays, rng, dtype, device)
+            second = _compare(gradient_fn, arrays, rng, order=2, device=device, **settings)
         except GradientRaised as err:  # the gradient itself cannot be computed
             second = tuple(_problem(i, x.shape, str(err), order=2) for i, x in enumerate(arrays))
     return GradcheckReport(
@@ -121,16 +151,23 @@ def _compare(
     order: int,
     dtype: np.dtype,
     fast: bool,
+    device: Device | None,
     **settings: Any,
 ) -> tuple[InputReport, ...]:
     """`fn`'s analytic gradient against central differences of `φ = ⟨v, fn⟩`, per input."""
-    cotangent = _cotangent(fn, arrays, rng, dtype)
+    cotangent = _cotangent(fn, arrays, rng, dtype, device)
     # At order 2 fn runs a backward pass itself, whatever the inputs require: raised there,
     # an error cannot be put down to one input.
-    analytic = _analytic(fn, arrays, cotangent, dtype, per_input=order == 1)
+    analytic = _analytic(fn, arrays, cotangent, dtype, device, per_input=order == 1)
 
     def terms(xs: list[np.ndarray]) -> np.ndarray:
-        return cotangent * fn(*[Tensor(x, requires_grad=False) for x in xs]).numpy()
+        out = fn(*_constants(xs, device))
+        return np.concatenate(
+            [
+                (v * api(a).to_numpy(a)).ravel()
+                for v, a in zip(cotangent, output_arrays(out), strict=True)
+            ]
+        )
 
     def phi(xs: list[np.ndarray]) -> float:
         return float(np.sum(terms(xs)))
@@ -164,16 +201,34 @@ def _compare(
     return tuple(reports)
 
 
+def _constants(arrays: Sequence[np.ndarray], device: Device | None) -> list[Tensor]:
+    return [Tensor(x, device=device, requires_grad=False) for x in arrays]
+
+
 def _cotangent(
-    fn: Function, arrays: list[np.ndarray], rng: np.random.Generator, dtype: np.dtype
-) -> np.ndarray:
-    """A random cotangent for fn's output, in float64 holding values of `dtype`, so both
-    sides use the same one."""
-    out = fn(*[Tensor(x, requires_grad=False) for x in arrays])
+    fn: Function,
+    arrays: list[np.ndarray],
+    rng: np.random.Generator,
+    dtype: np.dtype,
+    device: Device | None,
+) -> Cotangent:
+    """A random cotangent for fn's output (an array per element of a tuple), in float64
+    holding values of `dtype`, so both sides use the same one."""
+    out = fn(*_constants(arrays, device))
     # An empty cotangent makes every gradient 0 on both sides: a check that cannot fail.
-    if out.size == 0:
-        raise UsageError(f"the output has shape {out.shape}, with no elements to check")
-    return _draw(rng, out.shape, dtype)
+    if output_size(out) == 0:
+        raise UsageError(f"the output has {describe_output(out)}, with no elements to check")
+    return [_draw(rng, a.shape, dtype) for a in output_arrays(out)]
+
+
+def _seed_backward(out: Value, cotangent: Cotangent, device: Device | None) -> None:
+    """The backward pass from `out` under `cotangent`, in the dtypes of out's arrays."""
+    grads = [
+        Tensor(v.astype(a.dtype), device=device, requires_grad=False)
+        for v, a in zip(cotangent, output_arrays(out), strict=True)
+    ]
+    tuple_out = isinstance(out, TensorTuple)
+    compute_gradient_of_variables(out, make_tuple(*grads) if tuple_out else grads[0])
 
 
 def _draw(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -203,8 +258,9 @@ def _raised(err: Exception) -> str:
 def _analytic(
     fn: Function,
     arrays: list[np.ndarray],
-    cotangent: np.ndarray,
+    cotangent: Cotangent,
     dtype: np.dtype,
+    device: Device | None,
     *,
     per_input: bool,
 ) -> list[np.ndarray | str]:
@@ -213,7 +269,7 @@ def _analytic(
     input (the others constant), to tell which input's gradient cannot be computed."""
     everything = range(len(arrays))
     try:
-        return _backward(fn, arrays, cotangent, dtype, everything)
+        return _backward(fn, arrays, cotangent, dtype, device, everything)
     # The code under check is the gradient: whatever it raises is its failure, not ours.
     except Exception as err:
         if not per_input or len(arrays) == 1:
@@ -221,7 +277,7 @@ def _analytic(
     grads: list[np.ndarray | str] = []
     for i in everything:
         try:
-            grads.append(_backward(fn, arrays, cotangent, dtype, [i])[i])
+            grads.append(_backward(fn, arrays, cotangent, dtype, device, [i])[i])
         except Exception as err:
             grads.append(_raised(err))
     return grads
@@ -230,17 +286,21 @@ def _analytic(
 def _backward(
     fn: Function,
     arrays: list[np.ndarray],
-    cotangent: np.ndarray,
+    cotangent: Cotangent,
     dtype: np.dtype,
+    device: Device | None,
     wanted: Sequence[int],
 ) -> list[np.ndarray]:
-    leaves = [Tensor(x.astype(dtype), requires_grad=i in wanted) for i, x in enumerate(arrays)]
+    leaves = [
+        Tensor(x.astype(dtype), device=device, requires_grad=i in wanted)
+        for i, x in enumerate(arrays)
+    ]
     out = fn(*leaves)
     # fn may have run a backward pass of its own (order 2): start from clean gradients.
     for leaf in leaves:
         leaf.grad = None
     if out.requires_grad:
-        out.backward(Tensor(cotangent.astype(out.dtype), requires_grad=False))
+        _seed_backward(out, cotangent, device)
     return [
         np.zeros_like(x) if leaf.grad is None else leaf.grad.numpy().astype(np.float64)
         for x, leaf in zip(arrays, leaves, strict=True)
@@ -248,26 +308,32 @@ def _backward(
 
 
 def _gradient_function(
-    fn: Function, arrays: list[np.ndarray], rng: np.random.Generator, dtype: np.dtype
+    fn: Function,
+    arrays: list[np.ndarray],
+    rng: np.random.Generator,
+    dtype: np.dtype,
+    device: Device | None,
 ) -> Function:
     """`x ↦ Σ_i ⟨w_i, ∂⟨v, f(x)⟩/∂x_i⟩`: checking its gradient checks second derivatives."""
-    inner_cotangent = _cotangent(fn, arrays, rng, dtype)
+    inner_cotangent = _cotangent(fn, arrays, rng, dtype, device)
     weights = [_draw(rng, x.shape, dtype) for x in arrays]
 
     def gradient_dot(*xs: Tensor) -> Tensor:
         # Constant inputs (the numerical side) become leaves so backward reaches them.
         leaves = [x if x.requires_grad else Tensor(x, requires_grad=True) for x in xs]
         out = fn(*leaves)
-        total = Tensor(np.zeros((), dtype=out.dtype), requires_grad=False)
+        out_dtype = output_arrays(out)[0].dtype
+        total = Tensor(np.zeros((), dtype=out_dtype), device=device, requires_grad=False)
         if not out.requires_grad:
             return total
         try:
-            out.backward(Tensor(inner_cotangent.astype(out.dtype), requires_grad=False))
+            _seed_backward(out, inner_cotangent, device)
         except Exception as err:  # see _analytic
             raise GradientRaised(_raised(err)) from err
         for leaf, w in zip(leaves, weights, strict=True):
             if leaf.grad is not None:
-                total = total + (leaf.grad * Tensor(w.astype(out.dtype), requires_grad=False)).sum()
+                weight = Tensor(w.astype(out_dtype), device=device, requires_grad=False)
+                total = total + (leaf.grad * weight).sum()
         return total
 
     return gradient_dot

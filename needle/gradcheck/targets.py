@@ -13,7 +13,7 @@ import numpy as np
 from needle import init
 from needle.autograd import Tensor
 from needle.errors import UsageError, unknown_choice
-from needle.gradcheck.check import Function, check_gradients
+from needle.gradcheck.check import Function, check_gradients, describe_output, output_size
 from needle.gradcheck.report import GradcheckReport
 from needle.gradcheck.tolerances import is_number
 from needle.gradcheck.user_ops import DRAWS, op_spec
@@ -54,7 +54,7 @@ def check_op(
     params = spec.resolve_params(params or {})
     rng = np.random.default_rng(init.check_seed(seed))
     inputs = [x * scale for x in spec.sample_inputs(params, rng=rng, shapes=shapes)]
-    _check_fits(spec, params, inputs)
+    _check_fits(spec, params, inputs, options.get("device"))
     total = sum(x.size for x in inputs)
     if max_elements is not None and not options.get("fast") and total > max_elements:
         raise UsageError(
@@ -156,7 +156,8 @@ def check_module(
     names them ("modules.0.weight").
 
     For the check, each parameter is replaced by a float64 tensor in every module attribute
-    that holds it, and put back afterwards. Randomness in the forward pass (dropout) is made
+    that holds it, and put back afterwards; the check computes on the parameters' device.
+    Randomness in the forward pass (dropout) is made
     the same in every evaluation by reseeding numpy's global RNG before each one; its state
     is restored afterwards.
     """
@@ -167,8 +168,9 @@ def check_module(
     arrays = [p.numpy().astype(np.float64) for _, p in named]
     total = sum(a.size for a in arrays)
     fast = total > max_elements if fast is None else fast
-    features = Tensor(np.asarray(X, dtype=np.float64), requires_grad=False)
-    labels = Tensor(np.asarray(y), requires_grad=False)
+    device = named[0][1].device if named else None  # where the model computes
+    features = Tensor(np.asarray(X, dtype=np.float64), device=device, requires_grad=False)
+    labels = Tensor(np.asarray(y), device=device, requires_grad=False)
     loss = nn.SoftmaxLoss()
     model.train()
     # A fixed seed per evaluation: every forward pass draws the same dropout masks.
@@ -193,6 +195,7 @@ def check_module(
                 fast=fast,
                 label=label,
                 input_names=[name for name, _ in named],
+                device=device,
                 **options,
             )
     finally:
@@ -225,7 +228,9 @@ def op_input_names(spec: OpSpec) -> tuple[str, ...]:
     return tuple(names) if len(names) == spec.n_inputs else tuple(map(str, range(spec.n_inputs)))
 
 
-def _check_fits(spec: OpSpec, params: dict[str, Any], inputs: list[np.ndarray]) -> None:
+def _check_fits(
+    spec: OpSpec, params: dict[str, Any], inputs: list[np.ndarray], device: Any = None
+) -> None:
     """Run the op forward once, so inputs it cannot take fail as a usage error naming the op,
     its parameters and the shapes, rather than as numpy's error (or as a vacuous pass on
     empty arrays) in the middle of the check."""
@@ -235,23 +240,23 @@ def _check_fits(spec: OpSpec, params: dict[str, Any], inputs: list[np.ndarray]) 
             raise UsageError(f"{what}: input {i} has shape {x.shape}, with no elements to check")
     shapes = ", ".join(str(x.shape) for x in inputs)
     try:
-        out = spec.call(params, *[Tensor(x, requires_grad=False) for x in inputs])
+        out = spec.call(params, *[Tensor(x, device=device, requires_grad=False) for x in inputs])
     except UsageError as err:
         raise UsageError(f"{what}, input shape {shapes}: {err}") from None
     except (ValueError, IndexError) as err:
         raise UsageError(f"{what} cannot take inputs of shape {shapes}: {err}") from None
     # An empty output (broadcast_to shape=(0, 3)) has an empty cotangent: every gradient
     # would be 0 on both sides, and the check would pass whatever backward computes.
-    if out.size == 0:
+    if output_size(out) == 0:
         raise UsageError(
-            f"{what}, input shape {shapes}: the output has shape {out.shape}, with no elements "
-            "to check"
+            f"{what}, input shape {shapes}: the output has {describe_output(out)}, with no "
+            "elements to check"
         )
 
 
 def _op_function(spec: OpSpec, params: dict[str, Any]) -> Function:
     # `params` are resolved once by check_op, not again on each of the check's evaluations.
     def fn(*tensors: Tensor) -> Tensor:
-        return spec.function(*tensors, **params)
+        return spec.apply(params, *tensors)
 
     return fn

@@ -63,6 +63,8 @@ class OpSpec:
     settings: tuple[Setting, ...]
     nondifferentiable: str | None = None
     summary: str = field(default="")
+    # The function takes its n_inputs tensors as one sequence, as `stack(args, axis)` does.
+    tuple_input: bool = False
 
     def resolve_params(self, given: dict[str, Any]) -> dict[str, Any]:
         """Fill defaults and reject unknown or missing parameters."""
@@ -103,7 +105,13 @@ class OpSpec:
 
     def call(self, params: dict[str, Any], *tensors: Any) -> Any:
         """Apply the op's function to tensors with resolved `params`."""
-        return self.function(*tensors, **self.resolve_params(params))
+        return self.apply(self.resolve_params(params), *tensors)
+
+    def apply(self, params: dict[str, Any], *tensors: Any) -> Any:
+        """Apply the op's function to tensors with `params` already resolved."""
+        if self.tuple_input:
+            return self.function(list(tensors), **params)
+        return self.function(*tensors, **params)
 
 
 REGISTRY: dict[str, OpSpec] = {}
@@ -127,6 +135,7 @@ def register(
     draws: Sequence[Draw] | Draw | None = None,
     settings: Sequence[Setting | dict[str, Any]] = ({},),
     nondifferentiable: str | None = None,
+    tuple_input: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register the decorated op function under its own name."""
 
@@ -146,6 +155,7 @@ def register(
             draws=tuple(draw_list),
             settings=tuple(s if isinstance(s, Setting) else Setting(s) for s in settings),
             nondifferentiable=nondifferentiable,
+            tuple_input=tuple_input,
             summary=(function.__doc__ or "").strip().partition("\n")[0],
         )
         return function

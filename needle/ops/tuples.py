@@ -2,10 +2,8 @@
 layers use to walk a sequence step by step.
 
 `stack` turns a TensorTuple into one tensor and `split` one tensor into a TensorTuple; each
-is the other's gradient. These ops are not in the registry: the gradient checker feeds a
-fixed number of tensors to an op and reads one tensor back, and stack takes any number of
-tensors while split returns a tuple (tests/test_tuple_ops.py checks them through functions
-composing them).
+is the other's gradient. Both are registered: the checker gives stack its inputs as one
+sequence (`tuple_input`) and checks split's tuple under a tuple of cotangents.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ import numpy as np
 from needle.autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp
 from needle.backend_ndarray import api
 from needle.errors import UsageError
+from needle.ops.registry import OpParam, Shape, random_shape, register
 
 
 class MakeTensorTuple(TensorTupleOp):
@@ -109,6 +108,20 @@ class Stack(TensorOp):
         return split(out_grad, self.axis)
 
 
+def _stack_case(rng: np.random.Generator) -> tuple[dict[str, Any], list[Shape]]:
+    shape = random_shape(rng, 0, 3)
+    return {"axis": int(rng.integers(-len(shape) - 1, len(shape) + 1))}, [shape] * 3
+
+
+@register(
+    Stack,
+    n_inputs=3,
+    tuple_input=True,
+    params=[OpParam("axis", "int", "where the new axis goes, 0 to ndim (negative from the end)")],
+    shapes_for=lambda p: [(2, 3)] * 3,
+    random_case=_stack_case,
+    settings=[{"axis": 0}, {"axis": 1}, {"axis": -1}],
+)
 def stack(args: Sequence[Tensor] | TensorTuple, axis: int) -> Tensor:
     """The tensors of `args` (a list, tuple or TensorTuple) stacked along a new axis `axis`."""
     return Stack(axis)(args if isinstance(args, TensorTuple) else make_tuple(*args))
@@ -128,6 +141,18 @@ class Split(TensorTupleOp):
         return stack(out_grad, self.axis)
 
 
+def _split_case(rng: np.random.Generator) -> tuple[dict[str, Any], list[Shape]]:
+    shape = random_shape(rng, 1, 3)
+    return {"axis": int(rng.integers(-len(shape), len(shape)))}, [shape]
+
+
+@register(
+    Split,
+    params=[OpParam("axis", "int", "the axis to cut along (negative from the end)")],
+    shapes_for=lambda p: [(2, 3, 4)],
+    random_case=_split_case,
+    settings=[{"axis": 0}, {"axis": 1}, {"axis": -1}],
+)
 def split(a: Tensor, axis: int) -> TensorTuple:
     """`a` cut along `axis` into a.shape[axis] tensors, each without that axis."""
     return Split(axis)(a)
