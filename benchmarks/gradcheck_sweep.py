@@ -20,8 +20,9 @@ import time
 
 import numpy as np
 
+from needle.autograd import TensorTuple
 from needle.gradcheck import check_all, check_gradients
-from needle.ops import REGISTRY
+from needle.ops import REGISTRY, make_tuple
 
 DELTAS = [1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9]
 
@@ -74,9 +75,16 @@ def scaled(op_class: type, factor: float) -> type:
             grads = super().gradient(out_grad, node)
             if isinstance(grads, tuple):
                 return tuple(None if g is None else g * factor for g in grads)
+            if isinstance(grads, TensorTuple):  # stack's one input is a tuple of tensors
+                return make_tuple(*(g * factor for g in grads.tuple()))
             return grads * factor
 
     return Scaled
+
+
+def applied(op, spec, tensors):
+    """`op` on the sample tensors, as the registry's function passes them."""
+    return op(make_tuple(*tensors)) if spec.tuple_input else op(*tensors)
 
 
 def sensitivity(seeds: int) -> None:
@@ -90,7 +98,7 @@ def sensitivity(seeds: int) -> None:
                 rng = np.random.default_rng(seed)
                 inputs = spec.sample_inputs(params, rng=rng, shapes=setting.shapes)
                 right = check_gradients(
-                    lambda *t, spec=spec, params=params: spec.function(*t, **params),
+                    lambda *t, spec=spec, params=params: spec.apply(params, *t),
                     inputs,
                     seed=seed,
                 )
@@ -108,7 +116,7 @@ def sensitivity(seeds: int) -> None:
         for spec, params, seed, inputs in cases:
             broken = scaled(spec.op_class, 1 + delta)
             report = check_gradients(
-                lambda *tensors, broken=broken, params=params: broken(**params)(*tensors),
+                lambda *tensors, b=broken, p=params, s=spec: applied(b(**p), s, tensors),
                 inputs,
                 seed=seed,
             )
