@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_backend_ndarray import cupy_as, fake_cupy  # noqa: F401 - cupy_as is a fixture
 
 import needle as ndl
@@ -306,3 +308,16 @@ def test_course_hw4_style_code_runs_under_nd():
     )
     result = _python(code, "nd")
     assert result.stdout.split() == ["cpu()", "NDArray"], result.stderr
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shape=st.lists(st.integers(0, 4), min_size=1, max_size=4),
+    data=st.data(),
+)
+def test_numpy_namespace_pad_is_numpy_pad(shape, data):
+    widths = [tuple(data.draw(st.tuples(st.integers(0, 3), st.integers(0, 3)))) for _ in shape]
+    a = np.random.default_rng(len(shape)).standard_normal(shape).astype(np.float32)
+    got = numpy_api.pad(a, widths)
+    np.testing.assert_array_equal(got, np.pad(a, widths))
+    assert got.dtype == a.dtype
