@@ -67,14 +67,14 @@ def _read_idx_folder(folder: Path, dataset: str, config: TrainConfig) -> tuple[S
     val = read_idx_pair(folder, "val", dataset, config)
     if train.sample_shape != val.sample_shape:
         raise UsageError(
-            f"'{folder}': the train images are {_pixels(train)} but the t10k images are "
-            f"{_pixels(val)}; both splits must come from one dataset"
+            f"'{folder}': the train images have {_pixels(train)} pixels each but the t10k "
+            f"images have {_pixels(val)}; both splits must come from one dataset"
         )
     return train, val
 
 
-def _pixels(split: Split) -> str:
-    return "×".join(str(size) for size in split.sample_shape[1:])
+def _pixels(split: Split) -> int:
+    return math.prod(split.sample_shape)
 
 
 def read_idx_pair(
