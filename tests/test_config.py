@@ -5,6 +5,7 @@ configs agree."""
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from needle.train.config import (
     parse_config,
 )
 from needle.train.datasets import GENERATOR, names
+from needle.train.datasets.augment import AugmentConfig
 from needle.train.layers import LAYER_TYPES, ModelConfig
 from needle.train.optimizers import OPTIMIZERS
 from needle.train.schema import json_schema
@@ -470,7 +472,12 @@ def test_reference_config_uses_every_layer_type_and_key():
     assert used == set(LAYER_TYPES)
     # every key, but for those of another dataset kind (files) or optimizer (sgd)
     assert set(data) == set(TrainConfig.model_fields)
-    assert set(data["data"]) == set(DataConfig.model_fields) - {"path", "label_column"}
+    # the keys the reference's spirals refuses are there as comments, with every setting
+    unused = {"path", "label_column", "augment"}
+    assert set(data["data"]) == set(DataConfig.model_fields) - unused
+    assert all(f"  # {key}: " in text for key in unused)
+    written = re.search(r"# augment: (\{.*\})", text).group(1)
+    assert set(yaml.safe_load(written)) == set(AugmentConfig.model_fields)
     assert set(data["model"]) == set(ModelConfig.model_fields)
     assert set(data["train"]) == set(TrainSettings.model_fields)
     assert set(data["train"]["optimizer"]) == set(OptimizerConfig.model_fields) - {"momentum"}

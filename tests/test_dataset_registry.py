@@ -71,7 +71,7 @@ def test_the_docs_dataset_table_is_the_registry():
 
 def test_the_docs_key_table_shows_the_registry_defaults():
     rows = {row[0].strip("`"): row[1] for row in table(data_section(DOCS.read_text()), "| key |")}
-    assert set(rows) == {"dataset", "normalize", *SETTINGS}
+    assert set(rows) == {"dataset", "normalize", "augment", *SETTINGS}
     for key in SETTINGS:
         # a default that differs between datasets is shown in the dataset table only
         shown = defaults_text(key) if ";" not in defaults_text(key) else "per dataset (below)"
@@ -116,17 +116,28 @@ def test_generated_data_carries_its_sample_shape_and_classes(name):
     assert data.train.X.shape == (len(data.train), *data.sample_shape)
 
 
-def test_file_data_carries_its_sample_shape(tmp_path):
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [((6,), (6,)), ((2, 3), (1, 2, 3)), ((3, 4, 5), (3, 4, 5)), ((2, 2, 2, 2), (2, 2, 2, 2))],
+)
+def test_file_data_keeps_its_sample_shape(tmp_path, written, kept):
+    """An npz's X keeps its shape; (N, H, W) is grey images, given their one channel."""
     path = tmp_path / "d.npz"
     rng = np.random.default_rng(0)
-    np.savez(path, X=rng.normal(size=(10, 2, 3)), y=np.arange(10) % 3)
+    X = rng.normal(size=(10, *written))
+    np.savez(path, X=X, y=np.arange(10) % 3)
     data = load_data(
         parse_config(
-            f"data: {{dataset: npz, path: '{path}'}}\nmodel: {{layers: [relu]}}\n", "c.yaml"
+            f"data: {{dataset: npz, path: '{path}', val_fraction: 0.5}}\n"
+            "model: {layers: [relu]}\n",
+            "c.yaml",
         )
     )
-    # today's files are flattened to one feature axis
-    assert data.sample_shape == (6,) and data.in_features == 6
+    assert data.sample_shape == data.train.sample_shape == data.val.sample_shape == kept
+    assert data.in_features == math.prod(written)
+    # the same values, sample for sample, in the order the hold-out chose
+    both = np.concatenate([data.train.X, data.val.X]).reshape(10, -1)
+    assert sorted(map(tuple, both)) == sorted(map(tuple, X.astype(np.float32).reshape(10, -1)))
 
 
 def test_a_name_registers_once_and_only_with_known_settings():

@@ -303,8 +303,9 @@ def test_mnist_folder_t10k_is_the_validation_split(tmp_path, gzip):
     arrays = make_mnist(tmp_path / "m", gzip=gzip)
     data = load_data(config_for(f"{{dataset: mnist, path: '{tmp_path / 'm'}'}}"))
     assert (len(data.train), len(data.val), data.in_features) == (12, 5, 784)
+    assert data.sample_shape == (1, 28, 28)  # images keep their shape: one grey channel
     np.testing.assert_array_equal(data.val.y, arrays["val_labels"])
-    np.testing.assert_allclose(data.val.X[0], arrays["val_images"][0].reshape(-1) / 255.0)
+    np.testing.assert_allclose(data.val.X[0, 0], arrays["val_images"][0] / 255.0)
     assert data.train.X.dtype == np.float32
 
 

@@ -43,10 +43,15 @@ def _as_array(value: Any) -> np.ndarray:
 
 
 class NDArrayDataset(Dataset):
-    """Samples `(a[i], b[i], ...)` from arrays of equal length."""
+    """Samples `(a[i], b[i], ...)` from arrays of equal length. `batch_transform`, if given,
+    is applied to the first array's samples, a whole batch at a time: `ds[index]` with an
+    index array or slice passes it the stacked samples (n, ...), `ds[i]` a stack of one."""
 
-    def __init__(self, *arrays: Any) -> None:
+    def __init__(
+        self, *arrays: Any, batch_transform: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> None:
         super().__init__()
+        self.batch_transform = batch_transform
         if not arrays:
             raise UsageError("NDArrayDataset needs at least one array")
         self.arrays = tuple(_as_array(a) for a in arrays)
@@ -58,7 +63,15 @@ class NDArrayDataset(Dataset):
         return len(self.arrays[0])
 
     def __getitem__(self, index: Any) -> tuple[np.ndarray, ...]:
-        return tuple(a[index] for a in self.arrays)
+        fields = tuple(a[index] for a in self.arrays)
+        if self.batch_transform is None:
+            return fields
+        first = fields[0]
+        if first.ndim == self.arrays[0].ndim:  # a batch
+            first = self.batch_transform(first)
+        else:
+            first = self.batch_transform(first[None])[0]
+        return (first, *fields[1:])
 
 
 class MNISTDataset(Dataset):

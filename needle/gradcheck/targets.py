@@ -130,11 +130,13 @@ def check_model(
     """
     from needle.train.build import build_model
     from needle.train.datasets import load_data
+    from needle.train.session import as_input, model_input
 
     data = load_data(config)
+    shape = model_input(config, data.sample_shape, data.num_classes)  # an MLP takes images flat
     with init.seeded(config.seed):
-        model = build_model(config, data.sample_shape, data.num_classes)
-    X, y = data.train.X[:batch_size], data.train.y[:batch_size]
+        model = build_model(config, shape, data.num_classes)
+    X, y = as_input(data.train.X[:batch_size], shape), data.train.y[:batch_size]
     return check_module(
         model, X, y, seed=seed, fast=fast, max_elements=max_elements, label="model", **options
     )

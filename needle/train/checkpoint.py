@@ -41,9 +41,12 @@ class Checkpoint:
     partial: dict[str, float] = field(default_factory=dict)  # running sums of epoch + 1
     history: list[EpochMetrics] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)  # config_data() of the run
-    in_features: int = 0
+    in_features: int = 0  # the values in one sample (sample_shape's product)
     num_classes: int = 0
     normalization: Normalization | None = None  # statistics of data.normalize, if any
+    # The data's shape of one sample, (1, 28, 28) for MNIST; a checkpoint from before images
+    # kept their shape has none stored and reads as (in_features,).
+    sample_shape: tuple[int, ...] = ()
 
 
 def _rng_arrays(prefix: str, state: tuple, arrays: dict, meta: dict) -> None:
@@ -80,6 +83,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "history": [asdict(m) for m in checkpoint.history],
         "config": checkpoint.config,
         "in_features": checkpoint.in_features,
+        "sample_shape": list(checkpoint.sample_shape or (checkpoint.in_features,)),
         "num_classes": checkpoint.num_classes,
     }
     for name, array in checkpoint.model.items():
@@ -160,7 +164,25 @@ def _parse_checkpoint(arrays: dict[str, np.ndarray]) -> Checkpoint:
         in_features=_count(meta, "in_features", least=1),
         num_classes=_count(meta, "num_classes", least=1),
         normalization=_normalization(arrays, meta),
+        sample_shape=_sample_shape(meta),
     )
+
+
+def _sample_shape(meta: dict) -> tuple[int, ...]:
+    """The stored sample shape, its values as many as `in_features`; (in_features,) for a
+    checkpoint written before the field existed."""
+    shape = meta.get("sample_shape", [meta["in_features"]])
+    if not (
+        isinstance(shape, list)
+        and shape
+        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+        and math.prod(shape) == meta["in_features"]
+    ):
+        raise ValueError(
+            f"sample_shape must be sizes ≥ 1 whose product is in_features={meta['in_features']} "
+            f"(got {shape!r})"
+        )
+    return tuple(shape)
 
 
 def _normalization(arrays: dict[str, np.ndarray], meta: dict) -> Normalization | None:

@@ -7,6 +7,7 @@ evaluation mode (dropout off, batch norm on its running statistics).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ from needle.errors import UsageError
 from needle.train.checkpoint import check_fits, load_checkpoint
 from needle.train.config import load_config, validate_config
 from needle.train.datasets import Split, load_data, load_path
+from needle.train.layers import Shape
 from needle.train.loop import Totals, run_batches
 from needle.train.rundir import CHECKPOINT_FILE, CONFIG_FILE, check_data_found
-from needle.train.session import build_checked_model
+from needle.train.session import as_input, build_checked_model, model_input
 from needle.train.source import SourceMap
 
 
@@ -77,7 +79,8 @@ def evaluate(
     checkpoint = load_checkpoint(checkpoint_path)
     if not target.is_dir():
         config = validate_config(checkpoint.config, SourceMap(label))
-    in_features, num_classes = checkpoint.in_features, checkpoint.num_classes
+    sample_shape, num_classes = checkpoint.sample_shape, checkpoint.num_classes
+    input_shape = model_input(config, sample_shape, num_classes)
     if data is None:
         check_data_found(
             config,
@@ -91,11 +94,8 @@ def evaluate(
         label_column = label_column or config.data.label_column or "label"
         split = load_path(data, label_column=label_column)
         described = str(data)
-        if split.X.shape[1] != in_features:
-            raise UsageError(
-                f"'{data}' has {split.X.shape[1]} features per sample but the model takes "
-                f"{in_features}"
-            )
+        if not _fits(split.sample_shape, sample_shape, input_shape):
+            raise UsageError(f"'{data}' has {_mismatch(split.sample_shape, sample_shape)}")
         if split.y.max() >= num_classes:  # load_path refuses a file without samples
             raise UsageError(
                 f"'{data}' has labels up to {split.y.max()} but the model knows "
@@ -103,8 +103,14 @@ def evaluate(
             )
         if checkpoint.normalization is not None:  # the statistics training used, not this file's
             split = Split(checkpoint.normalization.apply(split.X), split.y)
+    if not _fits(split.sample_shape, sample_shape, input_shape):  # the run's data changed
+        raise UsageError(
+            f"the run's data now has {_mismatch(split.sample_shape, sample_shape)} "
+            f"(trained as '{checkpoint_path}')"
+        )
+    split = Split(as_input(split.X, input_shape), split.y)
     np.random.seed(config.seed)
-    model, _ = build_checked_model(config, (in_features,), num_classes)
+    model, _ = build_checked_model(config, input_shape, num_classes)
     check_fits(checkpoint, model, config.train.optimizer.name, str(checkpoint_path), label)
     model.load_state_dict(checkpoint.model)
     totals, confusion = measure_split(model, split, config.train.batch_size, num_classes)
@@ -117,6 +123,20 @@ def evaluate(
         checkpoint_path,
         described,
     )
+
+
+def _fits(found: Shape, trained: Shape, input_shape: Shape) -> bool:
+    """Whether samples of shape `found` can go where the model trained on `trained` samples
+    (taking `input_shape`) expects them: the same shape, or as many values when the model
+    takes them flat (a run from before images kept their shape stored (784,) for MNIST)."""
+    flat = len(input_shape) == 1
+    return found == trained or (flat and math.prod(found) == input_shape[0])
+
+
+def _mismatch(found: Shape, trained: Shape) -> str:
+    if len(found) == len(trained) == 1:
+        return f"{found[0]} features per sample but the model takes {trained[0]}"
+    return f"samples of shape {found} but the model takes samples of shape {trained}"
 
 
 def measure_split(

@@ -1,8 +1,12 @@
-"""A config made real: data, model, optimizer and loaders (`prepare`)."""
+"""A config made real: data, model, optimizer and loaders (`prepare`), with the sample shape
+the model takes (`model_input`)."""
 
 from __future__ import annotations
 
 import contextlib
+import math
+import re
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -12,11 +16,12 @@ import numpy as np
 
 from needle import nn, optim
 from needle.data import DataLoader, NDArrayDataset
-from needle.errors import NeedleError, NeedleWarning
+from needle.errors import ConfigError, NeedleError, NeedleWarning
 from needle.train.build import LayerSummary, build_model, plan_model
 from needle.train.checkpoint import Checkpoint, EpochMetrics
 from needle.train.config import GENERATED, TrainConfig
 from needle.train.datasets import Data, load_data, unscaled_warning
+from needle.train.datasets.augment import augmentation
 from needle.train.layers import LAYER_TYPES, Shape
 from needle.train.normalize import Normalization
 from needle.train.source import KeyPath
@@ -56,6 +61,7 @@ class Session:
             in_features=self.data.in_features,
             num_classes=self.data.num_classes,
             normalization=self.data.normalization,
+            sample_shape=self.data.sample_shape,
             **extra,
         )
 
@@ -71,15 +77,18 @@ def prepare(config: TrainConfig, *, normalization: Normalization | None = None) 
     if message := unscaled_warning(config, data):
         warnings.warn(NeedleWarning(message), stacklevel=2)
     np.random.seed(config.seed)
-    model, plan = build_checked_model(config, data.sample_shape, data.num_classes)
+    shape = model_input(config, data.sample_shape, data.num_classes)
+    model, plan = build_checked_model(config, shape, data.num_classes)
     optimizer = config.train.optimizer.build(model.parameters())
     batch = config.train.batch_size
-    train_loader = DataLoader(
-        NDArrayDataset(data.train.X, data.train.y),
-        batch_size=batch,
-        shuffle=config.train.shuffle,
-    )
-    val_loader = DataLoader(NDArrayDataset(data.val.X, data.val.y), batch_size=batch)
+    # Augmentation draws from numpy's global RNG as each training batch is made, after the
+    # epoch's shuffle and in batch order: a resume that redraws the shuffle and replays the
+    # batches done meets the same numbers (see skip_batches).
+    augment = augmentation(config, data, shape)
+    train_set = NDArrayDataset(as_input(data.train.X, shape), data.train.y, batch_transform=augment)
+    train_loader = DataLoader(train_set, batch_size=batch, shuffle=config.train.shuffle)
+    val_set = NDArrayDataset(as_input(data.val.X, shape), data.val.y)  # never augmented
+    val_loader = DataLoader(val_set, batch_size=batch)
     return Session(config, data, model, plan, optimizer, train_loader, val_loader)
 
 
@@ -92,6 +101,41 @@ def _memory_for(config: TrainConfig, at: KeyPath, what: str) -> Iterator[None]:
     except MemoryError as err:
         detail = f" ({err})" if str(err) else ""
         raise NeedleError(str(config.error(at, f"not enough memory for {what}{detail}"))) from None
+
+
+def model_input(config: TrainConfig, sample_shape: Shape, num_classes: int) -> Shape:
+    """The sample shape `config.model` takes for data of `sample_shape`: the data's own when
+    the model fits it, else the flattened sample when the model fits that: a model written
+    for flat features (an MLP, as every config was before images kept their shape) gets its
+    images flattened, as a `flatten` first would, and trains exactly as it did on flat data.
+
+    When neither fits, the error of the plan that got further through the layers is raised
+    (an MLP with the wrong class count hears about its last layer, a CNN lacking a flatten
+    about the layer that needed it)."""
+    flat = (math.prod(sample_shape),)
+    try:
+        plan_model(config, sample_shape, num_classes)
+        return tuple(sample_shape)
+    except ConfigError as shaped:
+        if len(sample_shape) == 1:
+            raise
+        try:
+            plan_model(config, flat, num_classes)
+        except ConfigError as flattened:
+            raise (flattened if _reached(flattened) > _reached(shaped) else shaped) from None
+        return flat
+
+
+def _reached(err: ConfigError) -> int:
+    """How far through the top-level layers a plan got before `err` (the class-count check,
+    after the last layer, counts as furthest)."""
+    found = re.match(r"model\.layers\[(\d+)\]", err.key or "")
+    return int(found.group(1)) if found else sys.maxsize
+
+
+def as_input(X: np.ndarray, input_shape: Shape) -> np.ndarray:
+    """Samples `X` (N, *sample_shape) as the model takes them: (N, *input_shape), a view."""
+    return X.reshape(len(X), *input_shape)
 
 
 def build_checked_model(

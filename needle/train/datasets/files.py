@@ -1,9 +1,12 @@
 """The file datasets: an MNIST-format folder (mnist, fashion_mnist; its t10k pair is the
-validation split), an `.npz` with arrays `X` and `y`, a `.csv` with a header row and a label
-column; each registered at the end of this module.
+validation split), a cifar-10-batches-py folder (cifar10; its test batch validates), an `.npz`
+with arrays `X` and `y`, a `.csv` with a header row and a label column; each registered at the
+end of this module.
 
-Whatever the file, features are float32 of shape (N, features) and labels int64 class
-numbers 0..classes-1. Every problem with a file raises UsageError naming the file and, where
+Whatever the file, samples are float32 and labels int64 class numbers 0..classes-1. Samples
+keep their shape: images are (channels, height, width) — (1, 28, 28) for MNIST, (3, 32, 32)
+for CIFAR-10, an npz's (N, H, W) as (1, H, W) grey images — and a csv's rows are flat
+(features,). Every problem with a file raises UsageError naming the file and, where
 there is one, the line; with a config, it points at the `data.*` key that named the file.
 """
 
@@ -16,7 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from needle.data import MNISTDataset
+from needle.data import CIFAR10Dataset, MNISTDataset
+from needle.data.cifar import TEST_BATCHES, TRAIN_BATCHES
 from needle.errors import UsageError
 from needle.fileio import read_npz
 from needle.train.datasets.registry import (
@@ -61,19 +65,23 @@ def _read_idx_folder(folder: Path, dataset: str, config: TrainConfig) -> tuple[S
         raise _missing(folder, "folder", config, _download_hint(dataset, folder))
     train = read_idx_pair(folder, "train", dataset, config)
     val = read_idx_pair(folder, "val", dataset, config)
-    if train.X.shape[1] != val.X.shape[1]:
+    if train.sample_shape != val.sample_shape:
         raise UsageError(
-            f"'{folder}': the train images have {train.X.shape[1]} pixels each but the t10k "
-            f"images have {val.X.shape[1]}; both splits must come from one dataset"
+            f"'{folder}': the train images have {_pixels(train)} pixels each but the t10k "
+            f"images have {_pixels(val)}; both splits must come from one dataset"
         )
     return train, val
+
+
+def _pixels(split: Split) -> int:
+    return math.prod(split.sample_shape)
 
 
 def read_idx_pair(
     folder: Path, split: str, dataset: str, config: TrainConfig | None = None
 ) -> Split:
-    """Images and labels of one split of an MNIST-format folder, via needle.data.MNISTDataset
-    (which checks magic numbers, sizes and that the counts agree)."""
+    """Images (N, 1, rows, cols) and labels of one split of an MNIST-format folder, via
+    needle.data.MNISTDataset (which checks magic numbers, sizes and that the counts agree)."""
     paths = []
     for role in (f"{split}_images", f"{split}_labels"):
         stem = IDX_FILES[role]
@@ -90,7 +98,31 @@ def read_idx_pair(
         raise UsageError(
             f"'{paths[0]}' holds images of {rows}×{cols} pixels; an image needs at least one"
         )
-    return Split(images.images, images.labels.astype(np.int64))
+    rows, cols, channels = images.image_shape
+    X = images.images.reshape(len(images), channels, rows, cols)
+    return Split(X, images.labels.astype(np.int64))
+
+
+def read_cifar_split(folder: Path, train: bool, config: TrainConfig | None = None) -> Split:
+    """The five training batches (`train`) or the test batch of a cifar-10-batches-py folder,
+    read by needle.data.CIFAR10Dataset (through the safe unpickler): (N, 3, 32, 32) in [0, 1]."""
+    if not folder.is_dir():
+        hint = (
+            f"; get it with: needle data download cifar10 --to {folder.parent} (it unpacks "
+            f"into {folder.parent / 'cifar-10-batches-py'})"
+        )
+        raise _missing(folder, "folder", config, hint)
+    for name in TRAIN_BATCHES if train else TEST_BATCHES:
+        if not (folder / name).is_file():
+            listed = ", ".join(TRAIN_BATCHES + TEST_BATCHES)
+            raise _missing(folder / name, "file", config, f"; the folder should hold {listed}")
+    images = CIFAR10Dataset(folder, train=train)
+    return Split(images.X, images.y)
+
+
+def is_cifar_folder(folder: Path) -> bool:
+    """Whether `folder` looks like a cifar-10-batches-py folder (it has a test batch)."""
+    return (folder / TEST_BATCHES[0]).is_file()
 
 
 def _one_file(name: str, read: Reader) -> Reader:
@@ -109,7 +141,8 @@ def _one_file(name: str, read: Reader) -> Reader:
 
 
 def _read_npz(path: Path, config: TrainConfig | None = None, label_column: str = "") -> Split:
-    """Arrays `X` (N, ...) and `y` (N,) from an .npz, with pickled objects refused."""
+    """Arrays `X` and `y` (N,) from an .npz, with pickled objects refused. X keeps its
+    shape: (N, features), (N, C, H, W) images, or (N, H, W) grey images as (N, 1, H, W)."""
     arrays = read_npz(path)
     missing = [name for name in ("X", "y") if name not in arrays]
     if missing:
@@ -131,14 +164,17 @@ def _read_npz(path: Path, config: TrainConfig | None = None, label_column: str =
         raise UsageError(f"'{path}' holds no samples (X has shape {X.shape})")
     if math.prod(X.shape[1:]) == 0:
         raise UsageError(f"'{path}': X has no features (got shape {X.shape})")
-    X = X.reshape(len(X), -1).astype(np.float32)
+    X = X.astype(np.float32)
     bad = np.argwhere(~np.isfinite(X))
     if len(bad):
-        row, col = bad[0]
+        row, *at = bad[0]
+        where = f"feature {at[0]}" if len(at) == 1 else f"position {tuple(int(i) for i in at)}"
         raise UsageError(
             f"'{path}': X has {len(bad)} values that are NaN or infinite, the first at "
-            f"sample {row}, feature {col} (got {X[row, col].item()})"
+            f"sample {row}, {where} (got {X[(row, *at)].item()})"
         )
+    if X.ndim == 3:  # grey images: a channel axis, as MNIST's (1, 28, 28)
+        X = X[:, None]
     return Split(X, _class_numbers(y, lambda i: f"'{path}': y[{i}]"))
 
 
@@ -230,6 +266,11 @@ def _load_idx_folder(name: str) -> Loader:
     return load
 
 
+def _load_cifar(config: TrainConfig, rng: np.random.Generator) -> tuple[Split, Split]:
+    folder = Path(config.data.path).expanduser()
+    return read_cifar_split(folder, True, config), read_cifar_split(folder, False, config)
+
+
 def _load_one_file(read: Reader) -> Loader:
     def load(config: TrainConfig, rng: np.random.Generator) -> tuple[Split, Split]:
         spec = config.data
@@ -248,8 +289,8 @@ def _load_one_file(read: Reader) -> Loader:
 
 
 for _name, _summary in (
-    ("mnist", "Handwritten digits: 28×28 grey images, 784 features in [0, 1], 10 classes."),
-    ("fashion_mnist", "Zalando's clothing images in MNIST's format: 784 features, 10 classes."),
+    ("mnist", "Handwritten digits: 28×28 grey images, shape (1, 28, 28) in [0, 1], 10 classes."),
+    ("fashion_mnist", "Zalando's clothing images in MNIST's format: (1, 28, 28), 10 classes."),
 ):
     register(
         DatasetType(
@@ -262,13 +303,26 @@ for _name, _summary in (
         )
     )
 
+register(
+    DatasetType(
+        "cifar10",
+        FILE,
+        "Colour photos in 10 classes: shape (3, 32, 32) in [0, 1]. `path` is the "
+        "cifar-10-batches-py folder; its test batch validates.",
+        settings={"path": REQUIRED},
+        load=_load_cifar,
+        unused={"val_fraction": "'cifar10' has its own validation split (the test batch)"},
+    )
+)
+
 _npz = _one_file("npz", _read_npz)
 register(
     DatasetType(
         "npz",
         FILE,
-        "Arrays `X` (samples × features; more dimensions are flattened) and `y` (a class "
-        "number per sample), as `np.savez(path, X=X, y=y)` writes them; never unpickled.",
+        "Arrays `X` (samples × features, or images: (N, C, H, W), or (N, H, W) as one "
+        "channel) and `y` (a class number per sample), as `np.savez(path, X=X, y=y)` "
+        "writes them; never unpickled.",
         settings={"path": REQUIRED, "val_fraction": VAL_FRACTION},
         load=_load_one_file(_npz),
         suffix=".npz",
@@ -288,5 +342,6 @@ register(
         suffix=".csv",
         holds="a .csv (header row, label column)",
         read=_csv,
+        flat=True,
     )
 )

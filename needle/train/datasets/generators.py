@@ -47,6 +47,7 @@ def generator(
                 load=partial(_load, generate),
                 unused={"path": f"'{name}' is generated, it reads no file"},
                 exact_classes=exact_classes,
+                flat=True,
             )
         )
         return generate

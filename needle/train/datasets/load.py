@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from needle.errors import UsageError
-from needle.train.datasets.files import read_idx_pair
+from needle.train.datasets.files import is_cifar_folder, read_cifar_split, read_idx_pair
 from needle.train.datasets.registry import DATASET_TYPES, GENERATOR
 from needle.train.datasets.split import Data, Split
 from needle.train.normalize import UNSCALED_ABOVE, Normalization
@@ -37,7 +38,8 @@ def load_data(config: TrainConfig, *, normalization: Normalization | None = None
         source = str(Path(spec.path).expanduser())
     num_classes = int(max(train.y.max(initial=0), val.y.max(initial=0))) + 1
     if spec.normalize != "none":
-        fits = normalization is not None and normalization.shift.shape == train.sample_shape
+        features = math.prod(train.sample_shape)
+        fits = normalization is not None and normalization.shift.shape == (features,)
         if not (fits and normalization.kind == spec.normalize):
             normalization = Normalization.fit(spec.normalize, train.X)
         train = Split(normalization.apply(train.X), train.y)
@@ -66,16 +68,20 @@ def unscaled_warning(config: TrainConfig, data: Data) -> str | None:
 
 def load_path(path: str | Path, *, label_column: str = "label") -> Split:
     """All of one data file for evaluation: a file of a registered one-file format (.npz,
-    .csv) or an MNIST-format folder (its t10k pair)."""
+    .csv), a cifar-10-batches-py folder (its test batch) or an MNIST-format folder (its t10k
+    pair)."""
     path = Path(path)
     if path.is_dir():
+        if is_cifar_folder(path):
+            return read_cifar_split(path, train=False)
         return read_idx_pair(path, "val", "mnist")
     formats = {d.suffix: d for d in DATASET_TYPES.values() if d.read is not None}
     dataset = formats.get(path.suffix.lower())
     if not path.exists():
         raise UsageError(f"data file '{path}' not found")
     if dataset is None:
-        listed = [d.holds for d in formats.values()] + ["a folder of MNIST idx files"]
+        listed = [d.holds for d in formats.values()]
+        listed += ["a cifar-10-batches-py folder", "a folder of MNIST idx files"]
         raise UsageError(
             f"cannot tell what '{path}' holds: use {', '.join(listed[:-1])} or {listed[-1]}"
         )

@@ -60,6 +60,7 @@ class DatasetType:
     load: Loader
     unused: Mapping[str, str] = field(default_factory=dict)
     exact_classes: bool = False  # its `classes` default is the only number it makes
+    flat: bool = False  # its samples are always flat (features,), never images
     # One-file formats, for `needle evaluate --data FILE`: the suffix that names the format,
     # what such a file holds (for the message listing them) and `read(path, config,
     # label_column)`, the whole file as one Split (`config` None when no config names it).

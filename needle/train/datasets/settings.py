@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
+from needle.train.datasets.augment import AugmentConfig
 from needle.train.datasets.registry import (
     DATASET_TYPES,
     FILE,
@@ -42,6 +43,11 @@ class DataConfig(Strict):
     noise: NonNegative | None = Field(None, description=_describe("noise"))
     val_fraction: Fraction | None = Field(None, description=_describe("val_fraction"))
     label_column: str | None = Field(None, description=_describe("label_column"))
+    augment: AugmentConfig | None = Field(
+        None,
+        description="random flips and crops of the training images (datasets "
+        f"{', '.join(n for n in names() if not DATASET_TYPES[n].flat)}, when they hold images)",
+    )
     normalize: str = Field(
         "none",
         json_schema_extra={"enum": list(NORMALIZATIONS)},
@@ -73,6 +79,13 @@ class DataConfig(Strict):
             if default is REQUIRED:  # only a file's path
                 raise field_error(f"dataset '{name}' reads a file: set data.{key}", at=(key,))
             setattr(self, key, default)
+        if self.augment is not None and dataset.flat:
+            raise field_error(
+                f"not used with dataset '{name}': its samples are flat features; augmentation "
+                "needs images (channels, height, width)",
+                at=("augment",),
+                key=True,
+            )
         fixed = dataset.settings.get("classes")
         if dataset.exact_classes and self.classes != fixed:
             raise field_error(
