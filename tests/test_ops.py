@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from conv_reference import conv_loops, dilate_loops, undilate_loops
+from conv_reference import conv_loops, dilate_loops, pool_loops, undilate_loops
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -85,6 +85,8 @@ NUMPY_REFERENCE = {
     "dilate": lambda x, p: dilate_loops(x[0], p["axes"], p["dilation"]),
     "undilate": lambda x, p: undilate_loops(x[0], p["axes"], p["dilation"]),
     "conv": lambda x, p: conv_loops(x[0], x[1], p["stride"], p["padding"]),
+    "maxpool2d": lambda x, p: pool_loops(x[0], p["kernel"], p["stride"], np.max),
+    "avgpool2d": lambda x, p: pool_loops(x[0], p["kernel"], p["stride"], np.mean),
 }
 
 CASES = [
