@@ -99,9 +99,10 @@ def test_pools_hold_no_parameters():
 def test_conv_padding_is_the_nested_loop_convs(kernel, padding, stride):
     layer = nn.Conv(2, 3, kernel, stride=stride, padding=padding, dtype="float64")
     x = _images(2, 2, 6, 5)
-    expected = conv_loops(
-        x.transpose(0, 2, 3, 1), layer.weight.numpy(), stride, padding
-    ) + layer.bias.numpy()
+    expected = (
+        conv_loops(x.transpose(0, 2, 3, 1), layer.weight.numpy(), stride, padding)
+        + layer.bias.numpy()
+    )
     out = layer(ndl.Tensor(x))
     np.testing.assert_allclose(out.numpy(), expected.transpose(0, 3, 1, 2), rtol=1e-10)
 
