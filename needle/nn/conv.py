@@ -7,6 +7,7 @@ the NHWC layout the conv op computes in, reached by two axis swaps each way.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -43,8 +44,11 @@ class Conv(Module):
 
     `weight` (k, k, in_channels, out_channels) ~ kaiming_uniform(in·k², out·k²) with the
     draw in the kernel's shape; then `bias` (out_channels,) ~ U(−1/√(in·k²), 1/√(in·k²)), one
-    `rand` (the course's order). Tuple sizes count by their first entry. `padding`, beyond
-    the course, is keyword-only and changes no draw.
+    `rand` (the course's order). Tuple sizes count by their first entry. `padding` and
+    `initializer`, beyond the course, are keyword-only and change no draw by default: the
+    weight is `initializer(in·k², out·k², shape=(k, k, in, out))` (any initializer of
+    `needle.init`, e.g. `functools.partial(init.xavier_normal, gain=2.0)`); the bias keeps
+    its U(−1/√(in·k²), 1/√(in·k²)).
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class Conv(Module):
         dtype: Dtype = "float32",
         *,
         padding: int | None = None,
+        initializer: Callable[..., Tensor] = init.kaiming_uniform,
     ) -> None:
         super().__init__()
         self.in_channels = _size(in_channels, "in_channels")
@@ -68,7 +73,7 @@ class Conv(Module):
         fan_in, fan_out = self.in_channels * k * k, self.out_channels * k * k
         shape = (k, k, self.in_channels, self.out_channels)
         self.weight = Parameter(
-            init.kaiming_uniform(fan_in, fan_out, shape, device=device, dtype=dtype)
+            initializer(fan_in, fan_out, shape=shape, device=device, dtype=dtype)
         )
         self.bias: Parameter | None = None
         if bias:
