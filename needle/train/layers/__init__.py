@@ -23,6 +23,7 @@ from needle.train.layers.dropout import Dropout
 from needle.train.layers.initializers import initializer_arguments
 from needle.train.layers.model import Layer, ModelConfig, normalize_layer
 from needle.train.layers.norms import BatchNorm1d, LayerNorm1d
+from needle.train.layers.pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from needle.train.layers.registry import (
     LAYER_TYPES,
     LayerMismatch,
@@ -32,7 +33,6 @@ from needle.train.layers.registry import (
     register,
     walk_layers,
 )
-from needle.train.layers.pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from needle.train.layers.reshape import Flatten, Reshape
 from needle.train.layers.residual import Residual
 
