@@ -235,3 +235,23 @@ def test_conv_layers_train_a_step_with_the_loss_falling():
         optimizer.step()
         losses.append(float(loss.numpy()))
     assert losses[-1] < losses[0]
+
+
+def test_mnist_cnn_dry_runs_on_an_mnist_folder_with_its_flops(tmp_path):
+    from test_datasets import make_mnist
+    from typer.testing import CliRunner
+
+    from needle_cli.app import app
+
+    make_mnist(tmp_path / "mnist")
+    path = ROOT / "configs" / "mnist_cnn.yaml"
+    result = CliRunner().invoke(
+        app, ["train", str(path), "--dry-run", "--json", "--set", f"data.path={tmp_path / 'mnist'}"]
+    )
+    assert result.exit_code == 0, result.output
+    import json
+
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    rows = plan_model(load_config(path), (784,), 10)
+    assert summary["flops"] == total_flops(rows) and summary["flops"] > 0
+    assert [layer["flops"] for layer in summary["layers"]] == [row.flops for row in rows]
