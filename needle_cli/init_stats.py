@@ -45,6 +45,7 @@ EPILOG = """Examples:
   needle init-stats kaiming_uniform
   needle init-stats xavier_normal --fan-in 784 --fan-out 100 --gain 1.5
   needle init-stats kaiming_normal --nonlinearity leaky_relu --param 0.2 --mode fan_out
+  needle init-stats kaiming_uniform --kernel 3 --fan-in 64 --fan-out 128
   needle init-stats kaiming_uniform --depth 20 --width 512
   needle init-stats --compare xavier_uniform,kaiming_uniform --depth 10
   needle init-stats --config configs/quickstart.yaml --json
@@ -70,6 +71,15 @@ def init_stats(
     fan_out: Annotated[
         int | None,
         typer.Option(help="Fan-out [default: 256], e.g. --fan-out 100.", show_default=False),
+    ] = None,
+    kernel: Annotated[
+        int | None,
+        typer.Option(
+            metavar="K",
+            help="A conv kernel's size: --fan-in and --fan-out are then the channels in and "
+            "out, the fans in·K² and out·K², each draw a (K, K, in, out) kernel, e.g. --kernel 3.",
+            show_default=False,
+        ),
     ] = None,
     nonlinearity: Annotated[
         str | None,
@@ -158,6 +168,7 @@ def init_stats(
     options = {
         "fan_in": fan_in,
         "fan_out": fan_out,
+        "kernel": kernel,
         "nonlinearity": nonlinearity,
         "param": param,
         "mode": mode,
@@ -243,6 +254,8 @@ def _distribution(stats: InitStats) -> str:
 def _header(stats: InitStats) -> str:
     theory = stats.theory
     parts = [f"fan_in {theory.fan_in}", f"fan_out {theory.fan_out}"]
+    if theory.kernel is not None:
+        parts.insert(0, f"kernel {' × '.join(str(n) for n in theory.draw_shape)}")
     if theory.nonlinearity:
         parts.append(theory.nonlinearity + (f" a={theory.param:g}" if theory.param else ""))
     if theory.mode:
@@ -431,14 +444,15 @@ def _config(path: Path, overrides: list[str], as_json: bool) -> None:
         return
     out = console()
     out.print(
-        f"[bold]init-stats --config {escape(str(path))}[/]  [dim]{len(layers)} Linear layers[/]"
+        f"[bold]init-stats --config {escape(str(path))}[/]  "
+        f"[dim]{len(layers)} Linear and Conv layers[/]"
     )
     table = _fit_table("layer", "shape")
     for layer in layers:
         theory = layer.stats.theory
         table.add_row(
             escape(layer.name.removeprefix("model.")),
-            f"{theory.fan_in}×{theory.fan_out}",
+            "×".join(str(n) for n in theory.draw_shape),
             *_fit_cells(layer.stats),
         )
     out.print(table)

@@ -246,12 +246,14 @@ def _final_table(out: Console, result: RunResult) -> None:
 def _dry_run(config, out: Console, as_json: bool) -> None:
     from rich.table import Table
 
+    from needle.train.build import total_flops
     from needle.train.layers import batch_shape
     from needle.train.session import prepare
     from needle.train.source import dotted
 
     session = prepare(config)
     data, rows, total = session.data, session.plan, session.parameter_count
+    flops = total_flops(rows)
     if as_json:
         print_json(
             {
@@ -267,6 +269,7 @@ def _dry_run(config, out: Console, as_json: bool) -> None:
                     for row in rows
                 ],
                 "parameters": total,
+                "flops": flops,
             },
             one_line=True,
         )
@@ -278,12 +281,17 @@ def _dry_run(config, out: Console, as_json: bool) -> None:
         ("layer", "left"),
         ("output", "right"),
         ("params", "right"),
+        ("FLOPs", "right"),
         ("init", "left"),
     ):
         table.add_column(column, justify=justify)
-    table.add_row("", "input", batch_shape(data.sample_shape), "", "")
+    table.add_row("", "input", batch_shape(data.sample_shape), "", "", "")
     for row in rows:
         name = "  " * row.depth + row.layer
-        table.add_row(row.index, name, batch_shape(row.out_shape), f"{row.params:,}", row.init)
+        shape, params, row_flops = batch_shape(row.out_shape), f"{row.params:,}", f"{row.flops:,}"
+        table.add_row(row.index, name, shape, params, row_flops, row.init)
     out.print(table)
-    out.print(f"{total:,} parameters; dry run: nothing trained, nothing written")
+    out.print(
+        f"{total:,} parameters, {flops:,} FLOPs per sample (forward, a multiply-add as 2); "
+        "dry run: nothing trained, nothing written"
+    )

@@ -51,3 +51,19 @@ def undilate_loops(a, axes, dilation):
     ]
     shape = tuple(-(-n // step) if i in listed else n for i, n in enumerate(a.shape))
     return np.array([a[index] for index in keep]).reshape(shape)
+
+
+def pool_loops(a, kernel, stride, reduce):
+    """out[n, i, j, c] = reduce of a[n, i·s + di, j·s + dj, c] over 0 ≤ di, dj < K, one
+    output element at a time (`reduce` is np.max or np.mean)."""
+    stride = kernel if stride is None else stride
+    n, h, w, c = a.shape
+    ho, wo = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+    out = np.zeros((n, ho, wo, c))
+    for batch, i, j, channel in np.ndindex(n, ho, wo, c):
+        window = [
+            a[batch, i * stride + di, j * stride + dj, channel]
+            for di, dj in np.ndindex(kernel, kernel)
+        ]
+        out[batch, i, j, channel] = reduce(window)
+    return out

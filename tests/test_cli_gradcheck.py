@@ -663,3 +663,40 @@ def test_op_file_errors_are_one_line_with_exit_2(tmp_path, my_ops, args, message
     }
     args = [arg.format(**names) for arg in args]
     assert message.format(**names) in one_line_error(run("gradcheck", *args), 2)
+
+
+CONV_MODEL = """\
+seed: 0
+data: {dataset: spirals, samples: 40, classes: 3}
+model:
+  layers:
+    - linear: 8
+    - reshape: [2, 2, 2]
+    - conv: {out_channels: 3, kernel_size: 2, padding: 1}
+    - relu
+    - maxpool2d: {kernel_size: 2, stride: 1}
+    - conv: {out_channels: 2, kernel_size: 1}
+    - batchnorm2d
+    - avgpool2d: 1
+    - global_avgpool
+    - linear: 3
+"""
+
+
+def test_config_checks_a_conv_model_in_float64(tmp_path, monkeypatch):
+    path = tmp_path / "conv.yaml"
+    path.write_text(CONV_MODEL)
+    data = run_json("gradcheck", "--config", str(path))
+    assert data["passed"] and data["dtype"] == "float64" and not data["fast"]
+    # linear 2·8+8, conv 2²·2·3+3, conv 3·2+2, batchnorm2d 2+2, linear 2·3+3 numbers
+    assert [item["checked"] for item in data["inputs"]] == [16, 8, 24, 3, 6, 2, 2, 2, 6, 3]
+    # A max pool that routes every gradient to the wrong entry is caught in the first conv.
+    from needle.ops import pool
+
+    monkeypatch.setattr(
+        pool.MaxPoolScatter,
+        "maximum_masks",
+        lambda self, a: list(reversed(pool.PoolOp.maximum_masks(self, a))),
+    )
+    broken = run("gradcheck", "--config", str(path))
+    assert broken.exit_code == 1 and "modules.2.weight" in broken.stdout

@@ -223,7 +223,7 @@ def test_config_layers(tmp_path):
     assert last["theory"]["scale"]["value"] == pytest.approx(math.sqrt(2) * math.sqrt(3 / 16))
     assert first["ks"]["passed"] and last["ks"]["passed"]
     text = run("--config", str(path)).stdout
-    assert "2 Linear layers" in text and "layers[2]" in text and "✓ fits" in text
+    assert "2 Linear and Conv layers" in text and "layers[2]" in text and "✓ fits" in text
 
 
 def test_config_takes_set_overrides_like_train(tmp_path):

@@ -239,13 +239,21 @@ def test_dry_run_prints_the_model_and_writes_nothing(tiny, tmp_path, monkeypatch
     assert result.stdout.startswith(
         "data: moons (100 samples, seed 1): 80 train / 20 val samples, 2 features, 2 classes\n"
     )
-    # 2*8 + 8 and 8*2 + 2 parameters
-    assert re.search(r"│ 0 +│ linear +│ +\(batch, 8\) │ +24 │ kaiming_uniform\(\)", result.stdout)
-    assert re.search(r"│ 2 +│ linear +│ +\(batch, 2\) │ +18 │", result.stdout)
-    assert "42 parameters; dry run: nothing trained, nothing written" in result.stdout
+    # 2*8 + 8 and 8*2 + 2 parameters; a multiply-add per weight counts 2, a bias add 1
+    flops = [(2 * 2 + 1) * 8, 0, (2 * 8 + 1) * 2]
+    assert re.search(
+        rf"│ 0 +│ linear +│ +\(batch, 8\) │ +24 │ +{flops[0]} │ kaiming_uniform\(\)", result.stdout
+    )
+    assert re.search(rf"│ 2 +│ linear +│ +\(batch, 2\) │ +18 │ +{flops[2]} │", result.stdout)
+    assert (
+        f"42 parameters, {sum(flops)} FLOPs per sample (forward, a multiply-add as 2); dry run: "
+        "nothing trained, nothing written"
+    ) in result.stdout
     assert not (tmp_path / "runs").exists()
     summary = last_json(run("train", tiny, "--dry-run", "--json"))
     assert summary["parameters"] == 42 and summary["data"]["train"] == 80
+    assert summary["flops"] == sum(flops)
+    assert [layer["flops"] for layer in summary["layers"]] == flops
 
 
 def test_a_list_index_can_be_written_with_a_dot_which_zsh_leaves_alone(tiny):

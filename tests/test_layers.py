@@ -30,8 +30,15 @@ def example(name: str, features: int) -> object:
         "batchnorm1d": {"batchnorm1d": {"dim": features}},
         "layernorm1d": "layernorm1d",
         "residual": {"residual": [{"linear": 4}, "relu", {"linear": features}]},
+        "reshape": {"reshape": [features, 1]},
+        "conv": {"conv": 3},
     }
     return examples.get(name, name)
+
+
+# Layer types that take image samples (channels, height, width) only: planned on one.
+IMAGE_LAYERS = {"conv", "batchnorm2d", "maxpool2d", "avgpool2d", "global_avgpool"}
+IMAGE = (2, 5, 5)
 
 
 def config(layers: list) -> TrainConfig:
@@ -46,7 +53,8 @@ def refusal(caught: pytest.ExceptionInfo) -> str:
 def test_every_layer_type_has_an_example_that_builds():
     # a new layer type falls back to its bare name, which must then be valid
     for name in LAYER_TYPES:
-        plan_model(config([example(name, 5), "flatten", {"linear": 2}]), (5,), 2)
+        sample = IMAGE if name in IMAGE_LAYERS else (5,)
+        plan_model(config([example(name, 5), "flatten", {"linear": 2}]), sample, 2)
 
 
 @settings(max_examples=40, deadline=None)
@@ -63,7 +71,7 @@ def test_shape_rule_and_parameter_count_are_the_built_modules(name, sample, batc
     try:
         rows = plan_model(written, sample, 2)
     except UsageError as err:
-        assert len(sample) > 1, err  # flat samples fit every example
+        assert len(sample) > 1 or name in IMAGE_LAYERS, err  # flat samples fit the others
         assert str(err).split(": ", 1)[1].startswith("model.layers[0].")
         assert batch_shape(sample) in str(err)
         return

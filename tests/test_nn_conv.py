@@ -42,8 +42,9 @@ def _conv_nchw(layer, x):
 def test_nn_is_a_package_that_exports_every_module():
     import needle.nn.basic
     import needle.nn.conv
+    import needle.nn.pool
 
-    for source in (needle.nn.basic, needle.nn.conv):
+    for source in (needle.nn.basic, needle.nn.conv, needle.nn.pool):
         for name, value in vars(source).items():
             if isinstance(value, type) and value.__module__ == source.__name__:
                 if not name.startswith("_"):

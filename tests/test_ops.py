@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from conv_reference import conv_loops, dilate_loops, undilate_loops
+from conv_reference import conv_loops, dilate_loops, pool_loops, undilate_loops
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -89,6 +89,8 @@ NUMPY_REFERENCE = {
     "conv": lambda x, p: conv_loops(x[0], x[1], p["stride"], p["padding"]),
     "stack": lambda x, p: np.stack(x, p["axis"]),
     "split": lambda x, p: tuple(np.moveaxis(x[0], p["axis"], 0)),
+    "maxpool2d": lambda x, p: pool_loops(x[0], p["kernel"], p["stride"], np.max),
+    "avgpool2d": lambda x, p: pool_loops(x[0], p["kernel"], p["stride"], np.mean),
 }
 
 

@@ -38,6 +38,7 @@ def survey(
     param: float | None = None,
     mode: str | None = None,
     gain: float | None = None,
+    kernel: int | None = None,
     samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
     depth: int | None = None,
@@ -60,6 +61,11 @@ def survey(
     stack = depth is not None
     if stack:  # refused before any scheme's draws, not after them
         stack_size(depth, width)
+        if kernel is not None:
+            raise UsageError(
+                "kernel measures one conv kernel's draws; a depth stack is of Linear layers "
+                "(give one or the other)"
+            )
     routed = [_scheme_options(s, options, stack=stack, route=route_options) for s in schemes]
     if route_options:
         taken = {key for _, stack_options in routed for key in stack_options}
@@ -71,7 +77,9 @@ def survey(
                 )
     reports = []
     for scheme, (stats_options, stack_options) in zip(schemes, routed, strict=True):
-        stats = init_stats(scheme, fan_in, fan_out, samples=samples, seed=seed, **stats_options)
+        stats = init_stats(
+            scheme, fan_in, fan_out, kernel=kernel, samples=samples, seed=seed, **stats_options
+        )
         propagation = None
         if stack:
             propagation = propagate(scheme, depth=depth, width=width, seed=seed, **stack_options)

@@ -40,7 +40,10 @@ class Formula:
             exact = float(parts[-1]) == self.value  # "gain = 1" needs no "= 1.0000"
         except ValueError:
             exact = False
-        return " = ".join(parts) + ("" if exact else f" = {self.value:.4f}")
+        if exact:
+            return " = ".join(parts)
+        value = str(self.value) if isinstance(self.value, int) else f"{self.value:.4f}"  # fans
+        return " = ".join(parts) + f" = {value}"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "text": self.text}
@@ -62,6 +65,27 @@ class Theory:
     mode: str | None  # which fan a kaiming scheme divides by
     gain: Formula
     scale: Formula  # "bound = …" or "std = …"
+    kernel: int | None = None  # a conv kernel's K: the fans are channels·K², drawn (K, K, in, out)
+
+    @property
+    def draw_shape(self) -> tuple[int, ...]:
+        """The shape of one draw: (fan_in, fan_out), or a conv kernel's (K, K, in, out)."""
+        if self.kernel is None:
+            return (self.fan_in, self.fan_out)
+        k2 = self.kernel**2
+        return (self.kernel, self.kernel, self.fan_in // k2, self.fan_out // k2)
+
+    @property
+    def fans(self) -> tuple[Formula, ...]:
+        """For a conv kernel, fan_in = in·K² and fan_out = out·K² with their numbers; else
+        none (the fans are given)."""
+        if self.kernel is None:
+            return ()
+        k, (_, _, c_in, c_out) = self.kernel, self.draw_shape
+        return (
+            Formula("fan_in", "in·K²", f"{c_in}·{k}²", self.fan_in),
+            Formula("fan_out", "out·K²", f"{c_out}·{k}²", self.fan_out),
+        )
 
     @property
     def std(self) -> float:
@@ -74,9 +98,10 @@ class Theory:
     def formulas(self) -> tuple[Formula, ...]:
         """The theory line by line: the gain, the scale, and for a uniform scheme its std."""
         if self.distribution != UNIFORM:
-            return (self.gain, self.scale)
+            return (*self.fans, self.gain, self.scale)
         bound = self.scale.value
-        return (self.gain, self.scale, Formula("std", "bound/√3", f"{bound:.4f}/√3", self.std))
+        std = Formula("std", "bound/√3", f"{bound:.4f}/√3", self.std)
+        return (*self.fans, self.gain, self.scale, std)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields, then `std` and `formulas`; each formula with its `text`."""
@@ -133,17 +158,25 @@ def theory(
     param: float | None = None,
     mode: str | None = None,
     gain: float | None = None,
+    kernel: int | None = None,
 ) -> Theory:
     """The distribution `scheme` promises for a (fan_in, fan_out) weight.
 
     xavier_* take `gain` (default 1); kaiming_* take their gain from `nonlinearity` (default
     relu) and `param` (leaky_relu's negative slope), and divide by the fan `mode` names
     (default fan_in). Options a scheme does not take are errors, not silently ignored.
+
+    With a conv `kernel` K, `fan_in` and `fan_out` are the channels in and out, and the
+    weight a (K, K, in, out) kernel: each output sums in·K² inputs, each input reaches out·K²
+    outputs, so the fans are in·K² and out·K² (as `nn.Conv` draws them).
     """
     init.get_initializer(scheme)  # an unknown name gets needle's did-you-mean
     if scheme not in _SCHEMES:
         raise unknown_choice("initializer with a known distribution", scheme, _SCHEMES)
     fan_in, fan_out = positive_int(fan_in, "fan_in"), positive_int(fan_out, "fan_out")
+    if kernel is not None:
+        kernel = positive_int(kernel, "kernel")
+        fan_in, fan_out = fan_in * kernel**2, fan_out * kernel**2
     distribution, quantity, expression, scale = _SCHEMES[scheme]
     if scheme.startswith("xavier"):
         if mode is not None:
@@ -188,6 +221,7 @@ def theory(
         mode=mode,
         gain=gain_formula,
         scale=Formula(quantity, expression, substituted, value),
+        kernel=kernel,
     )
 
 

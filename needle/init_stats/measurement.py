@@ -4,6 +4,7 @@ Kolmogorov–Smirnov distance to the theoretical distribution and a histogram.""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -55,15 +56,16 @@ class InitStats:
 
 def draw(resolved: Theory, samples: int) -> np.ndarray:
     """`samples` weights drawn through the initializer itself: as many whole (fan_in, fan_out)
-    matrices as needed, flattened, the first `samples` kept."""
-    per_call = resolved.fan_in * resolved.fan_out
+    matrices (or (K, K, in, out) kernels) as needed, flattened, the first `samples` kept."""
+    shape = resolved.draw_shape
+    per_call = math.prod(shape)
     if per_call > MAX_DRAW:
-        raise UsageError(
-            f"fan_in × fan_out = {resolved.fan_in} × {resolved.fan_out} = {per_call} values per "
-            f"draw; at most {MAX_DRAW}"
-        )
+        sizes = " × ".join(str(n) for n in shape)
+        raise UsageError(f"{sizes} = {per_call} values per draw; at most {MAX_DRAW}")
     initializer = init.get_initializer(resolved.scheme)
     kwargs = resolved.initializer_kwargs()
+    if resolved.kernel is not None:  # a matrix is the initializers' default shape
+        kwargs["shape"] = shape
     chunks, have = [], 0
     while have < samples:
         weight = initializer(resolved.fan_in, resolved.fan_out, **kwargs).numpy()
@@ -81,6 +83,7 @@ def init_stats(
     param: float | None = None,
     mode: str | None = None,
     gain: float | None = None,
+    kernel: int | None = None,
     samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
     bins: int = DEFAULT_BINS,
@@ -93,7 +96,14 @@ def init_stats(
     0.375)/(n + 0.25)) (Blom's approximation to the expected maximum of n normals).
     """
     resolved = theory(
-        scheme, fan_in, fan_out, nonlinearity=nonlinearity, param=param, mode=mode, gain=gain
+        scheme,
+        fan_in,
+        fan_out,
+        nonlinearity=nonlinearity,
+        param=param,
+        mode=mode,
+        gain=gain,
+        kernel=kernel,
     )
     samples = positive_int(samples, "samples")
     if not 2 <= samples <= MAX_SAMPLES:

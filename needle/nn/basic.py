@@ -189,6 +189,24 @@ class Flatten(Module):
         return ops.reshape(X, (X.shape[0], math.prod(X.shape[1:])))
 
 
+class Reshape(Module):
+    """(B, ...) → (B, *shape): each sample's numbers, in order, in a new shape of the same
+    count; from (B, d1·d2·...) to (B, d1, d2, ...) it is Flatten's inverse, as flat features
+    become images."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, X: Tensor) -> Tensor:
+        if X.ndim < 1 or math.prod(X.shape[1:]) != math.prod(self.shape):
+            raise UsageError(
+                f"Reshape to {self.shape} takes samples of {math.prod(self.shape)} numbers; "
+                f"got shape {X.shape}"
+            )
+        return ops.reshape(X, (X.shape[0], *self.shape))
+
+
 class ReLU(Module):
     """y = max(x, 0)."""
 

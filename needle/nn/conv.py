@@ -7,6 +7,7 @@ the NHWC layout the conv op computes in, reached by two axis swaps each way.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,12 +39,16 @@ def _size(value: Any, name: str, low: int = 1) -> int:
 
 
 class Conv(Module):
-    """2-D convolution of NCHW images: y = conv(x, W) + b, padding (k − 1)//2, so a stride-1
-    layer with an odd kernel keeps H and W.
+    """2-D convolution of NCHW images: y = conv(x, W) + b, zero padding p around H and W
+    (default (k − 1)//2, the course's, so a stride-1 layer with an odd kernel keeps H and W).
 
     `weight` (k, k, in_channels, out_channels) ~ kaiming_uniform(in·k², out·k²) with the
     draw in the kernel's shape; then `bias` (out_channels,) ~ U(−1/√(in·k²), 1/√(in·k²)), one
-    `rand` (the course's order). Tuple sizes count by their first entry.
+    `rand` (the course's order). Tuple sizes count by their first entry. `padding` and
+    `initializer`, beyond the course, are keyword-only and change no draw by default: the
+    weight is `initializer(in·k², out·k², shape=(k, k, in, out))` (any initializer of
+    `needle.init`, e.g. `functools.partial(init.xavier_normal, gain=2.0)`); the bias keeps
+    its U(−1/√(in·k²), 1/√(in·k²)).
     """
 
     def __init__(
@@ -55,17 +60,20 @@ class Conv(Module):
         bias: bool = True,
         device: Device | None = None,
         dtype: Dtype = "float32",
+        *,
+        padding: int | None = None,
+        initializer: Callable[..., Tensor] = init.kaiming_uniform,
     ) -> None:
         super().__init__()
         self.in_channels = _size(in_channels, "in_channels")
         self.out_channels = _size(out_channels, "out_channels")
         self.kernel_size = k = _size(kernel_size, "kernel_size")
         self.stride = _size(stride, "stride")
-        self.padding = (k - 1) // 2
+        self.padding = (k - 1) // 2 if padding is None else _size(padding, "padding", low=0)
         fan_in, fan_out = self.in_channels * k * k, self.out_channels * k * k
         shape = (k, k, self.in_channels, self.out_channels)
         self.weight = Parameter(
-            init.kaiming_uniform(fan_in, fan_out, shape, device=device, dtype=dtype)
+            initializer(fan_in, fan_out, shape=shape, device=device, dtype=dtype)
         )
         self.bias: Parameter | None = None
         if bias:

@@ -38,6 +38,15 @@ from needle.ops.elementwise import (
     tanh,
 )
 from needle.ops.matmul import MatMul, matmul
+from needle.ops.pool import (
+    AvgPool2d,
+    AvgPoolInputGrad,
+    MaxPool2d,
+    MaxPoolGather,
+    MaxPoolScatter,
+    avgpool2d,
+    maxpool2d,
+)
 from needle.ops.registry import REGISTRY, OpParam, OpSpec, Setting, get_op
 from needle.ops.shape import (
     BroadcastTo,

@@ -34,11 +34,18 @@ class LayerSummary:
     init: str  # "kaiming_uniform(nonlinearity=relu)" for layers that draw weights, else ""
     depth: int  # nesting inside blocks (residual)
     at: KeyPath  # where the config writes it: ("model", "layers", 3, "residual", "layers", 1)
+    flops: int = 0  # per sample, forward pass, a multiply-add as 2; its own and its blocks'
 
     @property
     def out_features(self) -> int:
         """Numbers per sample put out (out_shape's only size, for flat data)."""
         return math.prod(self.out_shape)
+
+
+def total_flops(rows: Sequence[LayerSummary]) -> int:
+    """A planned model's floating-point operations per sample, forward pass (the top-level
+    rows: a block's rows are in its layer's)."""
+    return sum(row.flops for row in rows if row.depth == 0)
 
 
 def plan_model(config: TrainConfig, input_shape: Shape, num_classes: int) -> list[LayerSummary]:
@@ -78,10 +85,13 @@ class _Planner:
                 out = layer.out_shape(shape, here)  # a block's rows are added meanwhile
             except LayerMismatch as err:
                 raise self.config.error(here.at + err.at, err.message) from None
-            nested = sum(row.params for row in self.rows[first:] if row.depth == depth + 1)
-            params = layer.param_count(shape) + nested
+            inner = [row for row in self.rows[first:] if row.depth == depth + 1]
+            params = layer.param_count(shape) + sum(row.params for row in inner)
+            flops = layer.flops(shape) + sum(row.flops for row in inner)
             scheme = _scheme(self.config, layer)
-            row = LayerSummary(here.index, layer.type, out, params, scheme, depth, at + (i,))
+            row = LayerSummary(
+                here.index, layer.type, out, params, scheme, depth, at + (i,), flops=flops
+            )
             self.rows.insert(first, row)
             shape = out
         return shape

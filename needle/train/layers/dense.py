@@ -38,6 +38,9 @@ class Linear(LayerSpec):
     def param_count(self, in_shape: Shape) -> int:
         return in_shape[0] * self.out_features + self.out_features * self.bias
 
+    def flops(self, in_shape: Shape) -> int:
+        return (2 * in_shape[0] + self.bias) * self.out_features
+
     def build(self, in_shape: Shape, builder: Builder) -> nn.Module:
         # weight ~ init(in, out) and bias ~ init(out, 1) as a row: the course's convention
         return nn.Linear(

@@ -10,14 +10,23 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, mo
 from needle import init
 from needle.errors import did_you_mean
 from needle.train.fields import Strict, check_choice, field_error
-from needle.train.layers import activations, dense, dropout, norms, reshape, residual
+from needle.train.layers import (
+    activations,
+    conv,
+    dense,
+    dropout,
+    norms,
+    pool,
+    reshape,
+    residual,
+)
 from needle.train.layers.initializers import check_init_args
 from needle.train.layers.registry import LAYER_TYPES, LayerSpec, walk_layers
 from needle.train.source import show_value
 
 # Each family module registers its types when imported. Their order here is the order names
 # are listed in messages, the schema and the docs, whatever order they were imported in.
-FAMILIES = (dense, activations, reshape, dropout, norms, residual)
+FAMILIES = (dense, activations, reshape, dropout, norms, residual, conv, pool)
 _registered = dict(LAYER_TYPES)
 LAYER_TYPES.clear()
 for _family in FAMILIES:
@@ -82,7 +91,7 @@ class ModelConfig(Strict):
 
     init: str = Field(
         "kaiming_uniform",
-        description="initializer for every Linear layer",
+        description="initializer for every Linear and Conv layer",
         json_schema_extra={"enum": sorted(init.INITIALIZERS)},
     )
     init_args: dict[str, Any] = Field(

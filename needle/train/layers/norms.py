@@ -35,6 +35,9 @@ class _Norm1d(LayerSpec):
     def param_count(self, in_shape: Shape) -> int:
         return 2 * in_shape[0]  # weight and bias; running statistics are not trained
 
+    def flops(self, in_shape: Shape) -> int:
+        return 4 * in_shape[0]  # x − mean, ÷ std, × weight, + bias
+
 
 @register
 class BatchNorm1d(_Norm1d):

@@ -47,6 +47,20 @@ def features(layer: str, in_shape: Shape) -> int:
     )
 
 
+def image(layer: str, in_shape: Shape) -> tuple[int, int, int]:
+    """(channels, height, width) of an image sample shape, for layers that take NCHW batches;
+    LayerMismatch naming the shape for any other."""
+    if len(in_shape) == 3:
+        return in_shape  # type: ignore[return-value]
+    hint = "a reshape: [C, H, W] before it makes images of flat features"
+    if len(in_shape) != 1:
+        hint = "images have three sizes per sample, (channels, height, width)"
+    raise LayerMismatch(
+        f"{layer} takes images (batch, channels, height, width) but is given "
+        f"{batch_shape(in_shape)}; {hint}"
+    )
+
+
 class Shapes(Protocol):
     """What a layer's shape rule may ask of the model being planned."""
 
@@ -89,6 +103,12 @@ class LayerSpec(Strict):
 
     def param_count(self, in_shape: Shape) -> int:
         """Trainable numbers this layer holds itself (a nested block's are counted apart)."""
+        return 0
+
+    def flops(self, in_shape: Shape) -> int:
+        """Floating-point operations of this layer's forward pass per sample, a multiply-add
+        counted as 2 (a nested block's are counted apart). The default, 0, is for layers
+        whose cost is negligible beside the products (activations, reshapes, dropout)."""
         return 0
 
     def build(self, in_shape: Shape, builder: Builder) -> nn.Module:

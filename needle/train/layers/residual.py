@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -45,6 +46,9 @@ class Residual(LayerSpec):
             f"the block takes {batch_shape(in_shape)} and puts out {batch_shape(inner)}; a "
             f"residual adds its input back, so the block must give back {batch_shape(in_shape)}"
         )
+
+    def flops(self, in_shape: Shape) -> int:
+        return math.prod(in_shape)  # the addition; the block's layers count their own
 
     def build(self, in_shape: Shape, builder: Builder) -> nn.Module:
         return nn.Residual(builder.sequential(self.layers, in_shape))
