@@ -29,9 +29,11 @@ def percent(value: float | None) -> str:
 
 
 def describe_data(data: Data) -> str:
+    shape = data.sample_shape
+    each = f"{shape[0]} features" if len(shape) == 1 else "each " + "×".join(map(str, shape))
     return (
         f"{len(data.train.y)} train / {len(data.val.y)} val samples, "
-        f"{data.in_features} features, {data.num_classes} classes"
+        f"{each}, {data.num_classes} classes"
     )
 
 

@@ -500,3 +500,17 @@ def test_stopped_at_once_names_the_checkpoint_kept_wherever_it_stopped(tmp_path,
                 f"stopped at once by a second SIGTERM; {kept}, in {where / CHECKPOINT_FILE}",
                 f"resume with: needle train --resume {where}",
             ]
+
+
+def test_the_data_line_gives_an_image_samples_shape(tmp_path):
+    from test_datasets import make_mnist
+
+    make_mnist(tmp_path / "mnist")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"data: {{dataset: mnist, path: {tmp_path / 'mnist'}}}\n"
+        "model: {layers: [{linear: 10}]}\n"
+    )
+    result = runner.invoke(app, ["train", str(config), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "samples, each 1×28×28, 10 classes" in result.stdout

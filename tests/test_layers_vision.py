@@ -208,15 +208,14 @@ def test_cifar10_resnet9_config_draws_the_weights_of_models_resnet9():
     np.testing.assert_allclose(built(x).numpy(), course(x).numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_mnist_cnn_config_plans_to_ten_classes_from_flat_pixels_and_images():
+def test_mnist_cnn_config_plans_to_ten_classes_from_mnist_images():
     written = load_config(ROOT / "configs" / "mnist_cnn.yaml")
-    for sample in ((784,), (1, 28, 28)):
-        rows = plan_model(written, sample, 10)
-        shapes = [row.out_shape for row in rows if row.layer == "conv"]
-        assert shapes == [(16, 28, 28), (32, 14, 14), (64, 7, 7)]
+    rows = plan_model(written, (1, 28, 28), 10)
+    shapes = [row.out_shape for row in rows if row.layer == "conv"]
+    assert shapes == [(16, 28, 28), (32, 14, 14), (64, 7, 7)]
     np.random.seed(0)
-    model = build_model(written, (784,), 10)
-    assert model(ndl.Tensor(np.zeros((2, 784), dtype=np.float32))).shape == (2, 10)
+    model = build_model(written, (1, 28, 28), 10)
+    assert model(ndl.Tensor(np.zeros((2, 1, 28, 28), dtype=np.float32))).shape == (2, 10)
 
 
 def test_conv_layers_train_a_step_with_the_loss_falling():
@@ -252,6 +251,6 @@ def test_mnist_cnn_dry_runs_on_an_mnist_folder_with_its_flops(tmp_path):
     import json
 
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    rows = plan_model(load_config(path), (784,), 10)
+    rows = plan_model(load_config(path), (1, 28, 28), 10)
     assert summary["flops"] == total_flops(rows) and summary["flops"] > 0
     assert [layer["flops"] for layer in summary["layers"]] == [row.flops for row in rows]
