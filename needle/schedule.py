@@ -51,7 +51,7 @@ class Constant(Schedule):
 class StepLR(Schedule):
     """Multiplied by `gamma` after every `step_size` epochs, per epoch:
 
-        lr_e = lr · gamma^⌊e / step_size⌋        (e: epochs done)
+    lr_e = lr · gamma^⌊e / step_size⌋        (e: epochs done)
     """
 
     def __init__(

@@ -67,9 +67,9 @@ class TrainSettings(Strict):
     clip_grad_norm: PositiveFloat | None = Field(
         None, description="scale the gradients to this global norm at most (default: no clipping)"
     )
-    early_stopping: Annotated[
-        EarlyStoppingConfig | None, BeforeValidator(metric_or_mapping)
-    ] = Field(None, description="stop when a metric stops improving: a metric or a mapping")
+    early_stopping: Annotated[EarlyStoppingConfig | None, BeforeValidator(metric_or_mapping)] = (
+        Field(None, description="stop when a metric stops improving: a metric or a mapping")
+    )
 
     @model_validator(mode="after")
     def _check_together(self) -> TrainSettings:
