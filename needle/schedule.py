@@ -117,7 +117,7 @@ class CosineLR(Schedule):
     def lr_at(self, epoch: int, step: int = 0) -> float:
         t, total, warmup = self._t(epoch, step), self.epochs * self.steps, self.warmup
         if t < warmup:
-            return self.lr * (t + 1) / warmup
+            return self.lr * ((t + 1) / warmup)  # exactly lr as the warm-up ends
         progress = min(1.0, (t - warmup) / max(1, total - warmup))
         return self.min_lr + (self.lr - self.min_lr) * (1 + math.cos(math.pi * progress)) / 2
 

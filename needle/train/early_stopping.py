@@ -119,8 +119,8 @@ class EarlyStopping(Hooks):
 
     def on_epoch_end(self, state: LoopState, metrics: EpochMetrics) -> None:
         if self.monitor.since >= self.patience:
-            m = self.monitor
+            m, n = self.monitor, self.patience
             state.request_stop(
                 f"early stopping: {m.metric} did not improve by {m.min_delta:g} "
-                f"for {self.patience} epochs"
+                f"for {n} epoch{'s' if n > 1 else ''}"
             )

@@ -123,6 +123,10 @@ class RunResult:
         return self.history[-1] if self.history else None
 
     @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoint.with_name(BEST_CHECKPOINT)
+
+    @property
     def resume_command(self) -> str:
         return resume_command(self.run_dir)
 
@@ -151,7 +155,7 @@ class RunResult:
                 "epoch": self.best_epoch,
                 "metric": self.best_metric,
                 "value": self.best_value,
-                "checkpoint": str(self.checkpoint.with_name(BEST_CHECKPOINT)),
+                "checkpoint": str(self.best_checkpoint),
             }
             if self.best_epoch
             else None,
