@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -180,8 +183,7 @@ def test_epoch_rates_are_the_schedules_rate_at_each_epochs_first_step():
         ),
         (
             "schedule: {name: multistep, milestones: [3, 2]}",
-            "c.yaml:3:43: train.schedule.milestones: must be increasing epoch counts "
-            "(got [3, 2])",
+            "c.yaml:3:43: train.schedule.milestones: must be increasing epoch counts (got [3, 2])",
         ),
         (
             "schedule: {name: step, milestones: [1]}",
@@ -253,3 +255,21 @@ def test_clip_grad_norm_skips_parameters_without_a_gradient_and_refuses_a_bad_no
     np.testing.assert_allclose(with_grad.grad.numpy(), [0.6, 0.8], rtol=1e-5)
     with pytest.raises(UsageError, match=r"max_norm must be > 0 \(got 0\)"):
         optim.clip_grad_norm([with_grad], 0)
+
+
+def test_the_docs_table_lists_every_schedule_with_its_settings_and_defaults():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
+    table = text.split("### Learning-rate schedules", 1)[1].split("| name | per |", 1)[1]
+    documented = {}
+    for line in table.split("\n\n", 1)[0].splitlines()[2:]:
+        name, _, written = (cell.strip() for cell in line.strip("|").split("|")[:3])
+        settings = {}
+        for key, default in re.findall(r"`(\w+)` \(([^)]*)\)", written):
+            if default.startswith("required"):
+                settings[key] = ()
+            elif default.startswith("the optimizer"):
+                settings[key] = None
+            else:
+                settings[key] = yaml.safe_load(default)
+        documented[name.strip("`")] = settings
+    assert documented == {name: SCHEDULES.settings(name) for name in SCHEDULES}
