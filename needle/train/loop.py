@@ -4,8 +4,8 @@ and stop.
 
 `epoch` (the course's API), `fit` and evaluation all consume `run_batches`, so a step is
 computed in exactly one place. What a run does besides stepping (checkpoints, the loss check,
-progress, and later schedules, early stopping, best checkpoints, per-layer statistics) joins
-`fit` through its hooks, rather than wrapping a loop of its own around it.
+progress, the learning-rate schedule, gradient clipping, early stopping, the best checkpoint)
+joins `fit` through its hooks, rather than wrapping a loop of its own around it.
 """
 
 from __future__ import annotations
