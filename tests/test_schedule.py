@@ -273,3 +273,26 @@ def test_the_docs_table_lists_every_schedule_with_its_settings_and_defaults():
                 settings[key] = yaml.safe_load(default)
         documented[name.strip("`")] = settings
     assert documented == {name: SCHEDULES.settings(name) for name in SCHEDULES}
+
+
+@pytest.mark.parametrize(
+    ("train", "valid"),
+    [
+        ({"schedule": "cosine", "early_stopping": "val_accuracy", "clip_grad_norm": 1.0}, True),
+        ({"schedule": {"name": "step", "gamma": 0.5}, "early_stopping": {"patience": 2}}, True),
+        ({"schedule": "cosin"}, False),
+        ({"early_stopping": "val_los"}, False),
+        ({"clip_grad_norm": 0}, False),
+    ],
+)
+def test_the_json_schema_knows_the_written_forms_of_the_new_keys(train, valid):
+    jsonschema = pytest.importorskip("jsonschema")
+    from needle.train.schema import json_schema
+
+    config = {"model": {"layers": ["relu"]}, "train": train}
+    if valid:
+        jsonschema.validate(config, json_schema())
+        parse_config(yaml.safe_dump(config), "c.yaml")  # and the config agrees
+    else:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(config, json_schema())
