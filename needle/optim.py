@@ -216,3 +216,30 @@ class AdamW(Adam):
         weight_decay: float = 0.01,
     ) -> None:
         super().__init__(params, lr, beta1, beta2, eps, weight_decay)
+
+
+def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
+    """Scale the gradients of `params` together so that their global norm is at most
+    `max_norm`, and return the norm they had (Pascanu et al., 2013, "On the difficulty of
+    training recurrent neural networks"; PyTorch's `clip_grad_norm_`):
+
+        norm = √(Σ_p Σ_i grad_p,i²)
+        norm > max_norm:  grad_p ← grad_p · max_norm / (norm + 1e-6)
+
+    Every gradient keeps its direction and the update its direction as a whole, unlike
+    clipping each entry. Parameters without a gradient are skipped. Each `.grad` that is
+    scaled is replaced by a new tensor, never written into, like the optimizers' updates.
+    """
+    if not max_norm > 0:
+        raise UsageError(f"clip_grad_norm: max_norm must be > 0 (got {max_norm})")
+    params = [p for p in params if p.grad is not None]
+    squares = 0.0
+    for p in params:
+        g = p.grad.cached_data
+        squares += float(api(g).to_numpy(api(g).sum(g * g)))
+    norm = squares**0.5
+    if norm > max_norm:
+        scale = max_norm / (norm + 1e-6)
+        for p in params:
+            p.grad = Tensor.make_const(p.grad.cached_data * scale)
+    return norm

@@ -20,6 +20,7 @@ EVALUATE_EPILOG = """Examples:
 
 \b
   needle evaluate runs/quickstart-1
+  needle evaluate runs/quickstart-1 --checkpoint best
   needle evaluate runs/quickstart-1/checkpoint.npz --json
   needle evaluate runs/mnist_mlp-1 --data data/fashion_mnist
 """
@@ -57,12 +58,20 @@ def evaluate(
             "data.label_column, else label].",
         ),
     ] = None,
+    checkpoint: Annotated[
+        str,
+        typer.Option(
+            "--checkpoint",
+            metavar="last|best",
+            help="A run folder's latest state (checkpoint.npz) or its best epoch (best.npz).",
+        ),
+    ] = "last",
     as_json: JsonLine = False,
 ) -> None:
     """Loss, accuracy and confusion matrix of a trained model."""
     from needle.train.evaluate import evaluate as evaluate_run
 
-    result = evaluate_run(target, data=data, label_column=label_column)
+    result = evaluate_run(target, data=data, label_column=label_column, checkpoint=checkpoint)
     if as_json:
         print_json(result.to_json(), one_line=True)
         return

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from needle.train.checkpoint import EpochMetrics
     from needle.train.datasets import Data
-    from needle.train.reports import Callbacks, Progress, RunStart
+    from needle.train.reports import Callbacks, Progress, RunResult, RunStart
 
 
 def percent(value: float | None) -> str:
@@ -39,11 +39,26 @@ def describe_data(data: Data) -> str:
 
 def epoch_text(m: EpochMetrics, epochs: int) -> str:
     """The permanent line of one epoch, the same in a terminal and in a log."""
+    lr = "" if m.lr is None else f"  lr {m.lr:.3g}"  # None: a run from before lr was kept
     return (
         f"epoch {m.epoch}/{epochs}  train loss {number(m.train_loss)} "
         f"acc {percent(m.train_accuracy)}  val loss {number(m.val_loss)} "
-        f"acc {percent(m.val_accuracy)}  {m.seconds:.2f}s"
+        f"acc {percent(m.val_accuracy)}{lr}  {m.seconds:.2f}s"
     )
+
+
+def ending_lines(result: RunResult) -> list[str]:
+    """What a finished run says below its table: why it stopped, if not at its last epoch,
+    and its best epoch, if not the last one."""
+    lines = []
+    if result.status not in ("completed", "interrupted", "diverged"):
+        lines.append(f"stopped after epoch {result.epochs}: {result.status}")
+    if result.best_epoch is not None and result.best_epoch != result.epochs:
+        lines.append(
+            f"best: epoch {result.best_epoch}, {result.best_metric} "
+            f"{number(result.best_value)}, kept in {result.best_checkpoint}"
+        )
+    return lines
 
 
 def clock(seconds: float) -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from needle_cli.progress import RunDisplay, describe_data, percent
+from needle_cli.progress import RunDisplay, describe_data, ending_lines, percent
 from needle_cli.render import JsonLine, Overrides, console, number, print_json
 
 if TYPE_CHECKING:
@@ -241,6 +241,8 @@ def _final_table(out: Console, result: RunResult) -> None:
         percent(last.val_accuracy),
     )
     out.print(table)
+    for line in ending_lines(result):
+        out.print(line, soft_wrap=True)
 
 
 def _dry_run(config, out: Console, as_json: bool) -> None:
@@ -248,15 +250,28 @@ def _dry_run(config, out: Console, as_json: bool) -> None:
 
     from needle.train.build import total_flops
     from needle.train.layers import batch_shape
+    from needle.train.schedules import epoch_rates
     from needle.train.session import prepare
     from needle.train.source import dotted
 
     session = prepare(config)
     data, rows, total = session.data, session.plan, session.parameter_count
     flops = total_flops(rows)
+    steps = len(session.train_loader)
+    settings = config.train
     if as_json:
         print_json(
             {
+                "train": {
+                    "epochs": settings.epochs,
+                    "steps": steps,
+                    "optimizer": settings.optimizer.model_dump(exclude_none=True),
+                    "schedule": settings.schedule.model_dump(exclude_none=True),
+                    "epoch_lr": epoch_rates(settings, steps),
+                    "clip_grad_norm": settings.clip_grad_norm,
+                    "early_stopping": settings.early_stopping
+                    and settings.early_stopping.model_dump(),
+                },
                 "data": {
                     "source": data.source,
                     "train": len(data.train.y),
@@ -275,6 +290,8 @@ def _dry_run(config, out: Console, as_json: bool) -> None:
         )
         return
     out.print(f"data: {data.source}: {describe_data(data)}")
+    for line in _train_lines(settings, steps):
+        out.print(line, soft_wrap=True)
     table = Table(title="model", title_justify="left")
     for column, justify in (
         ("#", "left"),
@@ -295,3 +312,43 @@ def _dry_run(config, out: Console, as_json: bool) -> None:
         f"{total:,} parameters, {flops:,} FLOPs per sample (forward, a multiply-add as 2); "
         "dry run: nothing trained, nothing written"
     )
+
+
+def _named(name: str, settings: dict) -> str:
+    """`cosine (warmup_epochs 1, min_lr 0)`: a name and its settings, as written."""
+    shown = ", ".join(
+        f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.items()
+    )
+    return f"{name} ({shown})" if shown else name
+
+
+def _train_lines(settings, steps: int) -> list[str]:
+    """What `--dry-run` says of `train:`: the length and the optimizer, and the schedule,
+    clipping and early stopping when the config asks for them."""
+    from needle.train.schedules import epoch_rates
+
+    optimizer, schedule = settings.optimizer, settings.schedule
+    lines = [
+        f"train: {settings.epochs} epochs of {steps} steps, "
+        + _named(optimizer.name, optimizer.arguments())
+    ]
+    if schedule.name != "constant":
+        rates = epoch_rates(settings, steps)
+        shown = ", ".join(f"{r:.3g}" for r in rates[:8]) + (", …" if len(rates) > 8 else "")
+        written = schedule.model_dump(exclude={"name"}, exclude_none=True)
+        lines.append(
+            f"schedule: {_named(schedule.name, written)}; lr at each epoch's start: {shown}"
+        )
+    if settings.clip_grad_norm is not None:
+        lines.append(
+            f"clip_grad_norm: each step's gradients scaled to a global norm of at most "
+            f"{settings.clip_grad_norm:g}"
+        )
+    stopping = settings.early_stopping
+    if stopping is not None:
+        lines.append(
+            f"early stopping: after {stopping.patience} epochs in a row in which "
+            f"{stopping.metric} ({stopping.mode}) does not improve by more than "
+            f"{stopping.min_delta:g}"
+        )
+    return lines

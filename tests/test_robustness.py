@@ -657,6 +657,8 @@ from needle_cli.app import main
 savez, calls = np.savez, []
 
 def half_then_wait(file, **arrays):
+    if sys._getframe(1).f_locals["path"].name != "checkpoint.npz":  # best.npz: not counted
+        return savez(file, **arrays)
     calls.append(1)
     if len(calls) < 3:
         return savez(file, **arrays)

@@ -80,6 +80,7 @@ def test_run_folder_files_and_numbers(tmp_path):
     run = tmp_path / "tiny-1"
     assert result.run_dir == run and result.status == "completed" and result.epochs == 4
     assert sorted(p.name for p in run.iterdir()) == [
+        "best.npz",
         "checkpoint.npz",
         "config.yaml",
         "metrics.csv",
@@ -89,7 +90,7 @@ def test_run_folder_files_and_numbers(tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
     csv_lines = (run / "metrics.csv").read_text().splitlines()
-    assert csv_lines[0] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds"
+    assert csv_lines[0] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,lr"
     assert float(csv_lines[-1].split(",")[3]) == rows[-1]["val_loss"] == result.last.val_loss
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed"

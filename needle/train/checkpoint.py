@@ -3,7 +3,8 @@
 A checkpoint holds the parameters (and batch-norm statistics), the optimizer's state, numpy's
 RNG state, the epochs done and their metrics, the run's resolved config, the statistics that
 scaled its features (`data.normalize`) and, for a stop in the middle of an epoch, that epoch's
-RNG state and running sums. It is written atomically
+RNG state and running sums, and the best epoch so far (`early_stopping.Monitor`'s state).
+It is written atomically
 (`needle.fileio.atomic_writer`) and read with pickles refused; every part is checked when it is
 loaded, so a damaged or tampered file fails there and not half-way into training.
 """
@@ -47,6 +48,7 @@ class Checkpoint:
     # The data's shape of one sample, (1, 28, 28) for MNIST; a checkpoint from before images
     # kept their shape has none stored and reads as (in_features,).
     sample_shape: tuple[int, ...] = ()
+    monitor: dict[str, Any] = field(default_factory=dict)  # early_stopping.Monitor.state()
 
 
 def _rng_arrays(prefix: str, state: tuple, arrays: dict, meta: dict) -> None:
@@ -85,6 +87,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "in_features": checkpoint.in_features,
         "sample_shape": list(checkpoint.sample_shape or (checkpoint.in_features,)),
         "num_classes": checkpoint.num_classes,
+        "monitor": checkpoint.monitor,
     }
     for name, array in checkpoint.model.items():
         arrays[f"model/{name}"] = array
@@ -165,6 +168,7 @@ def _parse_checkpoint(arrays: dict[str, np.ndarray]) -> Checkpoint:
         num_classes=_count(meta, "num_classes", least=1),
         normalization=_normalization(arrays, meta),
         sample_shape=_sample_shape(meta),
+        monitor=_monitor(meta.get("monitor", {})),  # absent from checkpoints before it
     )
 
 
@@ -183,6 +187,26 @@ def _sample_shape(meta: dict) -> tuple[int, ...]:
             f"(got {shape!r})"
         )
     return tuple(shape)
+
+
+def _monitor(state: Any) -> dict[str, Any]:
+    """The best epoch's record, checked: empty, or a metric, a mode and three numbers."""
+    if state == {}:
+        return state
+    if not isinstance(state, dict) or set(state) != {
+        "metric",
+        "mode",
+        "best",
+        "best_epoch",
+        "since",
+    }:
+        raise ValueError("its monitor must hold metric, mode, best, best_epoch and since")
+    if not (isinstance(state["metric"], str) and isinstance(state["mode"], str)):
+        raise ValueError("its monitor's metric and mode must be names")
+    _numbers({"best": state["best"]}, "monitor")
+    _count(state, "best_epoch", least=1)
+    _count(state, "since")
+    return state
 
 
 def _normalization(arrays: dict[str, np.ndarray], meta: dict) -> Normalization | None:

@@ -27,18 +27,22 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    model_validator,
 )
 
 from needle.errors import ConfigError, UsageError
 from needle.train.constructors import name_or_mapping
 from needle.train.datasets import GENERATOR, DataConfig, names
+from needle.train.early_stopping import EarlyStoppingConfig, metric_or_mapping
 from needle.train.fields import (
     Positive,
+    PositiveFloat,
     Strict,
 )
 from needle.train.layers import LayerSpec, ModelConfig, Residual
 from needle.train.optimizers import OptimizerConfig
 from needle.train.overrides import apply_override
+from needle.train.schedules import ScheduleConfig, check_schedule
 from needle.train.source import KeyPath, SourceMap, read_yaml, show_value
 
 # Derived from the dataset registry, for the modules that still ask config for them.
@@ -47,7 +51,8 @@ DATASETS = names()
 
 
 class TrainSettings(Strict):
-    """`train:` how long and in what batches to train, and with which optimizer."""
+    """`train:` how long and in what batches to train, with which optimizer and schedule,
+    and when to stop early."""
 
     epochs: Positive = Field(10, description="passes over the training data")
     batch_size: Positive = Field(64, description="samples per step")
@@ -55,6 +60,21 @@ class TrainSettings(Strict):
     optimizer: Annotated[OptimizerConfig, BeforeValidator(name_or_mapping)] = Field(
         default_factory=OptimizerConfig, description="the optimizer: a name or a mapping"
     )
+    schedule: Annotated[ScheduleConfig, BeforeValidator(name_or_mapping)] = Field(
+        default_factory=ScheduleConfig,
+        description="the learning-rate schedule: a name or a mapping",
+    )
+    clip_grad_norm: PositiveFloat | None = Field(
+        None, description="scale the gradients to this global norm at most (default: no clipping)"
+    )
+    early_stopping: Annotated[EarlyStoppingConfig | None, BeforeValidator(metric_or_mapping)] = (
+        Field(None, description="stop when a metric stops improving: a metric or a mapping")
+    )
+
+    @model_validator(mode="after")
+    def _check_together(self) -> TrainSettings:
+        check_schedule(self)
+        return self
 
 
 class TrainConfig(Strict):
@@ -233,6 +253,9 @@ def config_data(config: TrainConfig) -> dict[str, Any]:
     data["model"]["init_args"] = _Flow(data["model"]["init_args"])
     data["model"]["layers"] = [_layer_data(layer) for layer in config.model.layers]
     data["train"]["optimizer"] = _Flow(data["train"]["optimizer"])
+    data["train"]["schedule"] = _Flow(data["train"]["schedule"])
+    if "early_stopping" in data["train"]:
+        data["train"]["early_stopping"] = _Flow(data["train"]["early_stopping"])
     return data
 
 

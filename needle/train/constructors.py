@@ -7,8 +7,8 @@ never copied; a table of `Setting`s, one per keyword across the whole family, gi
 type and meaning. `choice_model` turns the two into the pydantic model that validates such a
 value, fills in the defaults and describes the settings in the JSON Schema.
 
-Optimizers are the first family (`needle.train.optimizers`); learning-rate schedules will be
-the next, built the same way.
+The families: optimizers (`needle.train.optimizers`) and learning-rate schedules
+(`needle.train.schedules`).
 """
 
 from __future__ import annotations
@@ -125,7 +125,9 @@ class Choice(Strict):
                         key=True,
                     )
             elif getattr(self, key) is None:
-                setattr(self, key, defaults[key])
+                default = defaults[key]
+                # a tuple default (the signature's immutable `()`) as the list a config writes
+                setattr(self, key, list(default) if isinstance(default, tuple) else default)
         return self
 
     def arguments(self) -> dict[str, Any]:
@@ -138,9 +140,15 @@ class Choice(Strict):
 
 
 def choice_model(
-    model_name: str, constructors: Constructors, *, default: str, doc: str
+    model_name: str,
+    constructors: Constructors,
+    *,
+    default: str,
+    doc: str,
+    base: type[Choice] = Choice,
 ) -> type[Choice]:
-    """The `Choice` model of one family: a `name` field and one optional field per setting."""
+    """The `Choice` model of one family: a `name` field and one optional field per setting.
+    `base`, a subclass of `Choice`, adds checks of settings together."""
     names = list(constructors)
     listed = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
     fields: dict[str, Any] = {
@@ -151,7 +159,7 @@ def choice_model(
     }
     for key, setting in constructors.settings_table.items():
         fields[key] = (setting.type | None, Field(None, description=constructors.describe(key)))
-    model = create_model(model_name, __base__=Choice, __doc__=doc, **fields)
+    model = create_model(model_name, __base__=base, __doc__=doc, **fields)
     model.constructors = constructors
     return model
 

@@ -22,7 +22,7 @@ from needle.train.config import load_config, validate_config
 from needle.train.datasets import Split, load_data, load_path
 from needle.train.layers import Shape
 from needle.train.loop import Totals, run_batches
-from needle.train.rundir import CHECKPOINT_FILE, CONFIG_FILE, check_data_found
+from needle.train.rundir import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, check_data_found
 from needle.train.session import as_input, build_checked_model, model_input
 from needle.train.source import SourceMap
 
@@ -51,14 +51,29 @@ class Evaluation:
         }
 
 
+CHECKPOINTS = ("last", "best")
+
+
 def evaluate(
-    target: str | Path, *, data: str | Path | None = None, label_column: str | None = None
+    target: str | Path,
+    *,
+    data: str | Path | None = None,
+    label_column: str | None = None,
+    checkpoint: str = "last",
 ) -> Evaluation:
     """Evaluate a run folder's checkpoint (with its config.yaml) or a checkpoint file (with
     the config stored inside it) on the run's validation split, or on `data` (an .npz, .csv
     or MNIST folder). `label_column` names the label column of a `data` .csv (default: the
-    run's `data.label_column`, else "label")."""
+    run's `data.label_column`, else "label"). `checkpoint` picks a run folder's "last"
+    (checkpoint.npz, the latest state) or "best" (best.npz, its best epoch)."""
     target = Path(target)
+    if checkpoint not in CHECKPOINTS:
+        raise UsageError(f"--checkpoint is last or best (got '{checkpoint}')")
+    if checkpoint != "last" and not target.is_dir():
+        raise UsageError(
+            f"--checkpoint {checkpoint} picks a checkpoint of a run folder; '{target}' is a "
+            "checkpoint file already"
+        )
     if label_column is not None and (data is None or Path(data).suffix.lower() != ".csv"):
         raise UsageError(
             f"--label-column names a column of a .csv given with --data (got '{data}')"
@@ -71,15 +86,20 @@ def evaluate(
         if not config_path.is_file():
             raise UsageError(f"'{target}' is not a run folder: it has no {CONFIG_FILE}")
         config, label = load_config(config_path), str(config_path)
-        checkpoint_path = target / CHECKPOINT_FILE
+        checkpoint_path = target / (BEST_FILE if checkpoint == "best" else CHECKPOINT_FILE)
+        if not checkpoint_path.is_file() and checkpoint == "best":
+            raise UsageError(
+                f"run '{target}' has no {BEST_FILE}: a run writes it at the end of each epoch "
+                "that improves on its best so far; use --checkpoint last"
+            )
     elif target.exists():
         checkpoint_path, label = target, f"the config stored in '{target}'"
     else:
         raise UsageError(f"'{target}' not found: give a run folder or a checkpoint .npz")
-    checkpoint = load_checkpoint(checkpoint_path)
+    saved = load_checkpoint(checkpoint_path)
     if not target.is_dir():
-        config = validate_config(checkpoint.config, SourceMap(label))
-    sample_shape, num_classes = checkpoint.sample_shape, checkpoint.num_classes
+        config = validate_config(saved.config, SourceMap(label))
+    sample_shape, num_classes = saved.sample_shape, saved.num_classes
     input_shape = model_input(config, sample_shape, num_classes)
     if data is None:
         check_data_found(
@@ -88,7 +108,7 @@ def evaluate(
             if target.is_dir()
             else "if the data moved, evaluate on it with --data NEW_PATH",
         )
-        split = load_data(config, normalization=checkpoint.normalization).val
+        split = load_data(config, normalization=saved.normalization).val
         described = "validation split"
     else:
         label_column = label_column or config.data.label_column or "label"
@@ -101,8 +121,8 @@ def evaluate(
                 f"'{data}' has labels up to {split.y.max()} but the model knows "
                 f"{num_classes} classes (0 to {num_classes - 1})"
             )
-        if checkpoint.normalization is not None:  # the statistics training used, not this file's
-            split = Split(checkpoint.normalization.apply(split.X), split.y)
+        if saved.normalization is not None:  # the statistics training used, not this file's
+            split = Split(saved.normalization.apply(split.X), split.y)
     if not _fits(split.sample_shape, sample_shape, input_shape):  # the run's data changed
         raise UsageError(
             f"the run's data now has {_mismatch(split.sample_shape, sample_shape)} "
@@ -111,15 +131,15 @@ def evaluate(
     split = Split(as_input(split.X, input_shape), split.y)
     np.random.seed(config.seed)
     model, _ = build_checked_model(config, input_shape, num_classes)
-    check_fits(checkpoint, model, config.train.optimizer.name, str(checkpoint_path), label)
-    model.load_state_dict(checkpoint.model)
+    check_fits(saved, model, config.train.optimizer.name, str(checkpoint_path), label)
+    model.load_state_dict(saved.model)
     totals, confusion = measure_split(model, split, config.train.batch_size, num_classes)
     return Evaluation(
         totals.loss,
         totals.accuracy,
         totals.size,
         confusion,
-        checkpoint.epoch,
+        saved.epoch,
         checkpoint_path,
         described,
     )

@@ -4,8 +4,8 @@ and stop.
 
 `epoch` (the course's API), `fit` and evaluation all consume `run_batches`, so a step is
 computed in exactly one place. What a run does besides stepping (checkpoints, the loss check,
-progress, and later schedules, early stopping, best checkpoints, per-layer statistics) joins
-`fit` through its hooks, rather than wrapping a loop of its own around it.
+progress, the learning-rate schedule, gradient clipping, early stopping, the best checkpoint)
+joins `fit` through its hooks, rather than wrapping a loop of its own around it.
 """
 
 from __future__ import annotations
@@ -39,11 +39,14 @@ def run_batches(
     model: nn.Module,
     opt: Optimizer | None = None,
     loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+    *,
+    before_step: Callable[[], None] | None = None,
 ) -> Iterator[BatchResult]:
     """One pass over `dataloader`'s `(X, y)` batches, yielding a `BatchResult` per batch.
 
     With `opt`: training mode, and per batch `opt.reset_grad()`, forward, loss, backward,
-    `opt.step()`. Without: evaluation mode, forward and loss only, with no graph built.
+    `opt.step()`, with `before_step()` called between backward and step (where gradients are
+    clipped). Without: evaluation mode, forward and loss only, with no graph built.
     `loss_fn(logits, y)` returns the batch's mean loss; it defaults to `nn.SoftmaxLoss()`.
     """
     loss_fn = loss_fn if loss_fn is not None else nn.SoftmaxLoss()
@@ -55,6 +58,8 @@ def run_batches(
             logits = model(X)
             loss = loss_fn(logits, y)
             loss.backward()
+            if before_step is not None:
+                before_step()
             opt.step()
         else:
             # Only around the forward pass: never left switched off across a yield.
@@ -121,6 +126,7 @@ class EpochMetrics:
     val_loss: float
     val_accuracy: float
     seconds: float
+    lr: float | None = None  # the learning rate of the epoch's last step (None: not recorded)
 
 
 @dataclass
@@ -168,6 +174,10 @@ class Hooks:
     def on_epoch_start(self, state: LoopState) -> None:
         """Before the epoch's first step (or, resumed inside it, its next step)."""
 
+    def on_backward(self, state: LoopState) -> None:
+        """Between a training step's backward pass and its update: each parameter's `.grad`
+        holds the batch's gradient, which a hook may replace (gradient clipping does)."""
+
     def on_step(self, state: LoopState, batch: BatchResult) -> None:
         """After each training step; `state.step` and `state.totals` include it."""
 
@@ -198,6 +208,11 @@ def fit(
     without it. `rest` is the remaining batches of `state.epoch` when `state` stops inside
     it (`state.step > 0`). Returns `state`, as the run ended."""
     model, opt = state.model, state.opt
+
+    def backward_done() -> None:
+        for hook in hooks:
+            hook.on_backward(state)
+
     for epoch in range(state.epoch, state.epochs + 1):
         if epoch > state.epoch or not state.step:
             state.epoch, state.step, state.totals, state.seconds_before = epoch, 0, Totals(), 0.0
@@ -208,7 +223,9 @@ def fit(
         state.began = time.perf_counter()
         for hook in hooks:
             hook.on_epoch_start(state)
-        for batch in run_batches(batches, model, opt):
+        lr = None
+        for batch in run_batches(batches, model, opt, before_step=backward_done):
+            lr = getattr(opt, "lr", None)  # the rate this step used, before a hook changes it
             state.step += 1
             state.totals.add(batch)
             for hook in hooks:
@@ -222,7 +239,7 @@ def fit(
         for hook in hooks:
             hook.on_evaluate(state, state.val)
         t, v = state.totals, state.val
-        metrics = EpochMetrics(epoch, t.loss, t.accuracy, v.loss, v.accuracy, state.seconds)
+        metrics = EpochMetrics(epoch, t.loss, t.accuracy, v.loss, v.accuracy, state.seconds, lr)
         state.history.append(metrics)
         for hook in hooks:
             hook.on_epoch_end(state, metrics)

@@ -15,6 +15,7 @@ from needle.train.loop import BatchResult, EpochMetrics, Hooks, LoopState, Total
 # -- what a run reports ----------------------------------------------------------------------
 
 INTERRUPTED = "interrupted"  # the status of a run stopped by a signal (Ctrl-C, SIGTERM, SIGHUP)
+BEST_CHECKPOINT = "best.npz"  # beside the latest checkpoint: the best epoch's
 
 
 @dataclass(frozen=True)
@@ -112,10 +113,18 @@ class RunResult:
     stopped_at: tuple[int, int] | None = None  # (epoch, step) of an interruption
     signum: int | None = None  # the signal that interrupted it
     unfinished_seconds: float = 0.0  # time spent in an epoch the interruption cut short
+    # the best epoch so far by `best_metric` (val_loss, or early stopping's), kept in best.npz
+    best_epoch: int | None = None
+    best_metric: str | None = None
+    best_value: float | None = None
 
     @property
     def last(self) -> EpochMetrics | None:
         return self.history[-1] if self.history else None
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoint.with_name(BEST_CHECKPOINT)
 
     @property
     def resume_command(self) -> str:
@@ -141,6 +150,15 @@ class RunResult:
             "seconds": self.seconds,
             "checkpoint": str(self.checkpoint),
             "stopped_at": list(self.stopped_at) if self.stopped_at else None,
+            "lr": last.lr if last else None,
+            "best": {
+                "epoch": self.best_epoch,
+                "metric": self.best_metric,
+                "value": self.best_value,
+                "checkpoint": str(self.best_checkpoint),
+            }
+            if self.best_epoch
+            else None,
         }
 
 

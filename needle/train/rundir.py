@@ -13,15 +13,24 @@ from needle.errors import NeedleError
 from needle.fileio import write_text
 from needle.train.checkpoint import EpochMetrics
 from needle.train.config import TrainConfig, config_to_yaml
-from needle.train.reports import RunResult, resume_command
+from needle.train.reports import BEST_CHECKPOINT, RunResult, resume_command
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = "checkpoint.npz"
+BEST_FILE = BEST_CHECKPOINT  # the checkpoint of the best epoch so far (early_stopping.Monitor)
 METRICS_CSV = "metrics.csv"
 METRICS_JSONL = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 
-METRIC_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
+METRIC_FIELDS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+    "lr",
+)
 
 
 def new_run_dir(out: Path, name: str) -> Path:
@@ -45,9 +54,13 @@ def new_run_dir(out: Path, name: str) -> Path:
 
 def write_metrics(run_dir: Path, history: Sequence[EpochMetrics]) -> None:
     lines = [",".join(METRIC_FIELDS)]
-    lines += [",".join(repr(getattr(m, f)) for f in METRIC_FIELDS) for m in history]
+    lines += [",".join(_cell(getattr(m, f)) for f in METRIC_FIELDS) for m in history]
     write_text(run_dir / METRICS_CSV, "\n".join(lines) + "\n")
     write_text(run_dir / METRICS_JSONL, "".join(json.dumps(asdict(m)) + "\n" for m in history))
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else repr(value)  # None: an lr a run from before it lacks
 
 
 def write_summary(result: RunResult, extra: dict[str, Any] | None = None) -> None:

@@ -3,14 +3,16 @@
 `train(config, out=...)` makes a new folder under `out` (never reusing one) holding
 
     config.yaml      the resolved config (`needle train --resume DIR` needs nothing else)
-    metrics.csv      one row per epoch: losses, accuracies, seconds
+    metrics.csv      one row per epoch: losses, accuracies, seconds, learning rate
     metrics.jsonl    the same rows as JSON lines
     checkpoint.npz   the latest state: parameters, optimizer state, RNG state, epoch, history,
-                     data.normalize statistics
+                     data.normalize statistics, the best epoch so far
+    best.npz         the checkpoint of the best epoch (val_loss, or train.early_stopping's)
     summary.json     status and final numbers, rewritten as the run goes
 
 and trains with `needle.train.loop.fit`, the one training loop; the folder is kept up to date
-by its hooks (`_RunFolder`), beside the front end's callbacks (`reports.Reporter`), the
+by its hooks (`_RunFolder`), beside the learning-rate schedule, gradient clipping, the best
+epoch's `Monitor` and early stopping, the front end's callbacks (`reports.Reporter`), the
 caller's own `hooks` and the signal flag (`_SignalStop`). Every file is written to a
 temporary name and renamed into place (`needle.fileio`), so killing the process at any moment
 leaves the previous checkpoint whole. The checkpoint format is `needle.train.checkpoint`;
@@ -41,7 +43,9 @@ from needle.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from needle.train.clipping import ClipGradNorm
 from needle.train.config import TrainConfig, config_data, load_config, validate_config
+from needle.train.early_stopping import EarlyStopping, Monitor
 from needle.train.loop import BatchResult, EpochMetrics, Hooks, LoopState, Totals, fit
 from needle.train.overrides import parse_key_path
 from needle.train.reports import (
@@ -53,6 +57,7 @@ from needle.train.reports import (
     resume_command,
 )
 from needle.train.rundir import (
+    BEST_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
     absolute_data_path,
@@ -62,6 +67,7 @@ from needle.train.rundir import (
     write_metrics,
     write_summary,
 )
+from needle.train.schedules import LearningRate, build_schedule
 from needle.train.session import Session, prepare, skip_batches
 from needle.train.signals import StopFlag
 from needle.train.source import SourceMap
@@ -227,23 +233,39 @@ def _run(
         loop.step = state.step
         loop.totals = Totals(partial["loss_sum"], int(partial["correct"]), int(partial["size"]))
         loop.seconds_before = float(partial.get("seconds", 0.0))
-    folder = _RunFolder(session, run_dir, state.config, stop)
+    settings = session.config.train
+    # The monitor first: the run folder's checkpoint at an epoch's end holds its new state.
+    monitor = Monitor.for_config(settings.early_stopping)
+    monitor.load(state.monitor)
+    optimization: list[Hooks] = [LearningRate(build_schedule(settings, steps))]
+    if settings.clip_grad_norm is not None:
+        optimization.append(ClipGradNorm(settings.clip_grad_norm))
+    stopping = settings.early_stopping
+    early = [EarlyStopping(monitor, stopping.patience)] if stopping is not None else []
+    folder = _RunFolder(session, run_dir, state.config, stop, monitor)
     reporter = Reporter(callbacks, len(session.val_loader))
-    everything = [folder, reporter, *hooks, _SignalStop(stop)]
+    everything = [*optimization, monitor, folder, reporter, *hooks, *early, _SignalStop(stop)]
     fit(session.train_loader, session.val_loader, loop, everything, rest=rest)
     assert folder.result is not None  # fit always ends with on_stop
     return folder.result
 
 
 class _RunFolder(Hooks):
-    """The run folder kept up to date: the checkpoint and metrics after every epoch, a
-    checkpoint at a stop inside one, summary.json as the run goes; and the loss checked
-    after every step, before anything reports it."""
+    """The run folder kept up to date: the checkpoint and metrics after every epoch (and
+    best.npz after each that improved on `monitor`'s best), a checkpoint at a stop inside
+    one, summary.json as the run goes; and the loss checked after every step, before
+    anything reports it."""
 
     def __init__(
-        self, session: Session, run_dir: Path, config: dict[str, Any], stop: StopFlag
+        self,
+        session: Session,
+        run_dir: Path,
+        config: dict[str, Any],
+        stop: StopFlag,
+        monitor: Monitor,
     ) -> None:
         self.session, self.run_dir, self.config, self.stop = session, run_dir, config, stop
+        self.monitor = monitor
         self.epoch_rng: tuple | None = None  # the RNG as the epoch under way began
         self.result: RunResult | None = None  # how the run ended
 
@@ -265,7 +287,11 @@ class _RunFolder(Hooks):
     def on_epoch_end(self, state: LoopState, metrics: EpochMetrics) -> None:
         # The checkpoint first: a kill between the two writes leaves metrics one epoch behind
         # (the next epoch rewrites them), never claiming an epoch the checkpoint lacks.
-        checkpoint = self.session.checkpoint(state.epoch, state.history, self.config)
+        checkpoint = self.session.checkpoint(
+            state.epoch, state.history, self.config, monitor=self.monitor.state()
+        )
+        if self.monitor.improved:  # best first: a kill between leaves it no older than latest
+            save_checkpoint(self.run_dir / BEST_FILE, checkpoint)
         save_checkpoint(self.run_dir / CHECKPOINT_FILE, checkpoint)
         write_metrics(self.run_dir, state.history)
         if state.epoch < state.epochs:
@@ -288,6 +314,7 @@ class _RunFolder(Hooks):
                 step=state.step,
                 epoch_rng=self.epoch_rng,
                 partial=partial,
+                monitor=self.monitor.state(),
             )
             save_checkpoint(self.run_dir / CHECKPOINT_FILE, checkpoint)
             result = self._result(
@@ -304,6 +331,11 @@ class _RunFolder(Hooks):
 
     def _result(self, state: LoopState, status: str, epochs: int, **extra: Any) -> RunResult:
         signum = self.stop.signum if status == INTERRUPTED else None
+        monitor = self.monitor
+        if monitor.best is not None:
+            extra.update(
+                best_epoch=monitor.best_epoch, best_metric=monitor.metric, best_value=monitor.best
+            )
         return RunResult(
             self.run_dir,
             status,

@@ -7,6 +7,7 @@ from typing import Any
 
 from needle.train.config import TrainConfig, TrainSettings
 from needle.train.constructors import Choice
+from needle.train.early_stopping import METRICS
 from needle.train.layers import LAYER_TYPES
 
 
@@ -59,6 +60,9 @@ def json_schema() -> dict[str, Any]:
             choice = defs["TrainSettings"]["properties"][key]
             names = sorted(field.annotation.constructors)
             choice["anyOf"] = [{"enum": names}, {"$ref": choice.pop("$ref")}]
+    # early_stopping's short form: a metric name alone
+    stopping = defs["TrainSettings"]["properties"]["early_stopping"]
+    stopping["anyOf"].insert(0, {"enum": list(METRICS)})
     schema = _replace_layer_refs(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "needle training config"
