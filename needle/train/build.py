@@ -41,18 +41,28 @@ class LayerSummary:
         return math.prod(self.out_shape)
 
 
-def plan_model(config: TrainConfig, input_shape: Shape, num_classes: int) -> list[LayerSummary]:
-    """Check that `config.model` fits samples of `input_shape` and `num_classes` classes;
-    return a summary row per layer, in build order. Raises UsageError at the culprit's
-    position."""
-    planner = _Planner(config, [])
+def plan_model(
+    config: TrainConfig, input_shape: Shape, num_classes: int, *, label_shape: Shape = ()
+) -> list[LayerSummary]:
+    """Check that `config.model` fits samples of `input_shape` and `num_classes` classes,
+    putting out `label_shape` + (num_classes,) per sample (a language model's label_shape is
+    (seq_len,): a class per position); return a summary row per layer, in build order. Raises
+    UsageError at the culprit's position."""
+    planner = _Planner(config, [], num_classes)
     out = planner.walk(config.model.layers, ("model", "layers"), "", 0, tuple(input_shape))
-    if out != (num_classes,):
+    if out != (*label_shape, num_classes):
         at: KeyPath = ("model", "layers")
         for i, layer in enumerate(config.model.layers):
             if layer.sets_size is not None:
                 at = ("model", "layers", i, layer.type, layer.sets_size)
         puts_out = f"{out[0]} values per sample" if len(out) == 1 else batch_shape(out)
+        if label_shape:
+            must = f"; the last layer must put out {batch_shape((*label_shape, num_classes))}"
+            raise config.error(
+                at,
+                f"the model puts out {puts_out} but the data has {num_classes} tokens, a "
+                f"class at each of {label_shape[0]} positions{must}",
+            )
         raise config.error(
             at,
             f"the model puts out {puts_out} but the data has {num_classes} classes; the last "
@@ -67,6 +77,7 @@ class _Planner:
 
     config: TrainConfig
     rows: list[LayerSummary]
+    num_classes: int
 
     def walk(
         self, layers: Sequence[LayerSpec], at: KeyPath, prefix: str, depth: int, shape: Shape
@@ -79,7 +90,7 @@ class _Planner:
             except LayerMismatch as err:
                 raise self.config.error(here.at + err.at, err.message) from None
             nested = sum(row.params for row in self.rows[first:] if row.depth == depth + 1)
-            params = layer.param_count(shape) + nested
+            params = layer.param_count_in(shape, here) + nested
             scheme = _scheme(self.config, layer)
             row = LayerSummary(here.index, layer.type, out, params, scheme, depth, at + (i,))
             self.rows.insert(first, row)
@@ -97,6 +108,10 @@ class _Here:
     index: str
     depth: int
 
+    @property
+    def num_classes(self) -> int:
+        return self.planner.num_classes
+
     def block(self, layers: Sequence[LayerSpec], in_shape: Shape, at: KeyPath) -> Shape:
         return self.planner.walk(layers, self.at + at, f"{self.index}.", self.depth + 1, in_shape)
 
@@ -108,7 +123,9 @@ def _scheme(config: TrainConfig, layer: LayerSpec) -> str:
     return name + "(" + ", ".join(f"{k}={v}" for k, v in args.items()) + ")"
 
 
-def build_model(config: TrainConfig, input_shape: Shape, num_classes: int) -> nn.Sequential:
+def build_model(
+    config: TrainConfig, input_shape: Shape, num_classes: int, *, label_shape: Shape = ()
+) -> nn.Sequential:
     """The `nn.Sequential` that `config.model` describes, for samples of `input_shape` and
     `num_classes` classes, checked first by `plan_model`.
 
@@ -121,8 +138,8 @@ def build_model(config: TrainConfig, input_shape: Shape, num_classes: int) -> nn
         >>> np.random.seed(config.seed)
         >>> model = build_model(config, input_shape=(2,), num_classes=3)
     """
-    plan_model(config, input_shape, num_classes)
-    return _Builder(config).sequential(config.model.layers, tuple(input_shape))
+    plan_model(config, input_shape, num_classes, label_shape=label_shape)
+    return _Builder(config, num_classes).sequential(config.model.layers, tuple(input_shape))
 
 
 @dataclass(frozen=True)
@@ -130,6 +147,7 @@ class _Builder:
     """Builds planned layers: each is given its input shape and its initializer."""
 
     config: TrainConfig
+    num_classes: int
 
     def sequential(self, layers: Sequence[LayerSpec], in_shape: Shape) -> nn.Sequential:
         modules, shape = [], in_shape

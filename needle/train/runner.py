@@ -42,6 +42,7 @@ from needle.train.checkpoint import (
     save_checkpoint,
 )
 from needle.train.config import TrainConfig, config_data, load_config, validate_config
+from needle.train.language import LanguageModel
 from needle.train.loop import BatchResult, EpochMetrics, Hooks, LoopState, Totals, fit
 from needle.train.overrides import parse_key_path
 from needle.train.reports import (
@@ -164,6 +165,8 @@ def resume(
                 "train.shuffle cannot change until that epoch ends"
             )
     session.model.load_state_dict(checkpoint.model)
+    if isinstance(session.model, LanguageModel):  # a mid-epoch stop's hidden state, or none
+        session.model.restore_state(checkpoint.carried)
     try:
         session.optimizer.load_state_dict(checkpoint.optimizer)
     except UsageError as err:

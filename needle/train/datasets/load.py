@@ -36,6 +36,9 @@ def load_data(config: TrainConfig, *, normalization: Normalization | None = None
     else:
         source = str(Path(spec.path).expanduser())
     num_classes = int(max(train.y.max(initial=0), val.y.max(initial=0))) + 1
+    if dataset.text:  # token streams: windows of bptt, no normalization (DataConfig refuses)
+        shape = (spec.bptt,)
+        return Data(spec.dataset, train, val, shape, num_classes, source, None, shape)
     if spec.normalize != "none":
         fits = normalization is not None and normalization.shift.shape == train.sample_shape
         if not (fits and normalization.kind == spec.normalize):

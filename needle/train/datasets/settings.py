@@ -17,6 +17,7 @@ from needle.train.datasets.registry import (
     names,
     takers,
 )
+from needle.train.datasets.text import TOKENS
 from needle.train.fields import Fraction, NonNegative, Positive, Strict, check_choice, field_error
 from needle.train.normalize import NORMALIZATIONS
 
@@ -42,6 +43,10 @@ class DataConfig(Strict):
     noise: NonNegative | None = Field(None, description=_describe("noise"))
     val_fraction: Fraction | None = Field(None, description=_describe("val_fraction"))
     label_column: str | None = Field(None, description=_describe("label_column"))
+    bptt: Positive | None = Field(None, description=_describe("bptt"))
+    tokens: str | None = Field(
+        None, json_schema_extra={"enum": list(TOKENS)}, description=_describe("tokens")
+    )
     normalize: str = Field(
         "none",
         json_schema_extra={"enum": list(NORMALIZATIONS)},
@@ -53,6 +58,11 @@ class DataConfig(Strict):
     @classmethod
     def _check_dataset(cls, value: str) -> str:
         return check_choice("dataset", DATASET_TYPES, value)
+
+    @field_validator("tokens")
+    @classmethod
+    def _check_tokens(cls, value: str | None) -> str | None:
+        return None if value is None else check_choice("tokens", TOKENS, value)
 
     @field_validator("normalize")
     @classmethod
@@ -73,6 +83,12 @@ class DataConfig(Strict):
             if default is REQUIRED:  # only a file's path
                 raise field_error(f"dataset '{name}' reads a file: set data.{key}", at=(key,))
             setattr(self, key, default)
+        if dataset.text and self.normalize != "none":
+            raise field_error(
+                f"not used with dataset '{name}': token ids are not features to rescale",
+                at=("normalize",),
+                key=True,
+            )
         fixed = dataset.settings.get("classes")
         if dataset.exact_classes and self.classes != fixed:
             raise field_error(

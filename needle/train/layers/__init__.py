@@ -8,6 +8,7 @@
     dropout       dropout
     norms         batchnorm1d, layernorm1d
     residual      residual (a block of layers, added back to its input)
+    sequence      embedding, rnn, lstm, transformer (token sequences)
     model         the model: section: a layer's written forms, ModelConfig
 
 To add a layer type: a LayerSpec subclass with `@register` in its family's module (or a new

@@ -10,14 +10,22 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, mo
 from needle import init
 from needle.errors import did_you_mean
 from needle.train.fields import Strict, check_choice, field_error
-from needle.train.layers import activations, dense, dropout, norms, reshape, residual
+from needle.train.layers import (
+    activations,
+    dense,
+    dropout,
+    norms,
+    reshape,
+    residual,
+    sequence,
+)
 from needle.train.layers.initializers import check_init_args
 from needle.train.layers.registry import LAYER_TYPES, LayerSpec, walk_layers
 from needle.train.source import show_value
 
 # Each family module registers its types when imported. Their order here is the order names
 # are listed in messages, the schema and the docs, whatever order they were imported in.
-FAMILIES = (dense, activations, reshape, dropout, norms, residual)
+FAMILIES = (dense, activations, reshape, dropout, norms, residual, sequence)
 _registered = dict(LAYER_TYPES)
 LAYER_TYPES.clear()
 for _family in FAMILIES:

@@ -50,6 +50,8 @@ def features(layer: str, in_shape: Shape) -> int:
 class Shapes(Protocol):
     """What a layer's shape rule may ask of the model being planned."""
 
+    num_classes: int  # the data's classes (a text's vocabulary size, for an embedding)
+
     def block(self, layers: Sequence[LayerSpec], in_shape: Shape, at: KeyPath) -> Shape:
         """The shape a nested Sequential (`at`, below the layer's type key) puts out."""
         ...
@@ -90,6 +92,11 @@ class LayerSpec(Strict):
     def param_count(self, in_shape: Shape) -> int:
         """Trainable numbers this layer holds itself (a nested block's are counted apart)."""
         return 0
+
+    def param_count_in(self, in_shape: Shape, shapes: Shapes) -> int:
+        """`param_count`, for layers whose count depends on the data too (an embedding's on
+        the vocabulary)."""
+        return self.param_count(in_shape)
 
     def build(self, in_shape: Shape, builder: Builder) -> nn.Module:
         """The `nn` module, drawing its weights (if any) from numpy's global RNG."""
