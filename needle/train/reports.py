@@ -112,6 +112,7 @@ class RunResult:
     stopped_at: tuple[int, int] | None = None  # (epoch, step) of an interruption
     signum: int | None = None  # the signal that interrupted it
     unfinished_seconds: float = 0.0  # time spent in an epoch the interruption cut short
+    language_model: bool = False  # its losses are per token: perplexities are reported too
 
     @property
     def last(self) -> EpochMetrics | None:
@@ -138,6 +139,14 @@ class RunResult:
             "train_accuracy": last.train_accuracy if last else None,
             "val_loss": last.val_loss if last else None,
             "val_accuracy": last.val_accuracy if last else None,
+            **(
+                {
+                    "train_perplexity": last.train_perplexity if last else None,
+                    "val_perplexity": last.val_perplexity if last else None,
+                }
+                if self.language_model
+                else {}
+            ),
             "seconds": self.seconds,
             "checkpoint": str(self.checkpoint),
             "stopped_at": list(self.stopped_at) if self.stopped_at else None,

@@ -270,7 +270,9 @@ class _RunFolder(Hooks):
         # (the next epoch rewrites them), never claiming an epoch the checkpoint lacks.
         checkpoint = self.session.checkpoint(state.epoch, state.history, self.config)
         save_checkpoint(self.run_dir / CHECKPOINT_FILE, checkpoint)
-        write_metrics(self.run_dir, state.history)
+        write_metrics(
+            self.run_dir, state.history, perplexity=self.session.data.language_model
+        )
         if state.epoch < state.epochs:
             write_summary(self._result(state, "running", state.epoch))
 
@@ -315,6 +317,7 @@ class _RunFolder(Hooks):
             list(state.history),
             self.run_dir / CHECKPOINT_FILE,
             signum=signum,
+            language_model=self.session.data.language_model,
             **extra,
         )
 
