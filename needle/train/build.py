@@ -60,8 +60,8 @@ def plan_model(
             must = f"; the last layer must put out {batch_shape((*label_shape, num_classes))}"
             raise config.error(
                 at,
-                f"the model puts out {puts_out} but the data has {num_classes} tokens, a "
-                f"class at each of {label_shape[0]} positions{must}",
+                f"the model puts out {puts_out} but the data's vocabulary is {num_classes} "
+                f"tokens, a next token at each of {label_shape[0]} positions{must}",
             )
         raise config.error(
             at,

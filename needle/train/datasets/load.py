@@ -53,7 +53,8 @@ def load_data(config: TrainConfig, *, normalization: Normalization | None = None
 def unscaled_warning(config: TrainConfig, data: Data) -> str | None:
     """A warning for file features used raw (`data.normalize: none`) though far from the scale
     of 1 that initializers assume, such as 0..255 pixels; None when they look fine."""
-    if config.data.normalize != "none" or DATASET_TYPES[config.data.dataset].kind == GENERATOR:
+    dataset = DATASET_TYPES[config.data.dataset]
+    if config.data.normalize != "none" or dataset.kind == GENERATOR or dataset.text:
         return None
     largest = float(np.abs(data.train.X).max(initial=0.0))
     if largest <= UNSCALED_ABOVE:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from needle.train.config import TrainConfig
 
 BPTT = 32  # tokens per window, the default
-VAL_FRACTION = 0.1  # the share of a one-file text held out, from its end
+VAL_FRACTION = 0.2  # the share of a one-file text (or of counting's stream) held out, from its end
 TOKENS = ("word", "char")
 
 
@@ -41,7 +41,9 @@ class _Text(Corpus):
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
-            raise UsageError(f"'{path}' is not UTF-8 text ({err.reason} at byte {err.start})")
+            raise UsageError(
+                f"'{path}' is not UTF-8 text ({err.reason} at byte {err.start})"
+            ) from None
         return [self.dictionary.add_word(c) for c in text]
 
     def read(self, path: Path, tokens: str) -> list[int]:

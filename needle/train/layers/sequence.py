@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from needle import nn
-from needle.train.fields import Fraction, Positive
+from needle.train.fields import Positive, Probability
 from needle.train.language import Recurrent, TransformerStack
 from needle.train.layers.registry import (
     Builder,
@@ -133,7 +133,7 @@ class Transformer(LayerSpec):
     dim_head: Positive = Field(16, description="features per head")
     hidden_size: Positive = Field(64, description="width of each block's feed-forward layer")
     causal: bool = Field(True, description="each position sees only itself and those before")
-    dropout: Fraction = Field(0.0, description="dropout probability inside the blocks")
+    dropout: Probability = Field(0.0, description="dropout probability inside the blocks")
 
     def out_shape(self, in_shape: Shape, shapes: Shapes) -> Shape:
         sequence_features("transformer", in_shape)
