@@ -144,7 +144,9 @@ def test_a_config_draws_the_course_language_model_and_computes_the_same(seq_mode
     got = ours(Window(ndl.Tensor(ids), first=True)).numpy()
     expected, _ = course(ndl.Tensor(ids.T))  # (T·B, V), row t·B + b
     expected = expected.numpy().reshape(steps, batch, vocabulary).transpose(1, 0, 2)
-    np.testing.assert_allclose(got, expected.reshape(batch * steps, vocabulary), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        got, expected.reshape(batch * steps, vocabulary), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm"])
@@ -182,7 +184,9 @@ def test_carried_state_continues_the_sequence_and_resets_at_a_pass_start(kind):
 def test_a_carried_state_is_not_part_of_the_parameters_or_the_state_dict():
     np.random.seed(0)
     model = LanguageModel(
-        build_model(config([{"embedding": 3}, {"lstm": 4}, {"linear": 5}]), (4,), 5, label_shape=(4,))
+        build_model(
+            config([{"embedding": 3}, {"lstm": 4}, {"linear": 5}]), (4,), 5, label_shape=(4,)
+        )
     )
     names = set(model.state_dict())
     model(Window(ndl.Tensor(np.zeros((2, 4), np.float32)), first=True))

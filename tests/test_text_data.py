@@ -74,9 +74,7 @@ def ids_of(tokens: list[str]) -> tuple[list[int], dict[str, int]]:
 
 @settings(max_examples=20, deadline=None)
 @given(
-    st.lists(
-        st.text(alphabet="ab cé\t", min_size=0, max_size=12), min_size=6, max_size=20
-    ),
+    st.lists(st.text(alphabet="ab cé\t", min_size=0, max_size=12), min_size=6, max_size=20),
     st.sampled_from(["word", "char"]),
 )
 def test_a_text_file_is_cut_into_tokens_and_split_at_its_end(tmp_path_factory, lines, tokens):

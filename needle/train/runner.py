@@ -270,9 +270,7 @@ class _RunFolder(Hooks):
         # (the next epoch rewrites them), never claiming an epoch the checkpoint lacks.
         checkpoint = self.session.checkpoint(state.epoch, state.history, self.config)
         save_checkpoint(self.run_dir / CHECKPOINT_FILE, checkpoint)
-        write_metrics(
-            self.run_dir, state.history, perplexity=self.session.data.language_model
-        )
+        write_metrics(self.run_dir, state.history, perplexity=self.session.data.language_model)
         if state.epoch < state.epochs:
             write_summary(self._result(state, "running", state.epoch))
 

@@ -102,9 +102,7 @@ class RNN(_RecurrentSpec):
     nonlinearity: Literal["tanh", "relu"] = Field("tanh", description="tanh or relu")
 
     def build(self, in_shape: Shape, builder: Builder) -> nn.Module:
-        cell = nn.RNN(
-            in_shape[1], self.hidden_size, self.num_layers, self.bias, self.nonlinearity
-        )
+        cell = nn.RNN(in_shape[1], self.hidden_size, self.num_layers, self.bias, self.nonlinearity)
         return Recurrent(cell, last=self.output == "last")
 
 
@@ -143,8 +141,8 @@ class Transformer(LayerSpec):
         seq_len, f = in_shape
         inner = self.num_head * self.dim_head
         attention = 3 * 2 * f + 4 * f * inner  # LayerNorms of q, k, v; q, k, v, out
-        feed_forward = 2 * f + (f * self.hidden_size + self.hidden_size) + (
-            self.hidden_size * f + f
+        feed_forward = (
+            2 * f + (f * self.hidden_size + self.hidden_size) + (self.hidden_size * f + f)
         )
         return seq_len * f + self.num_layers * (attention + feed_forward)
 
