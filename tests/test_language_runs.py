@@ -163,3 +163,21 @@ def test_evaluate_measures_the_validation_text_as_the_last_epoch_did(tmp_path):
     assert "next-token accuracy" in out.output
     with pytest.raises(Exception, match="drop --data"):
         evaluate(result.run_dir, data=tmp_path / "x.npz")
+
+
+def test_gradcheck_checks_a_language_model_config_on_its_first_window():
+    from needle.gradcheck.targets import check_model
+
+    text = """\
+seed: 0
+data: {dataset: counting, samples: 200, bptt: 3}
+model:
+  layers:
+    - embedding: 3
+    - lstm: {hidden_size: 3, num_layers: 2}
+    - transformer: {num_layers: 1, num_head: 1, dim_head: 2, hidden_size: 3}
+    - linear: 10
+"""
+    report = check_model(config(text=text), batch_size=2)
+    assert report.passed
+    assert any("lstm_cells" in name for name in report.input_names)

@@ -133,8 +133,16 @@ def check_model(
 
     data = load_data(config)
     with init.seeded(config.seed):
-        model = build_model(config, data.sample_shape, data.num_classes)
+        model = build_model(
+            config, data.sample_shape, data.num_classes, label_shape=data.label_shape
+        )
     X, y = data.train.X[:batch_size], data.train.y[:batch_size]
+    if data.language_model:  # the first window of batch_size streams, from a zero state
+        from needle.train.language import LanguageModel, Windows
+
+        model = LanguageModel(model)
+        window, targets = next(iter(Windows(data.train.X, batch_size, data.sample_shape[0])))
+        X, y = window.ids.numpy(), targets.numpy().astype(np.int64)
     return check_module(
         model, X, y, seed=seed, fast=fast, max_elements=max_elements, label="model", **options
     )
