@@ -83,11 +83,19 @@ def _evaluation_tables(out: Console, result: Evaluation) -> None:
 
     out.print(f"{result.checkpoint} (epoch {result.epoch}) on {result.data}")
     table = Table()
-    for column in ("samples", "loss", "accuracy"):
-        table.add_column(column, justify="right")
-    table.add_row(f"{result.samples:,}", number(result.loss), percent(result.accuracy))
+    if result.perplexity is not None:  # a language model: every number is per token
+        for column in ("tokens", "loss", "perplexity", "next-token accuracy"):
+            table.add_column(column, justify="right")
+        cells = [number(result.loss), number(result.perplexity), percent(result.accuracy)]
+        table.add_row(f"{result.samples:,}", *cells)
+    else:
+        for column in ("samples", "loss", "accuracy"):
+            table.add_column(column, justify="right")
+        table.add_row(f"{result.samples:,}", number(result.loss), percent(result.accuracy))
     out.print(table)
     classes = len(result.confusion)
+    if classes == 0:
+        return  # a language model's vocabulary too large to keep one
     if classes > CONFUSION_LIMIT:
         out.print(f"confusion matrix: {classes} classes, too many to show (see --json)")
         return

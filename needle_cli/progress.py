@@ -29,6 +29,11 @@ def percent(value: float | None) -> str:
 
 
 def describe_data(data: Data) -> str:
+    if data.language_model:
+        return (
+            f"{len(data.train.y):,} train / {len(data.val.y):,} val tokens, vocabulary "
+            f"{data.num_classes:,}, windows of {data.sample_shape[0]}"
+        )
     shape = data.sample_shape
     each = f"{shape[0]} features" if len(shape) == 1 else "each " + "×".join(map(str, shape))
     return (
@@ -37,12 +42,15 @@ def describe_data(data: Data) -> str:
     )
 
 
-def epoch_text(m: EpochMetrics, epochs: int) -> str:
-    """The permanent line of one epoch, the same in a terminal and in a log."""
+def epoch_text(m: EpochMetrics, epochs: int, *, perplexity: bool = False) -> str:
+    """The permanent line of one epoch, the same in a terminal and in a log; a language
+    model's (`perplexity`) shows each split's perplexity after its loss."""
+    train_ppl = f" ppl {number(m.train_perplexity)}" if perplexity else ""
+    val_ppl = f" ppl {number(m.val_perplexity)}" if perplexity else ""
     lr = "" if m.lr is None else f"  lr {m.lr:.3g}"  # None: a run from before lr was kept
     return (
-        f"epoch {m.epoch}/{epochs}  train loss {number(m.train_loss)} "
-        f"acc {percent(m.train_accuracy)}  val loss {number(m.val_loss)} "
+        f"epoch {m.epoch}/{epochs}  train loss {number(m.train_loss)}{train_ppl} "
+        f"acc {percent(m.train_accuracy)}  val loss {number(m.val_loss)}{val_ppl} "
         f"acc {percent(m.val_accuracy)}{lr}  {m.seconds:.2f}s"
     )
 
@@ -77,6 +85,7 @@ class RunDisplay:
         self.quiet = quiet
         self.run_dir: Path | None = None  # known once the run starts, even when quiet
         self.epochs = 0
+        self.perplexity = False  # a language model's run: perplexities shown
         self.progress = None  # rich's Progress, in a terminal
         self.task = None  # the bar of the phase under way, if any
         self.phase: tuple[int, str] | None = None  # (epoch, phase) of that bar
@@ -108,6 +117,7 @@ class RunDisplay:
 
     def _remember(self, start: RunStart) -> None:
         self.run_dir, self.epochs = start.run_dir, start.epochs
+        self.perplexity = start.data.language_model
 
     def _start_line(self, start: RunStart) -> None:
         self._remember(start)
@@ -116,7 +126,7 @@ class RunDisplay:
         self.out.print(line, soft_wrap=True)
 
     def _epoch_line(self, m: EpochMetrics) -> None:
-        self.out.print(epoch_text(m, self.epochs), soft_wrap=True)
+        self.out.print(epoch_text(m, self.epochs, perplexity=self.perplexity), soft_wrap=True)
 
     def _start_bar(self, start: RunStart) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
@@ -167,5 +177,5 @@ class RunDisplay:
             self.progress.remove_task(self.task)
         self.task = self.phase = None
         self.progress.refresh()  # the finished bar goes before the epoch's line is printed
-        self.progress.console.print(epoch_text(m, self.epochs))
+        self.progress.console.print(epoch_text(m, self.epochs, perplexity=self.perplexity))
         self.last = time.perf_counter()

@@ -230,16 +230,21 @@ def _final_table(out: Console, result: RunResult) -> None:
     last = result.last
     out.print(f"run {result.run_dir}", soft_wrap=True)
     table = Table()
-    for column in ("epochs", "time", "train loss", "train acc", "val loss", "val acc"):
-        table.add_column(column, justify="right")
-    table.add_row(
+    columns = ["epochs", "time", "train loss", "train acc", "val loss", "val acc"]
+    cells = [
         f"{result.epochs}/{result.total_epochs}",
         f"{result.seconds:.1f}s",
         number(last.train_loss),
         percent(last.train_accuracy),
         number(last.val_loss),
         percent(last.val_accuracy),
-    )
+    ]
+    if result.language_model:
+        columns[3:3], cells[3:3] = ["train ppl"], [number(last.train_perplexity)]
+        columns[6:6], cells[6:6] = ["val ppl"], [number(last.val_perplexity)]
+    for column in columns:
+        table.add_column(column, justify="right")
+    table.add_row(*cells)
     out.print(table)
     for line in ending_lines(result):
         out.print(line, soft_wrap=True)

@@ -458,6 +458,9 @@ def test_schema_rejects_an_unknown_layer_and_knows_every_layer():
 def test_reference_config_uses_every_layer_type_and_key():
     text = (ROOT / "configs" / "reference.yaml").read_text()
     data = yaml.safe_load(text)
+    # Sequence layers and text keys cannot follow reference.yaml's flat points: they are in
+    # configs/reference_text.yaml, a language model, checked together with it.
+    lm = yaml.safe_load((ROOT / "configs" / "reference_text.yaml").read_text())
     used = set()
 
     def collect(layers):
@@ -469,15 +472,19 @@ def test_reference_config_uses_every_layer_type_and_key():
                 collect(inner["layers"] if isinstance(inner, dict) else inner)
 
     collect(data["model"]["layers"])
+    collect(lm["model"]["layers"])
     assert used == set(LAYER_TYPES)
     # every key, but for those of another dataset kind (files) or optimizer (sgd)
     assert set(data) == set(TrainConfig.model_fields)
-    # the keys the reference's spirals refuses are there as comments, with every setting
+    # the keys the reference's spirals refuses are there as comments, with every setting;
+    # the text keys are in the language model's reference
     unused = {"path", "label_column", "augment"}
-    assert set(data["data"]) == set(DataConfig.model_fields) - unused
+    text_keys = {"bptt", "tokens"}
+    assert set(data["data"]) == set(DataConfig.model_fields) - unused - text_keys
     assert all(f"  # {key}: " in text for key in unused)
     written = re.search(r"# augment: (\{.*\})", text).group(1)
     assert set(yaml.safe_load(written)) == set(AugmentConfig.model_fields)
+    assert text_keys - {"tokens"} <= set(lm["data"])  # tokens: `text` files only
     assert set(data["model"]) == set(ModelConfig.model_fields)
     assert set(data["train"]) == set(TrainSettings.model_fields)
     assert set(data["train"]["optimizer"]) == set(OptimizerConfig.model_fields) - {"momentum"}

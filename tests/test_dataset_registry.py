@@ -47,7 +47,7 @@ def settings_cell(dataset: DatasetType) -> str:
 
 # A value of the right type and range for each setting, so only "not used" can be wrong.
 VALID = {"samples": 10, "classes": 2, "noise": 0.5, "path": "x", "label_column": "x"}
-VALID["val_fraction"] = 0.5
+VALID.update(val_fraction=0.5, bptt=8, tokens="char")
 
 
 def minimal(name: str) -> dict[str, str]:
@@ -103,7 +103,7 @@ def test_each_dataset_gets_its_defaults_and_refuses_what_it_does_not_take(name):
         )
 
 
-@pytest.mark.parametrize("name", names(GENERATOR))
+@pytest.mark.parametrize("name", [n for n in names(GENERATOR) if not DATASET_TYPES[n].text])
 def test_generated_data_carries_its_sample_shape_and_classes(name):
     data = load_data(
         parse_config(

@@ -133,10 +133,22 @@ def check_model(
     from needle.train.session import as_input, model_input
 
     data = load_data(config)
-    shape = model_input(config, data.sample_shape, data.num_classes)  # an MLP takes images flat
     with init.seeded(config.seed):
-        model = build_model(config, shape, data.num_classes)
-    X, y = as_input(data.train.X[:batch_size], shape), data.train.y[:batch_size]
+        if data.language_model:
+            model = build_model(
+                config, data.sample_shape, data.num_classes, label_shape=data.label_shape
+            )
+        else:
+            shape = model_input(config, data.sample_shape, data.num_classes)  # MLPs: flat
+            model = build_model(config, shape, data.num_classes)
+    if data.language_model:  # the first window of batch_size streams, from a zero state
+        from needle.train.language import LanguageModel, Windows
+
+        model = LanguageModel(model)
+        window, targets = next(iter(Windows(data.train.X, batch_size, data.sample_shape[0])))
+        X, y = window.ids.numpy(), targets.numpy().astype(np.int64)
+    else:
+        X, y = as_input(data.train.X[:batch_size], shape), data.train.y[:batch_size]
     return check_module(
         model, X, y, seed=seed, fast=fast, max_elements=max_elements, label="model", **options
     )

@@ -48,18 +48,28 @@ def total_flops(rows: Sequence[LayerSummary]) -> int:
     return sum(row.flops for row in rows if row.depth == 0)
 
 
-def plan_model(config: TrainConfig, input_shape: Shape, num_classes: int) -> list[LayerSummary]:
-    """Check that `config.model` fits samples of `input_shape` and `num_classes` classes;
-    return a summary row per layer, in build order. Raises UsageError at the culprit's
-    position."""
-    planner = _Planner(config, [])
+def plan_model(
+    config: TrainConfig, input_shape: Shape, num_classes: int, *, label_shape: Shape = ()
+) -> list[LayerSummary]:
+    """Check that `config.model` fits samples of `input_shape` and `num_classes` classes,
+    putting out `label_shape` + (num_classes,) per sample (a language model's label_shape is
+    (seq_len,): a class per position); return a summary row per layer, in build order. Raises
+    UsageError at the culprit's position."""
+    planner = _Planner(config, [], num_classes)
     out = planner.walk(config.model.layers, ("model", "layers"), "", 0, tuple(input_shape))
-    if out != (num_classes,):
+    if out != (*label_shape, num_classes):
         at: KeyPath = ("model", "layers")
         for i, layer in enumerate(config.model.layers):
             if layer.sets_size is not None:
                 at = ("model", "layers", i, layer.type, layer.sets_size)
         puts_out = f"{out[0]} values per sample" if len(out) == 1 else batch_shape(out)
+        if label_shape:
+            must = f"; the last layer must put out {batch_shape((*label_shape, num_classes))}"
+            raise config.error(
+                at,
+                f"the model puts out {puts_out} but the data's vocabulary is {num_classes} "
+                f"tokens, a next token at each of {label_shape[0]} positions{must}",
+            )
         raise config.error(
             at,
             f"the model puts out {puts_out} but the data has {num_classes} classes; the last "
@@ -74,6 +84,7 @@ class _Planner:
 
     config: TrainConfig
     rows: list[LayerSummary]
+    num_classes: int
 
     def walk(
         self, layers: Sequence[LayerSpec], at: KeyPath, prefix: str, depth: int, shape: Shape
@@ -86,7 +97,7 @@ class _Planner:
             except LayerMismatch as err:
                 raise self.config.error(here.at + err.at, err.message) from None
             inner = [row for row in self.rows[first:] if row.depth == depth + 1]
-            params = layer.param_count(shape) + sum(row.params for row in inner)
+            params = layer.param_count_in(shape, here) + sum(row.params for row in inner)
             flops = layer.flops(shape) + sum(row.flops for row in inner)
             scheme = _scheme(self.config, layer)
             row = LayerSummary(
@@ -107,6 +118,10 @@ class _Here:
     index: str
     depth: int
 
+    @property
+    def num_classes(self) -> int:
+        return self.planner.num_classes
+
     def block(self, layers: Sequence[LayerSpec], in_shape: Shape, at: KeyPath) -> Shape:
         return self.planner.walk(layers, self.at + at, f"{self.index}.", self.depth + 1, in_shape)
 
@@ -118,7 +133,9 @@ def _scheme(config: TrainConfig, layer: LayerSpec) -> str:
     return name + "(" + ", ".join(f"{k}={v}" for k, v in args.items()) + ")"
 
 
-def build_model(config: TrainConfig, input_shape: Shape, num_classes: int) -> nn.Sequential:
+def build_model(
+    config: TrainConfig, input_shape: Shape, num_classes: int, *, label_shape: Shape = ()
+) -> nn.Sequential:
     """The `nn.Sequential` that `config.model` describes, for samples of `input_shape` and
     `num_classes` classes, checked first by `plan_model`.
 
@@ -131,8 +148,8 @@ def build_model(config: TrainConfig, input_shape: Shape, num_classes: int) -> nn
         >>> np.random.seed(config.seed)
         >>> model = build_model(config, input_shape=(2,), num_classes=3)
     """
-    plan_model(config, input_shape, num_classes)
-    return _Builder(config).sequential(config.model.layers, tuple(input_shape))
+    plan_model(config, input_shape, num_classes, label_shape=label_shape)
+    return _Builder(config, num_classes).sequential(config.model.layers, tuple(input_shape))
 
 
 @dataclass(frozen=True)
@@ -140,6 +157,7 @@ class _Builder:
     """Builds planned layers: each is given its input shape and its initializer."""
 
     config: TrainConfig
+    num_classes: int
 
     def sequential(self, layers: Sequence[LayerSpec], in_shape: Shape) -> nn.Sequential:
         modules, shape = [], in_shape

@@ -49,6 +49,8 @@ class Checkpoint:
     # kept their shape has none stored and reads as (in_features,).
     sample_shape: tuple[int, ...] = ()
     monitor: dict[str, Any] = field(default_factory=dict)  # early_stopping.Monitor.state()
+    # a language model's carried hidden states at a mid-epoch stop (LanguageModel.carried_state)
+    carried: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _rng_arrays(prefix: str, state: tuple, arrays: dict, meta: dict) -> None:
@@ -91,6 +93,8 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     }
     for name, array in checkpoint.model.items():
         arrays[f"model/{name}"] = array
+    for name, array in checkpoint.carried.items():
+        arrays[f"carried/{name}"] = array
     for name, value in checkpoint.optimizer.items():
         if isinstance(value, dict):
             for index, array in value.items():
@@ -131,14 +135,17 @@ def _parse_checkpoint(arrays: dict[str, np.ndarray]) -> Checkpoint:
         raise ValueError("its metadata is not a JSON object")
     model: dict[str, np.ndarray] = {}
     optimizer: dict[str, Any] = {}
+    carried: dict[str, np.ndarray] = {}
     for name, array in arrays.items():
         kind, _, rest = name.partition("/")
-        if kind not in ("model", "optim"):
+        if kind not in ("model", "optim", "carried"):
             continue
         if array.dtype.kind not in "biuf" or not np.isfinite(array).all():
             raise ValueError(f"array '{name}' must hold finite numbers")
         if kind == "model":
             model[rest] = array
+        elif kind == "carried":
+            carried[rest] = array
         else:
             buffer, _, index = rest.rpartition("/")
             optimizer.setdefault(buffer, {})[int(index)] = array
@@ -169,6 +176,7 @@ def _parse_checkpoint(arrays: dict[str, np.ndarray]) -> Checkpoint:
         normalization=_normalization(arrays, meta),
         sample_shape=_sample_shape(meta),
         monitor=_monitor(meta.get("monitor", {})),  # absent from checkpoints before it
+        carried=carried,
     )
 
 

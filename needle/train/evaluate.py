@@ -17,13 +17,14 @@ import numpy as np
 from needle import nn
 from needle.data import DataLoader, NDArrayDataset
 from needle.errors import UsageError
-from needle.train.checkpoint import check_fits, load_checkpoint
-from needle.train.config import load_config, validate_config
-from needle.train.datasets import Split, load_data, load_path
+from needle.train.checkpoint import Checkpoint, check_fits, load_checkpoint
+from needle.train.config import TrainConfig, load_config, validate_config
+from needle.train.datasets import DATASET_TYPES, Split, load_data, load_path
+from needle.train.language import LanguageModel
 from needle.train.layers import Shape
-from needle.train.loop import Totals, run_batches
+from needle.train.loop import Totals, perplexity, run_batches
 from needle.train.rundir import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, check_data_found
-from needle.train.session import as_input, build_checked_model, model_input
+from needle.train.session import as_input, build_checked_model, language_windows, model_input
 from needle.train.source import SourceMap
 
 
@@ -38,10 +39,14 @@ class Evaluation:
     epoch: int  # epochs the checkpoint had trained
     checkpoint: Path
     data: str  # what was evaluated: "validation split of spirals (...)" or a path
+    # a language model's exp(loss per token); its loss, accuracy and samples are per token,
+    # and its confusion matrix is kept up to LM_CONFUSION_LIMIT tokens (else it is empty)
+    perplexity: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "loss": self.loss,
+            **({} if self.perplexity is None else {"perplexity": self.perplexity}),
             "accuracy": self.accuracy,
             "samples": self.samples,
             "epoch": self.epoch,
@@ -99,6 +104,13 @@ def evaluate(
     saved = load_checkpoint(checkpoint_path)
     if not target.is_dir():
         config = validate_config(saved.config, SourceMap(label))
+    if DATASET_TYPES[config.data.dataset].text:
+        if data is not None:
+            raise UsageError(
+                f"--data evaluates a classifier on a data file; this run is a language model "
+                f"on '{config.data.dataset}', evaluated on its own validation text (drop --data)"
+            )
+        return _evaluate_language_model(config, saved, checkpoint_path, label)
     sample_shape, num_classes = saved.sample_shape, saved.num_classes
     input_shape = model_input(config, sample_shape, num_classes)
     if data is None:
@@ -157,6 +169,43 @@ def _mismatch(found: Shape, trained: Shape) -> str:
     if len(found) == len(trained) == 1:
         return f"{found[0]} features per sample but the model takes {trained[0]}"
     return f"samples of shape {found} but the model takes samples of shape {trained}"
+
+
+LM_CONFUSION_LIMIT = 100  # beyond this vocabulary a confusion matrix is too big to keep
+
+
+def _evaluate_language_model(
+    config: TrainConfig, checkpoint: Checkpoint, checkpoint_path: Path, label: str
+) -> Evaluation:
+    """A language model run measured on its validation text, window by window from a zero
+    state, as its validation passes were."""
+    check_data_found(config, f"if the data moved, set data.path in {label} to where it is now")
+    data = load_data(config)
+    np.random.seed(config.seed)
+    model, _ = build_checked_model(
+        config, data.sample_shape, data.num_classes, label_shape=data.label_shape
+    )
+    check_fits(checkpoint, model, config.train.optimizer.name, str(checkpoint_path), label)
+    model.load_state_dict(checkpoint.model)
+    _, windows = language_windows(config, data)
+    totals, confusion = Totals(), np.zeros((0, 0), dtype=np.int64)
+    if data.num_classes <= LM_CONFUSION_LIMIT:
+        confusion = np.zeros((data.num_classes,) * 2, dtype=np.int64)
+    targets = (y.numpy().astype(np.int64) for _, y in windows)
+    for result, y in zip(run_batches(windows, LanguageModel(model)), targets, strict=True):
+        totals.add(result)
+        if confusion.size:
+            np.add.at(confusion, (y, result.predictions), 1)
+    return Evaluation(
+        totals.loss,
+        totals.accuracy,
+        totals.size,
+        confusion,
+        checkpoint.epoch,
+        checkpoint_path,
+        f"validation text of {data.source}",
+        perplexity(totals.loss),
+    )
 
 
 def measure_split(

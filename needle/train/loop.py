@@ -10,6 +10,7 @@ joins `fit` through its hooks, rather than wrapping a loop of its own around it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -127,6 +128,21 @@ class EpochMetrics:
     val_accuracy: float
     seconds: float
     lr: float | None = None  # the learning rate of the epoch's last step (None: not recorded)
+
+    # A language model's loss is per token; its perplexity, exp(loss), is the number of
+    # tokens it is as unsure between as a uniform guess would be.
+    @property
+    def train_perplexity(self) -> float:
+        return perplexity(self.train_loss)
+
+    @property
+    def val_perplexity(self) -> float:
+        return perplexity(self.val_loss)
+
+
+def perplexity(loss: float) -> float:
+    """exp(mean loss per token); inf where that overflows a float."""
+    return math.exp(loss) if loss < 700 else math.inf
 
 
 @dataclass

@@ -117,6 +117,7 @@ class RunResult:
     best_epoch: int | None = None
     best_metric: str | None = None
     best_value: float | None = None
+    language_model: bool = False  # its losses are per token: perplexities are reported too
 
     @property
     def last(self) -> EpochMetrics | None:
@@ -147,6 +148,14 @@ class RunResult:
             "train_accuracy": last.train_accuracy if last else None,
             "val_loss": last.val_loss if last else None,
             "val_accuracy": last.val_accuracy if last else None,
+            **(
+                {
+                    "train_perplexity": last.train_perplexity if last else None,
+                    "val_perplexity": last.val_perplexity if last else None,
+                }
+                if self.language_model
+                else {}
+            ),
             "seconds": self.seconds,
             "checkpoint": str(self.checkpoint),
             "stopped_at": list(self.stopped_at) if self.stopped_at else None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ METRIC_FIELDS = (
     "seconds",
     "lr",
 )
+PERPLEXITY_FIELDS = ("train_perplexity", "val_perplexity")  # language models'
 
 
 def new_run_dir(out: Path, name: str) -> Path:
@@ -52,11 +52,16 @@ def new_run_dir(out: Path, name: str) -> Path:
             raise NeedleError(f"cannot create run folder '{candidate}': {err.strerror}") from None
 
 
-def write_metrics(run_dir: Path, history: Sequence[EpochMetrics]) -> None:
-    lines = [",".join(METRIC_FIELDS)]
-    lines += [",".join(_cell(getattr(m, f)) for f in METRIC_FIELDS) for m in history]
+def write_metrics(
+    run_dir: Path, history: Sequence[EpochMetrics], *, perplexity: bool = False
+) -> None:
+    """metrics.csv and metrics.jsonl, a row per epoch; a language model's (`perplexity`)
+    with its train_perplexity and val_perplexity too."""
+    fields = METRIC_FIELDS + (PERPLEXITY_FIELDS if perplexity else ())
+    rows = [{f: getattr(m, f) for f in fields} for m in history]
+    lines = [",".join(fields)] + [",".join(_cell(row[f]) for f in fields) for row in rows]
     write_text(run_dir / METRICS_CSV, "\n".join(lines) + "\n")
-    write_text(run_dir / METRICS_JSONL, "".join(json.dumps(asdict(m)) + "\n" for m in history))
+    write_text(run_dir / METRICS_JSONL, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def _cell(value: Any) -> str:

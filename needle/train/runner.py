@@ -46,6 +46,7 @@ from needle.train.checkpoint import (
 from needle.train.clipping import ClipGradNorm
 from needle.train.config import TrainConfig, config_data, load_config, validate_config
 from needle.train.early_stopping import EarlyStopping, Monitor
+from needle.train.language import LanguageModel
 from needle.train.loop import BatchResult, EpochMetrics, Hooks, LoopState, Totals, fit
 from needle.train.overrides import parse_key_path
 from needle.train.reports import (
@@ -170,6 +171,8 @@ def resume(
                 "train.shuffle cannot change until that epoch ends"
             )
     session.model.load_state_dict(checkpoint.model)
+    if isinstance(session.model, LanguageModel):  # a mid-epoch stop's hidden state, or none
+        session.model.restore_state(checkpoint.carried)
     try:
         session.optimizer.load_state_dict(checkpoint.optimizer)
     except UsageError as err:
@@ -293,7 +296,7 @@ class _RunFolder(Hooks):
         if self.monitor.improved:  # best first: a kill between leaves it no older than latest
             save_checkpoint(self.run_dir / BEST_FILE, checkpoint)
         save_checkpoint(self.run_dir / CHECKPOINT_FILE, checkpoint)
-        write_metrics(self.run_dir, state.history)
+        write_metrics(self.run_dir, state.history, perplexity=self.session.data.language_model)
         if state.epoch < state.epochs:
             write_summary(self._result(state, "running", state.epoch))
 
@@ -344,6 +347,7 @@ class _RunFolder(Hooks):
             list(state.history),
             self.run_dir / CHECKPOINT_FILE,
             signum=signum,
+            language_model=self.session.data.language_model,
             **extra,
         )
 

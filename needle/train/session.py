@@ -22,6 +22,7 @@ from needle.train.checkpoint import Checkpoint, EpochMetrics
 from needle.train.config import GENERATED, TrainConfig
 from needle.train.datasets import Data, load_data, unscaled_warning
 from needle.train.datasets.augment import augmentation
+from needle.train.language import LanguageModel, Windows
 from needle.train.layers import LAYER_TYPES, Shape
 from needle.train.normalize import Normalization
 from needle.train.source import KeyPath
@@ -38,8 +39,8 @@ class Session:
     model: nn.Sequential
     plan: list[LayerSummary]  # the model, a row per layer (`build.plan_model`)
     optimizer: optim.Optimizer
-    train_loader: DataLoader
-    val_loader: DataLoader
+    train_loader: DataLoader | Windows  # Windows for a language model
+    val_loader: DataLoader | Windows
 
     @property
     def parameter_count(self) -> int:
@@ -49,7 +50,10 @@ class Session:
         self, epoch: int, history: Sequence[EpochMetrics], config: dict[str, Any], **extra: Any
     ) -> Checkpoint:
         """The session's state now (parameters, optimizer, RNG) after `epoch` epochs;
-        `config` is `config_data(self.config)`, made once by the caller."""
+        `config` is `config_data(self.config)`, made once by the caller. A stop inside an
+        epoch (`step` in `extra`) keeps a language model's carried hidden state too."""
+        if extra.get("step") and isinstance(self.model, LanguageModel):
+            extra["carried"] = self.model.carried_state()
         return Checkpoint(
             model=self.model.state_dict(),
             optimizer=self.optimizer.state_dict(),
@@ -77,6 +81,15 @@ def prepare(config: TrainConfig, *, normalization: Normalization | None = None) 
     if message := unscaled_warning(config, data):
         warnings.warn(NeedleWarning(message), stacklevel=2)
     np.random.seed(config.seed)
+    if data.language_model:  # windows over a token stream, the hidden state carried
+        model, plan = build_checked_model(
+            config, data.sample_shape, data.num_classes, label_shape=data.label_shape
+        )
+        optimizer = config.train.optimizer.build(model.parameters())
+        train_windows, val_windows = language_windows(config, data)
+        return Session(
+            config, data, LanguageModel(model), plan, optimizer, train_windows, val_windows
+        )
     shape = model_input(config, data.sample_shape, data.num_classes)
     model, plan = build_checked_model(config, shape, data.num_classes)
     optimizer = config.train.optimizer.build(model.parameters())
@@ -138,12 +151,27 @@ def as_input(X: np.ndarray, input_shape: Shape) -> np.ndarray:
     return X.reshape(len(X), *input_shape)
 
 
+def language_windows(config: TrainConfig, data: Data) -> tuple[Windows, Windows]:
+    """A token stream's training and validation windows (train.batch_size columns, bptt
+    rows each), or a ConfigError at train.batch_size when a split is too short for them."""
+    batch = config.train.batch_size
+    for split, name in ((data.train, "training"), (data.val, "validation")):
+        if len(split) < 2 * batch:
+            raise config.error(
+                ("train", "batch_size"),
+                f"the {name} text has {len(split)} tokens, too few for {batch} streams of at "
+                f"least 2; lower train.batch_size to at most {max(1, len(split) // 2)}",
+            )
+    bptt = data.sample_shape[0]
+    return Windows(data.train.X, batch, bptt), Windows(data.val.X, batch, bptt)
+
+
 def build_checked_model(
-    config: TrainConfig, input_shape: Shape, num_classes: int
+    config: TrainConfig, input_shape: Shape, num_classes: int, *, label_shape: Shape = ()
 ) -> tuple[nn.Sequential, list[LayerSummary]]:
     """`build_model` and its plan, with running out of memory reported at the largest layer
     (of those that hold no block, whose rows count their blocks' parameters too)."""
-    rows = plan_model(config, input_shape, num_classes)
+    rows = plan_model(config, input_shape, num_classes, label_shape=label_shape)
     total = sum(row.params for row in rows if row.depth == 0)
     holders = {row.index.rpartition(".")[0] for row in rows}  # "3" holds "3.1"
     largest = max((row for row in rows if row.index not in holders), key=lambda r: r.params)
@@ -151,7 +179,7 @@ def build_checked_model(
     at = largest.at + ((largest.layer, sets_size) if sets_size else ())
     what = f"a model of {total:,} parameters, {largest.params:,} of them in this layer"
     with _memory_for(config, at, what):
-        return build_model(config, input_shape, num_classes), rows
+        return build_model(config, input_shape, num_classes, label_shape=label_shape), rows
 
 
 def skip_batches(loader: DataLoader, done: int, rng: tuple) -> Iterator:

@@ -7,6 +7,7 @@ and file formats for any code; this package is the training side's, and reads fi
     generators  spirals, moons, circles, blobs, xor: made from the seed, registered with
                 @generator
     files       mnist, fashion_mnist (idx folders), npz, csv: read and checked
+    text        counting (generated), ptb, text: token streams for language models
     settings    DataConfig, the `data:` section, checked against the registry
     split       Split, Data (with the sample shape), hold_out
     load        load_data (a config's data), load_path (any one file, for evaluation),
@@ -15,7 +16,7 @@ and file formats for any code; this package is the training side's, and reads fi
 To add a dataset, register it in `generators` or `files` (see docs/architecture.md).
 """
 
-from needle.train.datasets import files, generators  # noqa: F401 (they register the datasets)
+from needle.train.datasets import files, generators, text  # noqa: F401 (they register datasets)
 from needle.train.datasets.files import IDX_FILES
 from needle.train.datasets.load import load_data, load_path, unscaled_warning
 from needle.train.datasets.registry import DATASET_TYPES, FILE, GENERATOR, DatasetType, names

@@ -37,6 +37,9 @@ def load_data(config: TrainConfig, *, normalization: Normalization | None = None
     else:
         source = str(Path(spec.path).expanduser())
     num_classes = int(max(train.y.max(initial=0), val.y.max(initial=0))) + 1
+    if dataset.text:  # token streams: windows of bptt, no normalization (DataConfig refuses)
+        shape = (spec.bptt,)
+        return Data(spec.dataset, train, val, shape, num_classes, source, None, shape)
     if spec.normalize != "none":
         features = math.prod(train.sample_shape)
         fits = normalization is not None and normalization.shift.shape == (features,)
@@ -52,7 +55,8 @@ def load_data(config: TrainConfig, *, normalization: Normalization | None = None
 def unscaled_warning(config: TrainConfig, data: Data) -> str | None:
     """A warning for file features used raw (`data.normalize: none`) though far from the scale
     of 1 that initializers assume, such as 0..255 pixels; None when they look fine."""
-    if config.data.normalize != "none" or DATASET_TYPES[config.data.dataset].kind == GENERATOR:
+    dataset = DATASET_TYPES[config.data.dataset]
+    if config.data.normalize != "none" or dataset.kind == GENERATOR or dataset.text:
         return None
     largest = float(np.abs(data.train.X).max(initial=0.0))
     if largest <= UNSCALED_ABOVE:

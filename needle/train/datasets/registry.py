@@ -33,7 +33,9 @@ SETTINGS = {
     "noise": "noise scale",
     "path": "the folder or file the data is in",
     "label_column": "the header of the label column",
-    "val_fraction": "share held out for validation (after a seeded shuffle)",
+    "val_fraction": "share held out for validation (after a seeded shuffle; text: its end)",
+    "bptt": "tokens per window of a language model (its hidden state carries across)",
+    "tokens": "how text is cut into tokens: word or char",
 }
 
 REQUIRED = None  # a setting's default when the config must write it (data.path)
@@ -61,6 +63,7 @@ class DatasetType:
     unused: Mapping[str, str] = field(default_factory=dict)
     exact_classes: bool = False  # its `classes` default is the only number it makes
     flat: bool = False  # its samples are always flat (features,), never images
+    text: bool = False  # a token stream for language models (datasets.text)
     # One-file formats, for `needle evaluate --data FILE`: the suffix that names the format,
     # what such a file holds (for the message listing them) and `read(path, config,
     # label_column)`, the whole file as one Split (`config` None when no config names it).

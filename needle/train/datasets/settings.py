@@ -18,6 +18,7 @@ from needle.train.datasets.registry import (
     names,
     takers,
 )
+from needle.train.datasets.text import TOKENS
 from needle.train.fields import Fraction, NonNegative, Positive, Strict, check_choice, field_error
 from needle.train.normalize import NORMALIZATIONS
 
@@ -46,7 +47,12 @@ class DataConfig(Strict):
     augment: AugmentConfig | None = Field(
         None,
         description="random flips and crops of the training images (datasets "
-        f"{', '.join(n for n in names() if not DATASET_TYPES[n].flat)}, when they hold images)",
+        f"{', '.join(n for n in names() if not (DATASET_TYPES[n].flat or DATASET_TYPES[n].text))}"
+        ", when they hold images)",
+    )
+    bptt: Positive | None = Field(None, description=_describe("bptt"))
+    tokens: str | None = Field(
+        None, json_schema_extra={"enum": list(TOKENS)}, description=_describe("tokens")
     )
     normalize: str = Field(
         "none",
@@ -59,6 +65,11 @@ class DataConfig(Strict):
     @classmethod
     def _check_dataset(cls, value: str) -> str:
         return check_choice("dataset", DATASET_TYPES, value)
+
+    @field_validator("tokens")
+    @classmethod
+    def _check_tokens(cls, value: str | None) -> str | None:
+        return None if value is None else check_choice("tokens", TOKENS, value)
 
     @field_validator("normalize")
     @classmethod
@@ -79,11 +90,18 @@ class DataConfig(Strict):
             if default is REQUIRED:  # only a file's path
                 raise field_error(f"dataset '{name}' reads a file: set data.{key}", at=(key,))
             setattr(self, key, default)
-        if self.augment is not None and dataset.flat:
+        if self.augment is not None and (dataset.flat or dataset.text):
+            kind = "token windows" if dataset.text else "flat features"
             raise field_error(
-                f"not used with dataset '{name}': its samples are flat features; augmentation "
+                f"not used with dataset '{name}': its samples are {kind}; augmentation "
                 "needs images (channels, height, width)",
                 at=("augment",),
+                key=True,
+            )
+        if dataset.text and self.normalize != "none":
+            raise field_error(
+                f"not used with dataset '{name}': token ids are not features to rescale",
+                at=("normalize",),
                 key=True,
             )
         fixed = dataset.settings.get("classes")

@@ -40,6 +40,14 @@ class Data:
     num_classes: int
     source: str  # where it came from, for summaries: "spirals (seed 0)" or a path
     normalization: Normalization | None = None  # what scaled the features (data.normalize)
+    # A label per sample: () for classes; (bptt,) for a language model's windows, a next
+    # token at each position (then each split holds one token stream, `Split.X` (N,)).
+    label_shape: tuple[int, ...] = ()
+
+    @property
+    def language_model(self) -> bool:
+        """Whether this is a token stream, trained in windows (`needle.train.language`)."""
+        return self.label_shape != ()
 
     @property
     def in_features(self) -> int:

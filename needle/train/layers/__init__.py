@@ -10,6 +10,7 @@
     residual      residual (a block of layers, added back to its input)
     conv          conv, batchnorm2d (image samples: channels, height, width)
     pool          maxpool2d, avgpool2d, global_avgpool
+    sequence      embedding, rnn, lstm, transformer (token sequences)
     model         the model: section: a layer's written forms, ModelConfig
 
 To add a layer type: a LayerSpec subclass with `@register` in its family's module (or a new

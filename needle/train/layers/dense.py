@@ -14,7 +14,8 @@ from needle.train.layers.registry import Builder, LayerSpec, Shape, Shapes, feat
 @register
 class Linear(LayerSpec):
     """`linear: 64` or `linear: {out_features: 64, bias: true, init: ..., init_args: {...}}`:
-    (batch, in_features) -> (batch, out_features)."""
+    (batch, in_features) -> (batch, out_features); on a sequence, (batch, seq_len,
+    in_features) -> (batch, seq_len, out_features), the same weights at every position."""
 
     type: Literal["linear"] = "linear"
     out_features: Positive = Field(description="output size")
@@ -32,11 +33,13 @@ class Linear(LayerSpec):
         return None if value is None else check_choice("initializer", init.INITIALIZERS, value)
 
     def out_shape(self, in_shape: Shape, shapes: Shapes) -> Shape:
+        if len(in_shape) == 2:  # (seq_len, features): per position
+            return (in_shape[0], self.out_features)
         features("linear", in_shape)
         return (self.out_features,)
 
     def param_count(self, in_shape: Shape) -> int:
-        return in_shape[0] * self.out_features + self.out_features * self.bias
+        return in_shape[-1] * self.out_features + self.out_features * self.bias
 
     def flops(self, in_shape: Shape) -> int:
         return (2 * in_shape[0] + self.bias) * self.out_features
@@ -44,7 +47,7 @@ class Linear(LayerSpec):
     def build(self, in_shape: Shape, builder: Builder) -> nn.Module:
         # weight ~ init(in, out) and bias ~ init(out, 1) as a row: the course's convention
         return nn.Linear(
-            in_shape[0], self.out_features, bias=self.bias, initializer=builder.initializer(self)
+            in_shape[-1], self.out_features, bias=self.bias, initializer=builder.initializer(self)
         )
 
     def initializer_settings(self) -> tuple[str | None, dict[str, Any] | None]:

@@ -19,6 +19,7 @@ from needle.train.layers import (
     pool,
     reshape,
     residual,
+    sequence,
 )
 from needle.train.layers.initializers import check_init_args
 from needle.train.layers.registry import LAYER_TYPES, LayerSpec, walk_layers
@@ -26,7 +27,7 @@ from needle.train.source import show_value
 
 # Each family module registers its types when imported. Their order here is the order names
 # are listed in messages, the schema and the docs, whatever order they were imported in.
-FAMILIES = (dense, activations, reshape, dropout, norms, residual, conv, pool)
+FAMILIES = (dense, activations, reshape, dropout, norms, residual, conv, pool, sequence)
 _registered = dict(LAYER_TYPES)
 LAYER_TYPES.clear()
 for _family in FAMILIES:

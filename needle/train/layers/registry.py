@@ -64,6 +64,8 @@ def image(layer: str, in_shape: Shape) -> tuple[int, int, int]:
 class Shapes(Protocol):
     """What a layer's shape rule may ask of the model being planned."""
 
+    num_classes: int  # the data's classes (a text's vocabulary size, for an embedding)
+
     def block(self, layers: Sequence[LayerSpec], in_shape: Shape, at: KeyPath) -> Shape:
         """The shape a nested Sequential (`at`, below the layer's type key) puts out."""
         ...
@@ -110,6 +112,11 @@ class LayerSpec(Strict):
         counted as 2 (a nested block's are counted apart). The default, 0, is for layers
         whose cost is negligible beside the products (activations, reshapes, dropout)."""
         return 0
+
+    def param_count_in(self, in_shape: Shape, shapes: Shapes) -> int:
+        """`param_count`, for layers whose count depends on the data too (an embedding's on
+        the vocabulary)."""
+        return self.param_count(in_shape)
 
     def build(self, in_shape: Shape, builder: Builder) -> nn.Module:
         """The `nn` module, drawing its weights (if any) from numpy's global RNG."""
