@@ -70,6 +70,11 @@ class TrainSettings(Strict):
     early_stopping: Annotated[EarlyStoppingConfig | None, BeforeValidator(metric_or_mapping)] = (
         Field(None, description="stop when a metric stops improving: a metric or a mapping")
     )
+    log_stats: bool = Field(
+        False,
+        description="write per-layer weight and gradient norms, update ratios and dead ReLUs "
+        "into metrics.jsonl each epoch",
+    )
 
     @model_validator(mode="after")
     def _check_together(self) -> TrainSettings:

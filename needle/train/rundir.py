@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import socket
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +55,23 @@ def new_run_dir(out: Path, name: str) -> Path:
 
 
 def write_metrics(
-    run_dir: Path, history: Sequence[EpochMetrics], *, perplexity: bool = False
+    run_dir: Path,
+    history: Sequence[EpochMetrics],
+    *,
+    perplexity: bool = False,
+    stats: Mapping[int, Any] | None = None,
 ) -> None:
     """metrics.csv and metrics.jsonl, a row per epoch; a language model's (`perplexity`)
-    with its train_perplexity and val_perplexity too."""
+    with its train_perplexity and val_perplexity too. `stats` (epoch → per-layer statistics,
+    `train.log_stats`) adds a "stats" entry to those epochs' JSON lines, not to the CSV."""
     fields = METRIC_FIELDS + (PERPLEXITY_FIELDS if perplexity else ())
     rows = [{f: getattr(m, f) for f in fields} for m in history]
     lines = [",".join(fields)] + [",".join(_cell(row[f]) for f in fields) for row in rows]
     write_text(run_dir / METRICS_CSV, "\n".join(lines) + "\n")
+    stats = stats or {}
+    for row in rows:
+        if row["epoch"] in stats:
+            row["stats"] = stats[row["epoch"]]
     write_text(run_dir / METRICS_JSONL, "".join(json.dumps(row) + "\n" for row in rows))
 
 
@@ -71,6 +82,21 @@ def _cell(value: Any) -> str:
 def write_summary(result: RunResult, extra: dict[str, Any] | None = None) -> None:
     summary = {**result.to_json(), **(extra or {})}
     write_text(result.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+
+
+def process_record(run_dir: Path, *, resumed: bool) -> dict[str, Any]:
+    """What summary.json records of the process writing it: when the run first started (a
+    resumed run keeps the time its summary had), and the process id and host, so that a
+    reader can tell a run still going from one whose process died (`needle runs`)."""
+    started = time.time()
+    if resumed:
+        try:
+            before = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+            if isinstance(before.get("started"), (int, float)):
+                started = float(before["started"])
+        except (OSError, ValueError, AttributeError):
+            pass  # no summary, or a damaged one: this session's start is the best known
+    return {"started": started, "pid": os.getpid(), "host": socket.gethostname()}
 
 
 def absolute_data_path(config: TrainConfig) -> TrainConfig:

@@ -47,6 +47,7 @@ from needle.train.clipping import ClipGradNorm
 from needle.train.config import TrainConfig, config_data, load_config, validate_config
 from needle.train.early_stopping import EarlyStopping, Monitor
 from needle.train.language import LanguageModel
+from needle.train.layer_stats import LayerStats, read_stats
 from needle.train.loop import BatchResult, EpochMetrics, Hooks, LoopState, Totals, fit
 from needle.train.overrides import parse_key_path
 from needle.train.reports import (
@@ -61,9 +62,11 @@ from needle.train.rundir import (
     BEST_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    METRICS_JSONL,
     absolute_data_path,
     check_data_found,
     new_run_dir,
+    process_record,
     write_config,
     write_metrics,
     write_summary,
@@ -245,9 +248,25 @@ def _run(
         optimization.append(ClipGradNorm(settings.clip_grad_norm))
     stopping = settings.early_stopping
     early = [EarlyStopping(monitor, stopping.patience)] if stopping is not None else []
-    folder = _RunFolder(session, run_dir, state.config, stop, monitor)
+    # First, so that it sees the gradients before clipping and its numbers reach the folder.
+    stats = []
+    if settings.log_stats:
+        logged = read_stats(run_dir / METRICS_JSONL, through=state.epoch)
+        stats.append(LayerStats(session.model, logged))
+    process = process_record(run_dir, resumed=resumed)
+    folder = _RunFolder(session, run_dir, state.config, stop, monitor, process, *stats)
+    write_summary(folder._result(loop, "running", state.epoch), process)
     reporter = Reporter(callbacks, len(session.val_loader))
-    everything = [*optimization, monitor, folder, reporter, *hooks, *early, _SignalStop(stop)]
+    everything = [
+        *stats,
+        *optimization,
+        monitor,
+        folder,
+        reporter,
+        *hooks,
+        *early,
+        _SignalStop(stop),
+    ]
     fit(session.train_loader, session.val_loader, loop, everything, rest=rest)
     assert folder.result is not None  # fit always ends with on_stop
     return folder.result
@@ -266,9 +285,13 @@ class _RunFolder(Hooks):
         config: dict[str, Any],
         stop: StopFlag,
         monitor: Monitor,
+        process: dict[str, Any],
+        stats: LayerStats | None = None,
     ) -> None:
         self.session, self.run_dir, self.config, self.stop = session, run_dir, config, stop
         self.monitor = monitor
+        self.process = process  # pid, host and start time, in every summary
+        self.stats = stats
         self.epoch_rng: tuple | None = None  # the RNG as the epoch under way began
         self.result: RunResult | None = None  # how the run ended
 
@@ -285,6 +308,7 @@ class _RunFolder(Hooks):
                 state.epoch,
                 state.step,
                 state.steps,
+                self.process,
             )
 
     def on_epoch_end(self, state: LoopState, metrics: EpochMetrics) -> None:
@@ -296,9 +320,11 @@ class _RunFolder(Hooks):
         if self.monitor.improved:  # best first: a kill between leaves it no older than latest
             save_checkpoint(self.run_dir / BEST_FILE, checkpoint)
         save_checkpoint(self.run_dir / CHECKPOINT_FILE, checkpoint)
-        write_metrics(self.run_dir, state.history, perplexity=self.session.data.language_model)
+        stats = self.stats.by_epoch if self.stats else None
+        lm = self.session.data.language_model
+        write_metrics(self.run_dir, state.history, perplexity=lm, stats=stats)
         if state.epoch < state.epochs:
-            write_summary(self._result(state, "running", state.epoch))
+            write_summary(self._result(state, "running", state.epoch), self.process)
 
     def on_stop(self, state: LoopState, reason: str) -> None:
         if reason == "completed":
@@ -329,7 +355,7 @@ class _RunFolder(Hooks):
             )
         else:
             result = self._result(state, reason, state.epoch, stopped_at=(state.epoch, state.steps))
-        write_summary(result)
+        write_summary(result, self.process)
         self.result = result
 
     def _result(self, state: LoopState, status: str, epochs: int, **extra: Any) -> RunResult:
@@ -376,9 +402,10 @@ def _diverged(
     epoch: int,
     step: int,
     steps: int,
+    process: dict[str, Any],
 ) -> NoReturn:
     lr = config.train.optimizer.lr
-    write_summary(so_far, {"diverged_at": [epoch, step]})
+    write_summary(so_far, {**process, "diverged_at": [epoch, step]})
     raise TrainingDiverged(
         f"the loss became {loss} at epoch {epoch}, step {step} of {steps}, so the run stopped. "
         f"The learning rate may be too high (train.optimizer.lr is {lr:g}); the last good "
