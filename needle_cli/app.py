@@ -33,6 +33,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Check an op's gradient against float64 central differences.",
     ),
     "init-stats": ("needle_cli.init_stats", "Compare an initializer's theory with its draws."),
+    "runs": (
+        "needle_cli.runs",
+        "List runs: status, epochs, best metric, time, and how their configs differ.",
+    ),
+    "compare": (
+        "needle_cli.runs",
+        "Final and best metrics and config differences of runs, side by side.",
+    ),
 }
 
 
