@@ -132,11 +132,11 @@ def predict(
         else:
             _continuation(console(), continued)
         return
+    from needle.train.predict import check_out, save_predictions
     from needle.train.predict import predict as predict_run
-    from needle.train.predict import save_predictions
 
-    if out is not None and out.exists() and not force:  # before the work, not after
-        raise UsageError(f"'{out}' exists; give --force to replace it, or another --out")
+    if out is not None:
+        check_out(out, force=force)  # before the work, not after
     result = predict_run(target, data=data, label_column=label_column, checkpoint=checkpoint)
     if out is not None:
         save_predictions(result, out, force=force)

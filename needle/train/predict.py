@@ -125,9 +125,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def save_predictions(predictions: Predictions, path: str | Path, *, force: bool = False) -> None:
-    """Write `predictions.csv_text()` to `path` atomically (a reader sees the old file or the
-    whole new one); an existing file is replaced only with `force`."""
+def check_out(path: str | Path, *, force: bool = False) -> None:
+    """Refuse an --out that is a folder, is in no folder, or exists (unless `force`): checked
+    before predicting, so a mistake costs no work."""
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"--out '{path}' is a folder; give a file name such as preds.csv")
@@ -135,6 +135,12 @@ def save_predictions(predictions: Predictions, path: str | Path, *, force: bool 
         raise UsageError(f"'{path}' exists; give --force to replace it, or another --out")
     if not path.parent.is_dir():
         raise UsageError(f"--out '{path}': folder '{path.parent}' not found")
+
+
+def save_predictions(predictions: Predictions, path: str | Path, *, force: bool = False) -> None:
+    """Write `predictions.csv_text()` to `path` atomically (a reader sees the old file or the
+    whole new one); an existing file is replaced only with `force`."""
+    check_out(path, force=force)
     write_text(path, predictions.csv_text())
 
 
