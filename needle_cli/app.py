@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("needle_cli.train", "Train a model from a YAML config, or continue a run."),
     "evaluate": ("needle_cli.evaluate", "Loss, accuracy and confusion matrix of a trained model."),
+    "predict": (
+        "needle_cli.predict",
+        "Predict classes of new data, or continue a language model's prompt.",
+    ),
     "schema": ("needle_cli.schema", "Print the JSON Schema of config files, for editors."),
     "data": ("needle_cli.data", "Get datasets."),
     "gradcheck": (

@@ -13,7 +13,13 @@ Dictionary, Corpus, batchify, get_batch). Every public name is re-exported here,
 
 from needle.data.cifar import CIFAR10Dataset
 from needle.data.idx import read_idx, write_idx
-from needle.data.loader import DataLoader, Dataset, MNISTDataset, NDArrayDataset
+from needle.data.loader import (
+    DataLoader,
+    Dataset,
+    MNISTDataset,
+    NDArrayDataset,
+    read_idx_images,
+)
 from needle.data.ptb import Corpus, Dictionary, batchify, get_batch
 from needle.data.safe_pickle import SafeUnpickler, load_pickle
 from needle.data.transforms import RandomCrop, RandomFlipHorizontal, Transform
@@ -34,5 +40,6 @@ __all__ = [
     "get_batch",
     "load_pickle",
     "read_idx",
+    "read_idx_images",
     "write_idx",
 ]

@@ -74,6 +74,18 @@ class NDArrayDataset(Dataset):
         return (first, *fields[1:])
 
 
+def read_idx_images(filename: str | PathLike[str]) -> np.ndarray:
+    """The images of an idx file of unsigned bytes (MNIST's), as float32 in [0, 1] of shape
+    (count, rows, cols): each byte divided by 255."""
+    images = read_idx(filename)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise UsageError(
+            f"'{filename}' holds {images.ndim}-d {images.dtype} data; images must be "
+            f"3-d unsigned bytes (count, rows, cols)"
+        )
+    return images.astype(np.float32) / 255.0
+
+
 class MNISTDataset(Dataset):
     """MNIST (or any idx pair of images and labels): images float32 in [0, 1] of shape
     (N, rows·cols), labels uint8 of shape (N,).
@@ -89,12 +101,7 @@ class MNISTDataset(Dataset):
         transforms: Sequence[Callable[[np.ndarray], np.ndarray]] | None = None,
     ) -> None:
         super().__init__(transforms)
-        images, labels = read_idx(image_filename), read_idx(label_filename)
-        if images.ndim != 3 or images.dtype != np.uint8:
-            raise UsageError(
-                f"'{image_filename}' holds {images.ndim}-d {images.dtype} data; images must be "
-                f"3-d unsigned bytes (count, rows, cols)"
-            )
+        images, labels = read_idx_images(image_filename), read_idx(label_filename)
         if labels.ndim != 1 or labels.dtype != np.uint8:
             raise UsageError(
                 f"'{label_filename}' holds {labels.ndim}-d {labels.dtype} data; labels must be "
@@ -107,7 +114,7 @@ class MNISTDataset(Dataset):
             )
         count, rows, cols = images.shape
         self.image_shape = (rows, cols, 1)
-        self.images = images.reshape(count, rows * cols).astype(np.float32) / 255.0
+        self.images = images.reshape(count, rows * cols)
         self.labels = labels
 
     def __len__(self) -> int:

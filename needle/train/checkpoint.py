@@ -3,7 +3,8 @@
 A checkpoint holds the parameters (and batch-norm statistics), the optimizer's state, numpy's
 RNG state, the epochs done and their metrics, the run's resolved config, the statistics that
 scaled its features (`data.normalize`) and, for a stop in the middle of an epoch, that epoch's
-RNG state and running sums, and the best epoch so far (`early_stopping.Monitor`'s state).
+RNG state and running sums, the best epoch so far (`early_stopping.Monitor`'s state) and, for
+a language model, its vocabulary (the words of its token ids).
 It is written atomically
 (`needle.fileio.atomic_writer`) and read with pickles refused; every part is checked when it is
 loaded, so a damaged or tampered file fails there and not half-way into training.
@@ -51,6 +52,9 @@ class Checkpoint:
     monitor: dict[str, Any] = field(default_factory=dict)  # early_stopping.Monitor.state()
     # a language model's carried hidden states at a mid-epoch stop (LanguageModel.carried_state)
     carried: dict[str, np.ndarray] = field(default_factory=dict)
+    # a language model's words by token id (Data.vocabulary), for `needle predict --prompt`;
+    # () for a classifier, and for a language model's checkpoint from before it was kept
+    vocabulary: tuple[str, ...] = ()
 
 
 def _rng_arrays(prefix: str, state: tuple, arrays: dict, meta: dict) -> None:
@@ -91,6 +95,8 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "num_classes": checkpoint.num_classes,
         "monitor": checkpoint.monitor,
     }
+    if checkpoint.vocabulary:
+        meta["vocabulary"] = list(checkpoint.vocabulary)
     for name, array in checkpoint.model.items():
         arrays[f"model/{name}"] = array
     for name, array in checkpoint.carried.items():
@@ -177,7 +183,23 @@ def _parse_checkpoint(arrays: dict[str, np.ndarray]) -> Checkpoint:
         sample_shape=_sample_shape(meta),
         monitor=_monitor(meta.get("monitor", {})),  # absent from checkpoints before it
         carried=carried,
+        vocabulary=_vocabulary(meta),
     )
+
+
+def _vocabulary(meta: dict) -> tuple[str, ...]:
+    """The stored words, distinct strings as many as num_classes; () when none is stored."""
+    words = meta.get("vocabulary", [])
+    if words == []:
+        return ()
+    if not (isinstance(words, list) and all(isinstance(w, str) for w in words)):
+        raise ValueError("its vocabulary must be a list of words")
+    if len(words) != meta["num_classes"] or len(set(words)) != len(words):
+        raise ValueError(
+            f"its vocabulary must hold num_classes={meta['num_classes']} distinct words "
+            f"(got {len(words)}, {len(set(words))} distinct)"
+        )
+    return tuple(words)
 
 
 def _sample_shape(meta: dict) -> tuple[int, ...]:

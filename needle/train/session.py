@@ -66,6 +66,7 @@ class Session:
             num_classes=self.data.num_classes,
             normalization=self.data.normalization,
             sample_shape=self.data.sample_shape,
+            vocabulary=self.data.vocabulary,
             **extra,
         )
 

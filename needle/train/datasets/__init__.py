@@ -11,14 +11,14 @@ and file formats for any code; this package is the training side's, and reads fi
     settings    DataConfig, the `data:` section, checked against the registry
     split       Split, Data (with the sample shape), hold_out
     load        load_data (a config's data), load_path (any one file, for evaluation),
-                unscaled_warning
+                load_samples (one file, labels optional, for prediction), unscaled_warning
 
 To add a dataset, register it in `generators` or `files` (see docs/architecture.md).
 """
 
 from needle.train.datasets import files, generators, text  # noqa: F401 (they register datasets)
 from needle.train.datasets.files import IDX_FILES
-from needle.train.datasets.load import load_data, load_path, unscaled_warning
+from needle.train.datasets.load import load_data, load_path, load_samples, unscaled_warning
 from needle.train.datasets.registry import DATASET_TYPES, FILE, GENERATOR, DatasetType, names
 from needle.train.datasets.settings import DataConfig
 from needle.train.datasets.split import Data, Split
@@ -34,6 +34,7 @@ __all__ = [
     "Split",
     "load_data",
     "load_path",
+    "load_samples",
     "names",
     "unscaled_warning",
 ]

@@ -143,22 +143,31 @@ def _one_file(name: str, read: Reader) -> Reader:
 def _read_npz(path: Path, config: TrainConfig | None = None, label_column: str = "") -> Split:
     """Arrays `X` and `y` (N,) from an .npz, with pickled objects refused. X keeps its
     shape: (N, features), (N, C, H, W) images, or (N, H, W) grey images as (N, 1, H, W)."""
+    X, y = read_npz_samples(path)
+    assert y is not None  # read_npz_samples requires it
+    return Split(X, y)
+
+
+def read_npz_samples(path: Path, *, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """`X` as `_read_npz` reads it, and its labels `y`: required with `labels`, else read
+    when the file has them (None when it does not)."""
     arrays = read_npz(path)
-    missing = [name for name in ("X", "y") if name not in arrays]
+    required = ("X", "y") if labels else ("X",)
+    missing = [name for name in required if name not in arrays]
     if missing:
         raise UsageError(
             f"'{path}' has no array {' or '.join(repr(m) for m in missing)} "
             f"(it holds: {', '.join(arrays) or 'nothing'}); save the data with "
-            "np.savez(path, X=features, y=labels)"
+            + ("np.savez(path, X=features, y=labels)" if labels else "np.savez(path, X=features)")
         )
-    X, y = arrays["X"], arrays["y"]
+    X, y = arrays["X"], arrays.get("y")
     if X.dtype.kind not in "biuf":
         raise UsageError(f"'{path}': X must hold numbers (got dtype {X.dtype})")
     if X.ndim < 2:
         raise UsageError(f"'{path}': X must be (samples, features) (got shape {X.shape})")
-    if y.ndim != 1:
+    if y is not None and y.ndim != 1:
         raise UsageError(f"'{path}': y must be one label per sample (got shape {y.shape})")
-    if len(X) != len(y):
+    if y is not None and len(X) != len(y):
         raise UsageError(f"'{path}': X has {len(X)} samples but y has {len(y)} labels")
     if len(X) == 0:
         raise UsageError(f"'{path}' holds no samples (X has shape {X.shape})")
@@ -175,7 +184,9 @@ def _read_npz(path: Path, config: TrainConfig | None = None, label_column: str =
         )
     if X.ndim == 3:  # grey images: a channel axis, as MNIST's (1, 28, 28)
         X = X[:, None]
-    return Split(X, _class_numbers(y, lambda i: f"'{path}': y[{i}]"))
+    if y is None:
+        return X, None
+    return X, _class_numbers(y, lambda i: f"'{path}': y[{i}]")
 
 
 def _class_numbers(values: np.ndarray, where) -> np.ndarray:
@@ -195,6 +206,16 @@ def _class_numbers(values: np.ndarray, where) -> np.ndarray:
 
 def _read_csv(path: Path, config: TrainConfig | None, label_column: str) -> Split:
     """A header row, then one sample per row; every cell a number; `label_column` the class."""
+    features, labels = read_csv_samples(path, config, label_column)
+    assert labels is not None  # read_csv_samples requires the column
+    return Split(features, labels)
+
+
+def read_csv_samples(
+    path: Path, config: TrainConfig | None, label_column: str, *, labels: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The features and labels of a csv as `_read_csv` reads them; without `labels`, a file
+    lacking `label_column` is all features (its labels None)."""
     try:
         # utf-8-sig: spreadsheets often start a CSV with a byte-order mark, which would
         # otherwise become part of the first column's name.
@@ -206,7 +227,7 @@ def _read_csv(path: Path, config: TrainConfig | None, label_column: str) -> Spli
                     f"'{path}' is empty; expected a header row, then one row per sample"
                 )
             header = [name.strip() for name in header]
-            if label_column not in header:
+            if labels and label_column not in header:
                 # Without a config, the file came from `needle evaluate --data`.
                 fix = (
                     "set data.label_column"
@@ -219,7 +240,7 @@ def _read_csv(path: Path, config: TrainConfig | None, label_column: str) -> Spli
                     f"'{path}' has no column '{label_column}' (columns: {', '.join(header)}); "
                     + fix,
                 )
-            label_at = header.index(label_column)
+            label_at = header.index(label_column) if label_column in header else None
             rows: list[list[float]] = []
             for row in reader:
                 if not row or all(not cell.strip() for cell in row):
@@ -239,11 +260,13 @@ def _read_csv(path: Path, config: TrainConfig | None, label_column: str) -> Spli
     if not rows:
         raise UsageError(f"'{path}' has a header but no rows")
     table = np.array(rows, dtype=np.float64)
+    if label_at is None:
+        return table.astype(np.float32), None
     features = np.delete(table, label_at, axis=1).astype(np.float32)
     if features.shape[1] == 0:
         raise UsageError(f"'{path}' has only the label column; there are no features")
-    labels = _class_numbers(table[:, label_at], lambda i: f"{path}: row {i + 1}, '{label_column}'")
-    return Split(features, labels)
+    column = table[:, label_at]
+    return features, _class_numbers(column, lambda i: f"{path}: row {i + 1}, '{label_column}'")
 
 
 def _number(cell: str, at: str, column: str) -> float:

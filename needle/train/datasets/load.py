@@ -1,5 +1,6 @@
 """Loading the data a config names (`load_data`), or any one data file (`load_path`, for
-`needle evaluate --data`), through the registry; then `data.normalize`."""
+`needle evaluate --data`), through the registry; then `data.normalize`. `load_samples`
+reads one file whose labels may be missing (`needle predict --data`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from needle.data import read_idx_images
 from needle.errors import UsageError
-from needle.train.datasets.files import is_cifar_folder, read_cifar_split, read_idx_pair
+from needle.train.datasets.files import (
+    is_cifar_folder,
+    read_cifar_split,
+    read_csv_samples,
+    read_idx_pair,
+    read_npz_samples,
+)
 from needle.train.datasets.registry import DATASET_TYPES, GENERATOR
-from needle.train.datasets.split import Data, Split
+from needle.train.datasets.split import Data, Split, TokenStream
 from needle.train.normalize import UNSCALED_ABOVE, Normalization
 
 if TYPE_CHECKING:
@@ -39,7 +47,8 @@ def load_data(config: TrainConfig, *, normalization: Normalization | None = None
     num_classes = int(max(train.y.max(initial=0), val.y.max(initial=0))) + 1
     if dataset.text:  # token streams: windows of bptt, no normalization (DataConfig refuses)
         shape = (spec.bptt,)
-        return Data(spec.dataset, train, val, shape, num_classes, source, None, shape)
+        words = train.words[:num_classes] if isinstance(train, TokenStream) else ()
+        return Data(spec.dataset, train, val, shape, num_classes, source, None, shape, words)
     if spec.normalize != "none":
         features = math.prod(train.sample_shape)
         fits = normalization is not None and normalization.shift.shape == (features,)
@@ -90,3 +99,32 @@ def load_path(path: str | Path, *, label_column: str = "label") -> Split:
             f"cannot tell what '{path}' holds: use {', '.join(listed[:-1])} or {listed[-1]}"
         )
     return dataset.read(path, None, label_column)
+
+
+def load_samples(
+    path: str | Path, *, label_column: str = "label"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The samples (N, *sample_shape) of one data file, and its labels when it has them: a
+    .csv (without a `label_column` column every column is a feature), an .npz (its `y`
+    optional), an idx file of images such as MNIST's t10k-images-idx3-ubyte[.gz] (as
+    (N, 1, rows, cols) in [0, 1], as an MNIST folder's), or a folder as `load_path` reads it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        split = load_path(path)
+        return split.X, split.y
+    if not path.exists():
+        raise UsageError(f"data file '{path}' not found")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return read_csv_samples(path, None, label_column, labels=False)
+    if suffix == ".npz":
+        return read_npz_samples(path, labels=False)
+    with path.open("rb") as f:
+        head = f.read(2)
+    if head in (b"\0\0", b"\x1f\x8b"):  # idx's zero bytes, or gzip's magic
+        return read_idx_images(path)[:, None], None
+    raise UsageError(
+        f"cannot tell what '{path}' holds: use a .csv (header row), an .npz (array X), an idx "
+        "file of images, a cifar-10-batches-py folder or a folder of MNIST idx files"
+    )

@@ -1,5 +1,6 @@
-"""What loading a config's data gives: a `Split` (samples and labels), `Data` (both splits,
-what they are shaped like, where they came from), and `hold_out`, the seeded split."""
+"""What loading a config's data gives: a `Split` (samples and labels), a `TokenStream` (a
+text's split, knowing its words), `Data` (both splits, what they are shaped like, where they
+came from), and `hold_out`, the seeded split."""
 
 from __future__ import annotations
 
@@ -28,6 +29,14 @@ class Split:
 
 
 @dataclass(frozen=True)
+class TokenStream(Split):
+    """A token stream's split (`X` the ids as float32, `y` the same ids), with `words`: the
+    token each id stands for, id i being words[i], one list for both splits of a text."""
+
+    words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Data:
     """A dataset ready to train on: what a model must take in (`sample_shape`, one sample
     without the batch axis: (784,) for MNIST, (2,) for the generators) and put out
@@ -43,6 +52,8 @@ class Data:
     # A label per sample: () for classes; (bptt,) for a language model's windows, a next
     # token at each position (then each split holds one token stream, `Split.X` (N,)).
     label_shape: tuple[int, ...] = ()
+    # A token stream's words by id (TokenStream.words), as many as num_classes; else ().
+    vocabulary: tuple[str, ...] = ()
 
     @property
     def language_model(self) -> bool:

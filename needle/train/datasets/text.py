@@ -7,7 +7,9 @@ as float32 (what an Embedding takes). Ids are handed out in order of first sight
 one dictionary for both splits (needle.data.ptb's `Dictionary`), so the vocabulary
 (`Data.num_classes`) is the number of distinct tokens in both. A sample is a window of `bptt`
 tokens (`Data.sample_shape` (bptt,)), its label the `bptt` tokens after each
-(`Data.label_shape`); `needle.train.language.Windows` cuts the windows.
+(`Data.label_shape`); `needle.train.language.Windows` cuts the windows. Each split is a
+`TokenStream`, knowing the words its ids stand for (counting's token i is the word "i"), so a
+run can save its vocabulary and `needle predict` read a prompt in it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from needle.data.ptb import Corpus, Dictionary
 from needle.errors import UsageError
 from needle.train.datasets.registry import FILE, GENERATOR, REQUIRED, DatasetType, register
-from needle.train.datasets.split import Split
+from needle.train.datasets.split import Split, TokenStream
 
 if TYPE_CHECKING:
     from needle.train.config import TrainConfig
@@ -50,9 +52,15 @@ class _Text(Corpus):
         return self.chars(path) if tokens == "char" else self.tokenize(path)
 
 
-def _stream(ids: list[int] | np.ndarray) -> Split:
-    ids = np.asarray(ids, dtype=np.int64)
-    return Split(ids.astype(np.float32), ids)
+def _streams(
+    train: list[int] | np.ndarray, val: list[int] | np.ndarray, words: list[str]
+) -> tuple[TokenStream, TokenStream]:
+    """Both splits' ids as TokenStreams, knowing the `words` the ids stand for."""
+    splits = []
+    for ids in (train, val):
+        ids = np.asarray(ids, dtype=np.int64)
+        splits.append(TokenStream(ids.astype(np.float32), ids, tuple(words)))
+    return splits[0], splits[1]
 
 
 def _folder_files(
@@ -74,7 +82,8 @@ def _load_ptb(config: TrainConfig, rng: np.random.Generator) -> tuple[Split, Spl
         raise config.error(("data", "path"), f"folder '{folder}' not found{hint}")
     train, valid = _folder_files(folder, config, ("train.txt", "valid.txt"), hint)
     corpus = _Text()
-    return _stream(corpus.tokenize(train)), _stream(corpus.tokenize(valid))
+    train_ids, val_ids = corpus.tokenize(train), corpus.tokenize(valid)
+    return _streams(train_ids, val_ids, corpus.dictionary.idx2word)
 
 
 def _load_text(config: TrainConfig, rng: np.random.Generator) -> tuple[Split, Split]:
@@ -83,7 +92,8 @@ def _load_text(config: TrainConfig, rng: np.random.Generator) -> tuple[Split, Sp
     corpus = _Text()
     if path.is_dir():
         train, valid = _folder_files(path, config, ("train.txt", "valid.txt"))
-        return _stream(corpus.read(train, spec.tokens)), _stream(corpus.read(valid, spec.tokens))
+        train_ids, val_ids = corpus.read(train, spec.tokens), corpus.read(valid, spec.tokens)
+        return _streams(train_ids, val_ids, corpus.dictionary.idx2word)
     if not path.is_file():
         raise config.error(("data", "path"), f"file or folder '{path}' not found")
     ids = corpus.read(path, spec.tokens)
@@ -94,7 +104,7 @@ def _load_text(config: TrainConfig, rng: np.random.Generator) -> tuple[Split, Sp
             f"'{path}' holds {len(ids)} {spec.tokens} tokens; holding out "
             f"data.val_fraction={spec.val_fraction} leaves too few on one side",
         )
-    return _stream(ids[: len(ids) - n_val]), _stream(ids[len(ids) - n_val :])
+    return _streams(ids[: len(ids) - n_val], ids[len(ids) - n_val :], corpus.dictionary.idx2word)
 
 
 def counting(samples: int, classes: int, noise: float, rng: np.random.Generator) -> np.ndarray:
@@ -118,7 +128,8 @@ def _load_counting(config: TrainConfig, rng: np.random.Generator) -> tuple[Split
     spec = config.data
     ids = counting(spec.samples, spec.classes, spec.noise, rng)
     n_val = max(2, round(spec.samples * spec.val_fraction))
-    return _stream(ids[: spec.samples - n_val]), _stream(ids[spec.samples - n_val :])
+    words = [str(i) for i in range(spec.classes)]  # token i is written as the number i
+    return _streams(ids[: spec.samples - n_val], ids[spec.samples - n_val :], words)
 
 
 register(
