@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Check an op's gradient against float64 central differences.",
     ),
     "init-stats": ("needle_cli.init_stats", "Compare an initializer's theory with its draws."),
+    "plot": (
+        "needle_cli.plot",
+        "Draw a run's loss, accuracy and learning rate per epoch, or several runs' overlaid.",
+    ),
 }
 
 
