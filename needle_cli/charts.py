@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 PANEL_HEIGHT = 12  # rows of one panel, legend and axes included, unless the legend needs more
@@ -39,14 +39,12 @@ class Panel:
 @dataclass(frozen=True)
 class Bars:
     """A histogram: `heights[i]` over [edges[i], edges[i+1]), with a `curve` at the bins'
-    centres drawn over it (a theoretical density), each named in the legend."""
+    centres drawn over it (a theoretical density); the title says which is which."""
 
     edges: list[float]
     heights: list[float]
     curve: list[float]
-    labels: tuple[str, str]
-    title: str = ""
-    notes: list[str] = field(default_factory=list)
+    title: str
 
 
 def tick_label(value: float) -> str:
@@ -158,25 +156,21 @@ def histogram_text(bars: Bars, *, width: int, height: int, color: bool) -> str:
     """A histogram's bars with its curve over them."""
     plot = _figure(width, height, 1)
     centres = [(a + b) / 2 for a, b in zip(bars.edges, bars.edges[1:], strict=False)]
-    bin_width = bars.edges[1] - bars.edges[0]
-    measured, theory = bars.labels
     # bar() takes its width as a fraction of the spacing: 1 makes the bins touch.
-    histogram = plot.bar(centres, bars.heights, width=1)
-    histogram.label(measured)
-    plot.draw(histogram)
+    plot.draw(plot.bar(centres, bars.heights, width=1))
     curve = plot.signal(centres, bars.curve, marker="braille")
-    curve.label(theory)
     curve.lines()
     plot.draw(curve)
+    # No legend: on a uniform's flat top there is no free corner for it; the title names both.
     top = max(max(bars.heights), max(bars.curve))
-    plot.ruler("y").ticks(_y_ticks([0.0, top]), [tick_label(y) for y in _y_ticks([0.0, top])])
+    y_ticks = _y_ticks([0.0, top])
+    plot.ruler("y").ticks(y_ticks, [tick_label(y) for y in y_ticks])
+    plot.ruler("y").lim(0.0, 1.1 * top)  # headroom, so bars that overshoot the curve show
     low, high = bars.edges[0], bars.edges[-1]
-    ticks = [low, low + (high - low) / 2, high]
-    plot.ruler("x").ticks(ticks, [tick_label(x) for x in ticks])
-    plot.ruler("x").lim(low - bin_width / 2, high + bin_width / 2)
-    plot.legend(x=high, y=top, ha="right", va="top", relative=True)
-    if bars.title:
-        plot.title(bars.title)
+    x_ticks = [low, (low + high) / 2, high]
+    plot.ruler("x").ticks(x_ticks, [tick_label(x) for x in x_ticks])
+    plot.ruler("x").lim(low, high)
+    plot.title(bars.title)
     return plot.build().string(colorless=not color)
 
 
@@ -188,6 +182,7 @@ def write_png(panels: list[Panel], path: Path) -> None:
 
     try:
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise NeedleError(
             "--png needs matplotlib, which needle leaves optional: pip install 'needle[plot]'"
@@ -200,6 +195,7 @@ def write_png(panels: list[Panel], path: Path) -> None:
             axes.plot(line.x, line.y, marker="." if len(line.x) < 30 else None, label=line.label)
         axes.set_title(panel.title)
         axes.set_xlabel(panel.xlabel)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
     buffer = io.BytesIO()
