@@ -11,6 +11,8 @@ import typer
 from needle_cli.render import console, print_json
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from needle.train.history import History
     from needle_cli.charts import Panel
 
@@ -84,7 +86,7 @@ def plot(
         if not history.epochs:
             raise NeedleError(f"run '{history.run_dir}' has no finished epoch to plot yet")
     metrics = metric or default_metrics(histories)
-    panels = [_panel(name, histories) for name in metrics]
+    panels = [panel(name, histories) for name in metrics]
     if as_json:
         print_json({"panels": [_panel_json(p) for p in panels]})
     elif png is not None:
@@ -93,10 +95,10 @@ def plot(
         write_png(panels, png)
         typer.echo(f"wrote {png}")
     else:
-        echo_panels(panels, width=width)
+        echo_panels(console(), panels, width=width)
 
 
-def _panel(metric: str, histories: list[History]) -> Panel:
+def panel(metric: str, histories: list[History]) -> Panel:
     """The lines of `metric` for each run; a label says the run only when there are several."""
     from needle.train.history import finite_points
     from needle_cli.charts import Line, Panel
@@ -126,14 +128,13 @@ def _panel_json(panel: Panel) -> dict:
 
 
 def echo_panels(
-    panels: list[Panel], *, width: int | None = None, height: int | None = None
+    out: Console, panels: list[Panel], *, width: int | None = None, height: int | None = None
 ) -> None:
-    """Print `panels` on stdout: in colour on a terminal, plain text in a pipe or with NO_COLOR."""
+    """Print `panels` on `out`: in colour on a terminal, plain text in a pipe or with NO_COLOR."""
     from rich.text import Text
 
     from needle_cli.charts import MAX_WIDTH, PANEL_HEIGHT, PIPE_WIDTH, panels_text
 
-    out = console()
     if width is None:
         width = min(out.width, MAX_WIDTH) if out.is_terminal else PIPE_WIDTH
     color = out.is_terminal and not out.no_color
