@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 # The stack depth --compare uses when --depth is not given.
 COMPARE_DEPTH = 10
-HISTOGRAM_HEIGHT = 10
+HISTOGRAM_WIDTH, HISTOGRAM_HEIGHT = 72, 18  # columns and rows of the draws' histogram
 
 HELP = """Compare an initializer's theory with its draws.
 
@@ -279,6 +279,7 @@ def _ks_line(stats: InitStats) -> str:
 
 def _render_stats(out: Console, stats: InitStats) -> None:
     from rich.markup import escape
+    from rich.text import Text
 
     out.print(f"[bold]init-stats {stats.theory.scheme}[/]  [dim]{_header(stats)}[/]")
     out.print(f"theory: {_distribution(stats)}")
@@ -299,35 +300,25 @@ def _render_stats(out: Console, stats: InitStats) -> None:
     out.print(table)
     out.print(_ks_line(stats))
     out.print()
-    for line in histogram_lines(stats.histogram, _distribution(stats)):
-        out.print(line)
+    color = out.is_terminal and not out.no_color
+    text = histogram_text(stats.histogram, _distribution(stats), color=color)
+    out.print(Text.from_ansi(text), soft_wrap=True)
+    if stats.histogram.outside:
+        out.print(f"[dim]{stats.histogram.outside} draws beyond the edges[/]")
 
 
-def histogram_lines(histogram: Histogram, label: str, height: int = HISTOGRAM_HEIGHT) -> list[str]:
-    """The draws' density as bars, one column per bin, under the theoretical density (•)."""
-    eighths = " ▁▂▃▄▅▆▇█"
-    # Headroom above the theory, so bars that overshoot it show.
-    top = 1.2 * max(max(histogram.density), max(histogram.expected)) or 1.0
-    lines = [f"density of the draws (bars) and of {label} ([yellow]•[/])"]
-    for row in range(height - 1, -1, -1):
-        low, high = row * top / height, (row + 1) * top / height
-        cells = []
-        for measured, expected in zip(histogram.density, histogram.expected, strict=True):
-            if low <= expected < high or (row == height - 1 and expected >= high):
-                cells.append("[yellow]•[/]")
-                continue
-            fill = (measured - low) / (high - low)
-            cells.append(f"[cyan]{eighths[max(0, min(8, round(fill * 8)))]}[/]")
-        label_text = f"{top:8.3g}" if row == height - 1 else " " * 8
-        lines.append(f"{label_text} ┤" + "".join(cells))
-    bins = len(histogram.counts)
-    left, right = number(histogram.edges[0]), number(histogram.edges[-1])
-    lines.append(" " * 9 + "└" + "─" * bins)
-    gap = max(1, bins - len(left) - len(right))
-    lines.append(" " * 10 + left + " " * gap + right)
-    if histogram.outside:
-        lines.append(f"[dim]{histogram.outside} draws beyond the edges[/]")
-    return lines
+def histogram_text(histogram: Histogram, label: str, *, color: bool) -> str:
+    """The draws' density as bars, one per bin, under the theoretical density's curve."""
+    from needle_cli.charts import Bars
+    from needle_cli.charts import histogram_text as draw
+
+    bars = Bars(
+        edges=list(histogram.edges),
+        heights=list(histogram.density),
+        curve=list(histogram.expected),
+        title=f"density of the draws (bars) and of {label} (line)",
+    )
+    return draw(bars, width=HISTOGRAM_WIDTH, height=HISTOGRAM_HEIGHT, color=color)
 
 
 def _trends(propagation: Propagation) -> tuple[str, str]:

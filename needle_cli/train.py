@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from needle.train.reports import RunResult
     from needle.train.signals import StopFlag
 
+CURVE_ROWS = 12  # the end-of-run loss curve's height
+
 TRAIN_HELP = """Train a model from a YAML config, or continue a run.
 
 Each run gets a new folder under --out holding the resolved config, metrics (CSV and JSON
@@ -164,6 +166,8 @@ def train(
         )
     elif not quiet and not as_json:
         _final_table(out_console, result)
+        if out_console.is_terminal:
+            _loss_curve(out_console, result)
     if as_json:
         print_json(result.to_json(), one_line=True)
     if result.status == "interrupted":
@@ -248,6 +252,22 @@ def _final_table(out: Console, result: RunResult) -> None:
     out.print(table)
     for line in ending_lines(result):
         out.print(line, soft_wrap=True)
+
+
+def _loss_curve(out: Console, result: RunResult) -> None:
+    """A small plot of the run's train and val loss per epoch, as `needle plot` draws it."""
+    from needle.errors import NeedleError
+    from needle.train.history import read_history
+    from needle_cli.plot import echo_panels, panel
+
+    history = read_history(result.run_dir)
+    if len(history.epochs) < 2:
+        return  # one point is no curve
+    try:
+        losses = panel("loss", [history])
+    except NeedleError:
+        return  # no finite loss to draw: the table above has said so
+    echo_panels(out, [losses], width=min(out.width, 72), height=CURVE_ROWS)
 
 
 def _dry_run(config, out: Console, as_json: bool) -> None:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from needle import init
 from needle.init_stats import ks_critical, propagate
 from needle_cli.app import app
+from needle_cli.charts import tick_label
 
 runner = CliRunner()
 
@@ -63,7 +64,36 @@ def test_default_kaiming_uniform_theory_beside_measurement():
     assert "✓ consistent with" in result.stdout
     assert f"1.358/√65536 = {ks_critical(65536):.4f}" in result.stdout
     assert "E[extreme of n draws]" in result.stdout  # library notes are not eaten as markup
-    assert "┤" in result.stdout and "•" in result.stdout  # the histogram
+    histogram = run_json("kaiming_uniform")["stats"]["histogram"]
+    rows = histogram_rows(result.stdout, histogram)
+    # a uniform's bars stand over the whole support: its lowest row is bars edge to edge
+    assert set(rows[-1].split("┤")[1].rstrip("│")) == {"█"}
+
+
+def histogram_rows(stdout: str, histogram: dict) -> list[str]:
+    """The rows of the histogram under its title, after checking its axes: the top tick is
+    the highest density (measured or theoretical), the x ticks are the edges."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if "density of the draws (bars)" in line)
+    end = next(i for i in range(start, len(lines)) if lines[i].lstrip().startswith("└"))
+    rows = lines[start + 2 : end]
+    top = max(max(histogram["density"]), max(histogram["expected"]))
+    assert [r for r in rows if "┤" in r][0].split("┤")[0].strip() == tick_label(top)
+    x_labels = lines[end + 1].split()
+    assert x_labels[0] == tick_label(histogram["edges"][0])
+    assert x_labels[-1] == tick_label(histogram["edges"][-1])
+    return rows
+
+
+def test_a_normals_histogram_is_a_bell():
+    result = run("kaiming_normal")
+    assert result.exit_code == 0, result.output
+    rows = histogram_rows(result.stdout, run_json("kaiming_normal")["stats"]["histogram"])
+    canvas = [row.split("┤" if "┤" in row else "│", 1)[1].rstrip("│") for row in rows]
+    bars = [row.count("█") for row in canvas]
+    # the bars widen from the top down, and at half height cover under half the ±4σ support
+    assert bars[-1] > bars[len(bars) // 2] > bars[1]
+    assert bars[len(bars) // 2] < len(canvas[0]) / 2
 
 
 def test_json_has_every_number_theoretical_and_measured():

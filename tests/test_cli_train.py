@@ -154,7 +154,9 @@ def test_terminal_bars_per_phase_leave_one_line_per_epoch(tiny, tmp_path, monkey
     # once it is done: the bars are gone; what stays is one line per epoch and the table
     assert shown[1:4] == [*(epoch_text(m, 2) for m in saved.history), f"run {tmp_path / 'tiny-1'}"]
     assert not [line for line in shown if re.search(BAR_TEXT, line)]
-    assert shown[-2].startswith("│    2/2 │") and len(shown) == 4 + 5
+    assert shown[7].startswith("│    2/2 │") and shown[8].startswith("└")
+    # and below the table, the run's loss curve (tests/test_plot.py checks what it draws)
+    assert shown[9].strip() == "loss" and "train_loss" in "".join(shown[10:])
 
 
 def test_the_screen_helper_applies_what_a_terminal_does():
