@@ -31,8 +31,11 @@ theoretical density.
 
 With --depth L, also pushes a unit-variance batch through L Linear + nonlinearity layers built
 with the scheme and shows, per layer, the std of the pre-activations (forward) and of their
-gradients (backward), with what the variance argument predicts. --compare runs several schemes
-side by side. SCHEME is one of xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal.
+gradients (backward), with what the variance argument predicts. With --kernel K too, the layers
+are K×K convolutions (stride 1, padding K//2, no bias, K odd) of --fan-in channels in and out,
+on a few images large enough that the stds are taken where no zero padding reaches; the
+prediction is the same with fan = channels·K². --compare runs several schemes side by side.
+SCHEME is one of xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal.
 
 xavier_* take --gain (default 1); kaiming_* take their gain from --nonlinearity (default relu)
 and --param, and divide by --mode (default fan_in). --nonlinearity is also the activation of
@@ -47,6 +50,7 @@ EPILOG = """Examples:
   needle init-stats kaiming_normal --nonlinearity leaky_relu --param 0.2 --mode fan_out
   needle init-stats kaiming_uniform --kernel 3 --fan-in 64 --fan-out 128
   needle init-stats kaiming_uniform --depth 20 --width 512
+  needle init-stats kaiming_uniform --kernel 3 --fan-in 32 --depth 10
   needle init-stats --compare xavier_uniform,kaiming_uniform --depth 10
   needle init-stats --config configs/quickstart.yaml --json
 """
@@ -136,7 +140,8 @@ def init_stats(
         int | None,
         typer.Option(
             metavar="W",
-            help="Width of the --depth stack's layers [default: 256], e.g. --width 512.",
+            help="Width of the --depth stack's Linear layers [default: 256] (a --kernel stack "
+            "has --fan-in channels), e.g. --width 512.",
             show_default=False,
         ),
     ] = None,
@@ -336,11 +341,22 @@ def _trends(propagation: Propagation) -> tuple[str, str]:
     )
 
 
+def _stack(propagation: Propagation) -> str:
+    """`depth 5 · width 256 · batch 256`, or a conv stack's kernel, channels and images."""
+    head = f"[bold]depth {propagation.depth}[/] · "
+    if propagation.kernel is None:
+        return head + f"width {propagation.width} · batch {propagation.batch}"
+    k, side, inner = propagation.kernel, propagation.image, propagation.interior
+    return head + (
+        f"conv {k}×{k} · {propagation.width} channels · {propagation.batch} images "
+        f"{side}×{side}, std over the central {inner}×{inner}"
+    )
+
+
 def _render_propagation(out: Console, propagation: Propagation) -> None:
     out.print()
     out.print(
-        f"[bold]depth {propagation.depth}[/] · width {propagation.width} · batch "
-        f"{propagation.batch} · {propagation.activation} · input std "
+        f"{_stack(propagation)} · {propagation.activation} · input std "
         f"{propagation.input_std:.3f} · cotangent std {propagation.output_grad_std:.3f}"
     )
     table = render.table()
@@ -402,10 +418,7 @@ def _render_comparison(out: Console, reports: list[SchemeReport]) -> None:
         return
     head = propagations[0]
     out.print()
-    out.print(
-        f"[bold]depth {head.depth}[/] · width {head.width} · batch {head.batch} · "
-        f"{head.activation}: std of z forward / of ∂L/∂z backward"
-    )
+    out.print(f"{_stack(head)} · {head.activation}: std of z forward / of ∂L/∂z backward")
     layers = render.table()
     layers.add_column("layer", justify="right")
     for propagation in propagations:

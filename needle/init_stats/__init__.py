@@ -11,8 +11,8 @@ One concept a module, each built on the ones before it:
 - `measurement`: `init_stats` draws weights through the initializer itself and sets measured
   mean, std, min and max beside the expected ones, with the KS test and a histogram;
 - `activations` and `propagation`: `propagate` pushes a unit-variance batch through a stack of
-  Linear layers built with the scheme and records the spread of the signal forward and of the
-  gradient backward;
+  Linear (or conv) layers built with the scheme and records the spread of the signal forward
+  and of the gradient backward;
 - `comparison`: `survey` does both for several schemes side by side, as `needle init-stats`
   shows them;
 - `config_layers`: `config_layer_stats` does the per-weight comparison for every Linear layer
@@ -44,12 +44,15 @@ from needle.init_stats.measurement import (
     measure,
 )
 from needle.init_stats.propagation import (
+    CONV_BATCH,
+    CONV_INTERIOR,
     DEFAULT_BATCH,
     MAX_DEPTH,
     MAX_STACK_VALUES,
     STEADY_FACTOR,
     LayerSignal,
     Propagation,
+    conv_image,
     expected_signal,
     propagate,
     stack_size,
@@ -57,6 +60,8 @@ from needle.init_stats.propagation import (
 )
 
 __all__ = [
+    "CONV_BATCH",
+    "CONV_INTERIOR",
     "DEFAULT_BATCH",
     "DEFAULT_BINS",
     "DEFAULT_SAMPLES",
@@ -80,6 +85,7 @@ __all__ = [
     "Theory",
     "activation",
     "config_layer_stats",
+    "conv_image",
     "draw",
     "expected_signal",
     "histogram",

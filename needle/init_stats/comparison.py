@@ -42,12 +42,13 @@ def survey(
     samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
     depth: int | None = None,
-    width: int = 256,
+    width: int | None = None,
     route_options: bool = False,
 ) -> list[SchemeReport]:
     """`init_stats` of each scheme and, given a `depth`, `propagate` through a stack of `depth`
-    layers of `width` built with it, all from the same seed (so every stack sees the same
-    input batch).
+    layers of `width` (default 256) built with it, all from the same seed (so every stack
+    sees the same input batch). With a `kernel` the stack is of conv layers with `fan_in`
+    channels in and out (a width is then refused).
 
     `nonlinearity` is the stack's activation and kaiming's gain source; a leaky_relu stack
     takes `param` as its slope, whatever the scheme. With `route_options` each scheme takes
@@ -59,13 +60,16 @@ def survey(
         raise UsageError(f"a scheme is listed twice: {', '.join(schemes)}")
     options = {"nonlinearity": nonlinearity, "param": param, "mode": mode, "gain": gain}
     stack = depth is not None
+    if kernel is not None and width is not None:
+        raise UsageError(
+            f"width sets a Linear stack's features; a conv stack (kernel {kernel}) has fan_in "
+            f"({fan_in}) channels"
+        )
+    if kernel is not None:
+        width = fan_in
+    width = 256 if width is None else width
     if stack:  # refused before any scheme's draws, not after them
-        stack_size(depth, width)
-        if kernel is not None:
-            raise UsageError(
-                "kernel measures one conv kernel's draws; a depth stack is of Linear layers "
-                "(give one or the other)"
-            )
+        stack_size(depth, width, kernel=kernel)
     routed = [_scheme_options(s, options, stack=stack, route=route_options) for s in schemes]
     if route_options:
         taken = {key for _, stack_options in routed for key in stack_options}
@@ -82,7 +86,9 @@ def survey(
         )
         propagation = None
         if stack:
-            propagation = propagate(scheme, depth=depth, width=width, seed=seed, **stack_options)
+            propagation = propagate(
+                scheme, depth=depth, width=width, kernel=kernel, seed=seed, **stack_options
+            )
         reports.append(SchemeReport(stats, propagation))
     return reports
 

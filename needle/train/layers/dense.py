@@ -42,7 +42,8 @@ class Linear(LayerSpec):
         return in_shape[-1] * self.out_features + self.out_features * self.bias
 
     def flops(self, in_shape: Shape) -> int:
-        return (2 * in_shape[0] + self.bias) * self.out_features
+        positions = in_shape[0] if len(in_shape) == 2 else 1  # (seq_len, features): each
+        return positions * (2 * in_shape[-1] + self.bias) * self.out_features
 
     def build(self, in_shape: Shape, builder: Builder) -> nn.Module:
         # weight ~ init(in, out) and bias ~ init(out, 1) as a row: the course's convention

@@ -64,6 +64,11 @@ class Embedding(LayerSpec):
     def param_count_in(self, in_shape: Shape, shapes: Shapes) -> int:
         return shapes.num_classes * self.embedding_dim
 
+    def flops(self, in_shape: Shape) -> int:
+        # A lookup reads a row and computes nothing. (nn.Embedding computes it as a one-hot
+        # product, 2·vocabulary·embedding_dim per token: how, not what, so it is left out.)
+        return 0
+
     def build(self, in_shape: Shape, builder: Builder) -> nn.Module:
         return nn.Embedding(builder.num_classes, self.embedding_dim)
 
@@ -92,6 +97,20 @@ class _RecurrentSpec(LayerSpec):
         inputs = [in_shape[1]] + [h] * (self.num_layers - 1)
         return sum(n * width + h * width + 2 * width * self.bias for n in inputs)
 
+    def flops(self, in_shape: Shape) -> int:
+        """Per step and layer, z = x·W_ih + h·W_hh (+ b_ih + b_hh) is 2·(n + H)·gates·H
+        (+ 2·gates·H), n the layer's input features; `gate_flops` adds what the gates cost
+        beyond that. Every step is counted with its h product (a carried state has one)."""
+        seq_len, features = in_shape
+        h, width = self.hidden_size, self.gates * self.hidden_size
+        inputs = [features] + [h] * (self.num_layers - 1)
+        per_step = sum(2 * (n + h) * width + 2 * width * self.bias for n in inputs)
+        return seq_len * (per_step + self.num_layers * self.gate_flops())
+
+    def gate_flops(self) -> int:
+        """Operations per step and layer after z, activations counted 0 as elsewhere."""
+        return 0
+
 
 @register
 class RNN(_RecurrentSpec):
@@ -113,6 +132,9 @@ class LSTM(_RecurrentSpec):
 
     type: Literal["lstm"] = "lstm"
     gates: ClassVar[int] = 4
+
+    def gate_flops(self) -> int:
+        return 4 * self.hidden_size  # σ(f)·c + σ(i)·tanh(g): 3; σ(o)·tanh(c′): 1
 
     def build(self, in_shape: Shape, builder: Builder) -> nn.Module:
         cell = nn.LSTM(in_shape[1], self.hidden_size, self.num_layers, self.bias)
@@ -145,6 +167,23 @@ class Transformer(LayerSpec):
             2 * f + (f * self.hidden_size + self.hidden_size) + (self.hidden_size * f + f)
         )
         return seq_len * f + self.num_layers * (attention + feed_forward)
+
+    def flops(self, in_shape: Shape) -> int:
+        """Per block, on T positions of F features with I = num_head·dim_head:
+        q, k, v and out projections 4·2·T·F·I; q·kᵀ and probs·v 2·T·T·dim_head each per
+        head; per score ÷√D, the causal mask and softmax's shift, sum and divide (exp an
+        activation, 0); four LayerNorms at 4 per number; the feed-forward Linears
+        T·((2F + 1)·hidden + (2·hidden + 1)·F); two residual additions. Plus T·F for the
+        positional embedding's addition; dropout and ReLU count 0."""
+        t, f = in_shape
+        inner = self.num_head * self.dim_head
+        projections = 4 * 2 * t * f * inner
+        products = self.num_head * 2 * (2 * t * t * self.dim_head)
+        scores = self.num_head * t * t * (1 + self.causal + 3)
+        norms = 4 * 4 * t * f
+        feed_forward = t * ((2 * f + 1) * self.hidden_size + (2 * self.hidden_size + 1) * f)
+        block = projections + products + scores + norms + feed_forward + 2 * t * f
+        return t * f + self.num_layers * block
 
     def build(self, in_shape: Shape, builder: Builder) -> nn.Module:
         seq_len, features = in_shape
