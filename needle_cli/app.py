@@ -43,7 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "compare": (
         "needle_cli.runs",
-        "Final and best metrics and config differences of runs, side by side.",
+        "Final and best metrics, config differences and curves of runs, side by side.",
     ),
     "plot": (
         "needle_cli.plot",

@@ -14,6 +14,8 @@ from needle_cli.progress import clock, percent
 from needle_cli.render import console, number, print_json, table
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from needle.train.runs_index import RunInfo
 
 RUNS_EPILOG = """Examples:
@@ -73,7 +75,7 @@ def compare(
     paths: Annotated[list[Path], typer.Argument(metavar="RUN RUN...", help="Run folders.")],
     as_json: Json = False,
 ) -> None:
-    """Final and best metrics and config differences of runs, side by side."""
+    """Final and best metrics, config differences and curves of runs, side by side."""
     from needle.train.runs_index import compare_runs
 
     found = compare_runs(paths)
@@ -100,6 +102,26 @@ def compare(
     for run in found.runs:
         if run.problems:
             out.print(f"{run.name}: {'; '.join(run.problems)}")
+    _curves(out, paths)
+
+
+def _curves(out: Console, paths: list[Path]) -> None:
+    """Their curves overlaid, as `needle plot RUN RUN…` draws them (runs with no finished
+    epoch are left out)."""
+    from needle.errors import NeedleError
+    from needle.train.history import default_metrics, read_history
+    from needle_cli.plot import echo_panels, panel
+
+    histories = []
+    for path in paths:
+        try:
+            history = read_history(path)
+        except NeedleError:
+            continue  # a run without metrics yet: its problems are listed above
+        if history.epochs:
+            histories.append(history)
+    if len(histories) >= 2:
+        echo_panels(out, [panel(name, histories) for name in default_metrics(histories)])
 
 
 def _epochs(run: RunInfo) -> str:

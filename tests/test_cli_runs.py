@@ -65,9 +65,17 @@ def test_compare_puts_runs_in_columns(runs):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["two-1", "one-1"]
-    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    # the table's rows start at the left edge; the curves below it are indented
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:] if line[:1].strip()}
     assert rows["val_loss"] == [number(two.history[-1].val_loss), number(one.history[-1].val_loss)]
     assert rows["train.batch_size"] == ["8", "16"]
+    # then their curves, overlaid as `needle plot` draws them: a panel per default metric,
+    # each run in the legend
+    titles = [line.strip() for line in lines if line.strip() in ("train_loss", "val_loss")]
+    assert titles == ["train_loss", "val_loss"]
+    assert (
+        sum("two-1" in line for line in lines) >= 2 and sum("one-1" in line for line in lines) >= 3
+    )
     data = json.loads(
         runner.invoke(app, ["compare", str(one.run_dir), str(two.run_dir), "--json"]).stdout
     )
