@@ -231,8 +231,9 @@ def _init_worker(event: Any) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def _run_trial(config_path: str, trial_id: str, overrides: list[str], out: str,
-               resume_dir: str | None) -> dict[str, Any]:
+def _run_trial(
+    config_path: str, trial_id: str, overrides: list[str], out: str, resume_dir: str | None
+) -> dict[str, Any]:
     from needle.train.config import load_config
     from needle.train.runner import resume, train
     from needle.train.signals import stop_on_signals
