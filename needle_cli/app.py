@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "needle_cli.runs",
         "Final and best metrics, config differences and curves of runs, side by side.",
     ),
+    "sweep": (
+        "needle_cli.sweep",
+        "Run a config's trials over a grid of settings and random draws, in parallel.",
+    ),
     "plot": (
         "needle_cli.plot",
         "Draw a run's loss, accuracy and learning rate per epoch, or several runs' overlaid.",

@@ -22,6 +22,8 @@ Reads each run folder's metrics.jsonl. One run: a panel each for its loss (train
 accuracy (a language model's perplexity instead) and learning rate. Several runs: train_loss,
 val_loss, val_accuracy (or val_perplexity) and lr, a line per run. --metric picks the panels:
 any column of metrics.jsonl, or loss, accuracy, perplexity for both splits at once.
+--stat draws a train.log_stats run's per-layer statistic per epoch instead (grad_norm,
+weight_norm, update_ratio or dead_relu), a line per layer.
 --png writes the panels as an image instead (needs matplotlib: pip install 'needle[plot]').
 """
 
@@ -32,6 +34,7 @@ EPILOG = """Examples:
   needle plot runs/quickstart-1 runs/quickstart-2 --metric val_loss
   needle plot runs/ptb_lstm-1 --metric val_perplexity --metric lr
   needle plot runs/quickstart-1 --png curves.png
+  needle plot runs/quickstart-1 --stat grad_norm
   needle plot runs/quickstart-1 --json
 """
 
@@ -53,6 +56,16 @@ def plot(
             metavar="NAME",
             help="A panel of this metric, e.g. val_loss, lr or loss (train and val); "
             "repeatable [default: loss, accuracy or perplexity, lr].",
+            show_default=False,
+        ),
+    ] = None,
+    stat: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--stat",
+            metavar="NAME",
+            help="A panel of a per-layer statistic (grad_norm, weight_norm, update_ratio, "
+            "dead_relu), a line per layer; repeatable.",
             show_default=False,
         ),
     ] = None,
@@ -85,8 +98,9 @@ def plot(
     for history in histories:
         if not history.epochs:
             raise NeedleError(f"run '{history.run_dir}' has no finished epoch to plot yet")
-    metrics = metric or default_metrics(histories)
+    metrics = metric or ([] if stat else default_metrics(histories))
     panels = [panel(name, histories) for name in metrics]
+    panels += [stat_panel(name, histories) for name in stat or ()]
     if as_json:
         print_json({"panels": [_panel_json(p) for p in panels]})
     elif png is not None:
@@ -118,6 +132,25 @@ def panel(metric: str, histories: list[History]) -> Panel:
 
         raise NeedleError(f"no finite value of {metric} to plot (did the run diverge?)")
     return Panel(metric, lines)
+
+
+def stat_panel(stat: str, histories: list[History]) -> Panel:
+    """A line per layer (and run, when there are several) of the per-layer statistic `stat`."""
+    from needle.train.history import finite_points, layer_stat
+    from needle_cli.charts import Line, Panel
+
+    lines = []
+    for history in histories:
+        for layer, values in layer_stat(history, stat).items():
+            x, y = finite_points(history.epochs, values)
+            if x:
+                label = layer if len(histories) == 1 else f"{history.name} {layer}"
+                lines.append(Line(label, x, y))
+    if not lines:
+        from needle.errors import NeedleError
+
+        raise NeedleError(f"no finite value of {stat} to plot")
+    return Panel(stat, lines)
 
 
 def _panel_json(panel: Panel) -> dict:

@@ -264,3 +264,41 @@ def test_a_damaged_or_empty_metrics_file(tmp_path):
     assert "no finished epoch" in one_line_error(run("plot", tmp_path), 1)
     with pytest.raises(UsageError):
         read_history(tmp_path).select("loss")
+
+
+# -- per-layer statistics (--stat) -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stats_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("stats")
+    config = out / "tiny.yaml"
+    config.write_text(TINY)
+    result = run("train", config, "--out", out, "--quiet", "--set", "train.log_stats=true")
+    assert result.exit_code == 0, result.output
+    return out / "tiny-1"
+
+
+@pytest.mark.parametrize("stat", ["grad_norm", "weight_norm", "update_ratio", "dead_relu"])
+def test_stat_draws_a_line_per_layer_with_the_values_of_metrics_jsonl(stats_run, stat):
+    rows = jsonl_rows(stats_run)
+    layers = {layer for row in rows for layer, values in row["stats"].items() if stat in values}
+    result = run("plot", stats_run, "--stat", stat, "--json")
+    assert result.exit_code == 0, result.output
+    (drawn,) = json.loads(result.output)["panels"]
+    assert drawn["metric"] == stat
+    assert {line["label"] for line in drawn["lines"]} == layers
+    for line in drawn["lines"]:
+        expected = [(r["epoch"], r["stats"][line["label"]][stat]) for r in rows]
+        assert list(zip(line["epoch"], line["value"], strict=True)) == expected
+    shown = run("plot", stats_run, "--stat", stat, "--width", "80")
+    assert shown.exit_code == 0 and all(layer in shown.output for layer in layers)
+
+
+def test_stat_names_the_statistics_a_run_has_or_says_it_logged_none(stats_run, runs):
+    line = one_line_error(run("plot", stats_run, "--stat", "grad_nrom"), 2)
+    assert "no statistic 'grad_nrom'" in line
+    assert all(s in line for s in ("grad_norm", "weight_norm", "update_ratio", "dead_relu"))
+    assert "without train.log_stats" in one_line_error(
+        run("plot", runs[0], "--stat", "grad_norm"), 2
+    )

@@ -61,6 +61,30 @@ class History:
         )
 
 
+STATS_PREFIX = "stats."  # metrics.jsonl's per-layer statistics (train.log_stats), flattened
+
+
+def layer_stat(history: History, stat: str) -> dict[str, tuple[float | None, ...]]:
+    """Layer name → the per-epoch series of `stat` (grad_norm, weight_norm, update_ratio,
+    dead_relu) of a `train.log_stats` run. Raises UsageError naming the statistics the run
+    has, or saying it logged none."""
+    found: dict[str, dict[str, tuple[float | None, ...]]] = {}
+    for name, values in history.series.items():
+        if name.startswith(STATS_PREFIX):
+            layer, _, kind = name[len(STATS_PREFIX) :].rpartition(".")
+            found.setdefault(kind, {})[layer] = values
+    if not found:
+        raise UsageError(
+            f"run '{history.run_dir}' has no per-layer statistics: it was trained without "
+            "train.log_stats (set train.log_stats: true to record them)"
+        )
+    if stat not in found:
+        raise UsageError(
+            f"run '{history.run_dir}' has no statistic '{stat}'; it has: {', '.join(found)}"
+        )
+    return found[stat]
+
+
 def read_history(run_dir: Path) -> History:
     """The metrics of the run in `run_dir`, from its metrics.jsonl (a row per finished
     epoch). Raises UsageError if the folder is not a run's, NeedleError if the file is
