@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from needle_cli.progress import percent
-from needle_cli.render import JsonLine, console, number, print_json
+from needle_cli.render import CheckpointChoice, JsonLine, RunTarget, console, number, print_json
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -36,10 +36,7 @@ CONFUSION_LIMIT = 20
 
 
 def evaluate(
-    target: Annotated[
-        Path,
-        typer.Argument(metavar="RUN_DIR|CHECKPOINT", help="A run folder or a checkpoint .npz."),
-    ],
+    target: RunTarget,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -58,14 +55,7 @@ def evaluate(
             "data.label_column, else label].",
         ),
     ] = None,
-    checkpoint: Annotated[
-        str,
-        typer.Option(
-            "--checkpoint",
-            metavar="last|best",
-            help="A run folder's latest state (checkpoint.npz) or its best epoch (best.npz).",
-        ),
-    ] = "last",
+    checkpoint: CheckpointChoice = "last",
     as_json: JsonLine = False,
 ) -> None:
     """Loss, accuracy and confusion matrix of a trained model."""

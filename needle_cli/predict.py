@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from needle_cli.render import JsonLine, console, print_json
+from needle_cli.render import CheckpointChoice, JsonLine, RunTarget, console, print_json
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -38,10 +38,7 @@ CLASSES_SHOWN = 10
 
 
 def predict(
-    target: Annotated[
-        Path,
-        typer.Argument(metavar="RUN_DIR|CHECKPOINT", help="A run folder or a checkpoint .npz."),
-    ],
+    target: RunTarget,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -96,14 +93,7 @@ def predict(
             help="The seed tokens are drawn with at a temperature above 0 [default: the run's].",
         ),
     ] = None,
-    checkpoint: Annotated[
-        str,
-        typer.Option(
-            "--checkpoint",
-            metavar="last|best",
-            help="A run folder's latest state (checkpoint.npz) or its best epoch (best.npz).",
-        ),
-    ] = "last",
+    checkpoint: CheckpointChoice = "last",
     as_json: JsonLine = False,
 ) -> None:
     """Predict classes of new data, or continue a language model's prompt."""

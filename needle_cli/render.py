@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -107,5 +108,19 @@ Overrides = Annotated[
         "(a [0] index needs quotes in zsh: 'model.layers[0].linear=128'); repeatable; "
         "validated like the file.",
         show_default=False,
+    ),
+]
+
+# The run that evaluate and predict open, and which of its checkpoints.
+RunTarget = Annotated[
+    Path,
+    typer.Argument(metavar="RUN_DIR|CHECKPOINT", help="A run folder or a checkpoint .npz."),
+]
+CheckpointChoice = Annotated[
+    str,
+    typer.Option(
+        "--checkpoint",
+        metavar="last|best",
+        help="A run folder's latest state (checkpoint.npz) or its best epoch (best.npz).",
     ),
 ]
