@@ -155,7 +155,8 @@ def run_on_ray(
                     reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
                     outcome, remote, files = {"status": f"failed: {reason}"}, "", {}
                 if files:
-                    folder = Path(resume_dir) if resume_dir else new_run_dir(out, f"trial-{trial.id}")
+                    name = f"trial-{trial.id}"
+                    folder = Path(resume_dir) if resume_dir else new_run_dir(out, name)
                     write_folder(folder, files, remote)
                     outcome["run_dir"] = str(folder)
                 record(trial, outcome)
