@@ -1,7 +1,8 @@
 """`needle sweep --ray`: the trials of a small spirals sweep run as tasks on a local Ray
 instance (started and stopped here) land as run folders in the sweep folder, with the same
 numbers a sweep in worker processes gives (training is deterministic); an interrupted trial
-resumes on Ray into its own folder; without Ray, `--ray` is one line saying how to install it."""
+resumes on Ray into its own folder; a stopped sweep (ray.cancel) keeps the finished trials and a
+rerun does the rest; without Ray, `--ray` is one line saying how to install it."""
 
 from __future__ import annotations
 
@@ -109,3 +110,25 @@ def test_without_ray_the_option_says_how_to_install_it(config, monkeypatch):
 def test_workers_and_ray_together_are_refused_in_one_line(config):
     args = ["sweep", str(config), "--grid", GRID, "--ray", "auto", "--workers", "2"]
     assert "--workers and --ray" in one_line_error(CliRunner().invoke(app, args), 2)
+
+
+def test_a_stopped_sweep_on_ray_keeps_finished_trials_and_a_rerun_does_the_rest(
+    local_ray, config, tmp_path
+):
+    out = tmp_path / "sweep"
+    # trials long enough (a second or so) that the first to end finds the others unfinished
+    trials = make_trials([GRID, "train.batch_size=25,50", "train.epochs=100"])
+    stop = StopFlag()
+    result = run_sweep(
+        config, trials, out=out, ray="auto", stop=stop, on_trial=lambda t: stop.request()
+    )
+    assert result.interrupted
+    done = [t for t in result.trials if t.finished]
+    assert 1 <= len(done) < len(trials)  # the rest cancelled: not run, or stopped cleanly
+    recorded = json.loads((out / SWEEP_FILE).read_text())["trials"]
+    assert {t["id"] for t in recorded} == {t.id for t in result.trials if t.run_dir}
+
+    rest = run_sweep(config, trials, out=out, ray="auto")
+    assert all(t.finished for t in rest.trials)
+    assert {t.id for t in rest.trials if t.reused} == {t.id for t in done}
+    assert len([p for p in out.iterdir() if p.is_dir()]) == len(trials)
