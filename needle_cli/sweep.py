@@ -23,6 +23,8 @@ read as YAML, like --set); --random N draws N settings from each --range KEY=LO:
 status, best and final val metrics and time, then the best trial and the command that trains
 it again. Ctrl-C stops the running trials cleanly and keeps those finished; the same command
 again skips the finished trials (out/sweep.json records them) and resumes the interrupted.
+With --ray ADDRESS the trials run as tasks on a Ray cluster, and each trial's run folder is
+written back here, under --out.
 """
 
 EPILOG = """Examples:
@@ -31,6 +33,7 @@ EPILOG = """Examples:
   needle sweep configs/quickstart.yaml --grid train.optimizer.lr=0.001,0.01 --grid train.epochs=5,10
   needle sweep configs/quickstart.yaml --random 8 --range train.optimizer.lr=0.0001:0.1:log
   needle sweep configs/quickstart.yaml --grid train.epochs=5 --workers 2 --out runs/lr --json
+  needle sweep configs/quickstart.yaml --grid train.optimizer.lr=0.001,0.01 --ray auto
 """
 
 
@@ -74,6 +77,15 @@ def sweep(
             show_default=False,
         ),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Run the trials as tasks on a Ray cluster instead: auto, ray://HOST:PORT, or"
+            " local (a local instance for the sweep); needs pip install 'needle[ray]'.",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -87,9 +99,15 @@ def sweep(
         bool, typer.Option("--json", help="Print the trials and the best as JSON instead.")
     ] = False,
 ) -> None:
+    from needle.errors import UsageError
     from needle.train.signals import StopFlag, stop_on_signals
     from needle.train.sweep import make_trials, run_sweep
+    from needle.train.sweep_ray import import_ray
 
+    if ray is not None and workers is not None:
+        raise UsageError("--workers and --ray: give one; on Ray, the cluster's CPUs set how many")
+    if ray is not None:
+        import_ray()  # before any trial, the one line that says how to install it
     trials = make_trials(grid or (), ranges or (), random=random, seed=seed)
     folder = out or Path("runs") / f"sweep-{config.stem}"
     stop = StopFlag()
@@ -105,7 +123,7 @@ def sweep(
 
     with stop_on_signals(stop, on_signal=announce):
         result = run_sweep(
-            config, trials, out=folder, workers=workers, stop=stop, on_trial=finished
+            config, trials, out=folder, workers=workers, ray=ray, stop=stop, on_trial=finished
         )
     if as_json:
         print_json(result.to_json())

@@ -9,9 +9,10 @@ folder of its own. The trials are
                              (exp of a uniform draw between log LO and log HI), from `seed`
 
 and run in worker processes (spawned: each imports needle afresh, so none inherits the
-caller's state). A trial is named by a hash of its overrides, stable across runs, and the sweep
-folder's `sweep.json` records each finished one (rewritten atomically after each), so running
-the same sweep again skips those done and resumes those interrupted.
+caller's state), or as tasks on a Ray cluster (`sweep_ray`). A trial is named by a hash of
+its overrides, stable across runs, and the sweep folder's `sweep.json` records each finished
+one (rewritten atomically after each), so running the same sweep again skips those done and
+resumes those interrupted.
 """
 
 from __future__ import annotations
@@ -250,6 +251,11 @@ def _run_trial(
                 result = train(config, out=out, name=f"trial-{trial_id}", stop=stop)
     except NeedleError as err:
         return {"status": f"failed: {err}", "seconds": time.perf_counter() - start}
+    return outcome_of(result)
+
+
+def outcome_of(result: Any) -> dict[str, Any]:
+    """A finished or stopped run's report as a TrialResult's fields (less id and overrides)."""
     last = result.last
     return {
         "status": result.status,
@@ -268,11 +274,13 @@ def run_sweep(
     *,
     out: str | Path,
     workers: int | None = None,
+    ray: str | None = None,
     stop: StopFlag | None = None,
     on_trial: Callable[[TrialResult], None] | None = None,
 ) -> SweepResult:
     """Run `trials` of the config at `config_path` into `out` (one run folder each, and
-    `out/sweep.json`), `workers` at a time (default: the CPUs, at most one per trial).
+    `out/sweep.json`), `workers` at a time (default: the CPUs, at most one per trial), or as
+    tasks on the Ray cluster at the address `ray` (`needle.train.sweep_ray`) instead.
 
     Every trial's config is validated first, so a key that is not the config's fails before
     any runs (the first trial's ConfigError). Trials `sweep.json` lists as finished are
@@ -302,7 +310,19 @@ def run_sweep(
             resumable = known and known.run_dir and Path(known.run_dir).is_dir()
             todo.append((trial, known.run_dir if resumable else None))
     stop = stop or StopFlag()
-    if todo:
+
+    def record_outcome(trial: Trial, outcome: dict[str, Any]) -> None:
+        result = TrialResult(trial.id, list(trial.overrides), **outcome)
+        results[trial.id] = result
+        _write_record(record_path, config_path, results)
+        if on_trial is not None:
+            on_trial(result)
+
+    if todo and ray is not None:
+        from needle.train.sweep_ray import run_on_ray
+
+        run_on_ray(ray, config_path, todo, out, stop, record_outcome)
+    elif todo:
         workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
         context = multiprocessing.get_context("spawn")
         event = context.Event()
@@ -324,12 +344,7 @@ def run_sweep(
                     if future.cancelled():
                         continue
                     outcome = future.result()
-                    if outcome["status"] == "skipped":
-                        continue
-                    result = TrialResult(trial.id, list(trial.overrides), **outcome)
-                    results[trial.id] = result
-                    _write_record(record_path, config_path, results)
-                    if on_trial is not None:
-                        on_trial(result)
+                    if outcome["status"] != "skipped":
+                        record_outcome(trial, outcome)
     ordered = [results.get(t.id) or TrialResult(t.id, list(t.overrides), "not run") for t in trials]
     return SweepResult(config_path, out, ordered, interrupted=stop.requested)
