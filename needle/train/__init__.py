@@ -30,6 +30,8 @@ in its own modules, everything `needle train` builds on it.
     predict     a finished run used on new data, or to continue a prompt
     history     a run's metrics read back as series (needle plot)
     runs_index  run folders read as plain data, and how their configs differ
+    sweep       needle sweep: trials from a grid and seeded draws, run in worker processes
+    sweep_ray   the same trials as tasks on a Ray cluster, their run folders written back
 
 Only the loop is imported here, so `import needle.train` stays light (no YAML, no pydantic).
 """
