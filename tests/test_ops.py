@@ -75,6 +75,7 @@ NUMPY_REFERENCE = {
     "tanh": lambda x, p: np.tanh(x[0]),
     "sigmoid": lambda x, p: 1 / (1 + np.exp(-x[0])),
     "transpose": lambda x, p: _np_transpose(x[0], p["axes"]),
+    "permute": lambda x, p: np.transpose(x[0], p["axes"]),
     "reshape": lambda x, p: x[0].reshape(p["shape"]),
     "broadcast_to": lambda x, p: np.broadcast_to(x[0], p["shape"]),
     "summation": lambda x, p: np.sum(x[0], axis=_axes(p["axes"])),

@@ -20,13 +20,13 @@ from needle.nn.basic import BatchNorm1d, Module, Parameter
 
 
 def to_nhwc(x: Tensor) -> Tensor:
-    """(N, C, H, W) → (N, H, W, C)."""
-    return ops.transpose(ops.transpose(x, (1, 2)), (2, 3))
+    """(N, C, H, W) → (N, H, W, C), one permute node."""
+    return ops.permute(x, (0, 2, 3, 1))
 
 
 def to_nchw(x: Tensor) -> Tensor:
-    """(N, H, W, C) → (N, C, H, W)."""
-    return ops.transpose(ops.transpose(x, (2, 3)), (1, 2))
+    """(N, H, W, C) → (N, C, H, W), one permute node."""
+    return ops.permute(x, (0, 3, 1, 2))
 
 
 def _size(value: Any, name: str, low: int = 1) -> int:

@@ -50,11 +50,13 @@ from needle.ops.pool import (
 from needle.ops.registry import REGISTRY, OpParam, OpSpec, Setting, get_op
 from needle.ops.shape import (
     BroadcastTo,
+    Permute,
     Reshape,
     Summation,
     SumToShape,
     Transpose,
     broadcast_to,
+    permute,
     reshape,
     sum_to_shape,
     summation,

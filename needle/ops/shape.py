@@ -79,6 +79,49 @@ def transpose(a: Tensor, axes: tuple[int, int] | None = None) -> Tensor:
     return Transpose(axes)(a)
 
 
+class Permute(TensorOp):
+    """Reorder every axis: output axis i is input axis `axes[i]` (numpy's `transpose(a, axes)`).
+
+    Gradient: the inverse permutation of out_grad. One node where a chain of two-axis swaps
+    would be several: NCHW ↔ NHWC around every convolution is one permute each way.
+    """
+
+    def __init__(self, axes: tuple[int, ...]):
+        self.axes = tuple(int(axis) for axis in as_axes(axes))
+
+    def _order(self, ndim: int) -> tuple[int, ...]:
+        order = normalize_axes(self.axes, ndim) if self.axes else ()
+        if len(self.axes) != ndim or sorted(order) != list(range(ndim)):
+            raise UsageError(
+                f"permute needs each of the input's {ndim} axes once, got axes={self.axes}"
+            )
+        return tuple(axis % ndim for axis in self.axes)
+
+    def compute(self, a: Any) -> Any:
+        return api(a).transpose(a, self._order(a.ndim))
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        order = self._order(node.ndim)
+        return permute(out_grad, tuple(order.index(axis) for axis in range(len(order))))
+
+
+def _permute_case(rng: np.random.Generator):
+    shape = random_shape(rng, 1, 4)
+    return {"axes": tuple(int(axis) for axis in rng.permutation(len(shape)))}, [shape]
+
+
+@register(
+    Permute,
+    params=[OpParam("axes", "axes", "the new order of every axis, e.g. --axes 0,2,3,1")],
+    shapes_for=lambda p: [tuple(range(2, 2 + len(p["axes"])))],
+    random_case=_permute_case,
+    settings=[{"axes": (0, 2, 3, 1)}, {"axes": (0, 3, 1, 2)}, {"axes": (2, 0, 1)}],
+)
+def permute(a: Tensor, axes: tuple[int, ...]) -> Tensor:
+    """a with its axes in the order `axes` (a permutation of every axis)."""
+    return Permute(axes)(a)
+
+
 class Reshape(TensorOp):
     def __init__(self, shape: tuple[int, ...]):
         self.shape = tuple(shape)
