@@ -21,6 +21,27 @@ def time_steps(step, batches, steps: int) -> tuple[float, float]:
     return seconds, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
 
 
+def alternate(needle_step, numpy_step, needle_batches, numpy_batches, rounds: int, steps: int):
+    """One warm-up pass of each side (caches, allocator, BLAS threads), then `rounds`
+    alternating rounds of `steps` steps each; the medians of both sides' per-step times (ms)
+    and page faults, and their ratio."""
+    time_steps(needle_step, needle_batches, steps)
+    time_steps(numpy_step, numpy_batches, steps)
+    needle_runs, numpy_runs = [], []
+    for _ in range(rounds):
+        needle_runs.append(time_steps(needle_step, needle_batches, steps))
+        numpy_runs.append(time_steps(numpy_step, numpy_batches, steps))
+    needle_ms = statistics.median(t for t, _ in needle_runs) * 1e3
+    numpy_ms = statistics.median(t for t, _ in numpy_runs) * 1e3
+    return {
+        "needle_ms": needle_ms,
+        "numpy_ms": numpy_ms,
+        "ratio": needle_ms / numpy_ms,
+        "needle_faults": statistics.median(f for _, f in needle_runs),
+        "numpy_faults": statistics.median(f for _, f in numpy_runs),
+    }
+
+
 def shift_heap(seed: int) -> list[bytearray]:
     """Hold 0–1 MiB of small blocks (and an odd-sized one) so that everything allocated
     after them lands at a different offset in the heap. The floor's speed moves by up to

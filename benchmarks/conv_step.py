@@ -29,13 +29,12 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-from _harness import TUNED_MALLOC, shift_heap, summarize, time_steps
+from _harness import TUNED_MALLOC, alternate, shift_heap, summarize
 
 # Appended, not prepended: PYTHONPATH can point at another checkout to compare versions.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
@@ -350,24 +349,8 @@ def agreement(needle_step, floor_step, tensor_batch, batch) -> dict[str, float]:
 def measure(network: str, batch_size: int, rounds: int, steps: int) -> dict[str, float]:
     needle_step, floor_step, tensor_batches, batches = setup(network, batch_size)
     errors = agreement(needle_step, floor_step, tensor_batches[0], batches[0])
-    # warm-up: caches, allocator, BLAS threads
-    time_steps(needle_step, tensor_batches, steps)
-    time_steps(floor_step, batches, steps)
-    needle_runs, numpy_runs = [], []
-    for _ in range(rounds):
-        needle_runs.append(time_steps(needle_step, tensor_batches, steps))
-        numpy_runs.append(time_steps(floor_step, batches, steps))
-    needle_ms = statistics.median(t for t, _ in needle_runs) * 1e3
-    numpy_ms = statistics.median(t for t, _ in numpy_runs) * 1e3
-    return {
-        "batch_size": batch_size,
-        "needle_ms": needle_ms,
-        "numpy_ms": numpy_ms,
-        "ratio": needle_ms / numpy_ms,
-        "needle_faults": statistics.median(f for _, f in needle_runs),
-        "numpy_faults": statistics.median(f for _, f in numpy_runs),
-        **errors,
-    }
+    timed = alternate(needle_step, floor_step, tensor_batches, batches, rounds, steps)
+    return {"batch_size": batch_size, **timed, **errors}
 
 
 def resident_bytes() -> int:

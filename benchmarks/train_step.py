@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _harness import TUNED_MALLOC, shift_heap, summarize, time_steps
+from _harness import TUNED_MALLOC, alternate, shift_heap, summarize
 
 # Appended, not prepended: PYTHONPATH can point at another checkout to compare versions.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
@@ -142,26 +142,10 @@ def measure(batch_size: int, rounds: int, steps: int, seed: int = 0) -> dict[str
     first = [needle_step(*tensor_batches[0]), numpy_step(*batches[0])]
     if not np.isclose(first[0], first[1], rtol=1e-4):
         raise AssertionError(f"needle loss {first[0]} != numpy loss {first[1]}")
-    # warm-up: caches, allocator, BLAS threads
-    time_steps(needle_step, tensor_batches, steps)
-    time_steps(numpy_step, batches, steps)
-    needle_runs, numpy_runs = [], []
-    for _ in range(rounds):
-        needle_runs.append(time_steps(needle_step, tensor_batches, steps))
-        numpy_runs.append(time_steps(numpy_step, batches, steps))
+    timed = alternate(needle_step, numpy_step, tensor_batches, batches, rounds, steps)
     # Timed after the steps: its batch-sized copies would change the heap both steps share.
     wraps = [time_wrap(batches, steps) for _ in range(rounds)]
-    needle_ms = statistics.median(t for t, _ in needle_runs) * 1e3
-    numpy_ms = statistics.median(t for t, _ in numpy_runs) * 1e3
-    return {
-        "batch_size": batch_size,
-        "needle_ms": needle_ms,
-        "numpy_ms": numpy_ms,
-        "ratio": needle_ms / numpy_ms,
-        "needle_faults": statistics.median(f for _, f in needle_runs),
-        "numpy_faults": statistics.median(f for _, f in numpy_runs),
-        "wrap_us": statistics.median(wraps) * 1e6,
-    }
+    return {"batch_size": batch_size, **timed, "wrap_us": statistics.median(wraps) * 1e6}
 
 
 def in_fresh_process(batch_size: int, seed: int, args: argparse.Namespace) -> dict[str, float]:
