@@ -9,8 +9,8 @@ import math
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
+from checkpoints import assert_same_state
 from typer.testing import CliRunner
 
 from needle.train.checkpoint import load_checkpoint
@@ -120,12 +120,10 @@ def test_a_stop_inside_an_epoch_resumes_bit_for_bit_hidden_state_included(tmp_pa
     assert sorted(kept.carried) == ["0/0", "0/1"]  # the lstm's h and c
     assert kept.carried["0/0"].shape == (2, 8, 12)
     resumed = resume(stopped.run_dir)
-    a = load_checkpoint(straight.run_dir / CHECKPOINT_FILE)
-    b = load_checkpoint(resumed.run_dir / CHECKPOINT_FILE)
-    for name in a.model:
-        np.testing.assert_array_equal(a.model[name], b.model[name], err_msg=name)
-    assert [m.val_loss for m in a.history] == [m.val_loss for m in b.history]
-    assert [m.train_loss for m in a.history] == [m.train_loss for m in b.history]
+    assert_same_state(
+        load_checkpoint(straight.run_dir / CHECKPOINT_FILE),
+        load_checkpoint(resumed.run_dir / CHECKPOINT_FILE),
+    )
 
 
 def test_resuming_without_the_carried_state_would_differ(tmp_path, monkeypatch):

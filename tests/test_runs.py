@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from checkpoints import assert_same_state
 
 from needle import init, models, nn
 from needle.errors import NeedleWarning, UsageError
@@ -58,21 +59,6 @@ def config(*overrides: str, text: str = TINY):
 
 def final(run_dir: Path):
     return load_checkpoint(run_dir / CHECKPOINT_FILE)
-
-
-def assert_same_state(a, b):
-    assert a.model.keys() == b.model.keys()
-    for name in a.model:
-        np.testing.assert_array_equal(a.model[name], b.model[name], err_msg=name)
-    for name in ("m", "v"):
-        for i in a.optimizer[name]:
-            np.testing.assert_array_equal(a.optimizer[name][i], b.optimizer[name][i])
-    assert a.optimizer["t"] == b.optimizer["t"]
-    np.testing.assert_array_equal(a.rng[1], b.rng[1])
-    numbers = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
-    assert [[getattr(m, k) for k in numbers] for m in a.history] == [
-        [getattr(m, k) for k in numbers] for m in b.history
-    ]
 
 
 def test_run_folder_files_and_numbers(tmp_path):

@@ -8,6 +8,7 @@ import json
 import math
 
 import numpy as np
+from checkpoints import assert_same_state
 
 from needle import nn, optim
 from needle.data import DataLoader, NDArrayDataset
@@ -103,18 +104,6 @@ def test_a_hook_sees_every_step_epoch_evaluation_and_the_stop_in_order(tmp_path)
     assert hook.val == [m.val_loss for m in result.history]
 
 
-def _assert_same_state(a, b) -> None:
-    for name in a.model:
-        np.testing.assert_array_equal(a.model[name], b.model[name], err_msg=name)
-    for i in a.optimizer["u"]:
-        np.testing.assert_array_equal(a.optimizer["u"][i], b.optimizer["u"][i])
-    np.testing.assert_array_equal(a.rng[1], b.rng[1])
-    keys = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
-    assert [[getattr(m, k) for k in keys] for m in a.history] == [
-        [getattr(m, k) for k in keys] for m in b.history
-    ]
-
-
 def test_a_hook_stop_at_an_epoch_end_keeps_that_epoch_and_resumes_exactly(tmp_path):
     config = parse_config(TINY, "t.yaml")
     steps, val_steps = _steps(config)
@@ -135,7 +124,7 @@ def test_a_hook_stop_at_an_epoch_end_keeps_that_epoch_and_resumes_exactly(tmp_pa
     resumed = resume(stopped.run_dir, hooks=[after])
     assert resumed.status == "completed"
     assert after.events == _expected(range(3, 4), steps, val_steps) + [("stop", "completed")]
-    _assert_same_state(
+    assert_same_state(
         load_checkpoint(straight.run_dir / CHECKPOINT_FILE),
         load_checkpoint(resumed.run_dir / CHECKPOINT_FILE),
     )
@@ -162,7 +151,7 @@ def test_hook_stops_inside_one_epoch_twice_then_resume_equals_straight(tmp_path)
     assert last.events == _expected(range(2, 4), steps, val_steps, first_step=6) + [
         ("stop", "completed")
     ]
-    _assert_same_state(
+    assert_same_state(
         load_checkpoint(straight.run_dir / CHECKPOINT_FILE),
         load_checkpoint(resumed.run_dir / CHECKPOINT_FILE),
     )

@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from checkpoints import assert_same_state
 
 from needle.errors import UsageError
 from needle.train.checkpoint import load_checkpoint, save_checkpoint
@@ -71,19 +72,6 @@ class RatesSeen(Hooks):
         self.rates[(state.epoch - 1, state.step)] = state.opt.lr
 
 
-def _same_state(a, b) -> None:
-    assert a.model.keys() == b.model.keys()
-    for name in a.model:
-        np.testing.assert_array_equal(a.model[name], b.model[name], err_msg=name)
-    for i in a.optimizer["u"]:
-        np.testing.assert_array_equal(a.optimizer["u"][i], b.optimizer["u"][i])
-    np.testing.assert_array_equal(a.rng[1], b.rng[1])
-    drop = ("seconds",)
-    rows = [[v for k, v in vars(m).items() if k not in drop] for m in a.history]
-    assert rows == [[v for k, v in vars(m).items() if k not in drop] for m in b.history]
-    assert a.monitor == b.monitor
-
-
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
 def test_each_step_trains_at_the_schedules_rate_and_the_epoch_records_it(name, tmp_path):
     config = _config(f"schedule: {SCHEDULES[name]}")
@@ -119,7 +107,7 @@ def test_stopped_then_resumed_a_scheduled_run_ends_as_one_never_stopped(name, tm
         assert stopped.status == "asked by a test"
         resumed = resume(stopped.run_dir)
         assert resumed.status == "completed"
-        _same_state(last, load_checkpoint(resumed.run_dir / CHECKPOINT_FILE))
+        assert_same_state(last, load_checkpoint(resumed.run_dir / CHECKPOINT_FILE))
 
 
 class GradNorms(Hooks):
@@ -202,7 +190,7 @@ def test_the_count_of_epochs_without_improvement_survives_a_resume(tmp_path):
         resumed = resume(stopped.run_dir)
         # counted from scratch, it would stop 3 epochs after the resume instead
         assert (resumed.status, resumed.epochs) == (straight.status, 4)
-        _same_state(
+        assert_same_state(
             load_checkpoint(straight.run_dir / CHECKPOINT_FILE),
             load_checkpoint(resumed.run_dir / CHECKPOINT_FILE),
         )
