@@ -165,3 +165,12 @@ def test_windows_cover_the_batchified_stream_with_next_token_targets(length, bat
         np.testing.assert_array_equal(window.ids.numpy(), data.numpy().T)
         covered += L
     assert covered == rows - 1
+
+
+def test_a_generated_token_stream_is_described_in_tokens():
+    from needle.train.config import parse_config
+    from needle.train.datasets import load_data
+
+    text = "data: {dataset: counting, samples: 400, bptt: 4}\nmodel: {layers: [{embedding: 4}]}\n"
+    data = load_data(parse_config(text, "c.yaml"))
+    assert data.source == "counting (400 tokens, seed 0)"

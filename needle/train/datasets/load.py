@@ -41,7 +41,8 @@ def load_data(config: TrainConfig, *, normalization: Normalization | None = None
     dataset = DATASET_TYPES[spec.dataset]
     train, val = dataset.load(config, np.random.default_rng(config.seed))
     if dataset.kind == GENERATOR:
-        source = f"{spec.dataset} ({spec.samples} samples, seed {config.seed})"
+        unit = "tokens" if dataset.text else "samples"  # counting makes a token stream
+        source = f"{spec.dataset} ({spec.samples} {unit}, seed {config.seed})"
     else:
         source = str(Path(spec.path).expanduser())
     num_classes = int(max(train.y.max(initial=0), val.y.max(initial=0))) + 1
