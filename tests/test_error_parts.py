@@ -215,3 +215,31 @@ def test_no_color_keeps_a_terminal_plain(monkeypatch):
     assert errors._stderr_has_color()
     monkeypatch.setenv("NO_COLOR", "1")
     assert not errors._stderr_has_color()
+
+
+def test_running_out_of_memory_keeps_its_position_and_fails_with_exit_1(monkeypatch):
+    from needle.train import session
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate")
+
+    monkeypatch.setattr(session, "build_model", no_memory)
+    text = "data: {dataset: spirals, samples: 60}\nmodel: {layers: [{linear: 9}, {linear: 3}]}\n"
+    with pytest.raises(ConfigError) as caught:
+        prepare(parse_config(text, "m.yaml"))
+    err = caught.value
+    assert err.exit_code == 1  # the same config may fit a bigger machine
+    # at the largest layer: 9·3 + 3 weights against the first's 2·9 + 9
+    assert err.key == "model.layers[1].linear.out_features"
+    assert (err.line, err.column) == position_of(text, "3", after="{linear: 9}, {linear: ")
+
+
+def test_a_resume_that_changes_the_model_is_refused_at_its_set(tmp_path):
+    from needle.train.runner import resume, train
+
+    text = "data: {dataset: spirals, samples: 60}\nmodel: {layers: [{linear: 3}]}\n"
+    run = train(parse_config(text, "r.yaml", ["train.epochs=1"]), out=tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        resume(run.run_dir, ["model.layers.0.linear=4"])
+    assert caught.value.source == "--set model.layers.0.linear=4"
+    assert (caught.value.line, caught.value.column, caught.value.key) == (None, None, None)

@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from needle.errors import NeedleError, UsageError
+from needle.errors import ConfigError, NeedleError, UsageError
 from needle.fileio import TEMP_PREFIX
 from needle.train.checkpoint import (
     Checkpoint,
@@ -136,9 +136,10 @@ def resume(
     for override in overrides:
         path = parse_key_path(override.partition("=")[0].strip(), label=f"--set {override}")
         if path != ("data", "path") and (path[:1] != ("train",) or len(path) < 2):
-            raise UsageError(
-                f"--set {override}: a resumed run can change train.* settings and data.path "
-                "(where the data is now) only; start a new run to change the data or the model"
+            raise ConfigError(
+                f"--set {override}",
+                "a resumed run can change train.* settings and data.path (where the data is "
+                "now) only; start a new run to change the data or the model",
             )
     config = load_config(config_path, overrides)
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)

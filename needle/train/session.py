@@ -114,7 +114,9 @@ def _memory_for(config: TrainConfig, at: KeyPath, what: str) -> Iterator[None]:
         yield
     except MemoryError as err:
         detail = f" ({err})" if str(err) else ""
-        raise NeedleError(str(config.error(at, f"not enough memory for {what}{detail}"))) from None
+        error = config.error(at, f"not enough memory for {what}{detail}")
+        error.exit_code = NeedleError.exit_code  # positioned like a mistake, but a failure
+        raise error from None
 
 
 def model_input(config: TrainConfig, sample_shape: Shape, num_classes: int) -> Shape:
