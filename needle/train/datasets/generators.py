@@ -30,9 +30,13 @@ VAL_FRACTION = 0.2  # and share of them held out
 def generator(
     name: str, *, classes: int, noise: float, summary: str, exact_classes: bool = False
 ) -> Callable[[Generate], Generate]:
-    """Register `generate(samples, classes, noise, rng) -> (X, y)` as dataset `name`."""
+    """Register `generate(samples, classes, noise, rng) -> (X, y)` as dataset `name`.
+
+    `summary` is the one description of what it makes: docs/config.md's dataset table and the
+    schema show it, and it becomes the function's docstring."""
 
     def add(generate: Generate) -> Generate:
+        generate.__doc__ = summary
         register(
             DatasetType(
                 name,
@@ -80,8 +84,6 @@ def _labels(samples: int, classes: int) -> np.ndarray:
     "is the standard deviation of the angle, in radians.",
 )
 def spirals(samples: int, classes: int, noise: float, rng: np.random.Generator) -> Generated:
-    """`classes` interleaved spiral arms of 1.5 turns: radius t ∈ [0, 1], angle
-    2πc/classes + 3πt plus N(0, noise²) radians, point t·(sin, cos)."""
     y = _labels(samples, classes)
     t = np.concatenate([np.linspace(0.0, 1.0, m) for m in _class_sizes(samples, classes)])
     angle = 2 * np.pi * y / classes + 3 * np.pi * t + rng.normal(0.0, noise, samples)
@@ -97,7 +99,6 @@ def spirals(samples: int, classes: int, noise: float, rng: np.random.Generator) 
     "on each coordinate.",
 )
 def moons(samples: int, classes: int, noise: float, rng: np.random.Generator) -> Generated:
-    """Two interleaved half circles plus N(0, noise²) per coordinate."""
     y = _labels(samples, 2)
     angle = rng.uniform(0.0, np.pi, samples)
     upper = np.stack([np.cos(angle), np.sin(angle)], axis=1)
@@ -115,8 +116,6 @@ def moons(samples: int, classes: int, noise: float, rng: np.random.Generator) ->
     "noise of standard deviation `noise` on each coordinate.",
 )
 def circles(samples: int, classes: int, noise: float, rng: np.random.Generator) -> Generated:
-    """An outer circle of radius 1 (class 0) around an inner one of radius 0.5 (class 1), plus
-    N(0, noise²) per coordinate."""
     y = _labels(samples, 2)
     angle = rng.uniform(0.0, 2 * np.pi, samples)
     radius = np.where(y == 0, 1.0, 0.5)
@@ -132,8 +131,6 @@ def circles(samples: int, classes: int, noise: float, rng: np.random.Generator) 
     "a circle of radius 4.",
 )
 def blobs(samples: int, classes: int, noise: float, rng: np.random.Generator) -> Generated:
-    """Gaussian blobs of standard deviation `noise` around centres spaced evenly on a circle of
-    radius 4."""
     y = _labels(samples, classes)
     angle = 2 * np.pi * y / classes
     centres = 4.0 * np.stack([np.cos(angle), np.sin(angle)], axis=1)
@@ -149,8 +146,6 @@ def blobs(samples: int, classes: int, noise: float, rng: np.random.Generator) ->
     "different signs, then Gaussian noise of standard deviation `noise` on each coordinate.",
 )
 def xor(samples: int, classes: int, noise: float, rng: np.random.Generator) -> Generated:
-    """Points uniform on [-1, 1]², class 1 where the coordinates' signs differ, then
-    N(0, noise²) added per coordinate."""
     X = rng.uniform(-1.0, 1.0, (samples, 2))
     y = (X[:, 0] * X[:, 1] < 0).astype(np.int64)
     return X + rng.normal(0.0, noise, X.shape), y
