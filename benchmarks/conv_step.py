@@ -7,9 +7,14 @@ strides 1, 2, 2, then Flatten and Linear(64·7·7, 10)); softmax loss, plain SGD
 float32. The floor is the same step hand-written in numpy, from the needle model's own
 weights, in NHWC: im2col by one strided copy, one sgemm per conv for the forward pass, one
 for the weight gradient and one for the input gradient, col2im by K² slice additions,
-BatchNorm with batch statistics, ReLU, residual adds, softmax loss and SGD. Before timing,
-each process checks that the two sides agree (first loss within 1e-5 relative, the first
-conv's weight gradient within 1e-4) and refuses to time if they do not.
+BatchNorm with batch statistics, ReLU, residual adds, softmax loss and SGD; every column
+sum (a bias's gradient, a batch norm's statistics) is one product with a vector of ones, 5–20×
+faster than numpy's `sum(axis=0)` down the rows. Before timing, each process checks both
+sides against the floor run in float64 from the same weights, and refuses to time unless
+both first losses are within 1e-5 of it (relative) and needle's first-conv weight gradient
+is within 3× the float32 floor's own error of it (or 1e-4). A float32 gradient through
+batch norm is only so exact: the first conv's, at ResNet-9 batch 128, is ~4e-3 off float64
+for the floor and needle alike, and the two differ from each other by as much.
 
     python benchmarks/conv_step.py                  # both networks, batches 32 and 128
     python benchmarks/conv_step.py --networks mnist_cnn --batch-sizes 128 --processes 7
@@ -46,6 +51,7 @@ LR = 0.01
 CLASSES = 10
 LOSS_RTOL = 1e-5
 GRAD_RTOL = 1e-4
+GRAD_FACTOR = 3  # needle's gradient error may be this multiple of the float32 floor's own
 
 
 def mnist_cnn() -> nn.Sequential:
@@ -79,15 +85,27 @@ NETWORKS = {
 
 # -- the numpy floor -------------------------------------------------------------------------
 # Layers on NHWC arrays. Each forward keeps what its backward needs; each backward sets
-# `grads` (in the order of `params`) and returns the input's gradient.
+# `grads` (in the order of `params`) and returns the input's gradient. `dtype` is float32 for
+# the timed floor, float64 for the reference both sides are checked against.
+
+_ONES: dict[tuple[int, np.dtype], np.ndarray] = {}
+
+
+def column_sums(a: np.ndarray) -> np.ndarray:
+    """Σ over the rows of an (M, C) matrix, as ones(M) @ a: one BLAS product, where
+    `a.sum(axis=0)` runs numpy's inner loop over only C entries at a time."""
+    key = (a.shape[0], a.dtype)
+    if key not in _ONES:
+        _ONES[key] = np.ones(a.shape[0], a.dtype)
+    return _ONES[key] @ a
 
 
 class FloorConv:
     """y = conv(x, W) + b, as nn.Conv: zero padding (K − 1)//2, W of shape (K, K, Cin, Cout)."""
 
-    def __init__(self, conv: nn.Conv) -> None:
-        self.weight = conv.weight.numpy().copy()
-        self.bias = conv.bias.numpy().copy()
+    def __init__(self, conv: nn.Conv, dtype: type) -> None:
+        self.weight = conv.weight.numpy().astype(dtype)
+        self.bias = conv.bias.numpy().astype(dtype)
         self.params = [self.weight, self.bias]
         self.stride, self.padding, self.kernel = conv.stride, conv.padding, conv.kernel_size
 
@@ -111,7 +129,7 @@ class FloorConv:
         n, ho, wo, c_out = out_grad.shape
         g = out_grad.reshape(n * ho * wo, c_out)
         w_matrix = self.weight.reshape(-1, c_out)
-        self.grads = [(self.cols.T @ g).reshape(self.weight.shape), g.sum(axis=0)]
+        self.grads = [(self.cols.T @ g).reshape(self.weight.shape), column_sums(g)]
         if not need_input_grad:
             return None
         (_, h, w, c), k, s, p = self.in_shape, self.kernel, self.stride, self.padding
@@ -129,18 +147,18 @@ class FloorBatchNorm:
     running statistics updated as BatchNorm1d does. With x̂ the normalized input and
     m = N·H·W rows: ∂w = Σ dy·x̂, ∂b = Σ dy, dx = w/√(σ² + eps) · (dy − ∂b/m − x̂·∂w/m)."""
 
-    def __init__(self, bn: nn.BatchNorm2d) -> None:
-        self.weight, self.bias = bn.weight.numpy().copy(), bn.bias.numpy().copy()
+    def __init__(self, bn: nn.BatchNorm2d, dtype: type) -> None:
+        self.weight, self.bias = bn.weight.numpy().astype(dtype), bn.bias.numpy().astype(dtype)
         self.params = [self.weight, self.bias]
-        self.running_mean = bn.running_mean.numpy().copy()
-        self.running_var = bn.running_var.numpy().copy()
+        self.running_mean = bn.running_mean.numpy().astype(dtype)
+        self.running_var = bn.running_var.numpy().astype(dtype)
         self.eps, self.momentum = bn.eps, bn.momentum
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         rows = x.reshape(-1, x.shape[-1])
-        mean = rows.mean(axis=0)
+        mean = column_sums(rows) / len(rows)
         centered = rows - mean
-        var = np.square(centered).mean(axis=0)
+        var = column_sums(np.square(centered)) / len(rows)
         self.inv_std = 1 / np.sqrt(var + self.eps)
         self.x_hat = centered * self.inv_std
         m = self.momentum
@@ -151,7 +169,7 @@ class FloorBatchNorm:
     def backward(self, out_grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
         dy = out_grad.reshape(self.x_hat.shape)
         m = dy.shape[0]
-        d_bias, d_weight = dy.sum(axis=0), (dy * self.x_hat).sum(axis=0)
+        d_bias, d_weight = column_sums(dy), column_sums(dy * self.x_hat)
         self.grads = [d_weight, d_bias]
         dx = dy - d_bias / m - self.x_hat * (d_weight / m)
         dx *= self.weight * self.inv_std
@@ -184,8 +202,9 @@ class FloorFlatten:
 
 
 class FloorLinear:
-    def __init__(self, linear: nn.Linear) -> None:
-        self.weight, self.bias = linear.weight.numpy().copy(), linear.bias.numpy().copy()
+    def __init__(self, linear: nn.Linear, dtype: type) -> None:
+        self.weight = linear.weight.numpy().astype(dtype)
+        self.bias = linear.bias.numpy().astype(dtype)
         self.params = [self.weight, self.bias]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -193,7 +212,7 @@ class FloorLinear:
         return x @ self.weight + self.bias
 
     def backward(self, out_grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
-        self.grads = [self.x.T @ out_grad, out_grad.sum(axis=0, keepdims=True)]
+        self.grads = [self.x.T @ out_grad, column_sums(out_grad)[None]]
         return out_grad @ self.weight.T
 
 
@@ -227,22 +246,22 @@ class FloorResidual:
         return self.fn.backward(out_grad) + out_grad
 
 
-def floor_of(module: nn.Module):
-    """The floor's layer for a needle module, with copies of its weights."""
+def floor_of(module: nn.Module, dtype: type = np.float32):
+    """The floor's layer for a needle module, with copies of its weights in `dtype`."""
     if isinstance(module, nn.Sequential):
-        return FloorSequential([floor_of(m) for m in module.modules])
+        return FloorSequential([floor_of(m, dtype) for m in module.modules])
     if isinstance(module, nn.Residual):
-        return FloorResidual(floor_of(module.fn))
+        return FloorResidual(floor_of(module.fn, dtype))
     kinds = {
         nn.Conv: FloorConv,
         nn.BatchNorm2d: FloorBatchNorm,
         nn.Linear: FloorLinear,
-        nn.ReLU: lambda m: FloorReLU(),
-        nn.Flatten: lambda m: FloorFlatten(),
+        nn.ReLU: lambda m, dtype: FloorReLU(),
+        nn.Flatten: lambda m, dtype: FloorFlatten(),
     }
     if type(module) not in kinds:
         raise TypeError(f"the numpy floor has no layer for {type(module).__name__}")
-    return kinds[type(module)](module)
+    return kinds[type(module)](module, dtype)
 
 
 def leaves(layer) -> list:
@@ -268,13 +287,15 @@ def softmax_loss(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
 class FloorStep:
     """The floor's training step: forward from NCHW images, softmax loss, backward, SGD."""
 
-    def __init__(self, model: nn.Module) -> None:
-        self.net = floor_of(model)
+    def __init__(self, model: nn.Module, dtype: type = np.float32) -> None:
+        self.net = floor_of(model, dtype)
+        self.dtype = dtype
         self.with_params = [layer for layer in leaves(self.net) if layer.params]
         self.first_conv = next(layer for layer in self.with_params if isinstance(layer, FloorConv))
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> float:
-        loss, d_logits = softmax_loss(self.net.forward(x.transpose(0, 2, 3, 1)), y)
+        images = x.transpose(0, 2, 3, 1).astype(self.dtype, copy=False)
+        loss, d_logits = softmax_loss(self.net.forward(images), y)
         self.net.backward(d_logits, need_input_grad=False)
         for layer in self.with_params:
             for p, g in zip(layer.params, layer.grads, strict=True):
@@ -321,7 +342,10 @@ def setup(network: str, batch_size: int, seed: int = 0, n_batches: int = 4):
     # needle's side gets the batches as its DataLoader yields them (in order: no shuffle).
     tensor_batches = list(data.DataLoader(data.NDArrayDataset(x, y), batch_size=batch_size))
     needle_step = NeedleStep(build())
-    return needle_step, FloorStep(needle_step.model), tensor_batches, batches
+    floor_step = FloorStep(needle_step.model)
+    # The float64 twin both sides are checked against, made before either side steps.
+    floor_step.reference = FloorStep(needle_step.model, np.float64)
+    return needle_step, floor_step, tensor_batches, batches
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
@@ -329,19 +353,30 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def agreement(needle_step, floor_step, tensor_batch, batch) -> dict[str, float]:
-    """One step on each side: the relative errors of the loss and of the first conv's
-    weight gradient. Raises if either is beyond its tolerance."""
-    needle_loss, floor_loss = needle_step(*tensor_batch), floor_step(*batch)
-    needle_grad = needle_step.first_conv.weight.grad.numpy()
+    """One step on each side and on the float64 reference: the relative errors of both
+    sides' losses and first-conv weight gradients against it. Raises unless both losses are
+    within LOSS_RTOL and needle's gradient within GRAD_FACTOR × the floor's own error (or
+    GRAD_RTOL)."""
+    reference = floor_step.reference
+    losses = needle_step(*tensor_batch), floor_step(*batch), reference(*batch)
+    exact_grad = reference.first_conv.grads[0]
     errors = {
-        "loss_err": abs(needle_loss - floor_loss) / abs(floor_loss),
-        "grad_err": relative_error(needle_grad, floor_step.first_conv.grads[0]),
+        "loss_err": abs(losses[0] - losses[2]) / abs(losses[2]),
+        "floor_loss_err": abs(losses[1] - losses[2]) / abs(losses[2]),
+        "grad_err": relative_error(needle_step.first_conv.weight.grad.numpy(), exact_grad),
+        "floor_grad_err": relative_error(floor_step.first_conv.grads[0], exact_grad),
     }
-    if errors["loss_err"] > LOSS_RTOL or errors["grad_err"] > GRAD_RTOL:
+    grad_bound = max(GRAD_FACTOR * errors["floor_grad_err"], GRAD_RTOL)
+    if max(errors["loss_err"], errors["floor_loss_err"]) > LOSS_RTOL or (
+        errors["grad_err"] > grad_bound
+    ):
         raise AssertionError(
-            f"needle and the numpy floor disagree: loss {needle_loss} against {floor_loss} "
-            f"(relative error {errors['loss_err']:.1e}, at most {LOSS_RTOL:.0e}); first conv's "
-            f"weight gradient relative error {errors['grad_err']:.1e} (at most {GRAD_RTOL:.0e})"
+            f"needle and the numpy floor disagree: losses {losses[0]} (needle) and "
+            f"{losses[1]} (floor) against {losses[2]} in float64 (relative errors "
+            f"{errors['loss_err']:.1e} and {errors['floor_loss_err']:.1e}, at most "
+            f"{LOSS_RTOL:.0e}); first conv's weight gradient relative error "
+            f"{errors['grad_err']:.1e} (at most {grad_bound:.1e}: {GRAD_FACTOR}× the "
+            f"floor's {errors['floor_grad_err']:.1e}, or {GRAD_RTOL:.0e})"
         )
     return errors
 

@@ -92,7 +92,14 @@ NUMPY_REFERENCE = {
     "split": lambda x, p: tuple(np.moveaxis(x[0], p["axis"], 0)),
     "maxpool2d": lambda x, p: pool_loops(x[0], p["kernel"], p["stride"], np.max),
     "avgpool2d": lambda x, p: pool_loops(x[0], p["kernel"], p["stride"], np.mean),
+    "standardize": lambda x, p: _np_standardize(x[0], _axes(p["axes"]), p["eps"]),
 }
+
+
+def _np_standardize(x, axes, eps):
+    """(x − mean) / √(var + eps) by numpy's own mean and (biased) var."""
+    mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps)
 
 
 def _parts(value):

@@ -297,24 +297,25 @@ class BatchNorm1d(Module):
         self.running_var = init.ones(dim, device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        n = x.shape[0]
         if self.training:
-            mean = ops.divide_scalar(ops.summation(x, axes=(0,)), n)
-            centered = x - ops.broadcast_to(mean, x.shape)
-            var = ops.divide_scalar(ops.summation(centered**2, axes=(0,)), n)
-            self._update_running(mean, var)
-        else:
-            centered = x - ops.broadcast_to(self.running_mean, x.shape)
-            var = self.running_var
-        std = ops.broadcast_to((var + self.eps) ** 0.5, x.shape)
-        x_hat = centered / std
-        return ops.broadcast_to(self.weight, x.shape) * x_hat + ops.broadcast_to(self.bias, x.shape)
+            standardize = ops.Standardize((0,), self.eps)
+            x_hat = standardize(x)
+            self._update_running(standardize.mean, standardize.var)
+            return ops.broadcast_to(self.weight, x.shape) * x_hat + ops.broadcast_to(
+                self.bias, x.shape
+            )
+        # Evaluation: an affine map per feature, y = x · s + t with s = w / √(running σ² +
+        # eps) and t = b − running μ · s: two passes over x, and w and b keep their gradients.
+        scale = self.weight / (self.running_var + self.eps) ** 0.5
+        shift = self.bias - self.running_mean * scale
+        return x * ops.broadcast_to(scale, x.shape) + ops.broadcast_to(shift, x.shape)
 
-    def _update_running(self, mean: Tensor, var: Tensor) -> None:
+    def _update_running(self, mean: Any, var: Any) -> None:
         # On the arrays: the statistics must not join (or keep alive) the graph.
         m = self.momentum
         for running, batch in ((self.running_mean, mean), (self.running_var, var)):
-            updated = (1 - m) * running.cached_data + m * batch.cached_data
+            batch = api(batch).reshape(batch, running.shape)
+            updated = (1 - m) * running.cached_data + m * batch
             running.data = Tensor.make_const(api(updated).astype(updated, running.dtype))
 
 
@@ -332,15 +333,7 @@ class LayerNorm1d(Module):
         self.bias = Parameter(init.zeros(dim, device=device, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:
-        axis = (x.ndim - 1,)
-        keep = (*x.shape[:-1], 1)
-
-        def mean_over_last(t: Tensor) -> Tensor:
-            mean = ops.divide_scalar(ops.summation(t, axes=axis), self.dim)
-            return ops.broadcast_to(ops.reshape(mean, keep), x.shape)
-
-        centered = x - mean_over_last(x)
-        x_hat = centered / (mean_over_last(centered**2) + self.eps) ** 0.5
+        x_hat = ops.standardize(x, (x.ndim - 1,), self.eps)
         return ops.broadcast_to(self.weight, x.shape) * x_hat + ops.broadcast_to(self.bias, x.shape)
 
 

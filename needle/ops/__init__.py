@@ -63,6 +63,12 @@ from needle.ops.shape import (
     transpose,
 )
 from needle.ops.softmax import LogSoftmax, LogSumExp, Softmax, logsoftmax, logsumexp, softmax
+from needle.ops.standardize import (
+    InverseStd,
+    Standardize,
+    StandardizeGrad,
+    standardize,
+)
 from needle.ops.tuples import (
     MakeTensorTuple,
     Split,

@@ -230,20 +230,27 @@ class Conv(ConvOp):
     im2col matrix of pad(a), (N·Ho·Wo, K·K·Cin), times b as a (K·K·Cin, Cout) matrix.
     """
 
+    cols: Any = None
+
     def compute(self, a: Any, b: Any) -> Any:
         kernel = _conv_kernel(a.shape, b.shape, self.padding)
         cols, (n, ho, wo) = _im2col(a, kernel, self.stride, self.padding)
         out = strided.matmul(cols, strided.reshape(b, (cols.shape[1], b.shape[3])))
+        # Kept for the kernel's gradient, which multiplies the same matrix: the backward
+        # pass then copies no window twice. Without a graph the op is dropped with it.
+        self.cols = cols
         return strided.reshape(out, (n, ho, wo, b.shape[3]))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         a, b = node.inputs
+        cols, self.cols = self.cols, None  # handed over once; a second pass copies again
         # An input that needs no gradient (the images of a first layer) skips its product.
         grad_a = grad_b = None
         if a.requires_grad:
             grad_a = ConvInputGrad(self.stride, self.padding, size=a.shape[1:3])(out_grad, b)
         if b.requires_grad:
-            grad_b = ConvWeightGrad(self.stride, self.padding, kernel=b.shape[0])(a, out_grad)
+            weight_grad = ConvWeightGrad(self.stride, self.padding, kernel=b.shape[0], cols=cols)
+            grad_b = weight_grad(a, out_grad)
         return grad_a, grad_b
 
 
@@ -282,19 +289,23 @@ class ConvInputGrad(ConvOp):
 class ConvWeightGrad(ConvOp):
     """conv's gradient in its kernel: for an input a and an out_grad g (N, Ho, Wo, Cout),
     the (K, K, Cin, Cout) array ∂⟨g, conv(a, b)⟩/∂b = im2col(pad(a))ᵀ · g, one product;
-    `kernel` = K.
+    `kernel` = K. `cols`, when given, is im2col(pad(a)) as conv's forward pass made it,
+    taken instead of a second copy.
 
     Bilinear in (a, g): for a cotangent v of the output, ⟨v, ConvWeightGrad(a, g)⟩ =
     ⟨g, conv(a, v)⟩, so the gradient in a is ConvInputGrad(g, v) and in g conv(a, v).
     """
 
-    def __init__(self, stride: int, padding: int, *, kernel: int):
+    def __init__(self, stride: int, padding: int, *, kernel: int, cols: Any = None):
         super().__init__(stride, padding)
         self.kernel = kernel
+        self.cols = cols
 
     def compute(self, a: Any, g: Any) -> Any:
-        cols, (n, ho, wo) = _im2col(a, self.kernel, self.stride, self.padding)
-        c_out = g.shape[3]
+        cols, self.cols = self.cols, None
+        if cols is None:
+            cols = _im2col(a, self.kernel, self.stride, self.padding)[0]
+        n, ho, wo, c_out = g.shape
         product = strided.matmul(
             strided.permute(cols, (1, 0)), strided.reshape(g, (n * ho * wo, c_out))
         )

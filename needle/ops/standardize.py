@@ -1,0 +1,161 @@
+"""standardize: (x − μ) / √(σ² + eps) over some axes, the core of batch and layer norm, as
+one op.
+
+Written as a chain of elementwise ops and reductions, a batch norm's forward pass is about
+fourteen graph nodes, a temporary the size of its input for each, and its backward pass
+twice as many. `Standardize` computes x̂ in one node, keeping the statistics; its gradient
+is one node too, `StandardizeGrad`, computed from x̂ (the output itself) and r = 1/√(σ² +
+eps) (`InverseStd`, a node holding the value the forward pass found):
+
+    ∂x = r · (u − mean(u) − x̂ · mean(u · x̂))            (means over the standardized axes)
+
+That gradient is a function of (u, x̂, r) with a gradient of its own written in needle ops
+(`StandardizeGrad.gradient`), and x̂ and r are nodes of x, so standardize can be
+differentiated again, to any order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from needle.autograd import Tensor, TensorOp
+from needle.backend_ndarray import api
+from needle.errors import UsageError
+from needle.ops.registry import OpParam, Setting, as_axes, normalize_axes, random_shape, register
+from needle.ops.shape import broadcast_to, keepdims_shape, reshape, summation
+
+Axes = int | tuple[int, ...] | None
+
+
+def _count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
+    """How many entries each standardized group has: the product of the sizes of `axes`."""
+    return math.prod(shape[i] for i in axes)
+
+
+def _statistics(x: Any, axes: tuple[int, ...], eps: float) -> tuple[Any, Any, Any]:
+    """The mean, the biased variance and r = 1/√(σ² + eps) of `x` over `axes`, each with the
+    standardized axes kept as size 1."""
+    xp, count = api(x), _count(x.shape, axes)
+    mean = xp.divide(xp.sum(x, axis=axes, keepdims=True), count)
+    centered = xp.subtract(x, mean)
+    var = xp.divide(xp.sum(xp.multiply(centered, centered), axis=axes, keepdims=True), count)
+    return mean, var, xp.divide(1.0, xp.sqrt(xp.add(var, eps)))
+
+
+class Standardize(TensorOp):
+    """x̂ = (x − μ) · r, r = 1/√(σ² + eps), with the mean μ and the biased variance σ² of x
+    over `axes` (None: all). After the call, `mean` and `var` hold the statistics (with the
+    standardized axes kept as size 1): a batch norm's running averages are made of them."""
+
+    def __init__(self, axes: Axes, eps: float = 1e-5):
+        self.axes = as_axes(axes)
+        if not eps >= 0:
+            raise UsageError(f"standardize: eps must be ≥ 0 (got {eps!r})")
+        self.eps = float(eps)
+        self.mean = self.var = self._inverse_std = None
+
+    def compute(self, x: Any) -> Any:
+        axes = normalize_axes(self.axes, x.ndim)
+        self.mean, self.var, self._inverse_std = _statistics(x, axes, self.eps)
+        xp = api(x)
+        return xp.multiply(xp.subtract(x, self.mean), self._inverse_std)
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        x = node.inputs[0]
+        # The forward pass's r, handed over once; a second backward pass recomputes it.
+        known, self._inverse_std = self._inverse_std, None
+        r = InverseStd(self.axes, self.eps, value=known)(x)
+        return StandardizeGrad(self.axes)(out_grad, node, r)
+
+
+class InverseStd(TensorOp):
+    """r = 1/√(σ² + eps) of x over `axes`, the standardized axes kept as size 1; `value`,
+    when given, is r already computed (by `Standardize`) and taken instead of a recompute.
+
+    ∂r/∂x = −r² · x̂ / count: the gradient standardizes x again (only a second derivative
+    of standardize gets here)."""
+
+    def __init__(self, axes: Axes, eps: float, *, value: Any = None):
+        self.axes, self.eps, self.value = axes, eps, value
+
+    def compute(self, x: Any) -> Any:
+        value, self.value = self.value, None
+        if value is not None:
+            return value
+        return _statistics(x, normalize_axes(self.axes, x.ndim), self.eps)[2]
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        x = node.inputs[0]
+        count = _count(x.shape, normalize_axes(self.axes, x.ndim))
+        x_hat = Standardize(self.axes, self.eps)(x)
+        return -broadcast_to(out_grad * node * node / count, x.shape) * x_hat
+
+
+class StandardizeGrad(TensorOp):
+    """standardize's gradient: for an out_grad u, x̂ and r (r with the standardized axes
+    kept as size 1),
+
+        r · (u − mean(u) − x̂ · mean(u · x̂)),     means over `axes`.
+
+    Its gradient, for a cotangent v: in u the same map of v (it is self-adjoint); in x̂
+    −r · (v · mean(u · x̂) + u · mean(v · x̂)); in r, Σ over `axes` of v · (u − mean(u) −
+    x̂ · mean(u · x̂))."""
+
+    def __init__(self, axes: Axes):
+        self.axes = axes
+
+    def compute(self, u: Any, x_hat: Any, r: Any) -> Any:
+        xp = api(u)
+        axes = normalize_axes(self.axes, u.ndim)
+        count = _count(u.shape, axes)
+        mean_u = xp.divide(xp.sum(u, axis=axes, keepdims=True), count)
+        mean_ux = xp.divide(xp.sum(xp.multiply(u, x_hat), axis=axes, keepdims=True), count)
+        projected = xp.subtract(xp.subtract(u, mean_u), xp.multiply(x_hat, mean_ux))
+        return xp.multiply(projected, r)
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        u, x_hat, r = node.inputs
+        shape, axes = u.shape, normalize_axes(self.axes, u.ndim)
+        count = _count(shape, axes)
+
+        def mean(t: Tensor) -> Tensor:  # over the standardized axes, broadcast back
+            kept = reshape(summation(t, axes) / count, keepdims_shape(shape, axes))
+            return broadcast_to(kept, shape)
+
+        v, r_wide = out_grad, broadcast_to(r, shape)
+        grad_u = StandardizeGrad(self.axes)(v, x_hat, r)
+        grad_x_hat = -r_wide * (v * mean(u * x_hat) + u * mean(v * x_hat))
+        projected = u - mean(u) - x_hat * mean(u * x_hat)
+        grad_r = reshape(summation(v * projected, axes), r.shape)
+        return grad_u, grad_x_hat, grad_r
+
+
+def _standardize_case(rng: np.random.Generator):
+    """A shape of 1–3 axes (sizes 1–4) and a random non-empty set of its axes."""
+    shape = random_shape(rng, 1, 3)
+    chosen = [axis for axis in range(len(shape)) if rng.random() < 0.5]
+    axes = tuple(chosen) or (int(rng.integers(len(shape))),)
+    return {"axes": axes, "eps": float(rng.choice([1e-5, 0.1, 1.0]))}, [shape]
+
+
+@register(
+    Standardize,
+    params=[
+        OpParam("axes", "axes", "the axes to standardize over, e.g. --axes 0", default=(0,)),
+        OpParam("eps", "scalar", "added to the variance, e.g. --eps 1e-5", default=1e-5),
+    ],
+    shapes_for=lambda p: [(4, 3)],
+    random_case=_standardize_case,
+    settings=[
+        {"axes": (0,), "eps": 1e-5},
+        {"axes": (1,), "eps": 1e-5},
+        Setting({"axes": (0, 1, 2), "eps": 0.1}, ((3, 2, 2, 2),)),
+        Setting({"axes": (2,), "eps": 1e-5}, ((2, 3, 4),)),
+    ],
+)
+def standardize(x: Tensor, axes: Axes = (0,), eps: float = 1e-5) -> Tensor:
+    """(x − mean) / √(var + eps) over `axes`: batch norm over axis 0, layer norm over −1."""
+    return Standardize(axes, eps)(x)
