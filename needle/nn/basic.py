@@ -297,18 +297,21 @@ class BatchNorm1d(Module):
         self.running_var = init.ones(dim, device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self._normalize(x, (0,), (self.dim,))
+
+    def _normalize(self, x: Tensor, axes: tuple[int, ...], shape: tuple[int, ...]) -> Tensor:
+        """y = w · x̂ + b over `axes`, with w, b and the statistics seen in `shape` (the
+        input's shape with the normalized axes as size 1, or the features alone)."""
+        weight, bias = _shaped(self.weight, shape), _shaped(self.bias, shape)
         if self.training:
-            standardize = ops.Standardize((0,), self.eps)
+            standardize = ops.Standardize(axes, self.eps)
             x_hat = standardize(x)
             self._update_running(standardize.mean, standardize.var)
-            return ops.broadcast_to(self.weight, x.shape) * x_hat + ops.broadcast_to(
-                self.bias, x.shape
-            )
+            return x_hat * weight + bias
         # Evaluation: an affine map per feature, y = x · s + t with s = w / √(running σ² +
         # eps) and t = b − running μ · s: two passes over x, and w and b keep their gradients.
-        scale = self.weight / (self.running_var + self.eps) ** 0.5
-        shift = self.bias - self.running_mean * scale
-        return x * ops.broadcast_to(scale, x.shape) + ops.broadcast_to(shift, x.shape)
+        scale = weight / (_shaped(self.running_var, shape) + self.eps) ** 0.5
+        return x * scale + (bias - _shaped(self.running_mean, shape) * scale)
 
     def _update_running(self, mean: Any, var: Any) -> None:
         # On the arrays: the statistics must not join (or keep alive) the graph.
@@ -317,6 +320,11 @@ class BatchNorm1d(Module):
             batch = api(batch).reshape(batch, running.shape)
             updated = (1 - m) * running.cached_data + m * batch
             running.data = Tensor.make_const(api(updated).astype(updated, running.dtype))
+
+
+def _shaped(t: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """`t` seen in `shape`: itself when it has that shape already (no reshape node)."""
+    return t if t.shape == shape else ops.reshape(t, shape)
 
 
 class LayerNorm1d(Module):

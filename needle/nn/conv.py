@@ -96,14 +96,15 @@ class Conv(Module):
 
 class BatchNorm2d(BatchNorm1d):
     """Batch normalization of each channel of NCHW images, over the batch and every pixel:
-    BatchNorm1d on the (N·H·W, C) rows of the NHWC layout, reshaped back to (N, C, H, W).
-    `weight`, `bias` and the running statistics have shape (C,)."""
+    BatchNorm1d's statistics and affine map over axes (0, 2, 3). `weight`, `bias` and the
+    running statistics have shape (C,).
+
+    No axis is moved: an NCHW view of a conv's NHWC output keeps its memory, and its channel
+    statistics are the column sums of that memory (see `numpy_api.sum`)."""
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.dim:
             raise UsageError(
                 f"BatchNorm2d takes NCHW images with {self.dim} channels; got shape {x.shape}"
             )
-        n, c, h, w = x.shape
-        rows = ops.reshape(to_nhwc(x), (n * h * w, c))
-        return to_nchw(ops.reshape(super().forward(rows), (n, h, w, c)))
+        return self._normalize(x, (0, 2, 3), (1, self.dim, 1, 1))

@@ -35,14 +35,14 @@ def _count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
     return math.prod(shape[i] for i in axes)
 
 
-def _statistics(x: Any, axes: tuple[int, ...], eps: float) -> tuple[Any, Any, Any]:
-    """The mean, the biased variance and r = 1/√(σ² + eps) of `x` over `axes`, each with the
-    standardized axes kept as size 1."""
+def _statistics(x: Any, axes: tuple[int, ...], eps: float) -> tuple[Any, Any, Any, Any]:
+    """x − μ, the mean μ, the biased variance and r = 1/√(σ² + eps) of `x` over `axes`, the
+    statistics with the standardized axes kept as size 1."""
     xp, count = api(x), _count(x.shape, axes)
     mean = xp.divide(xp.sum(x, axis=axes, keepdims=True), count)
     centered = xp.subtract(x, mean)
     var = xp.divide(xp.sum(xp.multiply(centered, centered), axis=axes, keepdims=True), count)
-    return mean, var, xp.divide(1.0, xp.sqrt(xp.add(var, eps)))
+    return centered, mean, var, xp.divide(1.0, xp.sqrt(xp.add(var, eps)))
 
 
 class Standardize(TensorOp):
@@ -59,9 +59,8 @@ class Standardize(TensorOp):
 
     def compute(self, x: Any) -> Any:
         axes = normalize_axes(self.axes, x.ndim)
-        self.mean, self.var, self._inverse_std = _statistics(x, axes, self.eps)
-        xp = api(x)
-        return xp.multiply(xp.subtract(x, self.mean), self._inverse_std)
+        centered, self.mean, self.var, self._inverse_std = _statistics(x, axes, self.eps)
+        return api(x).multiply(centered, self._inverse_std)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         x = node.inputs[0]
@@ -85,7 +84,7 @@ class InverseStd(TensorOp):
         value, self.value = self.value, None
         if value is not None:
             return value
-        return _statistics(x, normalize_axes(self.axes, x.ndim), self.eps)[2]
+        return _statistics(x, normalize_axes(self.axes, x.ndim), self.eps)[3]
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         x = node.inputs[0]
