@@ -5,16 +5,18 @@ Networks: the course's ResNet-9 (`needle.models.ResNet9`) on CIFAR-shaped data (
 10 classes) and a small MNIST CNN (1×28×28: three ConvBN blocks, 16, 32 and 64 channels,
 strides 1, 2, 2, then Flatten and Linear(64·7·7, 10)); softmax loss, plain SGD (lr 0.01),
 float32. The floor is the same step hand-written in numpy, from the needle model's own
-weights, in NHWC: im2col by one strided copy, one sgemm per conv for the forward pass, one
-for the weight gradient and one for the input gradient, col2im by K² slice additions,
-BatchNorm with batch statistics, ReLU, residual adds, softmax loss and SGD; every column
-sum (a bias's gradient, a batch norm's statistics) is one product with a vector of ones, 5–20×
+weights, in NHWC: im2col by one strided copy, one sgemm per conv for the forward pass and
+one for the weight gradient, the input gradient by one sgemm per kernel tap, each added
+into place (col2im: one product for all taps, then K² slice additions reading Cin entries
+at a time, took 1.6× as long at the MNIST CNN's second layer), BatchNorm with batch
+statistics, ReLU, residual adds, softmax loss and SGD. Every column sum (a bias's
+gradient, a batch norm's statistics) is one product with a vector of ones, 5–20×
 faster than numpy's `sum(axis=0)` down the rows. Before timing, each process checks both
 sides against the floor run in float64 from the same weights, and refuses to time unless
 both first losses are within 1e-5 of it (relative) and needle's first-conv weight gradient
-is within 3× the float32 floor's own error of it (or 1e-4). A float32 gradient through
-batch norm is only so exact: the first conv's, at ResNet-9 batch 128, is ~4e-3 off float64
-for the floor and needle alike, and the two differ from each other by as much.
+is within 3× the float32 floor's own error of it (or 1e-4): a float32 gradient through
+batch norm is only so exact (the table's last two columns), and two float32 steps that sum
+in different orders differ by about as much.
 
     python benchmarks/conv_step.py                  # both networks, batches 32 and 128
     python benchmarks/conv_step.py --networks mnist_cnn --batch-sizes 128 --processes 7
@@ -128,17 +130,17 @@ class FloorConv:
     def backward(self, out_grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         n, ho, wo, c_out = out_grad.shape
         g = out_grad.reshape(n * ho * wo, c_out)
-        w_matrix = self.weight.reshape(-1, c_out)
         self.grads = [(self.cols.T @ g).reshape(self.weight.shape), column_sums(g)]
         if not need_input_grad:
             return None
         (_, h, w, c), k, s, p = self.in_shape, self.kernel, self.stride, self.padding
-        shares = (g @ w_matrix.T).reshape(n, ho, wo, k, k, c)
+        taps = self.weight  # (K, K, Cin, Cout)
         padded = np.zeros((n, h + 2 * p, w + 2 * p, c), g.dtype)
-        for di in range(k):  # col2im: each window entry added back where it was read
+        for di in range(k):  # col2im: each tap's share added back where the tap read
             rows = slice(di, di + s * (ho - 1) + 1, s)
             for dj in range(k):
-                padded[:, rows, dj : dj + s * (wo - 1) + 1 : s] += shares[:, :, :, di, dj]
+                share = (g @ taps[di, dj].T).reshape(n, ho, wo, c)
+                padded[:, rows, dj : dj + s * (wo - 1) + 1 : s] += share
         return padded[:, p : p + h, p : p + w]
 
 
@@ -457,7 +459,7 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
     print(
         f"{'network':>9} {'batch':>5} {'needle ms':>9} {'numpy ms':>8} {'ratio':>6} "
         f"{'range':>11} {'needle flt':>10} {'numpy flt':>9} {'needle MB':>9} {'numpy MB':>8} "
-        f"{'loss err':>8} {'grad err':>8}"
+        f"{'loss err':>8} {'grad err':>8} {'floor grad err':>14}"
     )
     for r in rows:
         print(
@@ -465,7 +467,7 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
             f"{r['numpy_ms']:>8.2f} {r['ratio']:>5.2f}x {r['ratio_min']:>5.2f}-"
             f"{r['ratio_max']:.2f}x {r['needle_faults']:>10.0f} {r['numpy_faults']:>9.0f} "
             f"{r['needle_mb']:>9.1f} {r['numpy_mb']:>8.1f} {r['loss_err']:>8.1e} "
-            f"{r['grad_err']:>8.1e}"
+            f"{r['grad_err']:>8.1e} {r['floor_grad_err']:>14.1e}"
         )
 
 

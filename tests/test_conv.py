@@ -211,6 +211,39 @@ def test_float32_stays_float32_through_both_gradients():
     assert ta.grad.shape == a.shape and tb.grad.shape == b.shape
 
 
+@settings(max_examples=25, deadline=None)
+@given(case=conv_cases(max_size=5), order=st.sampled_from([1, 2]))
+def test_conv_with_a_bias_adds_it_and_differentiates_it(case, order):
+    a_shape, b_shape, stride, padding = case
+    a, b, bias = _normal(a_shape, b_shape, (b_shape[3],), seed=4)
+    out = ndl.conv(ndl.Tensor(a), ndl.Tensor(b), stride, padding, bias=ndl.Tensor(bias))
+    np.testing.assert_allclose(out.numpy(), conv_loops(a, b, stride, padding) + bias, atol=1e-12)
+    fn = lambda a, b, c: ndl.conv(a, b, stride, padding, bias=c)  # noqa: E731
+    report = check_gradients(fn, [a, b, bias], order=order)
+    assert report.passed, (case, report.inputs)
+
+
+def test_a_bias_of_the_wrong_shape_is_refused():
+    a, b, bias = _normal((1, 4, 4, 2), (3, 3, 2, 3), (2,))
+    with pytest.raises(UsageError, match=r"bias has shape \(2,\).*need \(3,\)"):
+        ndl.conv(ndl.Tensor(a), ndl.Tensor(b), bias=ndl.Tensor(bias))
+
+
+def test_the_kernel_gradient_from_the_forward_im2col_equals_a_fresh_one():
+    """conv hands its im2col matrix to the kernel's gradient once; a second backward pass
+    over the same graph copies the windows again and gets the same gradient."""
+    a, b = _normal((2, 6, 5, 3), (3, 3, 3, 2), seed=7)
+    ta, tb = ndl.Tensor(a), ndl.Tensor(b)
+    out = ndl.conv(ta, tb, 2, 1)
+    (g,) = _normal(out.shape, seed=8)
+    out.backward(ndl.Tensor(g))
+    first = tb.grad.numpy()
+    out.backward(ndl.Tensor(g))
+    fresh = ConvWeightGrad(2, 1, kernel=3)(ndl.Tensor(a), ndl.Tensor(g)).numpy()
+    np.testing.assert_array_equal(tb.grad.numpy(), first)
+    np.testing.assert_array_equal(first, fresh)
+
+
 # -- the registry and its sample inputs --------------------------------------------------------
 
 

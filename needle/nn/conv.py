@@ -88,9 +88,7 @@ class Conv(Module):
                 f"Conv takes NCHW images with {self.in_channels} channels, (N, "
                 f"{self.in_channels}, H, W); got shape {x.shape}"
             )
-        out = ops.conv(to_nhwc(x), self.weight, self.stride, self.padding)
-        if self.bias is not None:
-            out = ops.add(out, self.bias)  # broadcast along the last (channel) axis
+        out = ops.conv(to_nhwc(x), self.weight, self.stride, self.padding, bias=self.bias)
         return to_nchw(out)
 
 

@@ -2,8 +2,9 @@
 cross-correlation as PyTorch's conv2d).
 
 conv's forward is one matrix product over the im2col view of the padded input. Its two
-gradients are ops of their own, each one product too: `ConvInputGrad` (out_grad · bᵀ added
-back window by window, col2im) and `ConvWeightGrad` (im2col(a)ᵀ · out_grad). All three are
+gradients are ops of their own: `ConvInputGrad` (out_grad · bᵀ added back window by window,
+col2im, one product per kernel tap) and `ConvWeightGrad` (im2col(a)ᵀ · out_grad, one product
+over the forward pass's im2col matrix). All three are
 bilinear, and their gradients are each other: the gradient of either gradient op is conv and
 the other one. So conv can be differentiated again at any stride and padding, and no step
 ever convolves a dilated out_grad full of zeros.
@@ -18,9 +19,11 @@ from typing import Any
 import numpy as np
 
 from needle.autograd import Tensor, TensorOp
+from needle.backend_ndarray import api
 from needle.errors import UsageError
 from needle.ops import conv_cases, strided
 from needle.ops.registry import OpParam, Setting, as_axes, normalize_axes, register
+from needle.ops.shape import summation
 
 Axes = int | tuple[int, ...] | None
 ALL = slice(None)
@@ -192,20 +195,27 @@ def _im2col(a: Any, kernel: int, stride: int, padding: int) -> tuple[Any, tuple[
     return strided.reshape(view, (n * ho * wo, kernel * kernel * a.shape[3])), (n, ho, wo)
 
 
-def _col2im(cols: Any, size: tuple[int, int], stride: int, padding: int) -> Any:
-    """The adjoint of `_im2col`: each window's entries of `cols` (N, Ho, Wo, K, K, C) added
-    back where the window was read, in K² strided slice additions, and the padding cut off:
-    an (N, H, W, C) array for `size` (H, W)."""
-    n, ho, wo, kernel, _, c = cols.shape
+def _col2im(g: Any, b: Any, size: tuple[int, int], stride: int, padding: int) -> Any:
+    """The adjoint of conv in its input: each window's share of g · bᵀ added back where the
+    window was read, and the padding cut off; an (N, H, W, Cin) array for `size` (H, W).
+
+    One product per kernel tap (di, dj), g (N·Ho·Wo, Cout) · b[di, dj]ᵀ, is a compact
+    (N, Ho, Wo, Cin) block added into the input rows and columns that tap read. One product
+    for every tap at once would be the same arithmetic, but its (N, Ho, Wo, K, K, Cin)
+    result is read back Cin entries at a time: at an MNIST CNN's second layer (batch 128,
+    16→32 channels, stride 2) the sum took 15.5 ms that way and 9.6 ms tap by tap."""
+    n, ho, wo, c_out = g.shape
+    kernel, _, c_in, _ = b.shape
     (h, w), p, s = size, padding, stride
-    out = strided.zeros((n, h + 2 * p, w + 2 * p, c), like=cols)
+    rows = strided.reshape(g, (n * ho * wo, c_out))
+    out = strided.zeros((n, h + 2 * p, w + 2 * p, c_in), like=g)
     for di in range(kernel):
-        rows = slice(di, di + s * (ho - 1) + 1, s)
+        read_rows = slice(di, di + s * (ho - 1) + 1, s)
         for dj in range(kernel):
-            columns = slice(dj, dj + s * (wo - 1) + 1, s)
-            # The int indices drop the two window axes: an (N, Ho, Wo, C) view.
-            window_entry = strided.read(cols, (ALL, ALL, ALL, di, dj, ALL))
-            strided.add_into(out, (ALL, rows, columns, ALL), window_entry)
+            read_columns = slice(dj, dj + s * (wo - 1) + 1, s)
+            tap = strided.permute(strided.read(b, (di, dj, ALL, ALL)), (1, 0))
+            share = strided.reshape(strided.matmul(rows, tap), (n, ho, wo, c_in))
+            strided.add_into(out, (ALL, read_rows, read_columns, ALL), share)
     if not p:
         return out
     return strided.compact(strided.read(out, (ALL, slice(p, p + h), slice(p, p + w), ALL)))
@@ -226,23 +236,31 @@ class Conv(ConvOp):
 
         out[n, i, j, o] = Σ_{di, dj, c} pad(a)[n, i·s + di, j·s + dj, c] · b[di, dj, c, o]
 
-    of shape (N, (H + 2p − K)//s + 1, (W + 2p − K)//s + 1, Cout). The forward pass is the
-    im2col matrix of pad(a), (N·Ho·Wo, K·K·Cin), times b as a (K·K·Cin, Cout) matrix.
+    of shape (N, (H + 2p − K)//s + 1, (W + 2p − K)//s + 1, Cout), plus a (Cout,) bias
+    when a third input is given. The forward pass is the im2col matrix of pad(a),
+    (N·Ho·Wo, K·K·Cin), times b as a (K·K·Cin, Cout) matrix.
     """
 
     cols: Any = None
 
-    def compute(self, a: Any, b: Any) -> Any:
+    def compute(self, a: Any, b: Any, bias: Any = None) -> Any:
         kernel = _conv_kernel(a.shape, b.shape, self.padding)
         cols, (n, ho, wo) = _im2col(a, kernel, self.stride, self.padding)
         out = strided.matmul(cols, strided.reshape(b, (cols.shape[1], b.shape[3])))
+        if bias is not None:
+            if bias.shape != (b.shape[3],):
+                raise UsageError(
+                    f"conv: the bias has shape {bias.shape}, the kernel's {b.shape[3]} output "
+                    f"channels need ({b.shape[3]},)"
+                )
+            out = api(out).add(out, bias)
         # Kept for the kernel's gradient, which multiplies the same matrix: the backward
         # pass then copies no window twice. Without a graph the op is dropped with it.
         self.cols = cols
         return strided.reshape(out, (n, ho, wo, b.shape[3]))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
-        a, b = node.inputs
+        a, b = node.inputs[:2]
         cols, self.cols = self.cols, None  # handed over once; a second pass copies again
         # An input that needs no gradient (the images of a first layer) skips its product.
         grad_a = grad_b = None
@@ -251,13 +269,15 @@ class Conv(ConvOp):
         if b.requires_grad:
             weight_grad = ConvWeightGrad(self.stride, self.padding, kernel=b.shape[0], cols=cols)
             grad_b = weight_grad(a, out_grad)
-        return grad_a, grad_b
+        if len(node.inputs) == 2:
+            return grad_a, grad_b
+        return grad_a, grad_b, summation(out_grad, (0, 1, 2))  # the bias's: Σ over N, Ho, Wo
 
 
 class ConvInputGrad(ConvOp):
     """conv's gradient in its input: for an out_grad g (N, Ho, Wo, Cout) and a kernel b, the
-    (N, H, W, Cin) array ∂⟨g, conv(a, b)⟩/∂a, `size` = (H, W). One product g · bᵀ gives
-    every window's share, (N·Ho·Wo, K·K·Cin); col2im adds the shares back into place.
+    (N, H, W, Cin) array ∂⟨g, conv(a, b)⟩/∂a, `size` = (H, W): every window's share of
+    g · bᵀ added back into place (col2im), one product per kernel tap.
 
     Bilinear in (g, b): for a cotangent u of the output, ⟨u, ConvInputGrad(g, b)⟩ =
     ⟨g, conv(u, b)⟩, so the gradient in g is conv(u, b) and in b ConvWeightGrad(u, g).
@@ -268,14 +288,7 @@ class ConvInputGrad(ConvOp):
         self.size = tuple(size)
 
     def compute(self, g: Any, b: Any) -> Any:
-        n, ho, wo, c_out = g.shape
-        kernel, _, c_in, _ = b.shape
-        b_matrix = strided.reshape(b, (kernel * kernel * c_in, c_out))
-        shares = strided.matmul(
-            strided.reshape(g, (n * ho * wo, c_out)), strided.permute(b_matrix, (1, 0))
-        )
-        cols = strided.reshape(shares, (n, ho, wo, kernel, kernel, c_in))
-        return _col2im(cols, self.size, self.stride, self.padding)
+        return _col2im(g, b, self.size, self.stride, self.padding)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         g, b = node.inputs
@@ -336,6 +349,11 @@ class ConvWeightGrad(ConvOp):
         Setting({"stride": 3, "padding": 2}, ((1, 4, 5, 2), (2, 2, 2, 1))),
     ],
 )
-def conv(a: Tensor, b: Tensor, stride: int = 1, padding: int = 1) -> Tensor:
+def conv(
+    a: Tensor, b: Tensor, stride: int = 1, padding: int = 1, *, bias: Tensor | None = None
+) -> Tensor:
     """2-D cross-correlation of NHWC a with a (K, K, Cin, Cout) kernel b."""
-    return Conv(stride, padding)(a, b)
+    if bias is None:
+        return Conv(stride, padding)(a, b)
+    # Added to the product in the same node: no second image-sized array, no second node.
+    return Conv(stride, padding)(a, b, bias)

@@ -1,0 +1,70 @@
+"""standardize's pieces on their own: the one-node gradient StandardizeGrad and the statistic
+InverseStd, each against central differences at orders 1 and 2 (standardize itself is
+checked with every registered op), and BatchNorm2d on an NCHW view of NHWC memory against
+the same images laid out NCHW."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import needle as ndl
+from needle import nn, ops
+from needle.gradcheck import check_gradients
+
+
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize(
+    "shape, axes", [((5, 3), (0,)), ((2, 3, 4), (2,)), ((2, 3, 2, 2), (0, 2, 3))]
+)
+def test_standardize_grad_as_a_function_of_all_three_inputs(shape, axes, order):
+    rng = np.random.default_rng(0)
+    r_shape = tuple(1 if i in axes else n for i, n in enumerate(shape))
+    inputs = [rng.standard_normal(shape), rng.standard_normal(shape), rng.uniform(0.5, 2, r_shape)]
+    report = check_gradients(
+        lambda u, x, r: ops.StandardizeGrad(axes)(u, x, r), inputs, order=order
+    )
+    assert report.passed, report.inputs
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_inverse_std_against_its_definition_and_differences(order):
+    x = np.random.default_rng(1).standard_normal((6, 4))
+    r = ops.InverseStd((0,), 0.1)(ndl.Tensor(x)).numpy()
+    np.testing.assert_allclose(r, 1 / np.sqrt(x.var(axis=0, keepdims=True) + 0.1), rtol=1e-12)
+    report = check_gradients(lambda t: ops.InverseStd((0,), 0.1)(t), [x], order=order)
+    assert report.passed, report.inputs
+
+
+def test_standardize_keeps_its_statistics_for_the_running_averages():
+    x = np.random.default_rng(2).standard_normal((7, 3))
+    op = ops.Standardize((0,), 1e-5)
+    op(ndl.Tensor(x))
+    np.testing.assert_allclose(op.mean, x.mean(axis=0, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(op.var, x.var(axis=0, keepdims=True), rtol=1e-12)
+
+
+def test_a_second_backward_pass_recomputes_what_the_first_took():
+    x = ndl.Tensor(np.random.default_rng(3).standard_normal((5, 2)))
+    y = ops.standardize(x, (0,)) * ndl.Tensor(np.arange(10.0).reshape(5, 2))
+    y.sum().backward()
+    first = x.grad.numpy()
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), first, rtol=1e-12, atol=1e-15)
+
+
+def test_batchnorm2d_on_a_view_of_nhwc_memory_equals_it_on_nchw_memory():
+    nhwc = np.random.default_rng(4).standard_normal((3, 4, 5, 2))
+    results = []
+    for images in (nhwc.transpose(0, 3, 1, 2), np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2))):
+        np.random.seed(0)
+        bn = nn.BatchNorm2d(2, dtype="float64")
+        bn.weight.data = ndl.Tensor(np.array([1.5, -0.5]))
+        x = ndl.Tensor(images)
+        out = bn(x)
+        out.backward(ndl.Tensor(np.cos(np.arange(out.size)).reshape(out.shape)))
+        results.append(
+            (out.numpy(), x.grad.numpy(), bn.weight.grad.numpy(), bn.running_var.numpy())
+        )
+    for view, compact in zip(*results, strict=True):
+        np.testing.assert_allclose(view, compact, rtol=1e-12, atol=1e-14)
