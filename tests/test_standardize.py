@@ -10,6 +10,7 @@ import pytest
 
 import needle as ndl
 from needle import nn, ops
+from needle.errors import UsageError
 from needle.gradcheck import check_gradients
 
 
@@ -68,3 +69,33 @@ def test_batchnorm2d_on_a_view_of_nhwc_memory_equals_it_on_nchw_memory():
         )
     for view, compact in zip(*results, strict=True):
         np.testing.assert_allclose(view, compact, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("shape, axes", [((6, 3), (0,)), ((2, 3, 2, 2), (0, 2, 3))])
+def test_standardize_with_a_scale_and_shift_per_group(shape, axes, order):
+    rng = np.random.default_rng(5)
+    group = tuple(1 if i in axes else n for i, n in enumerate(shape))
+    x, scale, shift = (
+        rng.standard_normal(shape),
+        rng.standard_normal(group),
+        rng.standard_normal(group),
+    )
+    out = ops.standardize(
+        ndl.Tensor(x), axes, 0.1, scale=ndl.Tensor(scale), shift=ndl.Tensor(shift)
+    )
+    mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    np.testing.assert_allclose(
+        out.numpy(), (x - mean) / np.sqrt(var + 0.1) * scale + shift, rtol=1e-12
+    )
+    fn = lambda a, s, t: ops.standardize(a, axes, 0.1, scale=s, shift=t)  # noqa: E731
+    report = check_gradients(fn, [x, scale, shift], order=order)
+    assert report.passed, report.inputs
+
+
+def test_a_scale_of_the_wrong_shape_or_alone_is_refused():
+    x = ndl.Tensor(np.ones((4, 3)))
+    with pytest.raises(UsageError, match=r"scale has shape \(3,\); one per group .* is \(1, 3\)"):
+        ops.standardize(x, (0,), scale=ndl.Tensor(np.ones(3)), shift=ndl.Tensor(np.ones(3)))
+    with pytest.raises(UsageError, match="a scale and a shift together"):
+        ops.standardize(x, (0,), scale=ndl.Tensor(np.ones((1, 3))))

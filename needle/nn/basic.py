@@ -297,17 +297,17 @@ class BatchNorm1d(Module):
         self.running_var = init.ones(dim, device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._normalize(x, (0,), (self.dim,))
+        return self._normalize(x, (0,), (1, self.dim))
 
     def _normalize(self, x: Tensor, axes: tuple[int, ...], shape: tuple[int, ...]) -> Tensor:
         """y = w · x̂ + b over `axes`, with w, b and the statistics seen in `shape` (the
-        input's shape with the normalized axes as size 1, or the features alone)."""
+        input's shape with the normalized axes as size 1)."""
         weight, bias = _shaped(self.weight, shape), _shaped(self.bias, shape)
         if self.training:
             standardize = ops.Standardize(axes, self.eps)
-            x_hat = standardize(x)
+            out = standardize(x, weight, bias)
             self._update_running(standardize.mean, standardize.var)
-            return x_hat * weight + bias
+            return out
         # Evaluation: an affine map per feature, y = x · s + t with s = w / √(running σ² +
         # eps) and t = b − running μ · s: two passes over x, and w and b keep their gradients.
         scale = weight / (_shaped(self.running_var, shape) + self.eps) ** 0.5

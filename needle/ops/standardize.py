@@ -48,26 +48,58 @@ def _statistics(x: Any, axes: tuple[int, ...], eps: float) -> tuple[Any, Any, An
 class Standardize(TensorOp):
     """x̂ = (x − μ) · r, r = 1/√(σ² + eps), with the mean μ and the biased variance σ² of x
     over `axes` (None: all). After the call, `mean` and `var` hold the statistics (with the
-    standardized axes kept as size 1): a batch norm's running averages are made of them."""
+    standardized axes kept as size 1): a batch norm's running averages are made of them.
 
-    def __init__(self, axes: Axes, eps: float = 1e-5):
+    With two more inputs, a `scale` s and a `shift` t of the statistics' shape (one per
+    group, as a batch norm's weight and bias are per channel), the output is x̂ · s + t, in
+    the same node. `value`, when given, is x̂ already computed, taken instead of a recompute
+    (the gradient of x̂ · s + t needs x̂ as a node of x).
+    """
+
+    def __init__(self, axes: Axes, eps: float = 1e-5, *, value: Any = None):
         self.axes = as_axes(axes)
         if not eps >= 0:
             raise UsageError(f"standardize: eps must be ≥ 0 (got {eps!r})")
         self.eps = float(eps)
         self.mean = self.var = self._inverse_std = None
+        self._x_hat = value
 
-    def compute(self, x: Any) -> Any:
+    def compute(self, x: Any, scale: Any = None, shift: Any = None) -> Any:
+        known, self._x_hat = self._x_hat, None
+        if known is not None:
+            return known
         axes = normalize_axes(self.axes, x.ndim)
         centered, self.mean, self.var, self._inverse_std = _statistics(x, axes, self.eps)
-        return api(x).multiply(centered, self._inverse_std)
+        xp = api(x)
+        x_hat = xp.multiply(centered, self._inverse_std)
+        if scale is None:
+            return x_hat
+        for name, given in (("scale", scale), ("shift", shift)):
+            if given.shape != self.mean.shape:
+                raise UsageError(
+                    f"standardize: the {name} has shape {given.shape}; one per group over "
+                    f"axes {axes} of an input of shape {x.shape} is {self.mean.shape}"
+                )
+        self._x_hat = x_hat  # for the gradient
+        return xp.add(xp.multiply(x_hat, scale), shift)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         x = node.inputs[0]
-        # The forward pass's r, handed over once; a second backward pass recomputes it.
-        known, self._inverse_std = self._inverse_std, None
-        r = InverseStd(self.axes, self.eps, value=known)(x)
-        return StandardizeGrad(self.axes)(out_grad, node, r)
+        # The forward pass's r and x̂, handed over once; a second backward pass recomputes.
+        known_r, self._inverse_std = self._inverse_std, None
+        r = InverseStd(self.axes, self.eps, value=known_r)(x)
+        if len(node.inputs) == 1:
+            return StandardizeGrad(self.axes)(out_grad, node, r)
+        # y = x̂ · s + t: s is constant over each group, so ∂x is standardize's gradient
+        # with r · s for r, and no pass multiplies out_grad by s first.
+        scale, shift = node.inputs[1:]
+        known_x_hat, self._x_hat = self._x_hat, None
+        x_hat = Standardize(self.axes, self.eps, value=known_x_hat)(x)
+        axes = normalize_axes(self.axes, x.ndim)
+        grad_x = StandardizeGrad(self.axes)(out_grad, x_hat, r * scale)
+        grad_scale = reshape(summation(out_grad * x_hat, axes), scale.shape)
+        grad_shift = reshape(summation(out_grad, axes), shift.shape)
+        return grad_x, grad_scale, grad_shift
 
 
 class InverseStd(TensorOp):
@@ -155,6 +187,17 @@ def _standardize_case(rng: np.random.Generator):
         Setting({"axes": (2,), "eps": 1e-5}, ((2, 3, 4),)),
     ],
 )
-def standardize(x: Tensor, axes: Axes = (0,), eps: float = 1e-5) -> Tensor:
+def standardize(
+    x: Tensor,
+    axes: Axes = (0,),
+    eps: float = 1e-5,
+    *,
+    scale: Tensor | None = None,
+    shift: Tensor | None = None,
+) -> Tensor:
     """(x − mean) / √(var + eps) over `axes`: batch norm over axis 0, layer norm over −1."""
-    return Standardize(axes, eps)(x)
+    if scale is None and shift is None:
+        return Standardize(axes, eps)(x)
+    if scale is None or shift is None:
+        raise UsageError("standardize takes a scale and a shift together, or neither")
+    return Standardize(axes, eps)(x, scale, shift)
