@@ -148,9 +148,9 @@ class LSTMCell(_Cell):
         layer rather than once per step."""
         steps, batch, n = X.shape
         out = ops.matmul(ops.reshape(X, (steps * batch, n)), self.W_ih)
-        for bias in (self.bias_ih, self.bias_hh):
-            if bias is not None:
-                out = out + bias
+        biases = [b for b in (self.bias_ih, self.bias_hh) if b is not None]
+        if biases:  # added to each other first: one (T·B, 4H) addition, one column sum back
+            out = out + (biases[0] + biases[1] if len(biases) == 2 else biases[0])
         return ops.reshape(out, (steps, batch, out.shape[1]))
 
     def step(self, z_input: Tensor, h: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
