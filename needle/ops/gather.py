@@ -3,8 +3,7 @@ embedding lookup is. Its gradient adds each out_grad row back into the row it wa
 from (`ScatterRows`, rows read twice getting both); the two are each other's gradient, as
 both are linear, so they can be differentiated to any order.
 
-On numpy arrays both are one numpy call; other devices' arrays go through numpy and back
-(their array API has no indexed read or add).
+Both are one call of the device's array API (`take_rows`, `add_rows`).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import numpy as np
 
 from needle.autograd import Tensor, TensorOp
 from needle.backend_ndarray import api
-from needle.devices import device_of
 from needle.errors import UsageError
 from needle.ops.registry import OpParam, Shape, random_shape, register
 
@@ -27,13 +25,7 @@ def _as_indices(indices: Sequence[int] | np.ndarray) -> np.ndarray:
         raise UsageError(
             f"gather_rows: indices must be a flat sequence of integers, got {indices!r}"
         )
-    return array.astype(np.intp, copy=False)
-
-
-def _on_device_of(like: Any, values: np.ndarray) -> Any:
-    if type(like) is np.ndarray:
-        return values
-    return device_of(like).array(values, dtype=like.dtype)
+    return np.asarray(array, dtype="intp")
 
 
 class GatherRows(TensorOp):
@@ -51,7 +43,7 @@ class GatherRows(TensorOp):
                 f"gather_rows: indices from {self.indices.min()} to {self.indices.max()} for "
                 f"an input of {rows} rows (valid: 0 to {rows - 1})"
             )
-        return _on_device_of(a, api(a).to_numpy(a)[self.indices])
+        return api(a).take_rows(a, self.indices)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         return ScatterRows(self.indices, node.inputs[0].shape[0])(out_grad)
@@ -65,10 +57,7 @@ class ScatterRows(TensorOp):
         self.indices, self.rows = _as_indices(indices), rows
 
     def compute(self, g: Any) -> Any:
-        values = api(g).to_numpy(g)
-        out = np.zeros((self.rows, *values.shape[1:]), values.dtype)
-        np.add.at(out, self.indices, values)
-        return _on_device_of(g, out)
+        return api(g).add_rows(g, self.indices, self.rows)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         return GatherRows(self.indices)(out_grad)
