@@ -53,7 +53,9 @@ def test_agreement_refuses_a_model_that_differs():
 
 def test_quick_run_prints_a_row():
     command = [sys.executable, str(BENCHMARKS / "lstm_step.py"), "--quick", "--json"]
-    result = subprocess.run(command + ["--size", "tiny"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        command + ["--size", "tiny"], capture_output=True, text=True, check=True
+    )
     [row] = json.loads(result.stdout)["rows"]
     assert row["size"] == "tiny" and row["needle_ms"] > 0 and row["numpy_ms"] > 0
     assert row["numpy_mb"] >= 0 and "torch" not in json.loads(result.stdout)
