@@ -41,6 +41,14 @@ def _np_softmax(z, axes):
     return e / np.sum(e, axis=axes, keepdims=True)
 
 
+def _np_lstm_gates(z, c):
+    """The LSTM cell from its definition, on the gate blocks i, f, g, o of z."""
+    i, f, g, o = np.split(z, 4, axis=1)
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    c_next = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+    return sigmoid(o) * np.tanh(c_next), c_next
+
+
 def _np_transpose(a, axes):
     if axes is None:
         return np.swapaxes(a, -1, -2)
@@ -93,6 +101,8 @@ NUMPY_REFERENCE = {
     "maxpool2d": lambda x, p: pool_loops(x[0], p["kernel"], p["stride"], np.max),
     "avgpool2d": lambda x, p: pool_loops(x[0], p["kernel"], p["stride"], np.mean),
     "standardize": lambda x, p: _np_standardize(x[0], _axes(p["axes"]), p["eps"]),
+    "lstm_gates": lambda x, p: _np_lstm_gates(*x),
+    "gather_rows": lambda x, p: np.stack([x[0][i] for i in p["indices"]]),
 }
 
 

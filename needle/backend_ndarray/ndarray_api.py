@@ -188,6 +188,24 @@ def add_into(out: NDArray, index: Index, values: NDArray) -> None:
     out[index] = out[index] + values
 
 
+def take_rows(a: NDArray, indices: Sequence[int]) -> NDArray:
+    """Rows of `a` by integer index (repeats allowed): one row view each, stacked."""
+    if not len(indices):
+        return zeros_like(a, (0, *a.shape[1:]))
+    return stack([getitem(a, (int(i),)) for i in indices], 0)
+
+
+def add_rows(values: NDArray, indices: Sequence[int], rows: int) -> NDArray:
+    """An array of `rows` rows, zero but for values[k] added into row indices[k] for each k
+    (one row at a time: NDArray has no indexed add)."""
+    out = zeros_like(values, (rows, *values.shape[1:]))
+    rest = (slice(None),) * (values.ndim - 1)
+    for k, i in enumerate(indices):
+        row = getitem(values, (slice(k, k + 1), *rest))
+        add_into(out, (slice(int(i), int(i) + 1), *rest), row)
+    return out
+
+
 def unstack(a: NDArray, axis: int) -> tuple[NDArray, ...]:
     lead = (slice(None),) * axis
     return tuple(getitem(a, (*lead, i)) for i in range(a.shape[axis]))

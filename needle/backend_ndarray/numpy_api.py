@@ -174,6 +174,18 @@ def add_into(out: numpy.ndarray, index: Index, values: numpy.ndarray) -> None:
     out[index] += values
 
 
+def take_rows(a: numpy.ndarray, indices: numpy.ndarray) -> numpy.ndarray:
+    """Rows of `a` by integer index (repeats allowed): a[indices], a copy."""
+    return a[indices]
+
+
+def add_rows(values: numpy.ndarray, indices: numpy.ndarray, rows: int) -> numpy.ndarray:
+    """An array of `rows` rows, zero but for values[k] added into row indices[k] for each k."""
+    out = numpy.zeros((rows, *values.shape[1:]), values.dtype)
+    numpy.add.at(out, indices, values)
+    return out
+
+
 def unstack(a: numpy.ndarray, axis: int) -> tuple[numpy.ndarray, ...]:
     """The a.shape[axis] slices along `axis` (a non-negative axis), that axis dropped: views."""
     lead = (slice(None),) * axis

@@ -24,9 +24,10 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"tanh": ops.tanh, "relu": 
 class Embedding(Module):
     """A lookup table: token id i ↦ row i of `weight` (num_embeddings, embedding_dim).
 
-    `weight` ~ N(0, 1), one `randn` draw (the course's order). The lookup is written as
-    one_hot(x) @ weight, so its gradient, onehotᵀ · out_grad, is an ordinary matmul gradient
-    that adds up the rows of repeated tokens.
+    `weight` ~ N(0, 1), one `randn` draw (the course's order). The lookup reads the rows
+    (`ops.gather_rows`); its gradient adds each out_grad row into its token's row, so the
+    rows of repeated tokens add up. (The course writes it as one_hot(x) @ weight: the same
+    numbers, through a (T·B, num_embeddings) product.)
     """
 
     def __init__(
@@ -45,10 +46,9 @@ class Embedding(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(T, B) ids → (T, B, embedding_dim)."""
-        lead = x.shape
-        one_hot = init.one_hot(self.num_embeddings, x, device=x.device, dtype=self.weight.dtype)
-        flat = ops.reshape(one_hot, (math.prod(lead), self.num_embeddings))
-        return ops.reshape(ops.matmul(flat, self.weight), (*lead, self.embedding_dim))
+        ids = init.class_indices(x, self.num_embeddings)
+        rows = ops.gather_rows(self.weight, ids.reshape(-1))
+        return ops.reshape(rows, (*ids.shape, self.embedding_dim))
 
 
 def _uniform(*shape: int, hidden_size: int, device: Device | None, dtype: Dtype) -> Parameter:
@@ -125,7 +125,7 @@ class LSTMCell(_Cell):
         c′ = σ(f)·c + σ(i)·tanh(g),   h′ = σ(o)·tanh(c′)
 
     `forward(X, h=None | (h0, c0))` → (h′, c′); None means zero h and c. Parameters as `_Cell`
-    with four gates.
+    with four gates. The gates are one op, `ops.lstm_gates`.
     """
 
     def __init__(
@@ -140,19 +140,39 @@ class LSTMCell(_Cell):
 
     def forward(self, X: Tensor, h: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         h0, c0 = (None, None) if h is None else h
-        z = self._affine(X, h0)
-        batch, hidden = z.shape[0], z.shape[1] // 4
-        i, f, g, o = ops.split(ops.reshape(z, (batch, 4, hidden)), 1).tuple()
-        c = ops.sigmoid(i) * ops.tanh(g)
-        if c0 is not None:
-            c = ops.sigmoid(f) * c0 + c
-        return ops.sigmoid(o) * ops.tanh(c), c
+        return self._gates(self._affine(X, h0), c0)
+
+    def input_part(self, X: Tensor) -> Tensor:
+        """X·W_ih + b_ih + b_hh for a whole sequence X (T, B, input_size) in one product:
+        (T, B, 4H), the part of z that does not depend on h. `LSTM` computes it once per
+        layer rather than once per step."""
+        steps, batch, n = X.shape
+        out = ops.matmul(ops.reshape(X, (steps * batch, n)), self.W_ih)
+        biases = [b for b in (self.bias_ih, self.bias_hh) if b is not None]
+        if biases:  # added to each other first: one (T·B, 4H) addition, one column sum back
+            out = out + (biases[0] + biases[1] if len(biases) == 2 else biases[0])
+        return ops.reshape(out, (steps, batch, out.shape[1]))
+
+    def step(self, z_input: Tensor, h: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
+        """(h′, c′) from one step's `input_part` (B, 4H) and the state (h, c) (None: zeros)."""
+        if h is None:
+            return self._gates(z_input, None)
+        return self._gates(z_input + ops.matmul(h[0], self.W_hh), h[1])
+
+    def _gates(self, z: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
+        if c is None:  # σ(f)·0 + σ(i)·tanh(g) is σ(i)·tanh(g) exactly
+            c = init.zeros(z.shape[0], z.shape[1] // 4, device=z.device, dtype=z.dtype)
+        return ops.lstm_gates(z, c).tuple()
+
+
+def _check_sequence(X: Tensor, input_size: int, layer: str) -> None:
+    if X.ndim != 3 or X.shape[2] != input_size:
+        raise UsageError(f"{layer}: input of shape {X.shape}; expected (T, batch, {input_size})")
 
 
 def _time_steps(X: Tensor, input_size: int, layer: str) -> list[Tensor]:
     """X (T, B, input_size) as its T steps (B, input_size)."""
-    if X.ndim != 3 or X.shape[2] != input_size:
-        raise UsageError(f"{layer}: input of shape {X.shape}; expected (T, batch, {input_size})")
+    _check_sequence(X, input_size, layer)
     return list(ops.split(X, 0).tuple())
 
 
@@ -230,7 +250,7 @@ class LSTM(Module):
     def forward(
         self, X: Tensor, h: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        steps = _time_steps(X, self.lstm_cells[0].input_size, "LSTM")
+        _check_sequence(X, self.lstm_cells[0].input_size, "LSTM")
         layers = len(self.lstm_cells)
         h0, c0 = (None, None) if h is None else h
         starts = zip(
@@ -240,10 +260,10 @@ class LSTM(Module):
         for cell, (h_t, c_t) in zip(self.lstm_cells, starts, strict=True):
             state = None if h_t is None else (h_t, c_t)
             outputs = []
-            for x in steps:
-                state = cell(x, state)
+            for z_input in ops.split(cell.input_part(X), 0).tuple():
+                state = cell.step(z_input, state)
                 outputs.append(state[0])
-            steps = outputs
+            X = ops.stack(outputs, 0)
             final_h.append(state[0])
             final_c.append(state[1])
-        return ops.stack(steps, 0), (ops.stack(final_h, 0), ops.stack(final_c, 0))
+        return X, (ops.stack(final_h, 0), ops.stack(final_c, 0))

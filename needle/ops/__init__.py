@@ -37,6 +37,8 @@ from needle.ops.elementwise import (
     sigmoid,
     tanh,
 )
+from needle.ops.gather import GatherRows, ScatterRows, gather_rows
+from needle.ops.lstm import LSTMGates, LSTMGatesGrad, lstm_gates
 from needle.ops.matmul import MatMul, matmul
 from needle.ops.pool import (
     AvgPool2d,
