@@ -431,23 +431,27 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
     """
     adjoints: dict[Value, Any] = {}
     _add_adjoint(adjoints, output_tensor, out_grad)
+    make_const = Tensor.make_const  # the loop runs once per node: its lookups hoisted
     for node in reversed(find_topo_sort([output_tensor])):
         adjoint = adjoints.pop(node, None)
         if adjoint is None or not node.requires_grad:
             continue
-        if isinstance(node, TensorTuple):
+        if type(node) is TensorTuple:
             adjoint = _assemble(node, adjoint)
-        if node.op is None:
+        op = node.op
+        if op is None:
             node.grad = adjoint
             continue
-        node.grad = adjoint.detach()
-        if isinstance(node.op, ops.TupleGetItem):
+        node.grad = make_const(adjoint.cached_data)  # detached
+        if type(op) is ops.TupleGetItem:
             # Reading element i adds to element i's adjoint only. Its gradient as an op, a
             # whole tuple with zeros elsewhere, would make T reads of a T-step `split` (every
             # recurrent layer) cost T² additions of zeros.
-            _add_part(adjoints, node.inputs[0], node.op.index, adjoint)
+            _add_part(adjoints, node.inputs[0], op.index, adjoint)
             continue
-        grads = node.op.gradient_as_tuple(adjoint, node)
+        grads = op.gradient(adjoint, node)
+        if type(grads) is not tuple:
+            grads = (grads,)
         for child, grad in zip(node.inputs, grads, strict=True):
             if grad is not None and child.requires_grad:
                 _add_adjoint(adjoints, child, grad)
@@ -456,11 +460,13 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
 def _add_adjoint(adjoints: dict[Value, Any], node: Value, grad: Value) -> None:
     """Add `grad` to `node`'s adjoint; contributions are summed in the order they arrive, so
     the result is deterministic."""
-    if isinstance(node, TensorTuple):
+    if type(node) is TensorTuple:
         for index, part in enumerate(grad.tuple()):
             _add_part(adjoints, node, index, part)
         return
-    grad = _in_dtype(grad, node.cached_data.dtype)
+    dtype = node.cached_data.dtype
+    if grad.cached_data.dtype != dtype:
+        grad = _in_dtype(grad, dtype)
     earlier = adjoints.get(node)
     adjoints[node] = grad if earlier is None else earlier + grad
 

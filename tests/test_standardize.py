@@ -95,7 +95,33 @@ def test_standardize_with_a_scale_and_shift_per_group(shape, axes, order):
 
 def test_a_scale_of_the_wrong_shape_or_alone_is_refused():
     x = ndl.Tensor(np.ones((4, 3)))
-    with pytest.raises(UsageError, match=r"scale has shape \(3,\); one per group .* is \(1, 3\)"):
-        ops.standardize(x, (0,), scale=ndl.Tensor(np.ones(3)), shift=ndl.Tensor(np.ones(3)))
+    with pytest.raises(
+        UsageError, match=r"scale has shape \(2,\); one per group .* is \(1, 3\) or \(3,\)"
+    ):
+        ops.standardize(x, (0,), scale=ndl.Tensor(np.ones(2)), shift=ndl.Tensor(np.ones(3)))
     with pytest.raises(UsageError, match="a scale and a shift together"):
         ops.standardize(x, (0,), scale=ndl.Tensor(np.ones((1, 3))))
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_a_scale_and_shift_per_channel_without_the_standardized_axes(order):
+    """BatchNorm2d's (C,) weight and bias on NCHW images: the same as (1, C, 1, 1) ones."""
+    rng = np.random.default_rng(6)
+    x, scale, shift = (
+        rng.standard_normal((2, 3, 2, 2)),
+        rng.standard_normal(3),
+        rng.standard_normal(3),
+    )
+    flat = ops.standardize(
+        ndl.Tensor(x), (0, 2, 3), scale=ndl.Tensor(scale), shift=ndl.Tensor(shift)
+    )
+    kept = ops.standardize(
+        ndl.Tensor(x),
+        (0, 2, 3),
+        scale=ndl.Tensor(scale.reshape(1, 3, 1, 1)),
+        shift=ndl.Tensor(shift.reshape(1, 3, 1, 1)),
+    )
+    np.testing.assert_array_equal(flat.numpy(), kept.numpy())
+    fn = lambda a, s, t: ops.standardize(a, (0, 2, 3), scale=s, shift=t)  # noqa: E731
+    report = check_gradients(fn, [x, scale, shift], order=order)
+    assert report.passed, report.inputs

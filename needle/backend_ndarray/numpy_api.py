@@ -9,6 +9,7 @@ numpy's semantics, over NDArrays.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -74,28 +75,62 @@ def sum(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
 def _column_sums(a: numpy.ndarray, axis: tuple[int, ...], keepdims: bool) -> Any:
     """Σ of `a` over `axis` as ones @ (rows, columns) of its memory, when the summed axes
     are the outermost ones there and the memory has no gaps; else None."""
-    ndim, shape = a.ndim, a.shape
+    layout = _columns_layout(a.shape, a.strides, a.itemsize, a.flags.c_contiguous, axis)
+    if layout is None:
+        return None
+    order, count, columns, back, kept_shape = layout
+    if order is not None:  # a view in another axis order (NCHW of NHWC memory)
+        a = a.transpose(order)
+    rows = a.reshape(count, math.prod(columns))
+    summed = numpy.matmul(_ones(count, a.dtype), rows).reshape(columns)
+    if back is not None:
+        summed = summed.transpose(back)
+    return summed.reshape(kept_shape) if keepdims else summed
+
+
+@functools.lru_cache(maxsize=1024)
+def _columns_layout(
+    shape: tuple[int, ...],
+    strides: tuple[int, ...],
+    itemsize: int,
+    c_contiguous: bool,
+    axis: tuple[int, ...],
+) -> tuple | None:
+    """How to sum an array of this layout over `axis` as column sums: (the transpose to
+    memory order or None, the row count, the columns' shape in memory order, the transpose
+    back to the input's order or None, the keepdims shape); None when it cannot be done.
+    Cached: a training step asks about the same few layouts every time."""
+    ndim = len(shape)
     axes = {x % ndim for x in axis if -ndim <= x < ndim}
     if len(axes) != len(axis) or not 0 < len(axes) < ndim:
         return None  # numpy's reduction raises for these, or they are not column sums
     order = tuple(range(ndim))
-    if not a.flags.c_contiguous:  # a view in another axis order (NCHW of NHWC memory)
-        order = tuple(sorted(order, key=lambda i: -a.strides[i]))
-        a = a.transpose(order)
-        if not a.flags.c_contiguous:
+    if not c_contiguous:
+        order = tuple(sorted(order, key=lambda i: -strides[i]))
+        memory_shape = tuple(shape[i] for i in order)
+        memory_strides = tuple(strides[i] for i in order)
+        if not _row_major(memory_shape, memory_strides, itemsize):
             return None
     k = len(axes)
     if set(order[:k]) != axes:
         return None
-    count, columns = math.prod(a.shape[:k]), a.shape[k:]
-    rows = a.reshape(count, math.prod(columns))
-    summed = numpy.matmul(_ones(count, a.dtype), rows).reshape(columns)
-    kept = order[k:]  # the input axis each axis of `summed` came from
-    if list(kept) != sorted(kept):
-        summed = summed.transpose(numpy.argsort(kept))
-    if keepdims:
-        summed = summed.reshape(tuple(1 if i in axes else n for i, n in enumerate(shape)))
-    return summed
+    kept = order[k:]  # the input axis each axis of the sum comes from
+    back = None if list(kept) == sorted(kept) else tuple(numpy.argsort(kept).tolist())
+    columns = tuple(shape[i] for i in kept)
+    kept_shape = tuple(1 if i in axes else n for i, n in enumerate(shape))
+    to_memory = None if c_contiguous else order
+    return to_memory, math.prod(shape[i] for i in order[:k]), columns, back, kept_shape
+
+
+def _row_major(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int) -> bool:
+    """Whether these byte strides lay the shape out row-major with no gaps (size-1 axes
+    may have any stride)."""
+    expected = itemsize
+    for n, stride in zip(reversed(shape), reversed(strides), strict=True):
+        if n != 1 and stride != expected:
+            return False
+        expected *= n
+    return True
 
 
 _ONES: dict[tuple[int, Any], numpy.ndarray] = {}

@@ -302,12 +302,12 @@ class BatchNorm1d(Module):
     def _normalize(self, x: Tensor, axes: tuple[int, ...], shape: tuple[int, ...]) -> Tensor:
         """y = w · x̂ + b over `axes`, with w, b and the statistics seen in `shape` (the
         input's shape with the normalized axes as size 1)."""
-        weight, bias = _shaped(self.weight, shape), _shaped(self.bias, shape)
         if self.training:
             standardize = ops.Standardize(axes, self.eps)
-            out = standardize(x, weight, bias)
+            out = standardize(x, self.weight, self.bias)  # (C,): one per channel
             self._update_running(standardize.mean, standardize.var)
             return out
+        weight, bias = _shaped(self.weight, shape), _shaped(self.bias, shape)
         # Evaluation: an affine map per feature, y = x · s + t with s = w / √(running σ² +
         # eps) and t = b − running μ · s: two passes over x, and w and b keep their gradients.
         scale = weight / (_shaped(self.running_var, shape) + self.eps) ** 0.5

@@ -87,22 +87,24 @@ class Permute(TensorOp):
     """
 
     def __init__(self, axes: tuple[int, ...]):
-        self.axes = tuple(int(axis) for axis in as_axes(axes))
-
-    def _order(self, ndim: int) -> tuple[int, ...]:
-        order = normalize_axes(self.axes, ndim) if self.axes else ()
-        if len(self.axes) != ndim or sorted(order) != list(range(ndim)):
-            raise UsageError(
-                f"permute needs each of the input's {ndim} axes once, got axes={self.axes}"
-            )
-        return tuple(axis % ndim for axis in self.axes)
+        self.axes = tuple(map(int, as_axes(axes)))
 
     def compute(self, a: Any) -> Any:
-        return api(a).transpose(a, self._order(a.ndim))
+        return api(a).transpose(a, _permutation(self.axes, a.ndim)[0])
 
     def gradient(self, out_grad: Tensor, node: Tensor):
-        order = self._order(node.ndim)
-        return permute(out_grad, tuple(order.index(axis) for axis in range(len(order))))
+        return permute(out_grad, _permutation(self.axes, node.ndim)[1])
+
+
+@functools.lru_cache(maxsize=256)
+def _permutation(axes: tuple[int, ...], ndim: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """`axes` as a permutation of range(ndim) (negative axes counted from the end), and its
+    inverse; refused unless it names each axis once. Cached: every conv asks on every step."""
+    order = normalize_axes(axes, ndim) if axes else ()
+    if len(axes) != ndim or sorted(order) != list(range(ndim)):
+        raise UsageError(f"permute needs each of the input's {ndim} axes once, got axes={axes}")
+    forward = tuple(axis % ndim for axis in axes)
+    return forward, tuple(forward.index(axis) for axis in range(ndim))
 
 
 def _permute_case(rng: np.random.Generator):

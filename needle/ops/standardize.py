@@ -50,10 +50,11 @@ class Standardize(TensorOp):
     over `axes` (None: all). After the call, `mean` and `var` hold the statistics (with the
     standardized axes kept as size 1): a batch norm's running averages are made of them.
 
-    With two more inputs, a `scale` s and a `shift` t of the statistics' shape (one per
-    group, as a batch norm's weight and bias are per channel), the output is x̂ · s + t, in
-    the same node. `value`, when given, is x̂ already computed, taken instead of a recompute
-    (the gradient of x̂ · s + t needs x̂ as a node of x).
+    With two more inputs, a `scale` s and a `shift` t, one per group (as a batch norm's
+    weight and bias are per channel: of the statistics' shape, or of the input's shape
+    without the standardized axes), the output is x̂ · s + t, in the same node. `value`,
+    when given, is x̂ already computed, taken instead of a recompute (the gradient of
+    x̂ · s + t needs x̂ as a node of x).
     """
 
     def __init__(self, axes: Axes, eps: float = 1e-5, *, value: Any = None):
@@ -74,14 +75,17 @@ class Standardize(TensorOp):
         x_hat = xp.multiply(centered, self._inverse_std)
         if scale is None:
             return x_hat
+        groups = tuple(n for i, n in enumerate(x.shape) if i not in axes)
         for name, given in (("scale", scale), ("shift", shift)):
-            if given.shape != self.mean.shape:
+            if given.shape not in (self.mean.shape, groups):
                 raise UsageError(
                     f"standardize: the {name} has shape {given.shape}; one per group over "
-                    f"axes {axes} of an input of shape {x.shape} is {self.mean.shape}"
+                    f"axes {axes} of an input of shape {x.shape} is {self.mean.shape} or "
+                    f"{groups}"
                 )
         self._x_hat = x_hat  # for the gradient
-        return xp.add(xp.multiply(x_hat, scale), shift)
+        kept = self.mean.shape
+        return xp.add(xp.multiply(x_hat, xp.reshape(scale, kept)), xp.reshape(shift, kept))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         x = node.inputs[0]
@@ -96,10 +100,15 @@ class Standardize(TensorOp):
         known_x_hat, self._x_hat = self._x_hat, None
         x_hat = Standardize(self.axes, self.eps, value=known_x_hat)(x)
         axes = normalize_axes(self.axes, x.ndim)
-        grad_x = StandardizeGrad(self.axes)(out_grad, x_hat, r * scale)
-        grad_scale = reshape(summation(out_grad * x_hat, axes), scale.shape)
-        grad_shift = reshape(summation(out_grad, axes), shift.shape)
+        grad_x = StandardizeGrad(self.axes)(out_grad, x_hat, r * _shaped(scale, r.shape))
+        grad_scale = _shaped(summation(out_grad * x_hat, axes), scale.shape)
+        grad_shift = _shaped(summation(out_grad, axes), shift.shape)
         return grad_x, grad_scale, grad_shift
+
+
+def _shaped(t: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """`t` reshaped to `shape`: itself when it has that shape already (no node)."""
+    return t if t.shape == shape else reshape(t, shape)
 
 
 class InverseStd(TensorOp):
