@@ -37,7 +37,6 @@ from numpy import (  # noqa: F401 - re-exported as the namespace
     stack,
     subtract,
     tanh,
-    transpose,
     where,
     zeros_like,
 )
@@ -165,6 +164,12 @@ def swapaxes(a: numpy.ndarray, first: int, second: int) -> numpy.ndarray:
     if a.ndim == 2 and first % 2 != second % 2:
         return a.T
     return numpy.swapaxes(a, first, second)
+
+
+def transpose(a: Any, axes: Sequence[int]) -> Any:
+    """`a` with its axes in the order `axes` (a view), by the method: np.transpose adds
+    three calls of dispatch, and every conv permutes its input and output."""
+    return a.transpose(axes)
 
 
 def reshape(a: Any, shape: Sequence[int]) -> Any:

@@ -174,11 +174,14 @@ class StandardizeGrad(TensorOp):
 
 
 def _standardize_case(rng: np.random.Generator):
-    """A shape of 1–3 axes (sizes 1–4) and a random non-empty set of its axes."""
+    """A shape of 1–3 axes (sizes 1–4), a random non-empty set of its axes, and eps 0.1 or
+    1. (With eps 1e-5, a group of two nearly equal draws has √(σ² + eps) near the step of a
+    central difference, whose error then swamps the tolerance: a flaw of the numerical side,
+    not of the gradient. The fixed settings check eps 1e-5 on well-spread inputs.)"""
     shape = random_shape(rng, 1, 3)
     chosen = [axis for axis in range(len(shape)) if rng.random() < 0.5]
     axes = tuple(chosen) or (int(rng.integers(len(shape))),)
-    return {"axes": axes, "eps": float(rng.choice([1e-5, 0.1, 1.0]))}, [shape]
+    return {"axes": axes, "eps": float(rng.choice([0.1, 1.0]))}, [shape]
 
 
 @register(
