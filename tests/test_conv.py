@@ -18,7 +18,7 @@ import needle as ndl
 from needle.errors import UsageError
 from needle.gradcheck import check_gradients
 from needle.ops import REGISTRY
-from needle.ops.conv import ConvInputGrad, ConvWeightGrad
+from needle.ops.conv import ConvInputGrad, ConvWeightGrad, _taps, _used_taps
 from needle_cli.app import app
 
 
@@ -242,6 +242,54 @@ def test_the_kernel_gradient_from_the_forward_im2col_equals_a_fresh_one():
     fresh = ConvWeightGrad(2, 1, kernel=3)(ndl.Tensor(a), ndl.Tensor(g)).numpy()
     np.testing.assert_array_equal(tb.grad.numpy(), first)
     np.testing.assert_array_equal(first, fresh)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(1, 7),
+    kernel=st.integers(1, 5),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 3),
+)
+def test_used_taps_run_from_the_first_to_the_last_offset_that_reads_the_input(
+    size, kernel, stride, padding
+):
+    """By brute force: the offsets at which some output window reads a real row."""
+    out = (size + 2 * padding - kernel) // stride + 1
+    if out < 1:
+        return
+    reads = [
+        d for d in range(kernel) if any(0 <= i * stride + d - padding < size for i in range(out))
+    ]
+    used = _used_taps(size, kernel, stride, padding)
+    assert list(used) == (list(range(reads[0], reads[-1] + 1)) if reads else [])
+
+
+@pytest.mark.parametrize("size, stride", [(1, 1), (2, 2), (1, 2), (3, 3)])
+def test_taps_that_read_only_padding_change_nothing(size, stride):
+    """At a 1×1 map a 3×3 kernel with padding 1 reads the input at its centre alone: the
+    output is the loops' definition, and every other tap's gradient is exactly zero."""
+    a, b, g = _normal((2, size, size, 3), (3, 3, 3, 4), (1,), seed=9)
+    ta, tb = ndl.Tensor(a), ndl.Tensor(b)
+    out = ndl.conv(ta, tb, stride, 1)
+    np.testing.assert_allclose(out.numpy(), conv_loops(a, b, stride, 1), atol=1e-12)
+    (g,) = _normal(out.shape, seed=10)
+    out.backward(ndl.Tensor(g))
+    rows, columns = _taps(a.shape, 3, stride, 1)
+    unused = np.ones((3, 3), bool)
+    unused[rows.start : rows.stop, columns.start : columns.stop] = False
+    assert np.all(tb.grad.numpy()[unused] == 0)
+    report = check_gradients(lambda x, y: ndl.conv(x, y, stride, 1), [a, b], order=2)
+    assert report.passed, report.inputs
+
+
+def test_a_conv_whose_windows_all_lie_in_the_padding_gives_its_bias():
+    a, b, bias = _normal((1, 1, 1, 2), (1, 1, 2, 3), (3,), seed=11)
+    ta, tb = ndl.Tensor(a), ndl.Tensor(b)
+    out = ndl.conv(ta, tb, 3, 2, bias=ndl.Tensor(bias))  # windows at rows −2 and 1: none real
+    np.testing.assert_allclose(out.numpy(), np.broadcast_to(bias, out.shape))
+    out.sum().backward()
+    assert not ta.grad.numpy().any() and not tb.grad.numpy().any()
 
 
 # -- the registry and its sample inputs --------------------------------------------------------

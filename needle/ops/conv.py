@@ -185,14 +185,66 @@ def _conv_kernel(a_shape: tuple[int, ...], b_shape: tuple[int, ...], padding: in
     return kernel
 
 
+Taps = tuple[range, range]
+
+
+def _used_taps(size: int, kernel: int, stride: int, padding: int) -> range:
+    """The kernel offsets along one axis from the first to the last that reads the input
+    itself for some output, not only its zero padding: offset d reads the input's row
+    i·s + d − p for outputs i in [0, out). Every offset outside the run multiplies zeros, for
+    every output (at a 1×1 map, a 3×3 kernel with padding 1 reads the input at its centre
+    tap alone); at a stride above 1 an offset inside it may too, and is kept."""
+    out = (size + 2 * padding - kernel) // stride + 1
+    used = []
+    for d in range(kernel):
+        first = max(0, -((d - padding) // stride))  # the first i with i·s + d − p ≥ 0
+        if first < out and first * stride + d - padding < size:
+            used.append(d)
+    return range(used[0], used[-1] + 1) if used else range(0)
+
+
+def _taps(shape: tuple[int, ...], kernel: int, stride: int, padding: int) -> Taps:
+    """The kernel rows and columns an NHWC input of `shape` reads itself at."""
+    return tuple(_used_taps(n, kernel, stride, padding) for n in shape[1:3])
+
+
 def _im2col(a: Any, kernel: int, stride: int, padding: int) -> tuple[Any, tuple[int, int, int]]:
-    """Every K×K window of the padded NHWC `a` as one row: the (N·Ho·Wo, K·K·Cin) matrix
-    (one copy, of the window view), and (N, Ho, Wo)."""
-    p = padding
-    padded = strided.pad(a, ((0, 0), (p, p), (p, p), (0, 0))) if p else a
-    view = strided.windows(padded, kernel, stride)
-    n, ho, wo = view.shape[:3]
-    return strided.reshape(view, (n * ho * wo, kernel * kernel * a.shape[3])), (n, ho, wo)
+    """Every window of the padded NHWC `a` as one row, at the kernel taps that read `a`
+    itself (`_taps`): the (N·Ho·Wo, Kh·Kw·Cin) matrix (one copy, of the window view), and
+    (N, Ho, Wo). The other taps would add columns of zeros: no copy, no product for them."""
+    n, h, w, c = a.shape
+    p, s = padding, stride
+    ho, wo = (h + 2 * p - kernel) // s + 1, (w + 2 * p - kernel) // s + 1
+    rows, columns = _taps(a.shape, kernel, s, p)
+    if not rows or not columns:  # every window lies in the padding: no column at all
+        return strided.zeros((n * ho * wo, 0), like=a), (n, ho, wo)
+    inside = (
+        rows.start >= p
+        and columns.start >= p
+        and rows.start + s * (ho - 1) + len(rows) <= p + h
+        and columns.start + s * (wo - 1) + len(columns) <= p + w
+    )
+    if inside:  # every window read lies in `a`: no padded copy
+        origin = strided.read(
+            a, (ALL, slice(rows.start - p, None), slice(columns.start - p, None), ALL)
+        )
+    else:
+        padded = strided.pad(a, ((0, 0), (p, p), (p, p), (0, 0)))
+        origin = strided.read(
+            padded, (ALL, slice(rows.start, None), slice(columns.start, None), ALL)
+        )
+    view = strided.windows(origin, (len(rows), len(columns)), s)
+    view = strided.read(view, (ALL, slice(0, ho), slice(0, wo), ALL, ALL, ALL))
+    return strided.reshape(view, (n * ho * wo, len(rows) * len(columns) * c)), (n, ho, wo)
+
+
+def _cropped(b: Any, taps: Taps) -> Any:
+    """The kernel (K, K, Cin, Cout) at the taps `taps`, as a (Kh·Kw·Cin, Cout) matrix."""
+    rows, columns = taps
+    part = strided.read(
+        b, (slice(rows.start, rows.stop), slice(columns.start, columns.stop), ALL, ALL)
+    )
+    return strided.reshape(part, (len(rows) * len(columns) * b.shape[2], b.shape[3]))
 
 
 def _col2im(g: Any, b: Any, size: tuple[int, int], stride: int, padding: int) -> Any:
@@ -209,9 +261,10 @@ def _col2im(g: Any, b: Any, size: tuple[int, int], stride: int, padding: int) ->
     (h, w), p, s = size, padding, stride
     rows = strided.reshape(g, (n * ho * wo, c_out))
     out = strided.zeros((n, h + 2 * p, w + 2 * p, c_in), like=g)
-    for di in range(kernel):
+    used_rows, used_columns = _taps((n, h, w, c_in), kernel, s, p)
+    for di in used_rows:  # a tap that reads only padding adds only to padding
         read_rows = slice(di, di + s * (ho - 1) + 1, s)
-        for dj in range(kernel):
+        for dj in used_columns:
             read_columns = slice(dj, dj + s * (wo - 1) + 1, s)
             tap = strided.permute(strided.read(b, (di, dj, ALL, ALL)), (1, 0))
             share = strided.reshape(strided.matmul(rows, tap), (n, ho, wo, c_in))
@@ -246,7 +299,7 @@ class Conv(ConvOp):
     def compute(self, a: Any, b: Any, bias: Any = None) -> Any:
         kernel = _conv_kernel(a.shape, b.shape, self.padding)
         cols, (n, ho, wo) = _im2col(a, kernel, self.stride, self.padding)
-        out = strided.matmul(cols, strided.reshape(b, (cols.shape[1], b.shape[3])))
+        out = strided.matmul(cols, _cropped(b, _taps(a.shape, kernel, self.stride, self.padding)))
         if bias is not None:
             if bias.shape != (b.shape[3],):
                 raise UsageError(
@@ -322,7 +375,15 @@ class ConvWeightGrad(ConvOp):
         product = strided.matmul(
             strided.permute(cols, (1, 0)), strided.reshape(g, (n * ho * wo, c_out))
         )
-        return strided.reshape(product, (self.kernel, self.kernel, a.shape[3], c_out))
+        rows, columns = _taps(a.shape, self.kernel, self.stride, self.padding)
+        taps = strided.reshape(product, (len(rows), len(columns), a.shape[3], c_out))
+        if len(rows) == len(columns) == self.kernel:
+            return taps
+        # The taps that read only padding multiplied zeros: their gradient is zero.
+        full = strided.zeros((self.kernel, self.kernel, a.shape[3], c_out), like=product)
+        at = (slice(rows.start, rows.stop), slice(columns.start, columns.stop), ALL, ALL)
+        strided.write(full, at, taps)
+        return full
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         a, g = node.inputs

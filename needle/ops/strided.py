@@ -53,16 +53,18 @@ def matmul(a: Any, b: Any) -> Any:
     return api(a).matmul(a, b)
 
 
-def windows(a: Any, kernel: int, stride: int) -> Any:
-    """The (N, Ho, Wo, K, K, C) view of every K×K window of an NHWC array `a`, taken every
-    `stride` rows and columns: element [n, i, j, di, dj, c] is a[n, i·s + di, j·s + dj, c].
+def windows(a: Any, kernel: int | tuple[int, int], stride: int) -> Any:
+    """The (N, Ho, Wo, Kh, Kw, C) view of every Kh×Kw window of an NHWC array `a` (`kernel`
+    K or (Kh, Kw)), taken every `stride` rows and columns: element [n, i, j, di, dj, c] is
+    a[n, i·s + di, j·s + dj, c].
 
     No copy: the window axes reuse the row and column strides (the im2col view).
     """
     xp = api(a)
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     n, h, w, c = a.shape
     sn, sh, sw, sc = xp.element_strides(a)
-    shape = (n, (h - kernel) // stride + 1, (w - kernel) // stride + 1, kernel, kernel, c)
+    shape = (n, (h - kh) // stride + 1, (w - kw) // stride + 1, kh, kw, c)
     return xp.as_strided(a, shape, (sn, sh * stride, sw * stride, sh, sw, sc))
 
 
