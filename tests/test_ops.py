@@ -101,6 +101,7 @@ NUMPY_REFERENCE = {
     "maxpool2d": lambda x, p: pool_loops(x[0], p["kernel"], p["stride"], np.max),
     "avgpool2d": lambda x, p: pool_loops(x[0], p["kernel"], p["stride"], np.mean),
     "standardize": lambda x, p: _np_standardize(x[0], _axes(p["axes"]), p["eps"]),
+    "normalize": lambda x, p: (x[0] - x[1]) / np.sqrt(x[2] + p["eps"]) * x[3] + x[4],
     "lstm_gates": lambda x, p: _np_lstm_gates(*x),
     "gather_rows": lambda x, p: np.stack([x[0][i] for i in p["indices"]]),
 }

@@ -308,10 +308,9 @@ class BatchNorm1d(Module):
             out = standardize(x, weight, bias)
             self._update_running(standardize.mean, standardize.var)
             return out
-        # Evaluation: an affine map per feature, y = x · s + t with s = w / √(running σ² +
-        # eps) and t = b − running μ · s: two passes over x, and w and b keep their gradients.
-        scale = weight / (_shaped(self.running_var, shape) + self.eps) ** 0.5
-        return x * scale + (bias - _shaped(self.running_mean, shape) * scale)
+        # Evaluation: the running statistics, in one node (w and b keep their gradients).
+        mean, var = _shaped(self.running_mean, shape), _shaped(self.running_var, shape)
+        return ops.normalize(x, mean, var, weight, bias, self.eps)
 
     def _update_running(self, mean: Any, var: Any) -> None:
         # On the arrays: the statistics must not join (or keep alive) the graph.
