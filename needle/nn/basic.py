@@ -297,20 +297,24 @@ class BatchNorm1d(Module):
         self.running_var = init.ones(dim, device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return self._evaluate(x)
         return self._normalize(x, (0,), (1, self.dim))
 
     def _normalize(self, x: Tensor, axes: tuple[int, ...], shape: tuple[int, ...]) -> Tensor:
-        """y = w · x̂ + b over `axes`, with w, b and the statistics seen in `shape` (the
-        input's shape with the normalized axes as size 1)."""
+        """Training: y = w · x̂ + b over `axes`, with w, b and the statistics seen in `shape`
+        (the input's shape with the normalized axes as size 1)."""
         weight, bias = _shaped(self.weight, shape), _shaped(self.bias, shape)
-        if self.training:
-            standardize = ops.Standardize(axes, self.eps)
-            out = standardize(x, weight, bias)
-            self._update_running(standardize.mean, standardize.var)
-            return out
-        # Evaluation: the running statistics, in one node (w and b keep their gradients).
-        mean, var = _shaped(self.running_mean, shape), _shaped(self.running_var, shape)
-        return ops.normalize(x, mean, var, weight, bias, self.eps)
+        standardize = ops.Standardize(axes, self.eps)
+        out = standardize(x, weight, bias)
+        self._update_running(standardize.mean, standardize.var)
+        return out
+
+    def _evaluate(self, x: Tensor) -> Tensor:
+        """Evaluation, for features on x's last axis: the running statistics, in one node
+        (w and b keep their gradients), the (dim,) arrays broadcast as they are."""
+        stats = (self.running_mean, self.running_var, self.weight, self.bias)
+        return ops.normalize(x, *stats, self.eps)
 
     def _update_running(self, mean: Any, var: Any) -> None:
         # On the arrays: the statistics must not join (or keep alive) the graph.
