@@ -18,7 +18,16 @@ is within 3× the float32 floor's own error of it (or 1e-4): a float32 gradient 
 batch norm is only so exact (the table's last two columns), and two float32 steps that sum
 in different orders differ by about as much.
 
+`--mode eval` times evaluation instead, as a user evaluates: needle's `model.eval()` and
+the forward pass under `autograd.no_grad()`, against the floor's forward pass with
+BatchNorm's running statistics, keeping nothing for a backward pass (`FloorEval`). The
+model first runs a training-mode forward pass over the batches, so that the running
+statistics are not their initial zeros and ones; the check before timing is of the logits:
+the float32 floor's within 1e-5 (relative) of the float64 floor's, needle's within 3× the
+floor's own error (or 1e-5). `--mode train eval` gives rows of each.
+
     python benchmarks/conv_step.py                  # both networks, batches 32 and 128
+    python benchmarks/conv_step.py --mode eval      # evaluation: forward only, no graph
     python benchmarks/conv_step.py --networks mnist_cnn --batch-sizes 128 --processes 7
     python benchmarks/conv_step.py --blas-threads 1 # OpenBLAS on one thread, both sides
     python benchmarks/conv_step.py --quick          # one process, two rounds: a smoke run
