@@ -310,11 +310,11 @@ class BatchNorm1d(Module):
         self._update_running(standardize.mean, standardize.var)
         return out
 
-    def _evaluate(self, x: Tensor) -> Tensor:
-        """Evaluation, for features on x's last axis: the running statistics, in one node
-        (w and b keep their gradients), the (dim,) arrays broadcast as they are."""
+    def _evaluate(self, x: Tensor, axis: int = 1) -> Tensor:
+        """Evaluation, for features on x's axis `axis`: the running statistics, in one node
+        (w and b keep their gradients), the (dim,) arrays as they are."""
         stats = (self.running_mean, self.running_var, self.weight, self.bias)
-        return ops.normalize(x, *stats, self.eps)
+        return ops.normalize(x, *stats, self.eps, axis)
 
     def _update_running(self, mean: Any, var: Any) -> None:
         # On the arrays: the statistics must not join (or keep alive) the graph.

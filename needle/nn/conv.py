@@ -98,8 +98,7 @@ class BatchNorm2d(BatchNorm1d):
     running statistics have shape (C,).
 
     No axis is moved: an NCHW view of a conv's NHWC output keeps its memory, and its channel
-    statistics are the column sums of that memory (see `numpy_api.sum`). Evaluation views
-    the images channels last, where the (C,) running statistics broadcast with no reshape."""
+    statistics are the column sums of that memory (see `numpy_api.sum`)."""
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.dim:
@@ -107,5 +106,5 @@ class BatchNorm2d(BatchNorm1d):
                 f"BatchNorm2d takes NCHW images with {self.dim} channels; got shape {x.shape}"
             )
         if not self.training:
-            return to_nchw(self._evaluate(to_nhwc(x)))
+            return self._evaluate(x, axis=1)
         return self._normalize(x, (0, 2, 3), (1, self.dim, 1, 1))

@@ -20,77 +20,105 @@ from needle.backend_ndarray import api
 from needle.errors import UsageError
 from needle.ops import strided
 from needle.ops.registry import OpParam, Setting, normal, positive, random_shape, register
-from needle.ops.shape import sum_to_shape
+from needle.ops.shape import reshape, summation
 
 
 class Normalize(TensorOp):
-    """y = (x − mean) · r · scale + shift, r = 1/√(var + eps), every input broadcast against x
-    as numpy broadcasts (a batch norm's running statistics and affine map: one value per
-    channel, in a shape with size-1 axes elsewhere).
+    """y = (x − mean) · r · scale + shift, r = 1/√(var + eps), with mean, var, scale and
+    shift one value per entry of x's axis `axis` (a batch norm's running statistics and
+    affine map: (C,) arrays, for the channel axis), the same for every other index.
 
-    With c = x − mean and s = scale · r, for an out_grad g (each summed down to its input's
-    shape): ∂x = g · s, ∂mean = −g · s, ∂var = −½ · g · c · scale · r³, ∂scale = g · c · r,
-    ∂shift = g.
+    With c = x − mean, s = scale · r, and Σ over every axis but `axis`, for an out_grad g:
+    ∂x = g · s, ∂mean = −Σ g · s, ∂var = −½ · Σ(g · c) · scale · r³, ∂scale = Σ(g · c) · r,
+    ∂shift = Σ g.
     """
 
-    def __init__(self, eps: float = 1e-5):
+    def __init__(self, eps: float = 1e-5, axis: int = -1):
         if not eps >= 0:
             raise UsageError(f"normalize: eps must be ≥ 0 (got {eps!r})")
-        self.eps = float(eps)
+        self.eps, self.axis = float(eps), int(axis)
+
+    def _view(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape a (C,) array takes to broadcast along `axis` of an input of `shape`:
+        size 1 on every other axis (none after the last: numpy adds leading ones)."""
+        ndim = len(shape)
+        if not -ndim <= self.axis < ndim:
+            raise UsageError(f"normalize: axis {self.axis} is out of range for shape {shape}")
+        axis = self.axis % ndim
+        return (shape[axis],) + (1,) * (ndim - 1 - axis)
 
     def compute(self, x: Any, mean: Any, var: Any, scale: Any, shift: Any) -> Any:
+        view = self._view(x.shape)
+        for name, given in (("mean", mean), ("var", var), ("scale", scale), ("shift", shift)):
+            if given.shape != view[:1]:
+                raise UsageError(
+                    f"normalize: the {name} has shape {given.shape}; one value per entry of "
+                    f"axis {self.axis} of an input of shape {x.shape} is {view[:1]}"
+                )
         xp = api(x)
         s = xp.multiply(scale, xp.divide(1.0, xp.sqrt(xp.add(var, self.eps))))
         t = xp.subtract(shift, xp.multiply(mean, s))
-        out = xp.multiply(x, s)
-        if np.broadcast_shapes(out.shape, t.shape) != out.shape:  # t is the wider one
-            return xp.add(out, t)
+        out = xp.multiply(x, xp.reshape(s, view))
         # t added into x · s: one new array, not two.
-        strided.add_into(out, (slice(None),) * out.ndim, xp.broadcast_to(t, out.shape))
+        t = xp.broadcast_to(xp.reshape(t, view), out.shape)
+        strided.add_into(out, (slice(None),) * out.ndim, t)
         return out
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         x, mean, var, scale, shift = node.inputs
+        view = self._view(x.shape)
+        others = tuple(i for i in range(x.ndim) if i != self.axis % x.ndim)
+
+        def along(t: Tensor) -> Tensor:  # a (C,) tensor seen along `axis`
+            return t if t.shape == view else reshape(t, view)
+
+        def per_group(t: Tensor) -> Tensor:  # Σ over every other axis: back to (C,)
+            return summation(t, others) if others else t
+
         r = (var + self.eps) ** -0.5
-        g_s = out_grad * (scale * r)
-        g_c = out_grad * (x - mean)
+        g_s = out_grad * along(scale * r)
+        sum_g_c = per_group(out_grad * (x - along(mean)))
         return (
-            sum_to_shape(g_s, x.shape),
-            -sum_to_shape(g_s, mean.shape),
-            sum_to_shape(g_c * (scale * r**3 * -0.5), var.shape),
-            sum_to_shape(g_c * r, scale.shape),
-            sum_to_shape(out_grad, shift.shape),
+            g_s,
+            -per_group(g_s),
+            sum_g_c * (scale * r**3 * -0.5),
+            sum_g_c * r,
+            per_group(out_grad),
         )
 
 
-def _group_shape(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """A shape that broadcasts to `shape`: some of its trailing axes, some of them size 1."""
-    kept = shape[int(rng.integers(0, len(shape) + 1)) :]
-    return tuple(1 if rng.random() < 0.5 else n for n in kept)
-
-
 def _normalize_case(rng: np.random.Generator):
-    """x of 1–3 axes (sizes 1–4) and four statistics' shapes that broadcast to it."""
+    """x of 1–3 axes (sizes 1–4), any of its axes, and (C,) statistics for it."""
     shape = random_shape(rng, 1, 3)
+    axis = int(rng.integers(-len(shape), len(shape)))
     eps = float(rng.choice([1e-5, 0.1, 1.0]))
-    return {"eps": eps}, [shape] + [_group_shape(rng, shape) for _ in range(4)]
+    return {"eps": eps, "axis": axis}, [shape] + [(shape[axis],)] * 4
 
 
 @register(
     Normalize,
     n_inputs=5,
-    params=[OpParam("eps", "scalar", "added to the variance, e.g. --eps 1e-5", default=1e-5)],
-    shapes_for=lambda p: [(4, 3)] + [(1, 3)] * 4,
+    params=[
+        OpParam("eps", "scalar", "added to the variance, e.g. --eps 1e-5", default=1e-5),
+        OpParam("axis", "int", "the axis the statistics run along, e.g. --axis 1", default=-1),
+    ],
+    shapes_for=lambda p: [(4, 3)] + [(3,)] * 4,
     random_case=_normalize_case,
     draws=[normal, normal, positive, normal, normal],
     settings=[
-        {"eps": 1e-5},
-        Setting({"eps": 0.1}, ((2, 3, 2, 2),) + ((1, 3, 1, 1),) * 4),  # BatchNorm2d's
-        Setting({"eps": 1e-5}, ((2, 3),) + ((3,),) * 4),  # statistics without the kept axis
+        {"eps": 1e-5, "axis": -1},
+        Setting({"eps": 0.1, "axis": 1}, ((2, 3, 2, 2),) + ((3,),) * 4),  # BatchNorm2d's
+        Setting({"eps": 1e-5, "axis": 0}, ((3, 2),) + ((3,),) * 4),
     ],
 )
 def normalize(
-    x: Tensor, mean: Tensor, var: Tensor, scale: Tensor, shift: Tensor, eps: float = 1e-5
+    x: Tensor,
+    mean: Tensor,
+    var: Tensor,
+    scale: Tensor,
+    shift: Tensor,
+    eps: float = 1e-5,
+    axis: int = -1,
 ) -> Tensor:
-    """(x − mean) / √(var + eps) · scale + shift, with the statistics given."""
-    return Normalize(eps)(x, mean, var, scale, shift)
+    """(x − mean) / √(var + eps) · scale + shift, with (C,) statistics given for `axis`."""
+    return Normalize(eps, axis)(x, mean, var, scale, shift)
