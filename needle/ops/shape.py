@@ -79,6 +79,16 @@ def transpose(a: Tensor, axes: tuple[int, int] | None = None) -> Tensor:
     return Transpose(axes)(a)
 
 
+@functools.lru_cache(maxsize=256)
+def _permutation(axes: tuple[int, ...], ndim: int) -> tuple[int, ...]:
+    """`axes` as non-negative axes of an `ndim`-axis input, refused unless they name each
+    axis once. Cached: NCHW ↔ NHWC runs twice around every conv on every step."""
+    order = normalize_axes(axes, ndim) if axes else ()
+    if len(axes) != ndim or sorted(order) != list(range(ndim)):
+        raise UsageError(f"permute needs each of the input's {ndim} axes once, got axes={axes}")
+    return tuple(axis % ndim for axis in axes)
+
+
 class Permute(TensorOp):
     """Reorder every axis: output axis i is input axis `axes[i]` (numpy's `transpose(a, axes)`).
 
@@ -90,12 +100,7 @@ class Permute(TensorOp):
         self.axes = tuple(int(axis) for axis in as_axes(axes))
 
     def _order(self, ndim: int) -> tuple[int, ...]:
-        order = normalize_axes(self.axes, ndim) if self.axes else ()
-        if len(self.axes) != ndim or sorted(order) != list(range(ndim)):
-            raise UsageError(
-                f"permute needs each of the input's {ndim} axes once, got axes={self.axes}"
-            )
-        return tuple(axis % ndim for axis in self.axes)
+        return _permutation(self.axes, ndim)
 
     def compute(self, a: Any) -> Any:
         return api(a).transpose(a, self._order(a.ndim))
