@@ -18,7 +18,16 @@ is within 3× the float32 floor's own error of it (or 1e-4): a float32 gradient 
 batch norm is only so exact (the table's last two columns), and two float32 steps that sum
 in different orders differ by about as much.
 
+`--mode eval` times evaluation instead, as a user evaluates: needle's `model.eval()` and
+the forward pass under `autograd.no_grad()`, against the floor's forward pass with
+BatchNorm's running statistics, keeping nothing for a backward pass (`FloorEval`). The
+model first runs a training-mode forward pass over the batches, so that the running
+statistics are not their initial zeros and ones; the check before timing is of the logits:
+the float32 floor's within 1e-5 (relative) of the float64 floor's, needle's within 3× the
+floor's own error (or 1e-5). `--mode train eval` gives rows of each.
+
     python benchmarks/conv_step.py                  # both networks, batches 32 and 128
+    python benchmarks/conv_step.py --mode eval      # evaluation: forward only, no graph
     python benchmarks/conv_step.py --networks mnist_cnn --batch-sizes 128 --processes 7
     python benchmarks/conv_step.py --blas-threads 1 # OpenBLAS on one thread, both sides
     python benchmarks/conv_step.py --quick          # one process, two rounds: a smoke run
@@ -47,13 +56,16 @@ from _harness import TUNED_MALLOC, alternate, shift_heap, summarize
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 import needle as ndl  # noqa: E402
-from needle import data, models, nn, optim  # noqa: E402
+from needle import autograd, data, models, nn, optim  # noqa: E402
 
 LR = 0.01
 CLASSES = 10
 LOSS_RTOL = 1e-5
 GRAD_RTOL = 1e-4
 GRAD_FACTOR = 3  # needle's gradient error may be this multiple of the float32 floor's own
+LOGIT_RTOL = 1e-5
+LOGIT_FACTOR = 3  # the same for the logits of an evaluation
+MODES = ("train", "eval")
 
 
 def mnist_cnn() -> nn.Sequential:
@@ -86,9 +98,11 @@ NETWORKS = {
 
 
 # -- the numpy floor -------------------------------------------------------------------------
-# Layers on NHWC arrays. Each forward keeps what its backward needs; each backward sets
-# `grads` (in the order of `params`) and returns the input's gradient. `dtype` is float32 for
-# the timed floor, float64 for the reference both sides are checked against.
+# Layers on NHWC arrays. In training, each forward keeps what its backward needs; each
+# backward sets `grads` (in the order of `params`) and returns the input's gradient. With
+# `training` False (`set_training`) a forward keeps nothing and BatchNorm uses its running
+# statistics. `dtype` is float32 for the timed floor, float64 for the reference both sides
+# are checked against.
 
 _ONES: dict[tuple[int, np.dtype], np.ndarray] = {}
 
@@ -104,6 +118,8 @@ def column_sums(a: np.ndarray) -> np.ndarray:
 
 class FloorConv:
     """y = conv(x, W) + b, as nn.Conv: zero padding (K − 1)//2, W of shape (K, K, Cin, Cout)."""
+
+    training = True
 
     def __init__(self, conv: nn.Conv, dtype: type) -> None:
         self.weight = conv.weight.numpy().astype(dtype)
@@ -121,9 +137,10 @@ class FloorConv:
         windows = np.lib.stride_tricks.as_strided(
             padded, (n, ho, wo, k, k, c), (sn, sh * s, sw * s, sh, sw, sc), writeable=False
         )
-        self.cols = windows.reshape(n * ho * wo, k * k * c)  # im2col: the one copy
-        self.in_shape = x.shape
-        out = self.cols @ self.weight.reshape(k * k * c, -1)
+        cols = windows.reshape(n * ho * wo, k * k * c)  # im2col: the one copy
+        if self.training:
+            self.cols, self.in_shape = cols, x.shape
+        out = cols @ self.weight.reshape(k * k * c, -1)
         out += self.bias
         return out.reshape(n, ho, wo, -1)
 
@@ -147,7 +164,10 @@ class FloorConv:
 class FloorBatchNorm:
     """y = w · (x − μ) / √(σ² + eps) + b per channel, μ and σ² (biased) over N·H·W; the
     running statistics updated as BatchNorm1d does. With x̂ the normalized input and
-    m = N·H·W rows: ∂w = Σ dy·x̂, ∂b = Σ dy, dx = w/√(σ² + eps) · (dy − ∂b/m − x̂·∂w/m)."""
+    m = N·H·W rows: ∂w = Σ dy·x̂, ∂b = Σ dy, dx = w/√(σ² + eps) · (dy − ∂b/m − x̂·∂w/m).
+    Evaluation: the running μ and σ², as y = x · s + (b − μ · s), s = w / √(σ² + eps)."""
+
+    training = True
 
     def __init__(self, bn: nn.BatchNorm2d, dtype: type) -> None:
         self.weight, self.bias = bn.weight.numpy().astype(dtype), bn.bias.numpy().astype(dtype)
@@ -158,6 +178,11 @@ class FloorBatchNorm:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         rows = x.reshape(-1, x.shape[-1])
+        if not self.training:
+            scale = self.weight / np.sqrt(self.running_var + self.eps)
+            out = rows * scale
+            out += self.bias - self.running_mean * scale
+            return out.reshape(x.shape)
         mean = column_sums(rows) / len(rows)
         centered = rows - mean
         var = column_sums(np.square(centered)) / len(rows)
@@ -180,10 +205,13 @@ class FloorBatchNorm:
 
 class FloorReLU:
     params: list[np.ndarray] = []
+    training = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.out = np.maximum(x, 0)
-        return self.out
+        out = np.maximum(x, 0)
+        if self.training:
+            self.out = out
+        return out
 
     def backward(self, out_grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
         return out_grad * (self.out > 0)
@@ -193,9 +221,11 @@ class FloorFlatten:
     """NHWC → the (N, C·H·W) rows needle's Flatten makes of NCHW images."""
 
     params: list[np.ndarray] = []
+    training = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.in_shape = x.shape
+        if self.training:
+            self.in_shape = x.shape
         return x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
 
     def backward(self, out_grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
@@ -204,13 +234,16 @@ class FloorFlatten:
 
 
 class FloorLinear:
+    training = True
+
     def __init__(self, linear: nn.Linear, dtype: type) -> None:
         self.weight = linear.weight.numpy().astype(dtype)
         self.bias = linear.bias.numpy().astype(dtype)
         self.params = [self.weight, self.bias]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.x = x
+        if self.training:
+            self.x = x
         return x @ self.weight + self.bias
 
     def backward(self, out_grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray:
@@ -272,6 +305,13 @@ def leaves(layer) -> list:
     return [layer] + [leaf for child in children for leaf in leaves(child)]
 
 
+def set_training(net, training: bool) -> None:
+    """Training or evaluation for every layer of a floor network, as `Module.train()` and
+    `Module.eval()` set it for needle's."""
+    for layer in leaves(net):
+        layer.training = training
+
+
 def softmax_loss(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """The mean cross-entropy of softmax(logits) against labels y, and its gradient."""
     n = logits.shape[0]
@@ -305,6 +345,19 @@ class FloorStep:
         return loss
 
 
+class FloorEval:
+    """The floor's evaluation: the forward pass from NCHW images with BatchNorm's running
+    statistics, keeping nothing for a backward pass; the logits."""
+
+    def __init__(self, model: nn.Module, dtype: type = np.float32) -> None:
+        self.net = floor_of(model, dtype)
+        set_training(self.net, False)
+        self.dtype = dtype
+
+    def __call__(self, x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        return self.net.forward(x.transpose(0, 2, 3, 1).astype(self.dtype, copy=False))
+
+
 # -- needle's step and the comparison --------------------------------------------------------
 
 
@@ -325,6 +378,18 @@ class NeedleStep:
         return float(loss.numpy())
 
 
+class NeedleEval:
+    """Evaluation as a needle user writes it: `model.eval()`, then the forward pass under
+    `no_grad()`, the logits as an array."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.eval()
+
+    def __call__(self, x: ndl.Tensor, y: ndl.Tensor | None = None) -> np.ndarray:
+        with autograd.no_grad():
+            return self.model(x).numpy()
+
+
 def walk(module: nn.Module) -> list[nn.Module]:
     if isinstance(module, nn.Sequential):
         return [module] + [m for child in module.modules for m in walk(child)]
@@ -333,8 +398,14 @@ def walk(module: nn.Module) -> list[nn.Module]:
     return [module]
 
 
-def setup(network: str, batch_size: int, seed: int = 0, n_batches: int = 4):
-    """Both steps, from one model's weights, and the same batches in each side's form."""
+def setup(network: str, batch_size: int, seed: int = 0, n_batches: int = 4, mode: str = "train"):
+    """Both steps (`mode` "eval": both evaluations), from one model's weights, and the same
+    batches in each side's form. The floor carries the float64 twin it is checked against
+    as `reference`.
+
+    For evaluation, the model first runs a training-mode forward pass over each batch
+    (without a graph), so that BatchNorm's running statistics are no longer the initial
+    zeros and ones: an evaluation that ignored them would then give other logits."""
     build, image = NETWORKS[network]
     np.random.seed(seed)
     rng = np.random.default_rng(seed)
@@ -343,10 +414,18 @@ def setup(network: str, batch_size: int, seed: int = 0, n_batches: int = 4):
     batches = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
     # needle's side gets the batches as its DataLoader yields them (in order: no shuffle).
     tensor_batches = list(data.DataLoader(data.NDArrayDataset(x, y), batch_size=batch_size))
-    needle_step = NeedleStep(build())
-    floor_step = FloorStep(needle_step.model)
+    model = build()
+    if mode == "eval":
+        with autograd.no_grad():
+            for images, _ in tensor_batches:
+                model(images)
+        needle_side, floor_side = NeedleEval(model), FloorEval(model)
+        floor_side.reference = FloorEval(model, np.float64)
+        return needle_side, floor_side, tensor_batches, batches
+    needle_step = NeedleStep(model)
+    floor_step = FloorStep(model)
     # The float64 twin both sides are checked against, made before either side steps.
-    floor_step.reference = FloorStep(needle_step.model, np.float64)
+    floor_step.reference = FloorStep(model, np.float64)
     return needle_step, floor_step, tensor_batches, batches
 
 
@@ -383,10 +462,31 @@ def agreement(needle_step, floor_step, tensor_batch, batch) -> dict[str, float]:
     return errors
 
 
-def measure(network: str, batch_size: int, rounds: int, steps: int) -> dict[str, float]:
-    needle_step, floor_step, tensor_batches, batches = setup(network, batch_size)
-    errors = agreement(needle_step, floor_step, tensor_batches[0], batches[0])
-    timed = alternate(needle_step, floor_step, tensor_batches, batches, rounds, steps)
+def eval_agreement(needle_eval, floor_eval, tensor_batch, batch) -> dict[str, float]:
+    """Both sides' logits for one batch against the float64 reference's: their relative
+    errors. Raises unless the floor's is within LOGIT_RTOL and needle's within
+    LOGIT_FACTOR × the floor's (or LOGIT_RTOL)."""
+    exact = floor_eval.reference(*batch)
+    errors = {
+        "logit_err": relative_error(needle_eval(*tensor_batch), exact),
+        "floor_logit_err": relative_error(floor_eval(*batch), exact),
+    }
+    bound = max(LOGIT_FACTOR * errors["floor_logit_err"], LOGIT_RTOL)
+    if errors["floor_logit_err"] > LOGIT_RTOL or errors["logit_err"] > bound:
+        raise AssertionError(
+            f"needle and the numpy floor disagree: the logits' relative errors against the "
+            f"floor in float64 are {errors['logit_err']:.1e} (needle; at most {bound:.1e}: "
+            f"{LOGIT_FACTOR}× the floor's, or {LOGIT_RTOL:.0e}) and "
+            f"{errors['floor_logit_err']:.1e} (the float32 floor; at most {LOGIT_RTOL:.0e})"
+        )
+    return errors
+
+
+def measure(network: str, batch_size: int, rounds: int, steps: int, mode: str) -> dict[str, float]:
+    needle_side, floor_side, tensor_batches, batches = setup(network, batch_size, mode=mode)
+    check = agreement if mode == "train" else eval_agreement
+    errors = check(needle_side, floor_side, tensor_batches[0], batches[0])
+    timed = alternate(needle_side, floor_side, tensor_batches, batches, rounds, steps)
     return {"batch_size": batch_size, **timed, **errors}
 
 
@@ -399,9 +499,9 @@ def resident_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def peak_growth(network: str, batch_size: int, side: str, steps: int) -> float:
+def peak_growth(network: str, batch_size: int, side: str, steps: int, mode: str) -> float:
     """MB by which the peak resident set grows over `steps` steps of one side."""
-    needle_step, floor_step, tensor_batches, batches = setup(network, batch_size)
+    needle_step, floor_step, tensor_batches, batches = setup(network, batch_size, mode=mode)
     step, inputs = (needle_step, tensor_batches) if side == "needle" else (floor_step, batches)
     before = resident_bytes()
     for k in range(steps):
@@ -427,21 +527,23 @@ def run_all(args: argparse.Namespace) -> list[dict]:
     if args.blas_threads:
         for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[name] = str(args.blas_threads)
-    specs = [(net, b) for net in args.networks for b in args.batch_sizes]
-    runs: dict[tuple[str, int], list[dict[str, float]]] = {spec: [] for spec in specs}
+    specs = [
+        (mode, net, b) for mode in args.mode for net in args.networks for b in args.batch_sizes
+    ]
+    runs: dict[tuple[str, str, int], list[dict[str, float]]] = {spec: [] for spec in specs}
     # Processes take turns between rows, so drift on the machine hits all rows.
     for seed in range(args.processes):
-        for net, b in specs:
+        for mode, net, b in specs:
             options = ["--one-process", "--heap-seed", str(seed), "--networks", net]
             options += ["--batch-sizes", str(b), "--rounds", str(args.rounds)]
-            options += ["--steps", str(args.steps)]
-            runs[net, b].append(in_fresh_process(options, env)["rows"][0])
+            options += ["--steps", str(args.steps), "--mode", mode]
+            runs[mode, net, b].append(in_fresh_process(options, env)["rows"][0])
     rows = []
-    for net, b in specs:
-        row = {"network": net, **summarize(runs[net, b])}
+    for mode, net, b in specs:
+        row = {"mode": mode, "network": net, **summarize(runs[mode, net, b])}
         for side in ("needle", "numpy"):
             options = ["--memory-side", side, "--networks", net, "--batch-sizes", str(b)]
-            options += ["--steps", str(args.memory_steps)]
+            options += ["--steps", str(args.memory_steps), "--mode", mode]
             row[f"{side}_mb"] = in_fresh_process(options, env)["mb"]
         rows.append(row)
     return rows
@@ -454,20 +556,28 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
         f"allocator: {args.allocator} glibc malloc; BLAS threads: {threads}; each row: medians "
         f"over {args.processes} fresh processes of medians over {args.rounds} alternating "
         f"rounds of {args.steps} steps; flt: page faults a step; MB: peak RSS growth over "
-        f"{args.memory_steps} steps"
+        f"{args.memory_steps} steps; err, floor err: relative errors against the floor in "
+        f"float64 of the first conv's weight gradient (train) or of the logits (eval)"
     )
     print(
-        f"{'network':>9} {'batch':>5} {'needle ms':>9} {'numpy ms':>8} {'ratio':>6} "
+        f"{'mode':>5} {'network':>9} {'batch':>5} {'needle ms':>9} {'numpy ms':>8} {'ratio':>6} "
         f"{'range':>11} {'needle flt':>10} {'numpy flt':>9} {'needle MB':>9} {'numpy MB':>8} "
-        f"{'loss err':>8} {'grad err':>8} {'floor grad err':>14}"
+        f"{'loss err':>8} {'err':>7} {'floor err':>9}"
     )
     for r in rows:
+        train = r["mode"] == "train"
+        loss_err = f"{r['loss_err']:.1e}" if train else "-"
+        err, floor_err = (
+            (r["grad_err"], r["floor_grad_err"])
+            if train
+            else (r["logit_err"], r["floor_logit_err"])
+        )
         print(
-            f"{r['network']:>9} {r['batch_size']:>5.0f} {r['needle_ms']:>9.2f} "
+            f"{r['mode']:>5} {r['network']:>9} {r['batch_size']:>5.0f} {r['needle_ms']:>9.2f} "
             f"{r['numpy_ms']:>8.2f} {r['ratio']:>5.2f}x {r['ratio_min']:>5.2f}-"
             f"{r['ratio_max']:.2f}x {r['needle_faults']:>10.0f} {r['numpy_faults']:>9.0f} "
-            f"{r['needle_mb']:>9.1f} {r['numpy_mb']:>8.1f} {r['loss_err']:>8.1e} "
-            f"{r['grad_err']:>8.1e} {r['floor_grad_err']:>14.1e}"
+            f"{r['needle_mb']:>9.1f} {r['numpy_mb']:>8.1f} {loss_err:>8} {err:>7.1e} "
+            f"{floor_err:>9.1e}"
         )
 
 
@@ -477,6 +587,13 @@ def main() -> None:
         "--networks", nargs="+", choices=list(NETWORKS), default=["resnet9", "mnist_cnn"]
     )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
+    parser.add_argument(
+        "--mode",
+        nargs="+",
+        choices=MODES,
+        default=["train"],
+        help="train: the training step; eval: the forward pass under no_grad (both: rows of each)",
+    )
     parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (median)")
     parser.add_argument("--steps", type=int, default=2, help="steps per round")
     parser.add_argument("--processes", type=int, default=3, help="fresh processes per row")
@@ -501,12 +618,12 @@ def main() -> None:
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **TUNED_MALLOC})
     network, batch_size = args.networks[0], args.batch_sizes[0]
     if args.memory_side:
-        mb = peak_growth(network, batch_size, args.memory_side, args.memory_steps)
+        mb = peak_growth(network, batch_size, args.memory_side, args.memory_steps, args.mode[0])
         print(json.dumps({"mb": mb}))
         return
     if args.one_process:
         padding = shift_heap(args.heap_seed) if args.heap_seed is not None else []
-        row = measure(network, batch_size, args.rounds, args.steps)
+        row = measure(network, batch_size, args.rounds, args.steps, args.mode[0])
         del padding
         print(json.dumps({"rows": [row]}))
         return

@@ -60,3 +60,73 @@ def test_quick_run_prints_a_row_per_network_and_batch():
     [row] = json.loads(result.stdout)["rows"]
     assert (row["network"], row["batch_size"]) == ("tiny", 2)
     assert row["needle_ms"] > 0 and row["numpy_ms"] > 0 and row["numpy_mb"] >= 0
+
+
+# -- evaluation: the forward pass with the running statistics, no graph ----------------------
+
+
+def _floor_batch_norms(floor_eval):
+    return [
+        layer
+        for layer in conv_step.leaves(floor_eval.net)
+        if isinstance(layer, conv_step.FloorBatchNorm)
+    ]
+
+
+@pytest.mark.parametrize("batch_size", [2, 5])
+def test_eval_floor_agrees_with_needle_under_moved_running_statistics(batch_size):
+    needle_eval, floor_eval, tensor_batches, batches = conv_step.setup(
+        "tiny", batch_size, mode="eval"
+    )
+    # setup moved the statistics off their initial zeros and ones, so that an evaluation
+    # ignoring them would disagree
+    for bn in _floor_batch_norms(floor_eval):
+        assert not np.allclose(bn.running_mean, 0) and not np.allclose(bn.running_var, 1)
+    for k in range(2):
+        errors = conv_step.eval_agreement(needle_eval, floor_eval, tensor_batches[k], batches[k])
+        assert errors["floor_logit_err"] <= conv_step.LOGIT_RTOL
+        assert errors["logit_err"] <= max(
+            conv_step.LOGIT_FACTOR * errors["floor_logit_err"], conv_step.LOGIT_RTOL
+        )
+
+
+def test_eval_floor_keeps_no_caches_and_leaves_the_statistics():
+    _, floor_eval, _, batches = conv_step.setup("tiny", 3, mode="eval")
+    before = [
+        (bn.running_mean.copy(), bn.running_var.copy()) for bn in _floor_batch_norms(floor_eval)
+    ]
+    floor_eval(*batches[0])
+    caches = {"cols", "in_shape", "x_hat", "inv_std", "out", "x"}
+    for layer in conv_step.leaves(floor_eval.net):
+        assert not caches & set(vars(layer)), type(layer).__name__
+    for bn, (mean, var) in zip(_floor_batch_norms(floor_eval), before, strict=True):
+        np.testing.assert_array_equal(bn.running_mean, mean)
+        np.testing.assert_array_equal(bn.running_var, var)
+
+
+def test_eval_agreement_refuses_a_floor_that_differs():
+    needle_eval, floor_eval, tensor_batches, batches = conv_step.setup("tiny", 2, mode="eval")
+    _floor_batch_norms(floor_eval)[-1].running_mean += 0.05
+    with pytest.raises(AssertionError, match="disagree"):
+        conv_step.eval_agreement(needle_eval, floor_eval, tensor_batches[0], batches[0])
+
+
+def test_eval_agreement_refuses_needle_logits_that_differ():
+    needle_eval, floor_eval, tensor_batches, batches = conv_step.setup("tiny", 2, mode="eval")
+    bn = next(
+        m for m in conv_step.walk(needle_eval.model) if isinstance(m, conv_step.nn.BatchNorm2d)
+    )
+    bn.running_var.data = bn.running_var * 1.05
+    with pytest.raises(AssertionError, match="disagree"):
+        conv_step.eval_agreement(needle_eval, floor_eval, tensor_batches[0], batches[0])
+
+
+def test_quick_eval_run_prints_a_row():
+    command = [sys.executable, str(BENCHMARKS / "conv_step.py"), "--quick", "--mode", "eval"]
+    command += ["--networks", "tiny", "--batch-sizes", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    [row] = [
+        line.split() for line in result.stdout.splitlines() if line.lstrip().startswith("eval")
+    ]
+    assert row[:3] == ["eval", "tiny", "2"]
+    assert float(row[3]) > 0 and float(row[4]) > 0  # needle ms, numpy ms

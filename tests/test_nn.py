@@ -404,6 +404,20 @@ def test_batchnorm_gradients_in_training_mode(device):
     _assert_module_gradients(bn, x, ["weight", "bias"], device)
 
 
+@pytest.mark.parametrize("make, shape", [(nn.BatchNorm1d, (6, 3)), (nn.BatchNorm2d, (2, 3, 2, 2))])
+def test_batchnorm_gradients_in_evaluation_mode(make, shape, device):
+    """Evaluation normalizes by the running statistics, and the input, weight and bias
+    still get their gradients (fine-tuning a model in evaluation mode)."""
+    rng = np.random.default_rng(5)
+    bn = make(3, dtype="float64", device=device)
+    bn.running_mean = ndl.Tensor(rng.standard_normal(3), device=device, requires_grad=False)
+    bn.running_var = ndl.Tensor(rng.uniform(0.5, 2, 3), device=device, requires_grad=False)
+    bn.weight = nn.Parameter(np.array([1.0, 2.0, 0.5]), device=device)
+    bn.bias = nn.Parameter(np.array([0.1, -1.0, 3.0]), device=device)
+    bn.eval()
+    _assert_module_gradients(bn, rng.standard_normal(shape), ["weight", "bias"], device)
+
+
 # -- LayerNorm1d ------------------------------------------------------------------------------
 
 

@@ -101,6 +101,7 @@ NUMPY_REFERENCE = {
     "maxpool2d": lambda x, p: pool_loops(x[0], p["kernel"], p["stride"], np.max),
     "avgpool2d": lambda x, p: pool_loops(x[0], p["kernel"], p["stride"], np.mean),
     "standardize": lambda x, p: _np_standardize(x[0], _axes(p["axes"]), p["eps"]),
+    "normalize": lambda x, p: _np_normalize(x, p["eps"], p["axis"]),
     "lstm_gates": lambda x, p: _np_lstm_gates(*x),
     "gather_rows": lambda x, p: np.stack([x[0][i] for i in p["indices"]]),
 }
@@ -110,6 +111,15 @@ def _np_standardize(x, axes, eps):
     """(x − mean) / √(var + eps) by numpy's own mean and (biased) var."""
     mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
     return (x - mean) / np.sqrt(var + eps)
+
+
+def _np_normalize(inputs, eps, axis):
+    """(x − mean) / √(var + eps) · scale + shift, the four (C,) arrays laid along `axis`."""
+    x, *per_group = inputs
+    along = [1] * x.ndim
+    along[axis] = x.shape[axis]
+    mean, var, scale, shift = (a.reshape(along) for a in per_group)
+    return (x - mean) / np.sqrt(var + eps) * scale + shift
 
 
 def _parts(value):

@@ -297,21 +297,23 @@ class BatchNorm1d(Module):
         self.running_var = init.ones(dim, device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._normalize(x, (0,), (1, self.dim))
+        if not self.training:
+            return self._evaluate(x)
+        return self._normalize(x, (0,))
 
-    def _normalize(self, x: Tensor, axes: tuple[int, ...], shape: tuple[int, ...]) -> Tensor:
-        """y = w · x̂ + b over `axes`, with w, b and the statistics seen in `shape` (the
-        input's shape with the normalized axes as size 1)."""
-        if self.training:
-            standardize = ops.Standardize(axes, self.eps)
-            out = standardize(x, self.weight, self.bias)  # (C,): one per channel
-            self._update_running(standardize.mean, standardize.var)
-            return out
-        weight, bias = _shaped(self.weight, shape), _shaped(self.bias, shape)
-        # Evaluation: an affine map per feature, y = x · s + t with s = w / √(running σ² +
-        # eps) and t = b − running μ · s: two passes over x, and w and b keep their gradients.
-        scale = weight / (_shaped(self.running_var, shape) + self.eps) ** 0.5
-        return x * scale + (bias - _shaped(self.running_mean, shape) * scale)
+    def _normalize(self, x: Tensor, axes: tuple[int, ...]) -> Tensor:
+        """Training: y = w · x̂ + b with the batch's statistics over `axes`, in one node
+        (`standardize` with w and b, one per channel, as its scale and shift)."""
+        standardize = ops.Standardize(axes, self.eps)
+        out = standardize(x, self.weight, self.bias)
+        self._update_running(standardize.mean, standardize.var)
+        return out
+
+    def _evaluate(self, x: Tensor, axis: int = 1) -> Tensor:
+        """Evaluation, for features on x's axis `axis`: the running statistics, in one node
+        (w and b keep their gradients), the (dim,) arrays as they are."""
+        stats = (self.running_mean, self.running_var, self.weight, self.bias)
+        return ops.normalize(x, *stats, self.eps, axis)
 
     def _update_running(self, mean: Any, var: Any) -> None:
         # On the arrays: the statistics must not join (or keep alive) the graph.
@@ -320,11 +322,6 @@ class BatchNorm1d(Module):
             batch = api(batch).reshape(batch, running.shape)
             updated = (1 - m) * running.cached_data + m * batch
             running.data = Tensor.make_const(api(updated).astype(updated, running.dtype))
-
-
-def _shaped(t: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """`t` seen in `shape`: itself when it has that shape already (no reshape node)."""
-    return t if t.shape == shape else ops.reshape(t, shape)
 
 
 class LayerNorm1d(Module):

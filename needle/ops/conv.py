@@ -306,7 +306,8 @@ class Conv(ConvOp):
                     f"conv: the bias has shape {bias.shape}, the kernel's {b.shape[3]} output "
                     f"channels need ({b.shape[3]},)"
                 )
-            out = api(out).add(out, bias)
+            # into the product itself, a new array: no second one of its size
+            strided.add_into(out, (ALL, ALL), api(out).broadcast_to(bias, out.shape))
         # Kept for the kernel's gradient, which multiplies the same matrix: the backward
         # pass then copies no window twice. Without a graph the op is dropped with it.
         self.cols = cols
