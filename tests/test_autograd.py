@@ -319,6 +319,8 @@ def test_no_grad_builds_no_graph_and_restores():
         inner = w * 2.0
     assert not out.requires_grad and out.op is None and not inner.requires_grad
     assert (w * 2.0).requires_grad
+    with ndl.no_grad():  # the same context at top level
+        assert not (w * 2.0).requires_grad
 
 
 def test_misspelled_keyword_is_an_error_not_ignored():
