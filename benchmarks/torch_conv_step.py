@@ -12,7 +12,7 @@ conv's weight gradient within 3× the float32 floor's own error of it (or 1e-4).
 
 As in torch_step.py, PyTorch is never timed in a process that runs numpy's BLAS (its OpenMP
 threads keep spinning after each op and take the two cores): fresh processes take turns,
-one timing PyTorch's step, one the floor's (`conv_step.FloorStep`), each shifting its heap
+one timing PyTorch's step, one the floor's (`conv_floor.FloorStep`), each shifting its heap
 first, and the table gives the medians over processes and floor ms / PyTorch ms. Multiply
 a needle/floor ratio from conv_step.py by that figure for needle against PyTorch.
 

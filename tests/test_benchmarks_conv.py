@@ -14,6 +14,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 conv_step = pytest.importorskip("conv_step")
+conv_floor = pytest.importorskip("conv_floor")
 
 
 @pytest.mark.parametrize("batch_size", [2, 5])
@@ -68,8 +69,8 @@ def test_quick_run_prints_a_row_per_network_and_batch():
 def _floor_batch_norms(floor_eval):
     return [
         layer
-        for layer in conv_step.leaves(floor_eval.net)
-        if isinstance(layer, conv_step.FloorBatchNorm)
+        for layer in conv_floor.leaves(floor_eval.net)
+        if isinstance(layer, conv_floor.FloorBatchNorm)
     ]
 
 
@@ -97,7 +98,7 @@ def test_eval_floor_keeps_no_caches_and_leaves_the_statistics():
     ]
     floor_eval(*batches[0])
     caches = {"cols", "in_shape", "x_hat", "inv_std", "out", "x"}
-    for layer in conv_step.leaves(floor_eval.net):
+    for layer in conv_floor.leaves(floor_eval.net):
         assert not caches & set(vars(layer)), type(layer).__name__
     for bn, (mean, var) in zip(_floor_batch_norms(floor_eval), before, strict=True):
         np.testing.assert_array_equal(bn.running_mean, mean)
