@@ -340,6 +340,20 @@ def test_softmax_loss_gradient(device):
     np.testing.assert_allclose(z.grad.numpy(), p / 5, rtol=1e-10)
 
 
+def test_softmax_loss_reads_the_labels_by_index():
+    # The course's form multiplies by one_hot(y), an (N, k) matrix built on every step; read
+    # by index, no tensor in the loss's graph but the logits and log_softmax's is (N, k).
+    logits = ndl.Tensor(np.random.default_rng(0).standard_normal((8, 5)))
+    loss = nn.SoftmaxLoss()(logits, ndl.Tensor(np.array([0, 4, 1, 1, 2, 3, 0, 4])))
+    graph, todo = [], [loss]
+    while todo:
+        graph.append(todo.pop())
+        todo.extend(graph[-1].inputs)
+    assert [t.shape for t in graph].count((8, 5)) == 2
+    loss.backward()
+    assert logits.grad.shape == (8, 5)
+
+
 @pytest.mark.parametrize(
     "labels, message",
     [([0, 4], r"label 4 is outside \[0, 4\)"), ([-1, 0], "label -1"), ([0.5, 1.0], "whole")],

@@ -104,6 +104,7 @@ NUMPY_REFERENCE = {
     "normalize": lambda x, p: _np_normalize(x, p["eps"], p["axis"]),
     "lstm_gates": lambda x, p: _np_lstm_gates(*x),
     "gather_rows": lambda x, p: np.stack([x[0][i] for i in p["indices"]]),
+    "take_along_rows": lambda x, p: np.array([x[0][k, i] for k, i in enumerate(p["indices"])]),
 }
 
 
@@ -478,6 +479,9 @@ def test_float64_stays_float64():
         (lambda x: ndl.transpose(x, (0, 2)), "axis 2 is out of range"),
         (lambda x: ndl.logsoftmax(ndl.summation(x, 0)), r"logsoftmax takes a 2-D input"),
         (lambda x: ndl.divide_scalar(x, np.ones(2)), r"1-element array, got shape \(2,\)"),
+        (lambda x: ndl.take_along_rows(x, [0, 1, 2]), r"3 indices for an input of shape \(2, 3\)"),
+        (lambda x: ndl.take_along_rows(x, [0, 3]), "indices from 0 to 3 for an input of 3 col"),
+        (lambda x: ndl.take_along_rows(x, [0.5, 1]), "indices must be a flat sequence of int"),
     ],
 )
 def test_shape_errors_name_the_problem(call, message):

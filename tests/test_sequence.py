@@ -134,6 +134,34 @@ def test_cells_read_their_weights_at_call_time():
     )
 
 
+def _count_products(out):
+    """The matmul nodes of the graph that computes `out`, each node once."""
+    seen, todo, products = set(), [out], 0
+    while todo:
+        node = todo.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            products += isinstance(node.op, ndl.ops.MatMul)
+            todo.extend(node.inputs)
+    return products
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+@pytest.mark.parametrize("given_state", [False, True])
+def test_each_layer_multiplies_its_input_once_per_window(kind, given_state):
+    # X·W_ih for all T steps in one product per layer; h·W_hh at every step but a first
+    # from a zero state. Both layers read the same number of steps.
+    T, B, n_in, H, L = 5, 2, 3, 4, 2
+    rng = np.random.default_rng(0)
+    X = ndl.Tensor(rng.standard_normal((T, B, n_in)))
+    h = ndl.Tensor(rng.standard_normal((L, B, H))) if given_state else None
+    if kind == "rnn":
+        out, _ = nn.RNN(n_in, H, L)(X, h)
+    else:
+        out, _ = nn.LSTM(n_in, H, L)(X, None if h is None else (h, h))
+    assert _count_products(out) == L * (1 + T - (0 if given_state else 1))
+
+
 class _Readout(nn.Module):
     """A recurrent layer with its initial state as parameters, its outputs as (T·B, H) logits."""
 

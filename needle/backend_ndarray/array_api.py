@@ -17,7 +17,7 @@ NAMES = (
     "reshape", "transpose", "swapaxes", "broadcast_to", "matmul", "astype",
     "ascontiguousarray", "to_numpy", "zeros_like", "ones_like", "flip", "pad",
     "element_strides", "as_strided", "getitem", "setitem", "add_into", "stack", "unstack",
-    "take_rows", "add_rows",
+    "take_rows", "add_rows", "take_along_rows", "put_along_rows",
     "errstate",
 )  # fmt: skip
 

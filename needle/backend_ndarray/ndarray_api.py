@@ -206,6 +206,23 @@ def add_rows(values: NDArray, indices: Sequence[int], rows: int) -> NDArray:
     return out
 
 
+def take_along_rows(a: NDArray, indices: Sequence[int]) -> NDArray:
+    """One entry of each row of a 2-D `a`: out[k] = a[k, indices[k]], read as rows of
+    `a` seen as one column (entry [k, i] is row k·columns + i)."""
+    rows, columns = a.shape
+    flat = [k * columns + int(i) for k, i in enumerate(indices)]
+    return reshape(take_rows(reshape(a, (rows * columns, 1)), flat), (rows,))
+
+
+def put_along_rows(values: NDArray, indices: Sequence[int], columns: int) -> NDArray:
+    """A (len(values), columns) array, zero but for values[k] at [k, indices[k]]: `add_rows`
+    into the array seen as one column, each of whose rows is written once."""
+    rows = values.shape[0]
+    flat = [k * columns + int(i) for k, i in enumerate(indices)]
+    column = add_rows(reshape(values, (rows, 1)), flat, rows * columns)
+    return reshape(column, (rows, columns))
+
+
 def unstack(a: NDArray, axis: int) -> tuple[NDArray, ...]:
     lead = (slice(None),) * axis
     return tuple(getitem(a, (*lead, i)) for i in range(a.shape[axis]))

@@ -226,6 +226,18 @@ def add_rows(values: numpy.ndarray, indices: numpy.ndarray, rows: int) -> numpy.
     return out
 
 
+def take_along_rows(a: numpy.ndarray, indices: numpy.ndarray) -> numpy.ndarray:
+    """One entry of each row of a 2-D `a`: out[k] = a[k, indices[k]], a copy."""
+    return a[numpy.arange(len(indices)), indices]
+
+
+def put_along_rows(values: numpy.ndarray, indices: numpy.ndarray, columns: int) -> numpy.ndarray:
+    """A (len(values), columns) array, zero but for values[k] at [k, indices[k]]."""
+    out = numpy.zeros((len(values), columns), values.dtype)
+    out[numpy.arange(len(values)), indices] = values
+    return out
+
+
 def unstack(a: numpy.ndarray, axis: int) -> tuple[numpy.ndarray, ...]:
     """The a.shape[axis] slices along `axis` (a non-negative axis), that axis dropped: views."""
     lead = (slice(None),) * axis

@@ -255,20 +255,19 @@ class Residual(Module):
 class SoftmaxLoss(Module):
     """Cross-entropy of softmax(logits) against integer labels, averaged over the batch:
 
-        loss = (1/N) Σᵢ [ log Σⱼ exp(zᵢⱼ) − zᵢ,yᵢ ] = Σᵢⱼ log_softmax(z)ᵢⱼ · (−one_hot(y)ᵢⱼ / N)
+        loss = (1/N) Σᵢ [ log Σⱼ exp(zᵢⱼ) − zᵢ,yᵢ ] = −(1/N) Σᵢ log_softmax(z)ᵢ,yᵢ
 
-    `logits` has shape (N, k), `y` holds N labels in [0, k); the result is 0-d. The second
-    form is the same number in 3 graph nodes instead of 7 (the constant −one_hot/N folds the
-    label pick, the sign and the mean into one product): it is on every training step.
+    `logits` has shape (N, k), `y` holds N labels in [0, k) (any integer dtype, or whole
+    floats); the result is 0-d. The course picks zᵢ,yᵢ as a product with one_hot(y); here
+    each row's entry is read by index (`ops.take_along_rows`), and its gradient puts
+    −1/N back at the labels, the same numbers without a (N, k) matrix built on every step.
+    The sum is over log_softmax, never lse − z_y, two rounded numbers near z's magnitude.
     """
 
     def forward(self, logits: Tensor, y: Tensor) -> Tensor:
         n, k = logits.shape
-        weights = np.eye(k, dtype=logits.dtype)[init.class_indices(y, k)]  # one_hot(y)
-        weights *= -1 / n
-        weights = Tensor.make_const(logits.device.array(weights))  # no copy on cpu_numpy()
-        picked = ops.multiply(ops.logsoftmax(logits), weights)
-        return ops.summation(picked)
+        picked = ops.take_along_rows(ops.logsoftmax(logits), init.class_indices(y, k))
+        return ops.mul_scalar(ops.summation(picked), -1 / n)
 
 
 class BatchNorm1d(Module):

@@ -3,8 +3,9 @@
 
 Sequences are time-major, as the course has them: token ids (T, B) held as integer-valued
 floats (`needle.data.get_batch`), features (T, B, n), hidden states (num_layers, B, H).
-A recurrent layer splits its input along time, runs its cell step by step, and stacks the
-steps back.
+A recurrent layer computes each layer's input part X·W_ih + b_ih + b_hh for the whole
+window in one product (`input_part`), splits it along time, runs its cell step by step on
+the state (`step`: h·W_hh and the activation), and stacks the steps back.
 """
 
 from __future__ import annotations
@@ -95,6 +96,17 @@ class _Cell(Module):
             out = out + self.bias_hh
         return out
 
+    def input_part(self, X: Tensor) -> Tensor:
+        """X·W_ih + b_ih + b_hh for a whole sequence X (T, B, input_size) in one product:
+        (T, B, gates·H), the part of the cell's affine map that does not depend on h. `RNN`
+        and `LSTM` compute it once per layer and window rather than once per step."""
+        steps, batch, n = X.shape
+        out = ops.matmul(ops.reshape(X, (steps * batch, n)), self.W_ih)
+        biases = [b for b in (self.bias_ih, self.bias_hh) if b is not None]
+        if biases:  # added to each other first: one (T·B, gates·H) addition, one column sum
+            out = out + (biases[0] + biases[1] if len(biases) == 2 else biases[0])
+        return ops.reshape(out, (steps, batch, out.shape[1]))
+
 
 class RNNCell(_Cell):
     """h′ = act(X·W_ih + b_ih + h·W_hh + b_hh), act tanh or relu; X (B, input_size), h (B, H)
@@ -116,6 +128,11 @@ class RNNCell(_Cell):
 
     def forward(self, X: Tensor, h: Tensor | None = None) -> Tensor:
         return ACTIVATIONS[self.nonlinearity](self._affine(X, h))
+
+    def step(self, z_input: Tensor, h: Tensor | None) -> Tensor:
+        """h′ from one step's `input_part` (B, H) and the state h (None: zeros)."""
+        z = z_input if h is None else z_input + ops.matmul(h, self.W_hh)
+        return ACTIVATIONS[self.nonlinearity](z)
 
 
 class LSTMCell(_Cell):
@@ -142,17 +159,6 @@ class LSTMCell(_Cell):
         h0, c0 = (None, None) if h is None else h
         return self._gates(self._affine(X, h0), c0)
 
-    def input_part(self, X: Tensor) -> Tensor:
-        """X·W_ih + b_ih + b_hh for a whole sequence X (T, B, input_size) in one product:
-        (T, B, 4H), the part of z that does not depend on h. `LSTM` computes it once per
-        layer rather than once per step."""
-        steps, batch, n = X.shape
-        out = ops.matmul(ops.reshape(X, (steps * batch, n)), self.W_ih)
-        biases = [b for b in (self.bias_ih, self.bias_hh) if b is not None]
-        if biases:  # added to each other first: one (T·B, 4H) addition, one column sum back
-            out = out + (biases[0] + biases[1] if len(biases) == 2 else biases[0])
-        return ops.reshape(out, (steps, batch, out.shape[1]))
-
     def step(self, z_input: Tensor, h: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
         """(h′, c′) from one step's `input_part` (B, 4H) and the state (h, c) (None: zeros)."""
         if h is None:
@@ -168,12 +174,6 @@ class LSTMCell(_Cell):
 def _check_sequence(X: Tensor, input_size: int, layer: str) -> None:
     if X.ndim != 3 or X.shape[2] != input_size:
         raise UsageError(f"{layer}: input of shape {X.shape}; expected (T, batch, {input_size})")
-
-
-def _time_steps(X: Tensor, input_size: int, layer: str) -> list[Tensor]:
-    """X (T, B, input_size) as its T steps (B, input_size)."""
-    _check_sequence(X, input_size, layer)
-    return list(ops.split(X, 0).tuple())
 
 
 def _layer_states(h: Tensor | None, num_layers: int, layer: str) -> list[Tensor | None]:
@@ -212,17 +212,17 @@ class RNN(Module):
         ]
 
     def forward(self, X: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        steps = _time_steps(X, self.rnn_cells[0].input_size, "RNN")
+        _check_sequence(X, self.rnn_cells[0].input_size, "RNN")
         finals = []
         starts = _layer_states(h0, len(self.rnn_cells), "RNN")
         for cell, h in zip(self.rnn_cells, starts, strict=True):
             outputs = []
-            for x in steps:
-                h = cell(x, h)
+            for z_input in ops.split(cell.input_part(X), 0).tuple():
+                h = cell.step(z_input, h)
                 outputs.append(h)
-            steps = outputs
+            X = ops.stack(outputs, 0)
             finals.append(h)
-        return ops.stack(steps, 0), ops.stack(finals, 0)
+        return X, ops.stack(finals, 0)
 
 
 class LSTM(Module):

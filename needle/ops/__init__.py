@@ -72,6 +72,7 @@ from needle.ops.standardize import (
     StandardizeGrad,
     standardize,
 )
+from needle.ops.take_along_rows import PutAlongRows, TakeAlongRows, take_along_rows
 from needle.ops.tuples import (
     MakeTensorTuple,
     Split,

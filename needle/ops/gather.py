@@ -19,12 +19,11 @@ from needle.errors import UsageError
 from needle.ops.registry import OpParam, Shape, random_shape, register
 
 
-def _as_indices(indices: Sequence[int] | np.ndarray) -> np.ndarray:
+def as_indices(indices: Sequence[int] | np.ndarray, op: str) -> np.ndarray:
+    """`indices` as a flat intp array; anything else is a UsageError naming `op`."""
     array = np.asarray(indices)
     if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
-        raise UsageError(
-            f"gather_rows: indices must be a flat sequence of integers, got {indices!r}"
-        )
+        raise UsageError(f"{op}: indices must be a flat sequence of integers, got {indices!r}")
     return np.asarray(array, dtype="intp")
 
 
@@ -32,7 +31,7 @@ class GatherRows(TensorOp):
     """out[k] = a[indices[k]], of shape (len(indices), *a.shape[1:])."""
 
     def __init__(self, indices: Sequence[int] | np.ndarray):
-        self.indices = _as_indices(indices)
+        self.indices = as_indices(indices, "gather_rows")
 
     def compute(self, a: Any) -> Any:
         if a.ndim < 1:
@@ -54,7 +53,7 @@ class ScatterRows(TensorOp):
     indices[k] for every k. Linear; its gradient is gather_rows at the same indices."""
 
     def __init__(self, indices: Sequence[int] | np.ndarray, rows: int):
-        self.indices, self.rows = _as_indices(indices), rows
+        self.indices, self.rows = as_indices(indices, "gather_rows"), rows
 
     def compute(self, g: Any) -> Any:
         return api(g).add_rows(g, self.indices, self.rows)
