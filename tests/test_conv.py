@@ -18,7 +18,7 @@ import needle as ndl
 from needle.errors import UsageError
 from needle.gradcheck import check_gradients
 from needle.ops import REGISTRY
-from needle.ops.conv import ConvInputGrad, ConvWeightGrad, _taps, _used_taps
+from needle.ops.conv import ConvInputGrad, ConvWeightGrad, _reads, _taps, _used_taps
 from needle_cli.app import app
 
 
@@ -263,6 +263,25 @@ def test_used_taps_run_from_the_first_to_the_last_offset_that_reads_the_input(
     ]
     used = _used_taps(size, kernel, stride, padding)
     assert list(used) == (list(range(reads[0], reads[-1] + 1)) if reads else [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(1, 7),
+    kernel=st.integers(1, 5),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 3),
+    d=st.integers(0, 4),
+)
+def test_reads_pairs_each_output_with_the_real_row_it_reads(size, kernel, stride, padding, d):
+    out = (size + 2 * padding - kernel) // stride + 1
+    if out < 1 or d >= kernel:
+        return
+    pairs = [
+        (i, i * stride + d - padding) for i in range(out) if 0 <= i * stride + d - padding < size
+    ]
+    outputs, rows = _reads(d, size, out, stride, padding)
+    assert list(zip(range(out)[outputs], range(size)[rows], strict=True)) == pairs
 
 
 @pytest.mark.parametrize("size, stride", [(1, 1), (2, 2), (1, 2), (3, 3)])

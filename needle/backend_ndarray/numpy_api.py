@@ -38,7 +38,6 @@ from numpy import (  # noqa: F401 - re-exported as the namespace
     subtract,
     tanh,
     where,
-    zeros_like,
 )
 
 Index = tuple[Any, ...]
@@ -164,6 +163,13 @@ def swapaxes(a: numpy.ndarray, first: int, second: int) -> numpy.ndarray:
     if a.ndim == 2 and first % 2 != second % 2:
         return a.T
     return numpy.swapaxes(a, first, second)
+
+
+def zeros_like(a: Any, shape: Sequence[int] | None = None) -> numpy.ndarray:
+    """Zeros of a's dtype, of its shape or `shape`, row-major: numpy's `zeros_like` copies
+    the prototype's memory order, and a buffer an op fills (col2im's, dilate's) in the
+    memory order of a transposed gradient makes every op after it run on strided memory."""
+    return numpy.zeros(a.shape if shape is None else tuple(shape), a.dtype)
 
 
 def transpose(a: Any, axes: Sequence[int]) -> Any:
