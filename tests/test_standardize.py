@@ -125,3 +125,17 @@ def test_a_scale_and_shift_per_channel_without_the_standardized_axes(order):
     fn = lambda a, s, t: ops.standardize(a, (0, 2, 3), scale=s, shift=t)  # noqa: E731
     report = check_gradients(fn, [x, scale, shift], order=order)
     assert report.passed, report.inputs
+
+
+def test_standardize_grad_with_a_gradient_in_another_memory_order():
+    """x̂ an NCHW view of NHWC memory (computed as rows), u NCHW-contiguous (as after a
+    Flatten): the same numbers as with both contiguous."""
+    rng = np.random.default_rng(7)
+    nhwc_x, u = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 5, 3, 4))
+    r = rng.uniform(0.5, 2, (1, 5, 1, 1))
+    x_view = nhwc_x.transpose(0, 3, 1, 2)
+    op = ops.StandardizeGrad((0, 2, 3))
+    mixed = op.compute(u, x_view, r)
+    plain = op.compute(u, np.ascontiguousarray(x_view), r)
+    assert mixed.shape == plain.shape == u.shape
+    np.testing.assert_allclose(mixed, plain, rtol=1e-12, atol=1e-14)

@@ -45,6 +45,49 @@ def _statistics(x: Any, axes: tuple[int, ...], eps: float) -> tuple[Any, Any, An
     return centered, mean, var, xp.divide(1.0, xp.sqrt(xp.add(var, eps)))
 
 
+class _Layout:
+    """How the standardize ops compute on an input of one shape and memory order: as the
+    (M, C) rows of its memory when it has a single kept axis and that axis is innermost
+    there (a numpy array only: BatchNorm2d's NCHW view of a conv's NHWC output, a batch of
+    rows), so that every broadcast is a (C,) row against the rows, numpy's fastest form (an
+    NCHW view broadcast against (1, C, 1, 1) took 1.3× as long at the MNIST CNN's first
+    layer); else as it is, reducing over the standardized axes."""
+
+    def __init__(self, a: Any, axes: tuple[int, ...]):
+        self.shape, self.keep = a.shape, keepdims_shape(a.shape, axes)
+        self.order = _row_order(a, axes)
+        self.axes = (0,) if self.order is not None else axes
+
+    def rows(self, b: Any) -> Any:
+        """`b` (of the input's shape) in the computing form: a view when b has the input's
+        memory order, else one copy into it."""
+        if self.order is None:
+            return b
+        return b.transpose(self.order).reshape(-1, self.shape[self.order[-1]])
+
+    def back(self, m: Any) -> Any:
+        """An array in the computing form, in the input's shape (a view)."""
+        if self.order is None:
+            return m
+        memory_shape = tuple(self.shape[i] for i in self.order)
+        return m.reshape(memory_shape).transpose(np.argsort(self.order))
+
+    def per_group(self, s: Any) -> Any:
+        """A per-group array (the statistics' shape, or the kept axis alone) in the form
+        that broadcasts against the computing form."""
+        return api(s).reshape(s, (1, -1) if self.order is not None else self.keep)
+
+
+def _row_order(a: Any, axes: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The standardized axes by stride, then the one kept axis, when that order lays a numpy
+    array out row-major; else None."""
+    if type(a) is not np.ndarray or a.ndim - len(axes) != 1 or a.ndim < 2:
+        return None
+    kept = next(i for i in range(a.ndim) if i not in axes)
+    order = (*sorted(axes, key=lambda i: -a.strides[i]), kept)
+    return order if a.transpose(order).flags.c_contiguous else None
+
+
 class Standardize(TensorOp):
     """x̂ = (x − μ) · r, r = 1/√(σ² + eps), with the mean μ and the biased variance σ² of x
     over `axes` (None: all). After the call, `mean` and `var` hold the statistics (with the
@@ -70,22 +113,26 @@ class Standardize(TensorOp):
         if known is not None:
             return known
         axes = normalize_axes(self.axes, x.ndim)
-        centered, self.mean, self.var, self._inverse_std = _statistics(x, axes, self.eps)
-        xp = api(x)
-        x_hat = xp.multiply(centered, self._inverse_std)
+        layout, xp = _Layout(x, axes), api(x)
+        if scale is not None:
+            groups = tuple(n for i, n in enumerate(x.shape) if i not in axes)
+            for name, given in (("scale", scale), ("shift", shift)):
+                if given.shape not in (layout.keep, groups):
+                    raise UsageError(
+                        f"standardize: the {name} has shape {given.shape}; one per group "
+                        f"over axes {axes} of an input of shape {x.shape} is {layout.keep} "
+                        f"or {groups}"
+                    )
+        centered, mean, var, inverse_std = _statistics(layout.rows(x), layout.axes, self.eps)
+        self.mean, self.var, self._inverse_std = (
+            xp.reshape(stat, layout.keep) for stat in (mean, var, inverse_std)
+        )
+        x_hat = xp.multiply(centered, inverse_std)
         if scale is None:
-            return x_hat
-        groups = tuple(n for i, n in enumerate(x.shape) if i not in axes)
-        for name, given in (("scale", scale), ("shift", shift)):
-            if given.shape not in (self.mean.shape, groups):
-                raise UsageError(
-                    f"standardize: the {name} has shape {given.shape}; one per group over "
-                    f"axes {axes} of an input of shape {x.shape} is {self.mean.shape} or "
-                    f"{groups}"
-                )
-        self._x_hat = x_hat  # for the gradient
-        kept = self.mean.shape
-        return xp.add(xp.multiply(x_hat, xp.reshape(scale, kept)), xp.reshape(shift, kept))
+            return layout.back(x_hat)
+        self._x_hat = layout.back(x_hat)  # for the gradient
+        scaled = xp.multiply(x_hat, layout.per_group(scale))
+        return layout.back(xp.add(scaled, layout.per_group(shift)))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         x = node.inputs[0]
@@ -151,10 +198,12 @@ class StandardizeGrad(TensorOp):
         xp = api(u)
         axes = normalize_axes(self.axes, u.ndim)
         count = _count(u.shape, axes)
+        layout = _Layout(x_hat, axes)  # u is brought into x̂'s memory order
+        u, x_hat, axes = layout.rows(u), layout.rows(x_hat), layout.axes
         mean_u = xp.divide(xp.sum(u, axis=axes, keepdims=True), count)
         mean_ux = xp.divide(xp.sum(xp.multiply(u, x_hat), axis=axes, keepdims=True), count)
         projected = xp.subtract(xp.subtract(u, mean_u), xp.multiply(x_hat, mean_ux))
-        return xp.multiply(projected, r)
+        return layout.back(xp.multiply(projected, layout.per_group(r)))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         u, x_hat, r = node.inputs
