@@ -70,7 +70,8 @@ class _Layout:
         if self.order is None:
             return m
         memory_shape = tuple(self.shape[i] for i in self.order)
-        return m.reshape(memory_shape).transpose(np.argsort(self.order))
+        inverse = tuple(self.order.index(axis) for axis in range(len(self.order)))
+        return m.reshape(memory_shape).transpose(inverse)
 
     def per_group(self, s: Any) -> Any:
         """A per-group array (the statistics' shape, or the kept axis alone) in the form
