@@ -1,8 +1,10 @@
 """What the step benchmarks share: timing a step with its page faults, the heap shift each
-fresh process makes first, the medians over processes, and glibc's tuned-malloc settings."""
+fresh process makes first, the medians over processes, the resident set, and glibc's
+tuned-malloc settings."""
 
 from __future__ import annotations
 
+import os
 import random
 import resource
 import statistics
@@ -69,3 +71,25 @@ def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
     row["ratio_min"] = min(run["ratio"] for run in runs)
     row["ratio_max"] = max(run["ratio"] for run in runs)
     return row
+
+
+def median_ms(step, batches, rounds: int, steps: int) -> float:
+    """The median over `rounds` rounds of `steps` steps of one side alone, ms a step, after
+    one untimed round (caches, allocator, threads): for a side timed in a process of its own."""
+    times = []
+    for r in range(rounds + 1):
+        start = time.perf_counter()
+        for k in range(steps):
+            step(*batches[k % len(batches)])
+        if r:
+            times.append((time.perf_counter() - start) / steps)
+    return statistics.median(times) * 1e3
+
+
+def resident_bytes() -> int:
+    """The process's resident set now (Linux's /proc; elsewhere its peak so far)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

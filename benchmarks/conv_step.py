@@ -50,7 +50,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _harness import TUNED_MALLOC, alternate, shift_heap, summarize
+from _harness import TUNED_MALLOC, alternate, resident_bytes, shift_heap, summarize
 from conv_floor import LR, FloorConv, FloorEval, FloorStep, set_training  # noqa: F401
 
 # Appended, not prepended: PYTHONPATH can point at another checkout to compare versions.
@@ -227,15 +227,6 @@ def measure(network: str, batch_size: int, rounds: int, steps: int, mode: str) -
     errors = check(needle_side, floor_side, tensor_batches[0], batches[0])
     timed = alternate(needle_side, floor_side, tensor_batches, batches, rounds, steps)
     return {"batch_size": batch_size, **timed, **errors}
-
-
-def resident_bytes() -> int:
-    """The process's resident set now (Linux's /proc; elsewhere its peak so far)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def peak_growth(network: str, batch_size: int, side: str, steps: int, mode: str) -> float:

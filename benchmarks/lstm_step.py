@@ -38,11 +38,11 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-from _harness import alternate, shift_heap, summarize
+from _harness import alternate, median_ms, resident_bytes, shift_heap, summarize
+from conv_floor import softmax_loss
 
 # Appended, not prepended: PYTHONPATH can point at another checkout to compare versions.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
@@ -140,20 +140,6 @@ class FloorLSTMLayer:
         d_bias = dz.reshape(rows, -1).sum(axis=0)
         self.grads = [d_weight, d_bias, d_bias]
         return dx
-
-
-def softmax_loss(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """The mean cross-entropy of softmax(logits) against labels y, and its gradient."""
-    n = logits.shape[0]
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    total = exp.sum(axis=1, keepdims=True)
-    rows = np.arange(n)
-    loss = float(np.mean(np.log(total[:, 0]) - shifted[rows, y]))
-    d_logits = exp / total
-    d_logits[rows, y] -= 1
-    d_logits /= n
-    return loss, d_logits
 
 
 class FloorStep:
@@ -289,15 +275,6 @@ def measure(size: str, rounds: int, steps: int) -> dict[str, float]:
     return {**timed, **errors}
 
 
-def resident_bytes() -> int:
-    """The process's resident set now (Linux's /proc; elsewhere its peak so far)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def peak_growth(size: str, side: str, steps: int) -> float:
     """MB by which the peak resident set grows over `steps` steps of one side."""
     needle_step, floor_step, tensor_batches, batches = setup(size)
@@ -359,14 +336,7 @@ def time_one_side(side: str, size: str, rounds: int, steps: int) -> float:
                    for i in range(0, 4 * bptt, bptt)]  # fmt: skip
     else:
         _, step, _, batches = setup(size)
-    times = []
-    for r in range(rounds + 1):  # the first round warms up caches, allocator and threads
-        start = time.perf_counter()
-        for k in range(steps):
-            step(*batches[k % len(batches)])
-        if r:
-            times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times) * 1e3
+    return median_ms(step, batches, rounds, steps)
 
 
 # -- processes and the table -----------------------------------------------------------------

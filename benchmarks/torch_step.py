@@ -19,8 +19,8 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
+from _harness import median_ms
 from train_step import LR, SIZES, NumpyStep, make_data, shift_heap
 
 
@@ -70,14 +70,7 @@ def time_one_side(side: str, batch_size: int, rounds: int, steps: int) -> float:
     step, convert = (torch_step_factory if side == "torch" else numpy_step_factory)()
     rng = np.random.default_rng(0)
     batches = [convert(*make_data(batch_size, rng)) for _ in range(8)]
-    times = []
-    for r in range(rounds + 1):  # the first round warms up caches, allocator and threads
-        start = time.perf_counter()
-        for k in range(steps):
-            step(*batches[k % len(batches)])
-        if r:
-            times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times) * 1e3
+    return median_ms(step, batches, rounds, steps)
 
 
 def run_side(python: str, side: str, batch_size: int, seed: int, args: argparse.Namespace) -> float:
