@@ -93,3 +93,12 @@ def resident_bytes() -> int:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def peak_growth_mb(step, batches, steps: int) -> float:
+    """MB by which the process's peak resident set grows over `steps` steps of `step`."""
+    before = resident_bytes()
+    for k in range(steps):
+        step(*batches[k % len(batches)])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    return max(peak - before, 0) / 2**20

@@ -44,13 +44,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-from _harness import TUNED_MALLOC, alternate, resident_bytes, shift_heap, summarize
+from _harness import TUNED_MALLOC, alternate, peak_growth_mb, shift_heap, summarize
 from conv_floor import LR, FloorConv, FloorEval, FloorStep, set_training  # noqa: F401
 
 # Appended, not prepended: PYTHONPATH can point at another checkout to compare versions.
@@ -233,11 +232,7 @@ def peak_growth(network: str, batch_size: int, side: str, steps: int, mode: str)
     """MB by which the peak resident set grows over `steps` steps of one side."""
     needle_step, floor_step, tensor_batches, batches = setup(network, batch_size, mode=mode)
     step, inputs = (needle_step, tensor_batches) if side == "needle" else (floor_step, batches)
-    before = resident_bytes()
-    for k in range(steps):
-        step(*inputs[k % len(inputs)])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    return max(peak - before, 0) / 2**20
+    return peak_growth_mb(step, inputs, steps)
 
 
 # -- processes and the table -----------------------------------------------------------------

@@ -34,14 +34,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-from _harness import alternate, median_ms, resident_bytes, shift_heap, summarize
+from _harness import alternate, median_ms, peak_growth_mb, shift_heap, summarize
 from conv_floor import softmax_loss
 
 # Appended, not prepended: PYTHONPATH can point at another checkout to compare versions.
@@ -279,11 +278,7 @@ def peak_growth(size: str, side: str, steps: int) -> float:
     """MB by which the peak resident set grows over `steps` steps of one side."""
     needle_step, floor_step, tensor_batches, batches = setup(size)
     step, inputs = (needle_step, tensor_batches) if side == "needle" else (floor_step, batches)
-    before = resident_bytes()
-    for k in range(steps):
-        step(*inputs[k % len(inputs)])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    return max(peak - before, 0) / 2**20
+    return peak_growth_mb(step, inputs, steps)
 
 
 # -- PyTorch, optional -----------------------------------------------------------------------
