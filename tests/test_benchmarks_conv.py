@@ -131,3 +131,14 @@ def test_quick_eval_run_prints_a_row():
     ]
     assert row[:3] == ["eval", "tiny", "2"]
     assert float(row[3]) > 0 and float(row[4]) > 0  # needle ms, numpy ms
+
+
+def test_alone_step_reports_each_side_with_each_allocator():
+    command = [sys.executable, str(BENCHMARKS / "alone_step.py"), "--json", "--processes", "1"]
+    command += ["--networks", "tiny", "--batch-sizes", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    rows = json.loads(result.stdout)
+    assert {(r["side"], r["allocator"]) for r in rows} == {
+        (side, allocator) for side in ("needle", "floor") for allocator in ("default", "retained")
+    }
+    assert all(r["ms"] > 0 and r["faults"] >= 0 for r in rows)

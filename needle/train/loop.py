@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from needle import nn
+from needle.allocator import retain_freed_memory
 from needle.autograd import Tensor, no_grad
 from needle.errors import UsageError
 from needle.optim import Optimizer
@@ -52,6 +53,8 @@ def run_batches(
     """
     loss_fn = loss_fn if loss_fn is not None else nn.SoftmaxLoss()
     training = opt is not None
+    if training:  # a step's freed graph is kept for the next step, not faulted in again
+        retain_freed_memory()
     model.train() if training else model.eval()
     for X, y in dataloader:
         if training:
