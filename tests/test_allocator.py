@@ -48,7 +48,7 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again():
     # The first round faults its 96 MB in (fewer faults than 4 KB pages where the kernel
     # backs numpy's arrays with huge pages); with the memory kept, later rounds reuse it.
     first = kept["faults"][0]
-    assert first > 1_000 and max(kept["faults"][2:]) < first / 20
+    assert first > 0 and max(kept["faults"][2:]) < first / 20
     # glibc's own settings hand it back at every free: every round faults it in again.
     assert min(default["faults"][2:]) > default["faults"][0] / 2
 
