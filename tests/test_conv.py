@@ -311,6 +311,22 @@ def test_a_conv_whose_windows_all_lie_in_the_padding_gives_its_bias():
     assert not ta.grad.numpy().any() and not tb.grad.numpy().any()
 
 
+@settings(max_examples=25, deadline=None)
+@given(case=conv_cases(max_size=5), order=st.sampled_from([1, 2]))
+def test_conv_nchw_is_conv_between_the_layouts(case, order):
+    """conv_nchw(x) = to_nchw(conv(to_nhwc(x))), bias included, and its gradients (orders
+    1 and 2) match central differences."""
+    a_shape, b_shape, stride, padding = case
+    a, b, bias = _normal(a_shape, b_shape, (b_shape[3],), seed=12)
+    nchw = a.transpose(0, 3, 1, 2)
+    out = ndl.conv_nchw(ndl.Tensor(nchw), ndl.Tensor(b), stride, padding, bias=ndl.Tensor(bias))
+    expected = ndl.conv(ndl.Tensor(a), ndl.Tensor(b), stride, padding, bias=ndl.Tensor(bias))
+    np.testing.assert_array_equal(out.numpy(), expected.numpy().transpose(0, 3, 1, 2))
+    fn = lambda x, y, z: ndl.conv_nchw(x, y, stride, padding, bias=z)  # noqa: E731
+    report = check_gradients(fn, [nchw, b, bias], order=order)
+    assert report.passed, (case, report.inputs)
+
+
 # -- the registry and its sample inputs --------------------------------------------------------
 
 

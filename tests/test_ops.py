@@ -96,6 +96,9 @@ NUMPY_REFERENCE = {
     "dilate": lambda x, p: dilate_loops(x[0], p["axes"], p["dilation"]),
     "undilate": lambda x, p: undilate_loops(x[0], p["axes"], p["dilation"]),
     "conv": lambda x, p: conv_loops(x[0], x[1], p["stride"], p["padding"]),
+    "conv_nchw": lambda x, p: conv_loops(
+        x[0].transpose(0, 2, 3, 1), x[1], p["stride"], p["padding"]
+    ).transpose(0, 3, 1, 2),
     "stack": lambda x, p: np.stack(x, p["axis"]),
     "split": lambda x, p: tuple(np.moveaxis(x[0], p["axis"], 0)),
     "maxpool2d": lambda x, p: pool_loops(x[0], p["kernel"], p["stride"], np.max),

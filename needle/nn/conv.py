@@ -1,7 +1,8 @@
 """Convolutional layers on NCHW images: `Conv` and `BatchNorm2d`.
 
-Both take and return (N, C, H, W), as the course's models pass images; inside, they work on
-the NHWC layout the conv op computes in, reached by two axis swaps each way.
+Both take and return (N, C, H, W), as the course's models pass images. Conv computes in NHWC
+(`ops.conv_nchw`: its NCHW inputs and outputs are views of NHWC arrays), and BatchNorm2d
+standardizes the view where it lies, so a stack of them moves no axis.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ class Conv(Module):
                 f"Conv takes NCHW images with {self.in_channels} channels, (N, "
                 f"{self.in_channels}, H, W); got shape {x.shape}"
             )
-        out = ops.conv(to_nhwc(x), self.weight, self.stride, self.padding, bias=self.bias)
-        return to_nchw(out)
+        # NCHW in and out as views of the NHWC arrays conv computes: no permute nodes.
+        return ops.conv_nchw(x, self.weight, self.stride, self.padding, bias=self.bias)
 
 
 class BatchNorm2d(BatchNorm1d):

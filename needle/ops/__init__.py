@@ -4,7 +4,7 @@
 import types as _types
 
 from needle.autograd import TensorTupleOp
-from needle.ops.conv import Conv, Dilate, Flip, Undilate, conv, dilate, flip, undilate
+from needle.ops.conv import Conv, Dilate, Flip, Undilate, conv, conv_nchw, dilate, flip, undilate
 from needle.ops.elementwise import (
     AddScalar,
     DivScalar,

@@ -289,12 +289,34 @@ def _col2im(g: Any, b: Any, size: tuple[int, int], stride: int, padding: int) ->
     return out
 
 
-class ConvOp(TensorOp):
-    """The settings every conv op carries: `stride` ≥ 1, zero `padding` ≥ 0 around H and W."""
+NHWC, NCHW = (0, 2, 3, 1), (0, 3, 1, 2)  # the permutations between the two image layouts
 
-    def __init__(self, stride: int = 1, padding: int = 0):
+
+class ConvOp(TensorOp):
+    """The settings every conv op carries: `stride` ≥ 1, zero `padding` ≥ 0 around H and W,
+    and the layout of its images (inputs, out_grads, outputs; never the kernel):
+    `channels_first` takes and gives (N, C, H, W), as views of the NHWC arrays it computes
+    on, so an NCHW layer needs no permute nodes around the op."""
+
+    def __init__(self, stride: int = 1, padding: int = 0, *, channels_first: bool = False):
         self.stride = _integer(stride, "stride", "conv", 1)
         self.padding = _integer(padding, "padding", "conv", 0)
+        self.channels_first = bool(channels_first)
+
+    def _nhwc(self, images: Any) -> Any:
+        """Images as the NHWC array the computation reads (a view when channels come first)."""
+        return strided.permute(images, NHWC) if self.channels_first else images
+
+    def _in_layout(self, images: Any) -> Any:
+        """NHWC images computed here, in the op's layout (a view when channels come first)."""
+        return strided.permute(images, NCHW) if self.channels_first else images
+
+    def _size(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """(H, W) of images of `shape` in the op's layout."""
+        return shape[2:4] if self.channels_first else shape[1:3]
+
+    def _options(self) -> dict[str, Any]:
+        return {"channels_first": self.channels_first}
 
 
 class Conv(ConvOp):
@@ -312,6 +334,7 @@ class Conv(ConvOp):
     cols: Any = None
 
     def compute(self, a: Any, b: Any, bias: Any = None) -> Any:
+        a = self._nhwc(a)
         kernel = _conv_kernel(a.shape, b.shape, self.padding)
         cols, (n, ho, wo) = _im2col(a, kernel, self.stride, self.padding)
         out = strided.matmul(cols, _cropped(b, _taps(a.shape, kernel, self.stride, self.padding)))
@@ -326,21 +349,24 @@ class Conv(ConvOp):
         # Kept for the kernel's gradient, which multiplies the same matrix: the backward
         # pass then copies no window twice. Without a graph the op is dropped with it.
         self.cols = cols
-        return strided.reshape(out, (n, ho, wo, b.shape[3]))
+        return self._in_layout(strided.reshape(out, (n, ho, wo, b.shape[3])))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         a, b = node.inputs[:2]
         cols, self.cols = self.cols, None  # handed over once; a second pass copies again
+        settings = (self.stride, self.padding)
         # An input that needs no gradient (the images of a first layer) skips its product.
         grad_a = grad_b = None
         if a.requires_grad:
-            grad_a = ConvInputGrad(self.stride, self.padding, size=a.shape[1:3])(out_grad, b)
+            size = self._size(a.shape)
+            grad_a = ConvInputGrad(*settings, size=size, **self._options())(out_grad, b)
         if b.requires_grad:
-            weight_grad = ConvWeightGrad(self.stride, self.padding, kernel=b.shape[0], cols=cols)
+            weight_grad = ConvWeightGrad(*settings, kernel=b.shape[0], cols=cols, **self._options())
             grad_b = weight_grad(a, out_grad)
         if len(node.inputs) == 2:
             return grad_a, grad_b
-        return grad_a, grad_b, summation(out_grad, (0, 1, 2))  # the bias's: Σ over N, Ho, Wo
+        # The bias's: Σ over N, Ho and Wo.
+        return grad_a, grad_b, summation(out_grad, (0, 2, 3) if self.channels_first else (0, 1, 2))
 
 
 class ConvInputGrad(ConvOp):
@@ -352,19 +378,22 @@ class ConvInputGrad(ConvOp):
     ⟨g, conv(u, b)⟩, so the gradient in g is conv(u, b) and in b ConvWeightGrad(u, g).
     """
 
-    def __init__(self, stride: int, padding: int, *, size: tuple[int, int]):
-        super().__init__(stride, padding)
+    def __init__(
+        self, stride: int, padding: int, *, size: tuple[int, int], channels_first: bool = False
+    ):
+        super().__init__(stride, padding, channels_first=channels_first)
         self.size = tuple(size)
 
     def compute(self, g: Any, b: Any) -> Any:
-        return _col2im(g, b, self.size, self.stride, self.padding)
+        return self._in_layout(_col2im(self._nhwc(g), b, self.size, self.stride, self.padding))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         g, b = node.inputs
-        grad_g = conv(out_grad, b, self.stride, self.padding) if g.requires_grad else None
+        settings, options = (self.stride, self.padding), self._options()
+        grad_g = Conv(*settings, **options)(out_grad, b) if g.requires_grad else None
         grad_b = None
         if b.requires_grad:
-            grad_b = ConvWeightGrad(self.stride, self.padding, kernel=b.shape[0])(out_grad, g)
+            grad_b = ConvWeightGrad(*settings, kernel=b.shape[0], **options)(out_grad, g)
         return grad_g, grad_b
 
 
@@ -378,12 +407,21 @@ class ConvWeightGrad(ConvOp):
     ⟨g, conv(a, v)⟩, so the gradient in a is ConvInputGrad(g, v) and in g conv(a, v).
     """
 
-    def __init__(self, stride: int, padding: int, *, kernel: int, cols: Any = None):
-        super().__init__(stride, padding)
+    def __init__(
+        self,
+        stride: int,
+        padding: int,
+        *,
+        kernel: int,
+        cols: Any = None,
+        channels_first: bool = False,
+    ):
+        super().__init__(stride, padding, channels_first=channels_first)
         self.kernel = kernel
         self.cols = cols
 
     def compute(self, a: Any, g: Any) -> Any:
+        a, g = self._nhwc(a), self._nhwc(g)
         cols, self.cols = self.cols, None
         if cols is None:
             cols = _im2col(a, self.kernel, self.stride, self.padding)[0]
@@ -403,10 +441,12 @@ class ConvWeightGrad(ConvOp):
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         a, g = node.inputs
+        settings, options = (self.stride, self.padding), self._options()
         grad_a = None
         if a.requires_grad:
-            grad_a = ConvInputGrad(self.stride, self.padding, size=a.shape[1:3])(g, out_grad)
-        grad_g = conv(a, out_grad, self.stride, self.padding) if g.requires_grad else None
+            size = self._size(a.shape)
+            grad_a = ConvInputGrad(*settings, size=size, **options)(g, out_grad)
+        grad_g = Conv(*settings, **options)(a, out_grad) if g.requires_grad else None
         return grad_a, grad_g
 
 
@@ -434,3 +474,27 @@ def conv(
         return Conv(stride, padding)(a, b)
     # Added to the product in the same node: no second image-sized array, no second node.
     return Conv(stride, padding)(a, b, bias)
+
+
+@register(
+    Conv,
+    n_inputs=2,
+    params=[
+        OpParam("stride", "int", "rows and columns between windows, e.g. --stride 2", default=1),
+        OpParam("padding", "int", "zeros around H and W, e.g. --padding 1", default=1),
+    ],
+    shapes_for=conv_cases.channels_first(conv_cases.conv_shapes),
+    random_case=conv_cases.channels_first(conv_cases.conv_case),
+    settings=[
+        {"stride": 1, "padding": 1},
+        {"stride": 2, "padding": 1},
+        Setting({"stride": 3, "padding": 2}, ((1, 2, 4, 5), (2, 2, 2, 1))),
+    ],
+)
+def conv_nchw(
+    a: Tensor, b: Tensor, stride: int = 1, padding: int = 1, *, bias: Tensor | None = None
+) -> Tensor:
+    """conv of NCHW images a (N, Cin, H, W), giving (N, Cout, Ho, Wo): views of the NHWC
+    arrays conv computes, so NCHW layers need no permute nodes around it."""
+    op = Conv(stride, padding, channels_first=True)
+    return op(a, b) if bias is None else op(a, b, bias)

@@ -64,3 +64,20 @@ def conv_case(rng: np.random.Generator) -> Case:
     n, c_in, c_out = (int(x) for x in rng.integers(1, [3, 4, 4]))
     params = {"stride": stride, "padding": padding}
     return params, [(n, h, w, c_in), (kernel, kernel, c_in, c_out)]
+
+
+def channels_first(make: Any) -> Any:
+    """`make` (a shapes_for or a random case) with its image shape (the first) as NCHW."""
+
+    def nchw(image: Shape) -> Shape:
+        n, h, w, c = image
+        return (n, c, h, w)
+
+    def made(arg: Any) -> Any:
+        result = make(arg)
+        if isinstance(result, tuple):  # a random case: (parameters, shapes)
+            params, shapes = result
+            return params, [nchw(shapes[0]), *shapes[1:]]
+        return [nchw(result[0]), *result[1:]]
+
+    return made
