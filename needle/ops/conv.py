@@ -450,13 +450,16 @@ class ConvWeightGrad(ConvOp):
         return grad_a, grad_g
 
 
+CONV_PARAMS = [
+    OpParam("stride", "int", "rows and columns between windows, e.g. --stride 2", default=1),
+    OpParam("padding", "int", "zeros around H and W, e.g. --padding 1", default=1),
+]
+
+
 @register(
     Conv,
     n_inputs=2,
-    params=[
-        OpParam("stride", "int", "rows and columns between windows, e.g. --stride 2", default=1),
-        OpParam("padding", "int", "zeros around H and W, e.g. --padding 1", default=1),
-    ],
+    params=CONV_PARAMS,
     shapes_for=conv_cases.conv_shapes,
     random_case=conv_cases.conv_case,
     settings=[
@@ -479,10 +482,7 @@ def conv(
 @register(
     Conv,
     n_inputs=2,
-    params=[
-        OpParam("stride", "int", "rows and columns between windows, e.g. --stride 2", default=1),
-        OpParam("padding", "int", "zeros around H and W, e.g. --padding 1", default=1),
-    ],
+    params=CONV_PARAMS,
     shapes_for=conv_cases.channels_first(conv_cases.conv_shapes),
     random_case=conv_cases.channels_first(conv_cases.conv_case),
     settings=[
