@@ -14,6 +14,7 @@ Every compute goes through the array primitives of `needle.ops.strided`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -188,12 +189,14 @@ def _conv_kernel(a_shape: tuple[int, ...], b_shape: tuple[int, ...], padding: in
 Taps = tuple[range, range]
 
 
+@functools.lru_cache(maxsize=1024)
 def _used_taps(size: int, kernel: int, stride: int, padding: int) -> range:
     """The kernel offsets along one axis from the first to the last that reads the input
     itself for some output, not only its zero padding: offset d reads the input's row
     i·s + d − p for outputs i in [0, out). Every offset outside the run multiplies zeros, for
     every output (at a 1×1 map, a 3×3 kernel with padding 1 reads the input at its centre
-    tap alone); at a stride above 1 an offset inside it may too, and is kept."""
+    tap alone); at a stride above 1 an offset inside it may too, and is kept. Cached: each
+    conv asks four times a step."""
     out = (size + 2 * padding - kernel) // stride + 1
     used = []
     for d in range(kernel):
