@@ -18,7 +18,8 @@ import needle as ndl
 from needle.errors import UsageError
 from needle.gradcheck import check_gradients
 from needle.ops import REGISTRY
-from needle.ops.conv import ConvInputGrad, ConvWeightGrad, _reads, _taps, _used_taps
+from needle.ops.conv import ConvInputGrad, ConvWeightGrad
+from needle.ops.im2col import tap_reads, used_offsets, used_taps
 from needle_cli.app import app
 
 
@@ -261,7 +262,7 @@ def test_used_taps_run_from_the_first_to_the_last_offset_that_reads_the_input(
     reads = [
         d for d in range(kernel) if any(0 <= i * stride + d - padding < size for i in range(out))
     ]
-    used = _used_taps(size, kernel, stride, padding)
+    used = used_offsets(size, kernel, stride, padding)
     assert list(used) == (list(range(reads[0], reads[-1] + 1)) if reads else [])
 
 
@@ -280,7 +281,7 @@ def test_reads_pairs_each_output_with_the_real_row_it_reads(size, kernel, stride
     pairs = [
         (i, i * stride + d - padding) for i in range(out) if 0 <= i * stride + d - padding < size
     ]
-    outputs, rows = _reads(d, size, out, stride, padding)
+    outputs, rows = tap_reads(d, size, out, stride, padding)
     assert list(zip(range(out)[outputs], range(size)[rows], strict=True)) == pairs
 
 
@@ -294,7 +295,7 @@ def test_taps_that_read_only_padding_change_nothing(size, stride):
     np.testing.assert_allclose(out.numpy(), conv_loops(a, b, stride, 1), atol=1e-12)
     (g,) = _normal(out.shape, seed=10)
     out.backward(ndl.Tensor(g))
-    rows, columns = _taps(a.shape, 3, stride, 1)
+    rows, columns = used_taps(a.shape, 3, stride, 1)
     unused = np.ones((3, 3), bool)
     unused[rows.start : rows.stop, columns.start : columns.stop] = False
     assert np.all(tb.grad.numpy()[unused] == 0)
