@@ -4,12 +4,13 @@ cross-correlation as PyTorch's conv2d).
 conv's forward is one matrix product over the im2col view of the padded input. Its two
 gradients are ops of their own: `ConvInputGrad` (out_grad · bᵀ added back window by window,
 col2im, one product per kernel tap) and `ConvWeightGrad` (im2col(a)ᵀ · out_grad, one product
-over the forward pass's im2col matrix). All three are
-bilinear, and their gradients are each other: the gradient of either gradient op is conv and
-the other one. So conv can be differentiated again at any stride and padding, and no step
-ever convolves a dilated out_grad full of zeros.
+over the forward pass's im2col matrix). All three are bilinear, and their gradients are each
+other: the gradient of either gradient op is conv and the other one. So conv can be
+differentiated again at any stride and padding, and no step ever convolves a dilated
+out_grad full of zeros. `conv_nchw` is the same op on NCHW images.
 
-Every compute goes through the array primitives of `needle.ops.strided`.
+The window work (im2col, col2im, the taps that read only padding) is `needle.ops.im2col`;
+every compute goes through the array primitives of `needle.ops.strided`.
 """
 
 from __future__ import annotations
