@@ -25,7 +25,7 @@ from needle.autograd import Tensor, TensorOp
 from needle.backend_ndarray import api
 from needle.errors import UsageError
 from needle.ops import pool_cases, strided
-from needle.ops.registry import OpParam, Setting, register
+from needle.ops.registry import OpParam, Setting, distinct, register
 
 ALL = slice(None)
 
@@ -192,7 +192,7 @@ SETTINGS = [
     params=PARAMS,
     shapes_for=pool_cases.pool_shapes,
     random_case=pool_cases.pool_case,
-    draws=[pool_cases.distinct],
+    draws=[distinct],
     settings=SETTINGS,
     nondifferentiable="a tie for a window's maximum (the first in row-major order wins)",
 )

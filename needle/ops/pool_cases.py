@@ -29,11 +29,3 @@ def pool_case(rng: np.random.Generator) -> Case:
     h, w = (int(x) for x in rng.integers(kernel, 6, 2))
     n, c = (int(x) for x in rng.integers(1, 3, 2))
     return {"kernel": kernel, "stride": stride}, [(n, h, w, c)]
-
-
-def distinct(rng: np.random.Generator, shape: Shape) -> np.ndarray:
-    """Values at least 0.2 apart in a random order: no window's maximum is near a tie, so a
-    central difference never crosses from one maximum to another."""
-    count = int(np.prod(shape))
-    spaced = (rng.permutation(count) - count / 2) * 0.25
-    return (spaced + rng.uniform(0.0, 0.05, count)).reshape(shape)

@@ -178,6 +178,15 @@ def away_from_zero(rng: np.random.Generator, shape: Shape) -> np.ndarray:
     return rng.uniform(0.5, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
 
 
+def distinct(rng: np.random.Generator, shape: Shape) -> np.ndarray:
+    """Values at least 0.2 apart in a random order: no window's maximum is near a tie (a
+    central difference never crosses from one maximum to another), and no group standardize
+    takes is near-constant (its x̂ would be tiny against the rounding of x − μ)."""
+    count = int(np.prod(shape))
+    spaced = (rng.permutation(count) - count / 2) * 0.25
+    return (spaced + rng.uniform(0.0, 0.05, count)).reshape(shape)
+
+
 # -- random cases for property tests -----------------------------------------------------
 def random_shape(rng: np.random.Generator, min_ndim: int = 0, max_ndim: int = 3) -> Shape:
     ndim = int(rng.integers(min_ndim, max_ndim + 1))
