@@ -341,17 +341,31 @@ def test_softmax_loss_gradient(device):
 
 
 def test_softmax_loss_reads_the_labels_by_index():
-    # The course's form multiplies by one_hot(y), an (N, k) matrix built on every step; read
-    # by index, no tensor in the loss's graph but the logits and log_softmax's is (N, k).
+    # The course's form multiplies by one_hot(y), an (N, k) matrix built on every step; here
+    # the loss is one node (ops.cross_entropy) whose only input is the logits.
     logits = ndl.Tensor(np.random.default_rng(0).standard_normal((8, 5)))
     loss = nn.SoftmaxLoss()(logits, ndl.Tensor(np.array([0, 4, 1, 1, 2, 3, 0, 4])))
-    graph, todo = [], [loss]
-    while todo:
-        graph.append(todo.pop())
-        todo.extend(graph[-1].inputs)
-    assert [t.shape for t in graph].count((8, 5)) == 2
+    assert loss.inputs == (logits,)
     loss.backward()
     assert logits.grad.shape == (8, 5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_softmax_loss_gives_the_composition_s_numbers_bit_for_bit(dtype):
+    # The fused loss and its gradient against log_softmax, take_along_rows, summation and
+    # mul_scalar composed, as SoftmaxLoss was before: the same operations in the same order.
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((7, 6)).astype(dtype) * 4
+    labels = rng.integers(0, 6, 7)
+    fused_in, composed_in = ndl.Tensor(z), ndl.Tensor(z)
+    fused = nn.SoftmaxLoss()(fused_in, ndl.Tensor(labels))
+    picked = ndl.ops.take_along_rows(ndl.ops.logsoftmax(composed_in), labels)
+    composed = ndl.ops.mul_scalar(ndl.ops.summation(picked), -1 / 7)
+    assert fused.numpy().tobytes() == composed.numpy().tobytes()
+    fused.backward()
+    composed.backward()
+    assert fused_in.grad.numpy().dtype == np.dtype(dtype)
+    assert fused_in.grad.numpy().tobytes() == composed_in.grad.numpy().tobytes()
 
 
 @pytest.mark.parametrize(

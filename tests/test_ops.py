@@ -108,6 +108,9 @@ NUMPY_REFERENCE = {
     "lstm_gates": lambda x, p: _np_lstm_gates(*x),
     "gather_rows": lambda x, p: np.stack([x[0][i] for i in p["indices"]]),
     "take_along_rows": lambda x, p: np.array([x[0][k, i] for k, i in enumerate(p["indices"])]),
+    "cross_entropy": lambda x, p: np.mean(
+        [_np_logsumexp(x[0][k], (0,)) - x[0][k, i] for k, i in enumerate(p["indices"])]
+    ),
 }
 
 
@@ -460,6 +463,36 @@ def test_axes_in_any_sequence_or_integer_form(axes):
             np.testing.assert_allclose(out, expected)
 
 
+@pytest.mark.parametrize(
+    "shapes",
+    [((3, 4), (4, 5), (1, 5)), ((3, 4), (4, 5), (3, 5)), ((2, 3, 4), (4, 5), (5,))],
+)
+def test_matmul_addend_is_the_product_plus_it(shapes, device):
+    # One node for a @ b + c: bit for bit the product and add it replaces, and gradients in
+    # all three inputs against central differences.
+    rng = np.random.default_rng(5)
+    arrays = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+    a, b, c = (ndl.Tensor(x, device=device) for x in arrays)
+    fused = ndl.matmul(a, b, addend=c)
+    assert fused.inputs == (a, b, c)
+    composed = ndl.add(ndl.matmul(a, b), c)
+    assert fused.numpy().tobytes() == composed.numpy().tobytes()
+    report = check_gradients(
+        lambda x, w, v: ndl.matmul(x, w, addend=v),
+        [x.astype(np.float64) for x in arrays],
+        device=device,
+    )
+    assert report.passed, report.to_dict()
+
+
+def test_matmul_addend_that_widens_the_product_is_refused_or_promoted():
+    a, b = ndl.Tensor(np.ones((2, 3), np.float32)), ndl.Tensor(np.ones((3, 4), np.float32))
+    with pytest.raises(ndl.errors.UsageError, match=r"addend of shape \(3, 4\) does not"):
+        ndl.matmul(a, b, addend=ndl.Tensor(np.ones((3, 4), np.float32)))
+    wide = ndl.matmul(a, b, addend=ndl.Tensor(np.ones((2, 4))))  # float64: numpy's add
+    assert wide.dtype == np.float64 and np.all(wide.numpy() == 4)
+
+
 def test_float64_stays_float64():
     x = ndl.Tensor(np.ones((2, 2)))
     assert (x * 2.0).dtype == np.float64
@@ -485,6 +518,9 @@ def test_float64_stays_float64():
         (lambda x: ndl.take_along_rows(x, [0, 1, 2]), r"3 indices for an input of shape \(2, 3\)"),
         (lambda x: ndl.take_along_rows(x, [0, 3]), "indices from 0 to 3 for an input of 3 col"),
         (lambda x: ndl.take_along_rows(x, [0.5, 1]), "indices must be a flat sequence of int"),
+        (lambda x: ndl.cross_entropy(x, [0, 1, 2]), r"3 labels for logits of shape \(2, 3\)"),
+        (lambda x: ndl.cross_entropy(x, [0, 3]), "labels from 0 to 3 for logits of 3 classes"),
+        (lambda x: ndl.cross_entropy(ndl.Tensor(np.ones((0, 3))), []), "no row to average"),
     ],
 )
 def test_shape_errors_name_the_problem(call, message):

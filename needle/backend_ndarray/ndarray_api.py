@@ -223,6 +223,14 @@ def put_along_rows(values: NDArray, indices: Sequence[int], columns: int) -> NDA
     return reshape(column, (rows, columns))
 
 
+def subtract_along_rows(a: NDArray, indices: Sequence[int], values: Any) -> NDArray:
+    """`a` with values (one a row, or one for all) subtracted at [k, indices[k]]: a new
+    array, `a` less the values put along the rows of zeros."""
+    rows, columns = a.shape
+    per_row = broadcast_to(reshape(values, (1,)) if values.ndim == 0 else values, (rows,))
+    return subtract(a, put_along_rows(per_row, indices, columns))
+
+
 def unstack(a: NDArray, axis: int) -> tuple[NDArray, ...]:
     lead = (slice(None),) * axis
     return tuple(getitem(a, (*lead, i)) for i in range(a.shape[axis]))

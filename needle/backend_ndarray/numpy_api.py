@@ -244,6 +244,13 @@ def put_along_rows(values: numpy.ndarray, indices: numpy.ndarray, columns: int) 
     return out
 
 
+def subtract_along_rows(a: numpy.ndarray, indices: numpy.ndarray, values: Any) -> numpy.ndarray:
+    """`a` with values (one a row, or one for all) subtracted at [k, indices[k]], in place:
+    `a` is the caller's own temporary. Returns it."""
+    a[numpy.arange(len(indices)), indices] -= values
+    return a
+
+
 def unstack(a: numpy.ndarray, axis: int) -> tuple[numpy.ndarray, ...]:
     """The a.shape[axis] slices along `axis` (a non-negative axis), that axis dropped: views."""
     lead = (slice(None),) * axis

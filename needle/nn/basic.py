@@ -172,11 +172,9 @@ class Linear(Module):
         flat = len(lead) != 1  # matmul on a 2-D view: one plain product, cheap gradients
         if flat:
             X = ops.reshape(X, (math.prod(lead), self.in_features))
-        out = ops.matmul(X, self.weight)
-        if self.bias is not None:
-            # add broadcasts the (1, out_features) row itself; an explicit broadcast_to
-            # node would give the same numbers and one more node to build and walk back.
-            out = ops.add(out, self.bias)
+        # The (1, out_features) bias row is added into the product, in the same node: an
+        # add, or an explicit broadcast_to, would give the same numbers and more nodes.
+        out = ops.matmul(X, self.weight, addend=self.bias)
         if flat:
             out = ops.reshape(out, (*lead, self.out_features))
         return out
@@ -259,15 +257,13 @@ class SoftmaxLoss(Module):
 
     `logits` has shape (N, k), `y` holds N labels in [0, k) (any integer dtype, or whole
     floats); the result is 0-d. The course picks zᵢ,yᵢ as a product with one_hot(y); here
-    each row's entry is read by index (`ops.take_along_rows`), and its gradient puts
-    −1/N back at the labels, the same numbers without a (N, k) matrix built on every step.
-    The sum is over log_softmax, never lse − z_y, two rounded numbers near z's magnitude.
+    the loss is one op, `ops.cross_entropy`, reading each row's entry by index: the same
+    numbers without a (N, k) one-hot matrix, one node forward and one backward. The sum is
+    over log_softmax, never lse − z_y, two rounded numbers near z's magnitude.
     """
 
     def forward(self, logits: Tensor, y: Tensor) -> Tensor:
-        n, k = logits.shape
-        picked = ops.take_along_rows(ops.logsoftmax(logits), init.class_indices(y, k))
-        return ops.mul_scalar(ops.summation(picked), -1 / n)
+        return ops.cross_entropy(logits, init.class_indices(y, logits.shape[1]))
 
 
 class BatchNorm1d(Module):

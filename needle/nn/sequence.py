@@ -89,7 +89,7 @@ class _Cell(Module):
             )
         out = ops.matmul(X, self.W_ih)
         if h is not None:
-            out = out + ops.matmul(h, self.W_hh)
+            out = ops.matmul(h, self.W_hh, addend=out)
         if self.bias_ih is not None:
             out = out + self.bias_ih
         if self.bias_hh is not None:
@@ -131,7 +131,7 @@ class RNNCell(_Cell):
 
     def step(self, z_input: Tensor, h: Tensor | None) -> Tensor:
         """h′ from one step's `input_part` (B, H) and the state h (None: zeros)."""
-        z = z_input if h is None else z_input + ops.matmul(h, self.W_hh)
+        z = z_input if h is None else ops.matmul(h, self.W_hh, addend=z_input)
         return ACTIVATIONS[self.nonlinearity](z)
 
 
@@ -163,7 +163,7 @@ class LSTMCell(_Cell):
         """(h′, c′) from one step's `input_part` (B, 4H) and the state (h, c) (None: zeros)."""
         if h is None:
             return self._gates(z_input, None)
-        return self._gates(z_input + ops.matmul(h[0], self.W_hh), h[1])
+        return self._gates(ops.matmul(h[0], self.W_hh, addend=z_input), h[1])
 
     def _gates(self, z: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
         if c is None:  # σ(f)·0 + σ(i)·tanh(g) is σ(i)·tanh(g) exactly

@@ -5,6 +5,7 @@ import types as _types
 
 from needle.autograd import TensorTupleOp
 from needle.ops.conv import Conv, Dilate, Flip, Undilate, conv, conv_nchw, dilate, flip, undilate
+from needle.ops.cross_entropy import CrossEntropy, CrossEntropyGrad, cross_entropy
 from needle.ops.elementwise import (
     AddScalar,
     DivScalar,
@@ -67,6 +68,7 @@ from needle.ops.shape import (
 )
 from needle.ops.softmax import LogSoftmax, LogSumExp, Softmax, logsoftmax, logsumexp, softmax
 from needle.ops.standardize import (
+    GroupSum,
     InverseStd,
     Standardize,
     StandardizeGrad,

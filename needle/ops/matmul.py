@@ -9,6 +9,7 @@ import numpy as np
 from needle.autograd import Tensor, TensorOp
 from needle.backend_ndarray import api
 from needle.errors import UsageError
+from needle.ops import strided
 from needle.ops.registry import Setting, broadcastable_pair, register
 from needle.ops.shape import sum_to_shape, transpose
 
@@ -38,26 +39,51 @@ class MatMul(TensorOp):
     def __init__(self, accumulate: Any = None):
         self.accumulate = None if accumulate is None else _float_dtype(accumulate)
 
-    def compute(self, a: Any, b: Any) -> Any:
+    def compute(self, a: Any, b: Any, addend: Any = None) -> Any:
         if a.ndim < 2 or b.ndim < 2:
             raise UsageError(f"matmul needs inputs with at least 2 axes, got {a.shape} @ {b.shape}")
         xp = api(a)
         try:
             if self.accumulate is None:
-                return xp.matmul(a, b)
-            wide = xp.matmul(xp.astype(a, self.accumulate), xp.astype(b, self.accumulate))
-            return xp.astype(wide, np.result_type(a.dtype, b.dtype))
+                product = xp.matmul(a, b)
+            else:
+                wide = xp.matmul(xp.astype(a, self.accumulate), xp.astype(b, self.accumulate))
+                product = xp.astype(wide, np.result_type(a.dtype, b.dtype))
         except ValueError:
             raise UsageError(f"matmul shapes do not fit: {a.shape} @ {b.shape}") from None
+        if addend is None:
+            return product
+        return _add(product, addend)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
-        a, b = node.inputs
+        a, b = node.inputs[:2]
         # An input that needs no gradient (a batch of data) skips its product: for a
         # network's first layer that is the largest matmul of the step.
         product = MatMul(self.accumulate)
         grad_a = sum_to_shape(product(out_grad, transpose(b)), a.shape) if a.requires_grad else None
         grad_b = sum_to_shape(product(transpose(a), out_grad), b.shape) if b.requires_grad else None
-        return grad_a, grad_b
+        if len(node.inputs) == 2:
+            return grad_a, grad_b
+        addend = node.inputs[2]
+        grad_addend = sum_to_shape(out_grad, addend.shape) if addend.requires_grad else None
+        return grad_a, grad_b, grad_addend
+
+
+def _add(product: Any, addend: Any) -> Any:
+    """product + addend: added into the product itself (a new array of the op's own) when
+    that holds the sum, as a bias row or a same-shaped array does; else numpy's add."""
+    xp = api(product)
+    pairs = list(zip(reversed(addend.shape), reversed(product.shape), strict=False))
+    if any(n != m and 1 not in (n, m) for n, m in pairs):
+        raise UsageError(
+            f"matmul: an addend of shape {addend.shape} does not broadcast to the product's "
+            f"{product.shape}"
+        )
+    fits = addend.ndim <= product.ndim and all(n in (1, m) for n, m in pairs)
+    if not fits or np.result_type(product.dtype, addend.dtype) != product.dtype:
+        return xp.add(product, addend)
+    strided.add_into(product, (slice(None),) * product.ndim, xp.broadcast_to(addend, product.shape))
+    return product
 
 
 def _matmul_case(rng: np.random.Generator):
@@ -74,6 +100,11 @@ def _matmul_case(rng: np.random.Generator):
     random_case=_matmul_case,
     settings=[{}, Setting({}, ((2, 3, 4), (4, 5))), Setting({}, ((2, 1, 3, 4), (3, 4, 2)))],
 )
-def matmul(a: Tensor, b: Tensor, *, accumulate: Any = None) -> Tensor:
-    """Matrix product a @ b, batch axes broadcast; products summed in `accumulate` if given."""
-    return MatMul(accumulate)(a, b)
+def matmul(a: Tensor, b: Tensor, *, accumulate: Any = None, addend: Tensor | None = None) -> Tensor:
+    """Matrix product a @ b, batch axes broadcast; products summed in `accumulate` if given.
+
+    `addend`, when given, is added to the product in the same node (a Linear layer's bias,
+    a recurrent cell's input part): one node and one array fewer than `add`."""
+    if addend is None:
+        return MatMul(accumulate)(a, b)
+    return MatMul(accumulate)(a, b, addend)
