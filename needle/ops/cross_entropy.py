@@ -30,7 +30,7 @@ from needle.ops.gather import as_indices
 from needle.ops.registry import OpParam, register
 from needle.ops.shape import reshape, summation
 from needle.ops.softmax import LogSoftmax, softmax
-from needle.ops.take_along_rows import TakeAlongRows, _shape_for, _take_case
+from needle.ops.take_along_rows import TakeAlongRows, rows_case, rows_shape
 
 
 def _checked(z: Any, indices: np.ndarray) -> Any:
@@ -117,8 +117,8 @@ def _near_even_logits(rng: np.random.Generator, shape: tuple[int, ...]) -> np.nd
 @register(
     CrossEntropy,
     params=[OpParam("indices", "shape", "each row's label, in row order, e.g. --indices 2,0,2")],
-    shapes_for=lambda p: [_shape_for(p["indices"])],
-    random_case=_take_case,
+    shapes_for=lambda p: [rows_shape(p["indices"])],
+    random_case=rows_case,
     draws=[_near_even_logits],
     settings=[{"indices": (2, 0, 2)}, {"indices": (0,)}, {"indices": (1, 1, 1, 0)}],
 )

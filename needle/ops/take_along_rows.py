@@ -58,12 +58,14 @@ class PutAlongRows(TensorOp):
         return TakeAlongRows(self.indices)(out_grad)
 
 
-def _shape_for(indices: Sequence[int]) -> Shape:
-    # One column more than the largest index: some entries are never read.
+def rows_shape(indices: Sequence[int]) -> Shape:
+    """The sample input's shape for one index a row (also cross_entropy's): one column more
+    than the largest index, so some entries are never read."""
     return (len(indices), max(indices, default=0) + 2)
 
 
-def _take_case(rng: np.random.Generator) -> tuple[dict[str, Any], list[Shape]]:
+def rows_case(rng: np.random.Generator) -> tuple[dict[str, Any], list[Shape]]:
+    """A random case of one index a row: 1–5 rows of 1–5 columns, each row's index drawn."""
     rows, columns = (int(n) for n in rng.integers(1, 6, 2))
     indices = tuple(int(i) for i in rng.integers(0, columns, rows))
     return {"indices": indices}, [(rows, columns)]
@@ -72,8 +74,8 @@ def _take_case(rng: np.random.Generator) -> tuple[dict[str, Any], list[Shape]]:
 @register(
     TakeAlongRows,
     params=[OpParam("indices", "shape", "each row's column, in row order, e.g. --indices 2,0,2")],
-    shapes_for=lambda p: [_shape_for(p["indices"])],
-    random_case=_take_case,
+    shapes_for=lambda p: [rows_shape(p["indices"])],
+    random_case=rows_case,
     settings=[{"indices": (2, 0, 2)}, {"indices": (0,)}, {"indices": (1, 1, 1, 0)}],
 )
 def take_along_rows(a: Tensor, indices: Sequence[int] | np.ndarray) -> Tensor:
