@@ -18,13 +18,14 @@ HELP = """Run a config's trials over a grid of settings and random draws, in par
 
 Each trial is the config with its own --set overrides, trained as an ordinary run folder
 under --out (default runs/sweep-CONFIG). --grid KEY=V1,V2 sweeps every combination (values
-read as YAML, like --set); --random N draws N settings from each --range KEY=LO:HI
-(uniformly, or log-uniformly with :log), crossed with the grid. Prints each trial's settings,
-status, best and final val metrics and time, then the best trial and the command that trains
-it again. Ctrl-C stops the running trials cleanly and keeps those finished; the same command
-again skips the finished trials (out/sweep.json records them) and resumes the interrupted.
-With --ray ADDRESS the trials run as tasks on a Ray cluster, and each trial's run folder is
-written back here, under --out.
+read as YAML, like --set; a comma inside brackets or quotes stays in its value, so --grid
+model.hidden=[64,64],[128] is two lists); --random N draws N settings from each --range
+KEY=LO:HI (uniformly, or log-uniformly with :log), crossed with the grid. Prints each
+trial's settings, status, best and final val metrics and time, then the best trial and the
+command that trains it again. Ctrl-C stops the running trials cleanly and keeps those
+finished; the same command again skips the finished trials (out/sweep.json records them) and
+resumes the interrupted. With --ray ADDRESS the trials run as tasks on a Ray cluster, and
+each trial's run folder is written back here, under --out.
 """
 
 EPILOG = """Examples:

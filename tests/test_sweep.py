@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from needle.errors import ConfigError, UsageError
 from needle.train.signals import StopFlag
-from needle.train.sweep import SWEEP_FILE, Trial, make_trials, parse_range, run_sweep
+from needle.train.sweep import SWEEP_FILE, Trial, make_trials, parse_grid, parse_range, run_sweep
 from needle_cli.app import app
 
 CONFIG = """\
@@ -43,6 +43,23 @@ def test_the_grid_is_the_product_of_its_values():
     expected = itertools.product(["a.x=1", "a.x=2", "a.x=3"], ["b=p", "b=q"], ["c.d=null"])
     assert [t.overrides for t in trials] == [tuple(e) for e in expected]
     assert len({t.id for t in trials}) == 6
+
+
+def test_grid_values_may_be_yaml_lists_and_quoted_strings():
+    key, values = parse_grid("model.hidden=[64, 64],[128],{a: 1, b: 2},'x,y'")
+    assert key == "model.hidden"
+    assert values == ["[64, 64]", "[128]", "{a: 1, b: 2}", "'x,y'"]
+    trials = make_trials(["model.hidden=[64,64],[128]"])
+    assert [t.overrides for t in trials] == [("model.hidden=[64,64]",), ("model.hidden=[128]",)]
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("h=[64,64", "leaves a bracket open"), ("h=64],1", "closes nothing"), ("h='a,b", "' open")],
+)
+def test_unbalanced_grid_values_are_refused(text, words):
+    with pytest.raises(UsageError, match=words):
+        parse_grid(text)
 
 
 def test_random_draws_lie_in_the_range_and_follow_the_seed():

@@ -88,10 +88,34 @@ def _key(text: str, flag: str) -> tuple[str, str]:
     return key.strip(), rest
 
 
+def _top_level_values(rest: str, flag: str) -> list[str]:
+    """`rest` split at the commas outside brackets, braces and quotes: `[64,64],[128,128]` is
+    two values, each a YAML list, as `--set model.hidden=[64,64]` is one."""
+    values, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(rest):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth < 0:
+                raise UsageError(f"{flag}: '{char}' at position {i + 1} of '{rest}' closes nothing")
+        elif char == "," and depth == 0:
+            values.append(rest[start:i].strip())
+            start = i + 1
+    if depth or quote:
+        raise UsageError(f"{flag}: '{rest}' leaves a {quote or 'bracket'} open")
+    return [*values, rest[start:].strip()]
+
+
 def parse_grid(text: str) -> tuple[str, list[str]]:
-    """`KEY=V1,V2,…` as the key and its values' texts (each a YAML value, as in --set)."""
+    """`KEY=V1,V2,…` as the key and its values' texts (each a YAML value, as in --set; a
+    comma inside brackets, braces or quotes belongs to its value)."""
     key, rest = _key(text, "--grid")
-    values = [v.strip() for v in rest.split(",")]
+    values = _top_level_values(rest, f"--grid {text}")
     if not rest.strip() or any(not v for v in values):
         raise UsageError(f"--grid {text}: a value is empty; write KEY=V1,V2 such as {key}=0.1,0.01")
     for value in values:
