@@ -526,3 +526,30 @@ def test_float64_stays_float64():
 def test_shape_errors_name_the_problem(call, message):
     with pytest.raises(ndl.errors.UsageError, match=message):
         call(ndl.Tensor(np.ones((2, 3))))
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_cross_entropy_grad_differentiates_in_its_out_grad_too(order):
+    # The loss's order-2 check holds its out_grad constant; here g is an input, so the
+    # gradient's gradient in g (this op at g = 1, summed against v) is checked as well.
+    rng = np.random.default_rng(8)
+    labels = [2, 0, 1, 2]
+    z, g = rng.uniform(-0.5, 0.5, (4, 3)), np.array(0.7)
+    report = check_gradients(
+        lambda a, b: ndl.ops.CrossEntropyGrad(labels)(a, b), [g, z], order=order
+    )
+    assert report.passed, report.inputs
+
+
+@pytest.mark.parametrize("with_x_hat", [False, True])
+def test_group_sum_computed_and_differentiated_on_its_own(with_x_hat):
+    # Batch norm's backward hands GroupSum its value; computed here instead, against numpy,
+    # and its gradient in every input against central differences.
+    rng = np.random.default_rng(9)
+    arrays = [rng.standard_normal((2, 3, 4))] * (2 if with_x_hat else 1)
+    arrays = [a + i for i, a in enumerate(arrays)]
+    expected = np.prod(arrays, axis=0).sum(axis=(0, 2))
+    out = ndl.ops.GroupSum((0, 2))(*[ndl.Tensor(a) for a in arrays])
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12)
+    report = check_gradients(lambda *t: ndl.ops.GroupSum((0, 2))(*t), arrays, order=2)
+    assert report.passed, report.inputs
