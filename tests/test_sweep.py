@@ -49,6 +49,9 @@ def test_grid_values_may_be_yaml_lists_and_quoted_strings():
     key, values = parse_grid("model.hidden=[64, 64],[128],{a: 1, b: 2},'x,y'")
     assert key == "model.hidden"
     assert values == ["[64, 64]", "[128]", "{a: 1, b: 2}", "'x,y'"]
+    # A quote opens a string only where YAML's would: a plain it's is one value, as before.
+    assert parse_grid("run.name=it's,ok")[1] == ["it's", "ok"]
+    assert parse_grid('k="a,\\"b",c')[1] == ['"a,\\"b"', "c"]
     trials = make_trials(["model.hidden=[64,64],[128]"])
     assert [t.overrides for t in trials] == [("model.hidden=[64,64]",), ("model.hidden=[128]",)]
 

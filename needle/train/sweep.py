@@ -89,13 +89,21 @@ def _key(text: str, flag: str) -> tuple[str, str]:
 
 
 def _top_level_values(rest: str, flag: str) -> list[str]:
-    """`rest` split at the commas outside brackets, braces and quotes: `[64,64],[128,128]` is
-    two values, each a YAML list, as `--set model.hidden=[64,64]` is one."""
-    values, depth, quote, start = [], 0, "", 0
+    """`rest` split at the commas outside brackets, braces and quoted strings: `[64,64],[128]`
+    is two values, each a YAML list, as `--set model.hidden=[64,64]` is one. A quote opens a
+    string only where YAML's would, at the start of a value or of a list or mapping item, so
+    a plain `it's` is one value, as it was before brackets were read."""
+    values, depth, quote, start, last, escaped = [], 0, "", 0, "", False
     for i, char in enumerate(rest):
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
+        if quote:  # inside a string only its closing quote counts; "…" escapes with a backslash
+            if escaped:
+                escaped = False
+            elif quote == '"' and char == "\\":
+                escaped = True
+            elif char == quote:
+                quote, last = "", char
+            continue
+        if char in "'\"" and last in ("", "[", "{", ",", ":"):
             quote = char
         elif char in "[{":
             depth += 1
@@ -105,7 +113,10 @@ def _top_level_values(rest: str, flag: str) -> list[str]:
                 raise UsageError(f"{flag}: '{char}' at position {i + 1} of '{rest}' closes nothing")
         elif char == "," and depth == 0:
             values.append(rest[start:i].strip())
-            start = i + 1
+            start, last = i + 1, ""
+            continue
+        if not char.isspace():
+            last = char
     if depth or quote:
         raise UsageError(f"{flag}: '{rest}' leaves a {quote or 'bracket'} open")
     return [*values, rest[start:].strip()]
