@@ -485,12 +485,24 @@ def test_matmul_addend_is_the_product_plus_it(shapes, device):
     assert report.passed, report.to_dict()
 
 
-def test_matmul_addend_that_widens_the_product_is_refused_or_promoted():
+@pytest.mark.parametrize("addend", [(3, 4), (5, 2, 4), (2, 2, 4)])
+def test_matmul_addend_that_would_widen_the_product_is_refused(addend):
+    # Added into the product, the addend must broadcast to the product's (2, 4): a wider
+    # result would leave the gradients' products without a matching shape.
     a, b = ndl.Tensor(np.ones((2, 3), np.float32)), ndl.Tensor(np.ones((3, 4), np.float32))
-    with pytest.raises(ndl.errors.UsageError, match=r"addend of shape \(3, 4\) does not"):
-        ndl.matmul(a, b, addend=ndl.Tensor(np.ones((3, 4), np.float32)))
-    wide = ndl.matmul(a, b, addend=ndl.Tensor(np.ones((2, 4))))  # float64: numpy's add
+    pattern = rf"addend of shape \({', '.join(map(str, addend))}\) does not broadcast to"
+    with pytest.raises(ndl.errors.UsageError, match=pattern):
+        ndl.matmul(a, b, addend=ndl.Tensor(np.ones(addend, np.float32)))
+
+
+def test_matmul_addend_of_a_wider_dtype_promotes_and_differentiates():
+    a, b = ndl.Tensor(np.ones((2, 3), np.float32)), ndl.Tensor(np.ones((3, 4), np.float32))
+    c = ndl.Tensor(np.ones((1, 4)))
+    wide = ndl.matmul(a, b, addend=c)  # float64: numpy's add, not into the float32 product
     assert wide.dtype == np.float64 and np.all(wide.numpy() == 4)
+    wide.sum().backward()
+    assert a.grad.dtype == np.float32 and np.all(a.grad.numpy() == 4)
+    assert c.grad.shape == (1, 4) and np.all(c.grad.numpy() == 2)
 
 
 def test_float64_stays_float64():

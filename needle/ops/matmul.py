@@ -70,17 +70,18 @@ class MatMul(TensorOp):
 
 
 def _add(product: Any, addend: Any) -> Any:
-    """product + addend: added into the product itself (a new array of the op's own) when
-    that holds the sum, as a bias row or a same-shaped array does; else numpy's add."""
-    xp = api(product)
-    pairs = list(zip(reversed(addend.shape), reversed(product.shape), strict=False))
-    if any(n != m and 1 not in (n, m) for n, m in pairs):
+    """product + addend, for an addend that broadcasts to the product's shape (a bias row, a
+    same-shaped array): added into the product itself (a new array of the op's own), or by
+    numpy's add when the sum needs a wider dtype. An addend that would widen the product is
+    refused: the gradients' products are of the product's shape."""
+    pairs = zip(reversed(addend.shape), reversed(product.shape), strict=False)
+    if addend.ndim > product.ndim or any(n not in (1, m) for n, m in pairs):
         raise UsageError(
             f"matmul: an addend of shape {addend.shape} does not broadcast to the product's "
-            f"{product.shape}"
+            f"shape {product.shape}"
         )
-    fits = addend.ndim <= product.ndim and all(n in (1, m) for n, m in pairs)
-    if not fits or np.result_type(product.dtype, addend.dtype) != product.dtype:
+    xp = api(product)
+    if np.result_type(product.dtype, addend.dtype) != product.dtype:
         return xp.add(product, addend)
     strided.add_into(product, (slice(None),) * product.ndim, xp.broadcast_to(addend, product.shape))
     return product
