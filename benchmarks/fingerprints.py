@@ -118,6 +118,34 @@ model:
   layers: [{linear: 32}, relu, {linear: 2}]
 train: {epochs: 2, batch_size: 50, optimizer: {name: adam, lr: 0.001}}
 """,
+    "mnist-idx-conv-batchnorm-pool": """
+seed: 8
+data: {dataset: mnist, path: "{mnist}"}
+model:
+  layers:
+    - conv: {out_channels: 4, kernel_size: 3, stride: 2}
+    - batchnorm2d
+    - relu
+    - maxpool2d: 2
+    - conv: 6
+    - global_avgpool
+    - linear: 2
+train: {epochs: 2, batch_size: 50, optimizer: {name: sgd, lr: 0.05, momentum: 0.9}}
+""",
+    "counting-lstm": """
+seed: 9
+data: {dataset: counting, samples: 600, classes: 5, noise: 0.1, bptt: 6}
+model:
+  layers: [{embedding: 6}, {lstm: {hidden_size: 8, num_layers: 2}}, {dropout: 0.1}, {linear: 5}]
+train: {epochs: 2, batch_size: 4, optimizer: {name: adam, lr: 0.02}}
+""",
+    "counting-rnn": """
+seed: 10
+data: {dataset: counting, samples: 600, classes: 5, noise: 0.1, bptt: 6}
+model:
+  layers: [{embedding: 6}, {rnn: 8}, {linear: 5}]
+train: {epochs: 2, batch_size: 4, optimizer: {name: sgd, lr: 0.1}}
+""",
 }
 
 

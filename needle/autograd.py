@@ -362,14 +362,15 @@ class TensorTuple(Value):
     __eq__ = object.__eq__
 
 
-def find_topo_sort(node_list: Iterable[Value]) -> list[Value]:
+def find_topo_sort(node_list: Iterable[Value], stop: Iterable[Value] = ()) -> list[Value]:
     """Post-order depth-first walk over `node.inputs`: every node after all of its inputs.
 
     Iterative, so a chain of any length works; visits inputs in order, so the result is
-    deterministic. (Nodes hash by identity, so they are their own keys.)
+    deterministic. (Nodes hash by identity, so they are their own keys.) The nodes in `stop`
+    are neither walked through nor listed.
     """
     order: list[Value] = []
-    visited: set[Value] = set()
+    visited: set[Value] = set(stop)
     for root in node_list:
         if root in visited:
             continue
@@ -433,8 +434,37 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
     """
     adjoints: dict[Value, Any] = {}
     _add_adjoint(adjoints, output_tensor, out_grad)
+    _reverse_pass(adjoints, find_topo_sort([output_tensor]), store=True)
+
+
+def vjp(outputs: Sequence[Value], cotangents: Sequence[Value], inputs: Sequence[Value]) -> list:
+    """The vector-Jacobian product: the adjoints of `inputs` under `cotangents` for
+    `outputs`, None for an input that needs no gradient or that no output depends on.
+
+    The walk stops at `inputs` (they may be any nodes, not only leaves) and writes no
+    `.grad`. Each adjoint is built of ops, so it can be differentiated again: a fused op's
+    second derivative can be the vjp of the composition it fuses (`ops.lstm_layer`).
+    """
+    adjoints: dict[Value, Any] = {}
+    for output, cotangent in zip(outputs, cotangents, strict=True):
+        if output.requires_grad:
+            _add_adjoint(adjoints, output, cotangent)
+    roots = [x for x in outputs if x.requires_grad]
+    _reverse_pass(adjoints, find_topo_sort(roots, stop=inputs), store=False)
+    found = []
+    for x in inputs:
+        adjoint = adjoints.get(x)
+        if adjoint is not None and type(x) is TensorTuple:
+            adjoint = _assemble(x, adjoint)
+        found.append(adjoint)
+    return found
+
+
+def _reverse_pass(adjoints: dict[Value, Any], order: list[Value], store: bool) -> None:
+    """Propagate `adjoints` back over `order` (a topological order), each node's gradient
+    adding into its inputs'; `store`: keep each node's adjoint in its `.grad`."""
     make_const = Tensor.make_const  # the loop runs once per node: its lookups hoisted
-    for node in reversed(find_topo_sort([output_tensor])):
+    for node in reversed(order):
         adjoint = adjoints.pop(node, None)
         if adjoint is None or not node.requires_grad:
             continue
@@ -442,9 +472,11 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
             adjoint = _assemble(node, adjoint)
         op = node.op
         if op is None:
-            node.grad = adjoint
+            if store:
+                node.grad = adjoint
             continue
-        node.grad = make_const(adjoint.cached_data)  # detached
+        if store:
+            node.grad = make_const(adjoint.cached_data)  # detached
         if type(op) is ops.TupleGetItem:
             # Reading element i adds to element i's adjoint only. Its gradient as an op, a
             # whole tuple with zeros elsewhere, would make T reads of a T-step `split` (every

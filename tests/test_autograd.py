@@ -108,6 +108,38 @@ def test_gradient_of_a_gradient():
     np.testing.assert_allclose(x.grad.numpy(), 6 * x.numpy())
 
 
+def test_vjp_stops_at_its_inputs_and_writes_no_grad():
+    # y = x·w, out = y³ + y: the vjp in y (an intermediate node) is (3y² + 1)·u; the walk
+    # stops there, so x and w get nothing, and no node's .grad is written.
+    x, w = Tensor(np.array([1.0, -2.0])), Tensor(np.array([0.5, 3.0]))
+    y = x * w
+    out = y * y * y + y
+    u = Tensor(np.array([2.0, -1.0]))
+    (grad_y,) = autograd.vjp([out], [u], [y])
+    np.testing.assert_allclose(grad_y.numpy(), (3 * y.numpy() ** 2 + 1) * u.numpy())
+    assert x.grad is None and w.grad is None and y.grad is None and out.grad is None
+
+
+def test_vjp_gives_none_where_nothing_depends_and_differentiates_again():
+    x, other = Tensor(np.array([1.0, -2.0, 0.5])), Tensor(np.array([4.0]))
+    cube = x * x * x
+    grad_x, grad_other = autograd.vjp([cube], [Tensor(np.ones(3))], [x, other])
+    assert grad_other is None
+    np.testing.assert_allclose(grad_x.numpy(), 3 * x.numpy() ** 2)
+    (second,) = autograd.vjp([grad_x.sum()], [Tensor(np.array(1.0))], [x])
+    np.testing.assert_allclose(second.numpy(), 6 * x.numpy())
+
+
+def test_vjp_sums_over_outputs_and_assembles_a_tuple_input():
+    # Two outputs read two elements of one tuple; the tuple's adjoint has zeros for the
+    # element neither reads.
+    t = ndl.split(Tensor(np.array([[1.0], [2.0], [3.0]])), 0)
+    first, second = t[0] * 5.0, t[1] * t[0]
+    (adjoint,) = autograd.vjp([first, second], [Tensor(np.ones(1)), Tensor(np.ones(1))], [t])
+    got = [part.numpy() for part in adjoint.tuple()]
+    np.testing.assert_array_equal(np.concatenate(got), [5.0 + 2.0, 1.0, 0.0])
+
+
 def test_backward_of_a_constant_raises_and_keeps_every_grad():
     # x * 3's gradient is out_grad · 3, a constant: x.grad.sum() does not depend on x, so a
     # backward() there could write nothing, and x.grad silently kept the first gradient.

@@ -49,6 +49,15 @@ def _np_lstm_gates(z, c):
     return sigmoid(o) * np.tanh(c_next), c_next
 
 
+def _np_lstm_layer(z_input, w_hh, h, c):
+    """The layer from its definition: z_t = z_input[t] + h·W_hh, then the cell, t = 1 … T."""
+    outputs = []
+    for z in z_input:
+        h, c = _np_lstm_gates(z + h @ w_hh, c)
+        outputs.append(h)
+    return np.stack(outputs), h, c
+
+
 def _np_transpose(a, axes):
     if axes is None:
         return np.swapaxes(a, -1, -2)
@@ -106,6 +115,7 @@ NUMPY_REFERENCE = {
     "standardize": lambda x, p: _np_standardize(x[0], _axes(p["axes"]), p["eps"]),
     "normalize": lambda x, p: _np_normalize(x, p["eps"], p["axis"]),
     "lstm_gates": lambda x, p: _np_lstm_gates(*x),
+    "lstm_layer": lambda x, p: _np_lstm_layer(*x),
     "gather_rows": lambda x, p: np.stack([x[0][i] for i in p["indices"]]),
     "take_along_rows": lambda x, p: np.array([x[0][k, i] for k, i in enumerate(p["indices"])]),
     "cross_entropy": lambda x, p: np.mean(
@@ -551,6 +561,74 @@ def test_cross_entropy_grad_differentiates_in_its_out_grad_too(order):
         lambda a, b: ndl.ops.CrossEntropyGrad(labels)(a, b), [g, z], order=order
     )
     assert report.passed, report.inputs
+
+
+def _lstm_layer_inputs(rng, steps, batch, hidden, dtype=np.float64):
+    shapes = [(steps, batch, 4 * hidden), (hidden, 4 * hidden), (batch, hidden), (batch, hidden)]
+    return [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+
+
+def _forward_and_gradients(layer, arrays, cotangents, device):
+    inputs = [ndl.Tensor(a, device=device, requires_grad=True) for a in arrays]
+    outputs = layer(*inputs)
+    outputs = outputs.tuple() if isinstance(outputs, ndl.TensorTuple) else outputs
+    total = None
+    for out, u in zip(outputs, cotangents, strict=True):
+        term = (out * ndl.Tensor(u, device=device)).sum()
+        total = term if total is None else total + term
+    total.backward()
+    return [o.numpy() for o in outputs], [x.grad.numpy() for x in inputs]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lstm_layer_is_the_composition_it_fuses(dtype, device):
+    # One node each way for T steps of matmul(addend=) and lstm_gates: the same bits forward
+    # and in every gradient but W_hh's, whose one product sums the T step products in another
+    # order (so: to within the rounding of a sum of T terms).
+    from needle.ops.lstm_layer import unrolled
+
+    rng = np.random.default_rng(10)
+    arrays = _lstm_layer_inputs(rng, 5, 3, 4, dtype)
+    cotangents = [rng.standard_normal(s).astype(dtype) for s in [(5, 3, 4), (3, 4), (3, 4)]]
+    fused = _forward_and_gradients(ndl.lstm_layer, arrays, cotangents, device)
+    composed = _forward_and_gradients(unrolled, arrays, cotangents, device)
+    pairs = list(zip(fused[0] + fused[1], composed[0] + composed[1], strict=True))
+    for k, (got, want) in enumerate(pairs):
+        assert got.dtype == want.dtype == dtype
+        if k == 4:  # W_hh's gradient
+            eps = np.finfo(dtype).eps
+            np.testing.assert_allclose(got, want, rtol=0, atol=20 * eps * np.abs(want).max())
+        else:
+            assert got.tobytes() == want.tobytes(), k
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_lstm_layer_grad_differentiates_in_its_cotangents_too(order):
+    # The layer's order-2 check holds its cotangents constant; here they are inputs, so the
+    # gradient's gradient in them (the layer's forward-mode derivative) is checked as well,
+    # and at order 2 the third derivative of the layer.
+    rng = np.random.default_rng(11)
+    arrays = _lstm_layer_inputs(rng, 2, 2, 1)
+    arrays += [rng.standard_normal(s) for s in [(2, 2, 1), (2, 1), (2, 1)]]
+    report = check_gradients(lambda *t: ndl.ops.LSTMLayerGrad()(*t), arrays, order=order)
+    assert report.passed, report.inputs
+
+
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        [(0, 2, 8), (2, 8), (2, 2), (2, 2)],  # no step
+        [(3, 2, 8), (2, 4), (2, 2), (2, 2)],  # W_hh not (H, 4H)
+        [(3, 2, 6), (2, 8), (2, 2), (2, 2)],  # z_input not 4H wide
+        [(3, 2, 8), (2, 8), (3, 2), (3, 2)],  # another batch
+        [(3, 2, 8), (2, 8), (2, 2), (2, 3)],  # h0 and c0 differ
+        [(2, 8), (2, 8), (2, 2), (2, 2)],  # z_input without a time axis
+    ],
+)
+def test_lstm_layer_refuses_shapes_that_do_not_fit(shapes):
+    tensors = [ndl.Tensor(np.ones(shape)) for shape in shapes]
+    with pytest.raises(ndl.errors.UsageError, match=r"lstm_layer: inputs of shapes .* T ≥ 1"):
+        ndl.lstm_layer(*tensors)
 
 
 @pytest.mark.parametrize("with_x_hat", [False, True])

@@ -134,32 +134,35 @@ def test_cells_read_their_weights_at_call_time():
     )
 
 
-def _count_products(out):
-    """The matmul nodes of the graph that computes `out`, each node once."""
-    seen, todo, products = set(), [out], 0
+def _count_nodes(out, op_class):
+    """The nodes of `op_class` in the graph that computes `out`, each node once."""
+    seen, todo, count = set(), [out], 0
     while todo:
         node = todo.pop()
         if id(node) not in seen:
             seen.add(id(node))
-            products += isinstance(node.op, ndl.ops.MatMul)
+            count += isinstance(node.op, op_class)
             todo.extend(node.inputs)
-    return products
+    return count
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm"])
 @pytest.mark.parametrize("given_state", [False, True])
 def test_each_layer_multiplies_its_input_once_per_window(kind, given_state):
-    # X·W_ih for all T steps in one product per layer; h·W_hh at every step but a first
-    # from a zero state. Both layers read the same number of steps.
+    # X·W_ih for all T steps in one product per layer. The RNN multiplies h·W_hh at every
+    # step but a first from a zero state, each a node; the LSTM's recurrence, its products
+    # included, is one lstm_layer node per layer.
     T, B, n_in, H, L = 5, 2, 3, 4, 2
     rng = np.random.default_rng(0)
     X = ndl.Tensor(rng.standard_normal((T, B, n_in)))
     h = ndl.Tensor(rng.standard_normal((L, B, H))) if given_state else None
     if kind == "rnn":
         out, _ = nn.RNN(n_in, H, L)(X, h)
+        assert _count_nodes(out, ndl.ops.MatMul) == L * (1 + T - (0 if given_state else 1))
     else:
         out, _ = nn.LSTM(n_in, H, L)(X, None if h is None else (h, h))
-    assert _count_products(out) == L * (1 + T - (0 if given_state else 1))
+        assert _count_nodes(out, ndl.ops.MatMul) == L
+        assert _count_nodes(out, ndl.ops.LSTMLayer) == L
 
 
 class _Readout(nn.Module):

@@ -4,8 +4,9 @@
 Sequences are time-major, as the course has them: token ids (T, B) held as integer-valued
 floats (`needle.data.get_batch`), features (T, B, n), hidden states (num_layers, B, H).
 A recurrent layer computes each layer's input part X·W_ih + b_ih + b_hh for the whole
-window in one product (`input_part`), splits it along time, runs its cell step by step on
-the state (`step`: h·W_hh and the activation), and stacks the steps back.
+window in one product (`input_part`). `RNN` then splits it along time, runs its cell step
+by step on the state (`step`: h·W_hh and the activation) and stacks the steps back; `LSTM`
+hands it to `ops.lstm_layer`, which runs that recurrence as one op.
 """
 
 from __future__ import annotations
@@ -159,16 +160,15 @@ class LSTMCell(_Cell):
         h0, c0 = (None, None) if h is None else h
         return self._gates(self._affine(X, h0), c0)
 
-    def step(self, z_input: Tensor, h: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
-        """(h′, c′) from one step's `input_part` (B, 4H) and the state (h, c) (None: zeros)."""
-        if h is None:
-            return self._gates(z_input, None)
-        return self._gates(ops.matmul(h[0], self.W_hh, addend=z_input), h[1])
-
     def _gates(self, z: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
         if c is None:  # σ(f)·0 + σ(i)·tanh(g) is σ(i)·tanh(g) exactly
-            c = init.zeros(z.shape[0], z.shape[1] // 4, device=z.device, dtype=z.dtype)
+            c = _zero_state(z)
         return ops.lstm_gates(z, c).tuple()
+
+
+def _zero_state(z: Tensor) -> Tensor:
+    """Zeros (B, H) for gate pre-activations z (…, B, 4H): a state that was not given."""
+    return init.zeros(z.shape[-2], z.shape[-1] // 4, device=z.device, dtype=z.dtype)
 
 
 def _check_sequence(X: Tensor, input_size: int, layer: str) -> None:
@@ -230,6 +230,9 @@ class LSTM(Module):
 
     `forward(X (T, B, input_size), h=None | (h0, c0), each (num_layers, B, H))` → (the last
     layer's h_t for every t (T, B, H), (h_n, c_n) each (num_layers, B, H)).
+
+    Each layer's window is one op, `ops.lstm_layer`, on the layer's `input_part`: the same
+    numbers as its cell run step by step, in one node forward and one backward.
     """
 
     def __init__(
@@ -258,12 +261,10 @@ class LSTM(Module):
         )
         final_h, final_c = [], []
         for cell, (h_t, c_t) in zip(self.lstm_cells, starts, strict=True):
-            state = None if h_t is None else (h_t, c_t)
-            outputs = []
-            for z_input in ops.split(cell.input_part(X), 0).tuple():
-                state = cell.step(z_input, state)
-                outputs.append(state[0])
-            X = ops.stack(outputs, 0)
-            final_h.append(state[0])
-            final_c.append(state[1])
+            z_input = cell.input_part(X)
+            if h_t is None:
+                h_t = c_t = _zero_state(z_input)
+            X, h_t, c_t = ops.lstm_layer(z_input, cell.W_hh, h_t, c_t).tuple()
+            final_h.append(h_t)
+            final_c.append(c_t)
         return X, (ops.stack(final_h, 0), ops.stack(final_c, 0))

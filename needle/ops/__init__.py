@@ -40,6 +40,7 @@ from needle.ops.elementwise import (
 )
 from needle.ops.gather import GatherRows, ScatterRows, gather_rows
 from needle.ops.lstm import LSTMGates, LSTMGatesGrad, lstm_gates
+from needle.ops.lstm_layer import LSTMLayer, LSTMLayerGrad, lstm_layer
 from needle.ops.matmul import MatMul, matmul
 from needle.ops.normalize import Normalize, normalize
 from needle.ops.pool import (

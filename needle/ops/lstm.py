@@ -58,12 +58,12 @@ def _hidden(z_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> int:
 
 @functools.lru_cache(maxsize=64)
 def _gate_scales(hidden: int, dtype: str) -> np.ndarray:
-    """(2, 4H): 1/2 in the columns of i, f, o, 1 in g's, then 1/2 and 0 (see `_activations`)."""
+    """(2, 4H): 1/2 in the columns of i, f, o, 1 in g's, then 1/2 and 0 (`gate_activations`)."""
     half = [0.5] * hidden
     return np.asarray([half * 2 + [1.0] * hidden + half, half * 2 + [0.0] * hidden + half], dtype)
 
 
-def _activations(z: Any, hidden: int) -> tuple[Any, Any, Any, Any]:
+def gate_activations(z: Any, hidden: int) -> tuple[Any, Any, Any, Any]:
     """σ(i), σ(f), tanh(g), σ(o) from z (B, 4H), all four in one tanh of the whole array:
     σ(x) = ½·tanh(x/2) + ½, exact algebra, that never overflows either. (It gives σ of a
     very negative x to within float rounding of ½, not of σ itself; a gate multiplies, so
@@ -81,7 +81,7 @@ class LSTMGates(TensorTupleOp):
     def compute(self, z: Any, c: Any) -> tuple[Any, Any]:
         hidden = _hidden(z.shape, c.shape)
         xp = api(z)
-        i, f, g, o = _activations(z, hidden)
+        i, f, g, o = gate_activations(z, hidden)
         c_next = xp.add(xp.multiply(f, c), xp.multiply(i, g))
         tanh_c = xp.tanh(c_next)
         self.saved = (i, f, g, o, tanh_c)  # for the gradient, if one is taken
@@ -104,19 +104,11 @@ class LSTMGatesGrad(TensorTupleOp):
     def compute(self, z: Any, c: Any, dh: Any, dc: Any) -> tuple[Any, Any]:
         xp, hidden = api(z), _hidden(z.shape, c.shape)
         if self.saved is None:
-            i, f, g, o = _activations(z, hidden)
+            i, f, g, o = gate_activations(z, hidden)
             tanh_c = xp.tanh(xp.add(xp.multiply(f, c), xp.multiply(i, g)))
         else:
             i, f, g, o, tanh_c = self.saved
-        d_cell = xp.add(xp.multiply(xp.multiply(dh, o), 1 - tanh_c * tanh_c), dc)
-        parts = (
-            d_cell * g * (i * (1 - i)),
-            d_cell * c * (f * (1 - f)),
-            d_cell * i * (1 - g * g),
-            dh * tanh_c * (o * (1 - o)),
-        )
-        dz = xp.reshape(xp.stack(parts, 1), z.shape)
-        return dz, xp.multiply(d_cell, f)
+        return gates_vjp((i, f, g, o, tanh_c), c, dh, dc)
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple):
         z, c, dh, dc = node.inputs
@@ -145,6 +137,23 @@ class LSTMGatesGrad(TensorTupleOp):
         )
         grad_c = dd_cell * f + d_cell * df
         return _tensor_join(grad_z, z.shape), grad_c, dh_next, dc_next
+
+
+def gates_vjp(saved: tuple[Any, ...], c: Any, dh: Any, dc: Any) -> tuple[Any, Any]:
+    """(dz (B, 4H), dc_prev) from the activations σ(i), σ(f), tanh(g), σ(o), tanh(c′) of a
+    step from state c, under cotangents dh′, dc′: the arrays `LSTMGatesGrad` computes (and
+    `ops.lstm_layer` at each step of its backward pass)."""
+    i, f, g, o, tanh_c = saved
+    xp = api(c)
+    d_cell = xp.add(xp.multiply(xp.multiply(dh, o), 1 - tanh_c * tanh_c), dc)
+    parts = (
+        d_cell * g * (i * (1 - i)),
+        d_cell * c * (f * (1 - f)),
+        d_cell * i * (1 - g * g),
+        dh * tanh_c * (o * (1 - o)),
+    )
+    dz = xp.reshape(xp.stack(parts, 1), (c.shape[0], 4 * c.shape[1]))
+    return dz, xp.multiply(d_cell, f)
 
 
 def _tensor_columns(a: Tensor, hidden: int) -> tuple[Tensor, ...]:
