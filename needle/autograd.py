@@ -65,6 +65,29 @@ class Op:
         grads = self.gradient(out_grad, node)
         return grads if isinstance(grads, tuple) else (grads,)
 
+    # An op may keep arrays its forward pass made for its gradient (a conv's im2col matrix,
+    # an LSTM's activations). They belong to one call: an op object called again, on other
+    # inputs, computes another node, whose gradient must not read the first call's arrays.
+    def keep(self, inputs: tuple[Any, ...], value: Any) -> None:
+        """Keep `value`, made by `compute` from the arrays `inputs`, for that call's gradient."""
+        self._kept = (inputs, value)
+
+    def kept(self, node: Value) -> Any:
+        """What `keep` kept, handed over once, when it was kept for `node`'s own input
+        arrays; None otherwise (the op was called since on others, or it was taken): the
+        gradient then computes it again."""
+        kept = getattr(self, "_kept", None)
+        if kept is None:
+            return None
+        inputs, value = kept
+        if len(inputs) != len(node.inputs):
+            return None
+        for array, x in zip(inputs, node.inputs, strict=True):
+            if array is not x.cached_data:
+                return None
+        self._kept = None
+        return value
+
 
 class TensorOp(Op):
     """An op whose result is a Tensor."""

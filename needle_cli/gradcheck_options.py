@@ -119,13 +119,14 @@ def _example(param: OpParam) -> str:
         "shape": "3,4",
         "value": "0.5",
     }
-    return f"{option_name(param)} {examples.get(param.kind, '1')}"
+    example = param.choices[0] if param.choices else examples.get(param.kind, "1")
+    return f"{option_name(param)} {example}"
 
 
 def parse_value(param: OpParam, text: str) -> Any:
     """An op parameter's value from its text: a number, an integer (`2`), axes (`1`, `0,1`,
-    `none`), an axis pair (`0,2`, `none`), a shape (`3,4`, `()`) or, for a user's op class, a
-    Python literal."""
+    `none`), an axis pair (`0,2`, `none`), a shape (`3,4`, `()`), one of a choice's names or,
+    for a user's op class, a Python literal."""
     from needle.errors import UsageError
 
     name = option_name(param)
@@ -138,6 +139,10 @@ def parse_value(param: OpParam, text: str) -> Any:
             raise UsageError(
                 f"{name} expects a Python literal such as 0.5, 0,1, (3, 4) or none (got '{text}')"
             ) from None
+    if param.kind == "choice":
+        if text not in param.choices:
+            raise UsageError(f"{name} expects one of {', '.join(param.choices)} (got '{text}')")
+        return text
     if param.kind == "scalar":
         try:
             value = float(text)

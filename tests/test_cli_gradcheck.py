@@ -459,7 +459,15 @@ USAGE_ERRORS = [
     (["--all", "--axes", "1"], "--axes is an op option"),
     (["--all", "--shape", "3"], "apply to one OP"),
     (["--list", "--bogus", "1"], "unknown option '--bogus' for --list"),
+    (["rnn_layer", "--nonlinearity", "sigmoid"], "expects one of tanh, relu (got 'sigmoid')"),
+    (["rnn_layer", "--nonlinearity"], "needs a value, e.g. --nonlinearity tanh"),
 ]
+
+
+def test_a_choice_parameter_is_checked_and_reproduced():
+    data = run_json("gradcheck", "rnn_layer", "--nonlinearity", "relu", "--order", "2")
+    assert data["passed"] and data["params"] == {"nonlinearity": "relu"}
+    assert "--nonlinearity relu" in data["reproduce"]
 
 
 @pytest.mark.parametrize("args, message", USAGE_ERRORS, ids=[" ".join(a) for a, _ in USAGE_ERRORS])

@@ -58,6 +58,16 @@ def _np_lstm_layer(z_input, w_hh, h, c):
     return np.stack(outputs), h, c
 
 
+def _np_rnn_layer(z_input, w_hh, h, nonlinearity):
+    """h_t = act(z_input[t] + h_{t−1}·W_hh), t = 1 … T."""
+    act = np.tanh if nonlinearity == "tanh" else (lambda x: np.maximum(x, 0))
+    outputs = []
+    for z in z_input:
+        h = act(z + h @ w_hh)
+        outputs.append(h)
+    return np.stack(outputs), h
+
+
 def _np_transpose(a, axes):
     if axes is None:
         return np.swapaxes(a, -1, -2)
@@ -116,6 +126,7 @@ NUMPY_REFERENCE = {
     "normalize": lambda x, p: _np_normalize(x, p["eps"], p["axis"]),
     "lstm_gates": lambda x, p: _np_lstm_gates(*x),
     "lstm_layer": lambda x, p: _np_lstm_layer(*x),
+    "rnn_layer": lambda x, p: _np_rnn_layer(*x, p["nonlinearity"]),
     "gather_rows": lambda x, p: np.stack([x[0][i] for i in p["indices"]]),
     "take_along_rows": lambda x, p: np.array([x[0][k, i] for k, i in enumerate(p["indices"])]),
     "cross_entropy": lambda x, p: np.mean(
@@ -563,9 +574,27 @@ def test_cross_entropy_grad_differentiates_in_its_out_grad_too(order):
     assert report.passed, report.inputs
 
 
-def _lstm_layer_inputs(rng, steps, batch, hidden, dtype=np.float64):
-    shapes = [(steps, batch, 4 * hidden), (hidden, 4 * hidden), (batch, hidden), (batch, hidden)]
-    return [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+# (name, its cell's steps, gates, state arrays): the two recurrent layers, and the rnn's
+# activations.
+RECURRENCES = {
+    "lstm": (ndl.lstm_layer, "LSTM_STEPS", 4, 2),
+    "rnn-tanh": (lambda *t: ndl.rnn_layer(*t, "tanh"), ("RNN_STEPS", "tanh"), 1, 1),
+    "rnn-relu": (lambda *t: ndl.rnn_layer(*t, "relu"), ("RNN_STEPS", "relu"), 1, 1),
+}
+
+
+def _steps(where):
+    from needle.ops import recurrence
+
+    if isinstance(where, tuple):
+        return getattr(recurrence, where[0])[where[1]]
+    return getattr(recurrence, where)
+
+
+def _recurrence_inputs(rng, kind, steps, batch, hidden, dtype=np.float64):
+    _, _, gates, states = RECURRENCES[kind]
+    shapes = [(steps, batch, gates * hidden), (hidden, gates * hidden)]
+    return [rng.standard_normal(s).astype(dtype) for s in shapes + [(batch, hidden)] * states]
 
 
 def _forward_and_gradients(layer, arrays, cotangents, device):
@@ -580,37 +609,48 @@ def _forward_and_gradients(layer, arrays, cotangents, device):
     return [o.numpy() for o in outputs], [x.grad.numpy() for x in inputs]
 
 
+@pytest.mark.parametrize("kind", list(RECURRENCES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_lstm_layer_is_the_composition_it_fuses(dtype, device):
-    # One node each way for T steps of matmul(addend=) and lstm_gates: the same bits forward
-    # and in every gradient but W_hh's, whose one product sums the T step products in another
-    # order (so: to within the rounding of a sum of T terms).
-    from needle.ops.lstm_layer import unrolled
+def test_recurrent_layer_is_the_composition_it_fuses(kind, dtype, device):
+    # One node each way for T steps of matmul(addend=) and the cell's op: the same bits
+    # forward and in every gradient but W_hh's, whose one product sums the T step products
+    # in another order (so: to within the rounding of a sum of T terms).
+    from needle.ops.recurrence import unrolled
 
+    layer, where, _, states = RECURRENCES[kind]
     rng = np.random.default_rng(10)
-    arrays = _lstm_layer_inputs(rng, 5, 3, 4, dtype)
-    cotangents = [rng.standard_normal(s).astype(dtype) for s in [(5, 3, 4), (3, 4), (3, 4)]]
-    fused = _forward_and_gradients(ndl.lstm_layer, arrays, cotangents, device)
-    composed = _forward_and_gradients(unrolled, arrays, cotangents, device)
+    arrays = _recurrence_inputs(rng, kind, 5, 3, 4, dtype)
+    shapes = [(5, 3, 4)] + [(3, 4)] * states
+    cotangents = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    fused = _forward_and_gradients(layer, arrays, cotangents, device)
+    composed = _forward_and_gradients(
+        lambda *t: unrolled(_steps(where), *t), arrays, cotangents, device
+    )
     pairs = list(zip(fused[0] + fused[1], composed[0] + composed[1], strict=True))
+    w_hh_grad = len(fused[0]) + 1
     for k, (got, want) in enumerate(pairs):
         assert got.dtype == want.dtype == dtype
-        if k == 4:  # W_hh's gradient
+        if k == w_hh_grad:
             eps = np.finfo(dtype).eps
             np.testing.assert_allclose(got, want, rtol=0, atol=20 * eps * np.abs(want).max())
         else:
             assert got.tobytes() == want.tobytes(), k
 
 
+@pytest.mark.parametrize("kind", list(RECURRENCES))
 @pytest.mark.parametrize("order", [1, 2])
-def test_lstm_layer_grad_differentiates_in_its_cotangents_too(order):
+def test_recurrence_grad_differentiates_in_its_cotangents_too(kind, order):
     # The layer's order-2 check holds its cotangents constant; here they are inputs, so the
     # gradient's gradient in them (the layer's forward-mode derivative) is checked as well,
     # and at order 2 the third derivative of the layer.
+    _, where, _, states = RECURRENCES[kind]
     rng = np.random.default_rng(11)
-    arrays = _lstm_layer_inputs(rng, 2, 2, 1)
-    arrays += [rng.standard_normal(s) for s in [(2, 2, 1), (2, 1), (2, 1)]]
-    report = check_gradients(lambda *t: ndl.ops.LSTMLayerGrad()(*t), arrays, order=order)
+    arrays = _recurrence_inputs(rng, kind, 2, 2, 1)
+    arrays += [rng.standard_normal(s) for s in [(2, 2, 1)] + [(2, 1)] * states]
+    if kind == "rnn-relu":  # away from relu's kink at 0
+        arrays[0] = np.abs(arrays[0]) + 0.5
+    grad_op = ndl.ops.RecurrenceGrad(_steps(where))
+    report = check_gradients(lambda *t: grad_op(*t), arrays, order=order)
     assert report.passed, report.inputs
 
 
@@ -629,6 +669,66 @@ def test_lstm_layer_refuses_shapes_that_do_not_fit(shapes):
     tensors = [ndl.Tensor(np.ones(shape)) for shape in shapes]
     with pytest.raises(ndl.errors.UsageError, match=r"lstm_layer: inputs of shapes .* T ≥ 1"):
         ndl.lstm_layer(*tensors)
+
+
+@pytest.mark.parametrize(
+    "shapes",
+    [[(3, 2, 4), (2, 2), (2, 2)], [(3, 2, 2), (2, 2), (3, 2)], [(3, 2, 2), (2, 2), (2, 3)]],
+)
+def test_rnn_layer_refuses_shapes_that_do_not_fit(shapes):
+    tensors = [ndl.Tensor(np.ones(shape)) for shape in shapes]
+    with pytest.raises(ndl.errors.UsageError, match=r"rnn_layer: inputs of shapes .* \(H, H\)"):
+        ndl.rnn_layer(*tensors)
+
+
+def test_rnn_layer_refuses_an_unknown_nonlinearity():
+    tensors = [ndl.Tensor(np.ones(shape)) for shape in [(3, 2, 2), (2, 2), (2, 2)]]
+    with pytest.raises(ndl.errors.UsageError, match="unknown nonlinearity 'sigmoid'"):
+        ndl.rnn_layer(*tensors, "sigmoid")
+
+
+def _reused_cases():
+    from needle.ops.recurrence import LSTM_STEPS, RNN_STEPS
+
+    return {
+        "conv": (lambda: ndl.ops.Conv(1, 1), [(2, 4, 4, 2), (3, 3, 2, 2)]),
+        "conv_nchw": (
+            lambda: ndl.ops.Conv(2, 1, channels_first=True),
+            [(2, 2, 5, 5), (3, 3, 2, 3)],
+        ),
+        "lstm_gates": (lambda: ndl.ops.LSTMGates(), [(2, 8), (2, 2)]),
+        "batch_norm": (lambda: ndl.ops.Standardize((0,)), [(4, 3), (3,), (3,)]),
+        "cross_entropy": (lambda: ndl.ops.CrossEntropy([0, 2, 1]), [(3, 3)]),
+        "lstm_layer": (lambda: ndl.ops.Recurrence(LSTM_STEPS), [(3, 2, 8), (2, 8), (2, 2), (2, 2)]),
+        "rnn_layer": (lambda: ndl.ops.Recurrence(RNN_STEPS["tanh"]), [(3, 2, 2), (2, 2), (2, 2)]),
+    }
+
+
+@pytest.mark.parametrize("case", list(_reused_cases()))
+def test_an_op_object_called_twice_differentiates_each_call(case):
+    # Ops that keep forward arrays for their gradient keep them per call: an op object
+    # used for two nodes gives each node its own gradient, the one a fresh object gives.
+    make, shapes = _reused_cases()[case]
+    rng = np.random.default_rng(12)
+
+    def inputs():
+        return [ndl.Tensor(rng.standard_normal(shape)) for shape in shapes]
+
+    def first_output(value):
+        return value.tuple()[0] if isinstance(value, ndl.TensorTuple) else value
+
+    first, second = inputs(), inputs()
+    op = make()
+    out = first_output(op(*first))
+    again = first_output(op(*second))  # the same object, on other arrays
+    np.testing.assert_array_equal(again.numpy(), first_output(make()(*second)).numpy())
+    cotangent = rng.standard_normal(out.shape)
+    (out * ndl.Tensor(cotangent)).sum().backward()
+    reused = [x.grad.numpy() for x in first]
+    fresh_out = first_output(make()(*first))
+    (fresh_out * ndl.Tensor(cotangent)).sum().backward()
+    for got, want in zip(reused, [x.grad.numpy() for x in first], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("with_x_hat", [False, True])

@@ -4,9 +4,9 @@
 Sequences are time-major, as the course has them: token ids (T, B) held as integer-valued
 floats (`needle.data.get_batch`), features (T, B, n), hidden states (num_layers, B, H).
 A recurrent layer computes each layer's input part X·W_ih + b_ih + b_hh for the whole
-window in one product (`input_part`). `RNN` then splits it along time, runs its cell step
-by step on the state (`step`: h·W_hh and the activation) and stacks the steps back; `LSTM`
-hands it to `ops.lstm_layer`, which runs that recurrence as one op.
+window in one product (`input_part`) and hands it, with W_hh and the state, to
+`ops.rnn_layer` or `ops.lstm_layer`: the recurrence h_t = cell(input part_t + h_{t−1}·W_hh)
+over the window as one op, the same numbers as the cell run step by step.
 """
 
 from __future__ import annotations
@@ -130,11 +130,6 @@ class RNNCell(_Cell):
     def forward(self, X: Tensor, h: Tensor | None = None) -> Tensor:
         return ACTIVATIONS[self.nonlinearity](self._affine(X, h))
 
-    def step(self, z_input: Tensor, h: Tensor | None) -> Tensor:
-        """h′ from one step's `input_part` (B, H) and the state h (None: zeros)."""
-        z = z_input if h is None else ops.matmul(h, self.W_hh, addend=z_input)
-        return ACTIVATIONS[self.nonlinearity](z)
-
 
 class LSTMCell(_Cell):
     """One LSTM step. With z = X·W_ih + b_ih + h·W_hh + b_hh cut into four H-wide gates
@@ -166,9 +161,9 @@ class LSTMCell(_Cell):
         return ops.lstm_gates(z, c).tuple()
 
 
-def _zero_state(z: Tensor) -> Tensor:
-    """Zeros (B, H) for gate pre-activations z (…, B, 4H): a state that was not given."""
-    return init.zeros(z.shape[-2], z.shape[-1] // 4, device=z.device, dtype=z.dtype)
+def _zero_state(z: Tensor, gates: int = 4) -> Tensor:
+    """Zeros (B, H) for pre-activations z (…, B, gates·H): a state that was not given."""
+    return init.zeros(z.shape[-2], z.shape[-1] // gates, device=z.device, dtype=z.dtype)
 
 
 def _check_sequence(X: Tensor, input_size: int, layer: str) -> None:
@@ -193,6 +188,9 @@ class RNN(Module):
 
     `forward(X (T, B, input_size), h0=None (num_layers, B, H))` → (the last layer's h_t for
     every t (T, B, H), every layer's final h (num_layers, B, H)).
+
+    Each layer's window is one op, `ops.rnn_layer`, on the layer's `input_part`: the same
+    numbers as its cell run step by step, in one node forward and one backward.
     """
 
     def __init__(
@@ -216,11 +214,10 @@ class RNN(Module):
         finals = []
         starts = _layer_states(h0, len(self.rnn_cells), "RNN")
         for cell, h in zip(self.rnn_cells, starts, strict=True):
-            outputs = []
-            for z_input in ops.split(cell.input_part(X), 0).tuple():
-                h = cell.step(z_input, h)
-                outputs.append(h)
-            X = ops.stack(outputs, 0)
+            z_input = cell.input_part(X)
+            if h is None:
+                h = _zero_state(z_input, gates=1)
+            X, h = ops.rnn_layer(z_input, cell.W_hh, h, cell.nonlinearity).tuple()
             finals.append(h)
         return X, ops.stack(finals, 0)
 

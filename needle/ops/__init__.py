@@ -40,7 +40,6 @@ from needle.ops.elementwise import (
 )
 from needle.ops.gather import GatherRows, ScatterRows, gather_rows
 from needle.ops.lstm import LSTMGates, LSTMGatesGrad, lstm_gates
-from needle.ops.lstm_layer import LSTMLayer, LSTMLayerGrad, lstm_layer
 from needle.ops.matmul import MatMul, matmul
 from needle.ops.normalize import Normalize, normalize
 from needle.ops.pool import (
@@ -52,6 +51,7 @@ from needle.ops.pool import (
     avgpool2d,
     maxpool2d,
 )
+from needle.ops.recurrence import Recurrence, RecurrenceGrad, lstm_layer, rnn_layer
 from needle.ops.registry import REGISTRY, OpParam, OpSpec, Setting, get_op
 from needle.ops.shape import (
     BroadcastTo,

@@ -229,9 +229,8 @@ class Conv(ConvOp):
     (N·Ho·Wo, K·K·Cin), times b as a (K·K·Cin, Cout) matrix.
     """
 
-    cols: Any = None
-
     def compute(self, a: Any, b: Any, bias: Any = None) -> Any:
+        inputs = (a, b) if bias is None else (a, b, bias)
         a = self._nhwc(a)
         kernel = _conv_kernel(a.shape, b.shape, self.padding)
         cols, (n, ho, wo) = im2col(a, kernel, self.stride, self.padding)
@@ -248,12 +247,12 @@ class Conv(ConvOp):
             strided.add_into(out, (ALL, ALL), api(out).broadcast_to(bias, out.shape))
         # Kept for the kernel's gradient, which multiplies the same matrix: the backward
         # pass then copies no window twice. Without a graph the op is dropped with it.
-        self.cols = cols
+        self.keep(inputs, cols)
         return self._in_layout(strided.reshape(out, (n, ho, wo, b.shape[3])))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         a, b = node.inputs[:2]
-        cols, self.cols = self.cols, None  # handed over once; a second pass copies again
+        cols = self.kept(node)  # handed over once; a second pass copies again
         settings = (self.stride, self.padding)
         # An input that needs no gradient (the images of a first layer) skips its product.
         grad_a = grad_b = None

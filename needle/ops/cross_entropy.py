@@ -56,17 +56,16 @@ class CrossEntropy(TensorOp):
 
     def __init__(self, indices: Sequence[int] | np.ndarray):
         self.indices = as_indices(indices, "cross_entropy")
-        self._log_probs = None
 
     def compute(self, z: Any) -> Any:
         log_probs = LogSoftmax().compute(_checked(z, self.indices))
         xp = api(log_probs)
         picked = xp.take_along_rows(log_probs, self.indices)  # checked above: no second check
-        self._log_probs = log_probs
+        self.keep((z,), log_probs)
         return xp.sum(picked, axis=(0,)) * (-1 / self.indices.size)
 
     def gradient(self, out_grad: Tensor, node: Tensor):
-        log_probs, self._log_probs = self._log_probs, None
+        log_probs = self.kept(node)
         return CrossEntropyGrad(self.indices, log_probs=log_probs)(out_grad, node.inputs[0])
 
 

@@ -79,18 +79,14 @@ class LSTMGates(TensorTupleOp):
     """(z (B, 4H), c (B, H)) → (h′, c′); see the module's docstring."""
 
     def compute(self, z: Any, c: Any) -> tuple[Any, Any]:
-        hidden = _hidden(z.shape, c.shape)
-        xp = api(z)
-        i, f, g, o = gate_activations(z, hidden)
-        c_next = xp.add(xp.multiply(f, c), xp.multiply(i, g))
-        tanh_c = xp.tanh(c_next)
-        self.saved = (i, f, g, o, tanh_c)  # for the gradient, if one is taken
-        return xp.multiply(o, tanh_c), c_next
+        h_next, c_next, saved = gates_forward(z, c, _hidden(z.shape, c.shape))
+        self.keep((z, c), saved)  # for the gradient, if one is taken
+        return h_next, c_next
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple):
         z, c = node.inputs
         dh, dc = out_grad.tuple()
-        grads = LSTMGatesGrad(getattr(self, "saved", None))(z, c, dh, dc)
+        grads = LSTMGatesGrad(self.kept(node))(z, c, dh, dc)
         return grads[0], grads[1]
 
 
@@ -103,11 +99,12 @@ class LSTMGatesGrad(TensorTupleOp):
 
     def compute(self, z: Any, c: Any, dh: Any, dc: Any) -> tuple[Any, Any]:
         xp, hidden = api(z), _hidden(z.shape, c.shape)
-        if self.saved is None:
+        saved, self.saved = self.saved, None  # the forward's activations stand for one call
+        if saved is None:
             i, f, g, o = gate_activations(z, hidden)
             tanh_c = xp.tanh(xp.add(xp.multiply(f, c), xp.multiply(i, g)))
         else:
-            i, f, g, o, tanh_c = self.saved
+            i, f, g, o, tanh_c = saved
         return gates_vjp((i, f, g, o, tanh_c), c, dh, dc)
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple):
@@ -137,6 +134,34 @@ class LSTMGatesGrad(TensorTupleOp):
         )
         grad_c = dd_cell * f + d_cell * df
         return _tensor_join(grad_z, z.shape), grad_c, dh_next, dc_next
+
+
+def gates_forward(z: Any, c: Any, hidden: int) -> tuple[Any, Any, tuple[Any, ...]]:
+    """(h′, c′, the activations σ(i), σ(f), tanh(g), σ(o), tanh(c′) kept for `gates_vjp`)
+    from z (B, 4H) and c (B, H): the arrays `LSTMGates` computes (and `ops.lstm_layer` at
+    each step)."""
+    xp = api(z)
+    i, f, g, o = gate_activations(z, hidden)
+    c_next = xp.add(xp.multiply(f, c), xp.multiply(i, g))
+    tanh_c = xp.tanh(c_next)
+    return xp.multiply(o, tanh_c), c_next, (i, f, g, o, tanh_c)
+
+
+class LSTMCellSteps:
+    """The LSTM cell as `ops.recurrence` runs it: the state (h, c), four gates."""
+
+    name, gates, state_size = "lstm_layer", 4, 2
+
+    def step(self, z: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, Any], tuple[Any, ...]]:
+        h_next, c_next, saved = gates_forward(z, state[1], state[1].shape[1])
+        return (h_next, c_next), saved
+
+    def step_vjp(self, saved: tuple, state: tuple, d_state: list) -> tuple[Any, tuple[Any]]:
+        dz, dc_prev = gates_vjp(saved, state[1], *d_state)
+        return dz, (dc_prev,)
+
+    def unrolled_step(self, z: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        return lstm_gates(z, state[1]).tuple()
 
 
 def gates_vjp(saved: tuple[Any, ...], c: Any, dh: Any, dc: Any) -> tuple[Any, Any]:

@@ -29,13 +29,14 @@ REQUIRED = object()
 
 @dataclass(frozen=True)
 class OpParam:
-    """One constructor argument of an op: `kind` is "scalar", "int", "axes", "axis_pair" or
-    "shape"."""
+    """One constructor argument of an op: `kind` is "scalar", "int", "axes", "axis_pair",
+    "shape" or "choice" (one of `choices`)."""
 
     name: str
     kind: str
     help: str
     default: Any = REQUIRED
+    choices: tuple[str, ...] = ()  # the values a "choice" parameter takes
 
     @property
     def required(self) -> bool:

@@ -118,11 +118,11 @@ class Standardize(TensorOp):
         if not eps >= 0:
             raise UsageError(f"standardize: eps must be ≥ 0 (got {eps!r})")
         self.eps = float(eps)
-        self.mean = self.var = self._inverse_std = None
-        self._x_hat = value
+        self.mean = self.var = None
+        self.value = value
 
     def compute(self, x: Any, scale: Any = None, shift: Any = None) -> Any:
-        known, self._x_hat = self._x_hat, None
+        known, self.value = self.value, None  # the given x̂ stands for one call
         if known is not None:
             return known
         axes = normalize_axes(self.axes, x.ndim)
@@ -137,27 +137,28 @@ class Standardize(TensorOp):
                         f"or {groups}"
                     )
         centered, mean, var, inverse_std = _statistics(layout.rows(x), layout.axes, self.eps)
-        self.mean, self.var, self._inverse_std = (
+        self.mean, self.var, inverse_std_kept = (
             xp.reshape(stat, layout.keep) for stat in (mean, var, inverse_std)
         )
         x_hat = xp.multiply(centered, inverse_std)
+        inputs = (x,) if scale is None else (x, scale, shift)
+        # r, and x̂ when it is not the output itself, kept for the gradient
+        self.keep(inputs, (inverse_std_kept, None if scale is None else layout.back(x_hat)))
         if scale is None:
             return layout.back(x_hat)
-        self._x_hat = layout.back(x_hat)  # for the gradient
         scaled = xp.multiply(x_hat, layout.per_group(scale))
         return layout.back(xp.add(scaled, layout.per_group(shift)))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         x = node.inputs[0]
         # The forward pass's r and x̂, handed over once; a second backward pass recomputes.
-        known_r, self._inverse_std = self._inverse_std, None
+        known_r, known_x_hat = self.kept(node) or (None, None)
         r = InverseStd(self.axes, self.eps, value=known_r)(x)
         if len(node.inputs) == 1:
             return StandardizeGrad(self.axes)(out_grad, node, r)
         # y = x̂ · s + t: s is constant over each group, so ∂x is standardize's gradient
         # with r · s for r, and no pass multiplies out_grad by s first.
         scale, shift = node.inputs[1:]
-        known_x_hat, self._x_hat = self._x_hat, None
         x_hat = Standardize(self.axes, self.eps, value=known_x_hat)(x)
         axes = normalize_axes(self.axes, x.ndim)
         grad_op = StandardizeGrad(self.axes)
