@@ -109,6 +109,21 @@ def test_both_namespaces_define_every_name():
     assert ndl.cpu().api is ndarray_api and ndl.cpu_numpy().api is numpy_api
 
 
+@pytest.mark.parametrize("values_shape", [(3,), (1, 3), (2, 3)])
+def test_add_into_broadcasts_its_values_in_both_namespaces(values_shape):
+    # A bias row added into a product (matmul's addend, conv's bias) in place.
+    rng = np.random.default_rng(13)
+    out = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    values = rng.standard_normal(values_shape).astype(np.float32)
+    index = (slice(1, 3), slice(None), slice(None))
+    expected = out.copy()
+    expected[index] += values
+    for module, make in ((numpy_api, np.array), (ndarray_api, nd.array)):
+        target = make(out.copy())
+        module.add_into(target, index, make(values))
+        np.testing.assert_array_equal(module.to_numpy(target), expected)
+
+
 # What needle.ops may take from numpy: types, dtypes and shape arithmetic, never a function
 # of device data (an NDArray reaching one fails; a CuPy array would be copied to the host).
 NUMPY_IN_OPS = {"integer", "ndarray", "generic", "dtype", "result_type", "prod", "random", "size",

@@ -184,8 +184,12 @@ def setitem(out: NDArray, index: Index, values: NDArray) -> None:
 
 
 def add_into(out: NDArray, index: Index, values: NDArray) -> None:
-    """`out[index] += values`, in place (slices only, so no axis is dropped)."""
-    out[index] = out[index] + values
+    """`out[index] += values`, in place (slices only, so no axis is dropped); `values`
+    broadcast to the shape of `out[index]`, as numpy's `+=` does."""
+    target = out[index]
+    if values.shape != target.shape:
+        values = broadcast_to(values, target.shape)
+    out[index] = target + values
 
 
 def take_rows(a: NDArray, indices: Sequence[int]) -> NDArray:

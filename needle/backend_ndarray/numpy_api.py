@@ -216,7 +216,7 @@ def setitem(out: numpy.ndarray, index: Index, values: numpy.ndarray) -> None:
 
 
 def add_into(out: numpy.ndarray, index: Index, values: numpy.ndarray) -> None:
-    """`out[index] += values`, in place."""
+    """`out[index] += values`, in place; `values` broadcast to the shape of `out[index]`."""
     out[index] += values
 
 

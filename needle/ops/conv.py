@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from needle.autograd import Tensor, TensorOp
-from needle.backend_ndarray import api
 from needle.errors import UsageError
 from needle.ops import conv_cases, strided
 from needle.ops.im2col import col2im, cropped_kernel, im2col, used_taps
@@ -244,7 +243,7 @@ class Conv(ConvOp):
                     f"channels need ({b.shape[3]},)"
                 )
             # into the product itself, a new array: no second one of its size
-            strided.add_into(out, (ALL, ALL), api(out).broadcast_to(bias, out.shape))
+            strided.add_into(out, (ALL, ALL), bias)
         # Kept for the kernel's gradient, which multiplies the same matrix: the backward
         # pass then copies no window twice. Without a graph the op is dropped with it.
         self.keep(inputs, cols)

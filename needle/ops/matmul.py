@@ -83,7 +83,7 @@ def _add(product: Any, addend: Any) -> Any:
     xp = api(product)
     if np.result_type(product.dtype, addend.dtype) != product.dtype:
         return xp.add(product, addend)
-    strided.add_into(product, (slice(None),) * product.ndim, xp.broadcast_to(addend, product.shape))
+    strided.add_into(product, (slice(None),) * product.ndim, addend)
     return product
 
 

@@ -79,5 +79,5 @@ def write(out: Any, index: Index, values: Any) -> None:
 
 
 def add_into(out: Any, index: Index, values: Any) -> None:
-    """`out[index] += values`, in place."""
+    """`out[index] += values`, in place; `values` broadcast to the shape of `out[index]`."""
     api(out).add_into(out, index, values)
