@@ -486,6 +486,41 @@ def vjp(outputs: Sequence[Value], cotangents: Sequence[Value], inputs: Sequence[
     return found
 
 
+def fused_vjp_gradient(
+    composition: Any, inputs: Sequence[Value], primals: int, out_grad: Value
+) -> tuple:
+    """The gradient of a fused vector-Jacobian product op from the composition it fuses.
+
+    The op computes F(x, u) = the vjp of `composition` at the primals x = inputs[:primals]
+    under the cotangents u = inputs[primals:] (its outputs', in order), in arrays of its own.
+    Its gradient under `out_grad` w is that of ⟨w, F(x, u)⟩ in (x, u): here the vjp of the
+    vjp of the composition, built of ops, so it differentiates again. One entry an input,
+    None where an input needs no gradient."""
+    # Primals that need no gradient become leaves that do, so the composition's vjp has a
+    # gradient in each to take ⟨w, ·⟩ of (a constant still shapes the others).
+    xs = [
+        x if x.requires_grad else Tensor.make_const(x.cached_data, requires_grad=True)
+        for x in inputs[:primals]
+    ]
+    cotangents = list(inputs[primals:])
+    outputs = composition(*xs)
+    if isinstance(outputs, TensorTuple):
+        outputs = outputs.tuple()
+    elif isinstance(outputs, Tensor):
+        outputs = [outputs]
+    weights = out_grad.tuple() if isinstance(out_grad, TensorTuple) else (out_grad,)
+    total = None
+    for first, w in zip(vjp(outputs, cotangents, xs), weights, strict=True):
+        if first is not None:
+            term = (first * w).sum()
+            total = term if total is None else total + term
+    if total is None:
+        return (None,) * len(inputs)
+    ones = Tensor.make_const(api(total.cached_data).ones_like(total.cached_data))
+    grads = vjp([total], [ones], xs + cotangents)
+    return tuple(g if x.requires_grad else None for x, g in zip(inputs, grads, strict=True))
+
+
 def _reverse_pass(adjoints: dict[Value, Any], order: list[Value], store: bool) -> None:
     """Propagate `adjoints` back over `order` (a topological order), each node's gradient
     adding into its inputs'; `store`: keep each node's adjoint in its `.grad`."""

@@ -139,3 +139,38 @@ def test_standardize_grad_with_a_gradient_in_another_memory_order():
     plain = op.compute(u, np.ascontiguousarray(x_view), r)
     assert mixed.shape == plain.shape == u.shape
     np.testing.assert_allclose(mixed, plain, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["nchw", "view of nhwc", "rows"])
+def test_the_affine_gradient_in_one_node_is_the_composition_bit_for_bit(layout, dtype, device):
+    # Batch norm's backward as one AffineStandardizeGrad node gives the seven-node
+    # composition's gradients in x, the scale and the shift, every bit.
+    rng = np.random.default_rng(14)
+    if layout == "rows":
+        x, axes, groups = rng.standard_normal((6, 3)), (0,), (3,)
+    else:
+        nhwc = rng.standard_normal((2, 3, 3, 4))
+        x = nhwc.transpose(0, 3, 1, 2) if layout == "view of nhwc" else nhwc
+        axes, groups = (0, 2, 3), (x.shape[1],)
+    scale, shift = rng.standard_normal(groups), rng.standard_normal(groups)
+    u = rng.standard_normal(x.shape).astype(dtype)
+    results = []
+    for fused in (True, False):
+        inputs = [ndl.Tensor(a.astype(dtype), device=device) for a in (x, scale, shift)]
+        out = ops.Standardize(axes, 1e-5, fused=fused)(*inputs)
+        out.backward(ndl.Tensor(u, device=device))
+        results.append([out.numpy()] + [t.grad.numpy() for t in inputs])
+    for got, want in zip(*results, strict=True):
+        assert got.dtype == want.dtype == dtype
+        assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_the_affine_gradient_differentiates_in_its_out_grad_too(order):
+    # Standardize's order-2 checks hold the out_grad constant; here it is an input.
+    rng = np.random.default_rng(15)
+    x, scale, shift, u = (rng.standard_normal(s) for s in [(5, 2), (2,), (2,), (5, 2)])
+    grad_op = lambda *t: ops.AffineStandardizeGrad((0,), 0.1)(*t)  # noqa: E731
+    report = check_gradients(grad_op, [x, scale, shift, u], order=order)
+    assert report.passed, report.inputs

@@ -311,12 +311,14 @@ class BatchNorm1d(Module):
         return ops.normalize(x, *stats, self.eps, axis)
 
     def _update_running(self, mean: Any, var: Any) -> None:
-        # On the arrays: the statistics must not join (or keep alive) the graph.
+        # On the arrays: the statistics must not join (or keep alive) the graph. The new
+        # array is of the running statistic's own device and dtype, so it replaces the old
+        # one directly (what `.data =` checks holds by construction).
         m = self.momentum
         for running, batch in ((self.running_mean, mean), (self.running_var, var)):
-            batch = api(batch).reshape(batch, running.shape)
-            updated = (1 - m) * running.cached_data + m * batch
-            running.data = Tensor.make_const(api(updated).astype(updated, running.dtype))
+            xp = api(batch)
+            updated = (1 - m) * running.cached_data + m * xp.reshape(batch, running.shape)
+            running.cached_data = xp.astype(updated, running.dtype)
 
 
 class LayerNorm1d(Module):

@@ -69,6 +69,7 @@ from needle.ops.shape import (
 )
 from needle.ops.softmax import LogSoftmax, LogSumExp, Softmax, logsoftmax, logsumexp, softmax
 from needle.ops.standardize import (
+    AffineStandardizeGrad,
     GroupSum,
     InverseStd,
     Standardize,

@@ -20,8 +20,8 @@ every layer. Here it is one node forward and one backward:
   other array it returns has the bits of the composition's gradient; W_hh's sums the same
   products in another order.
 - `RecurrenceGrad`'s own gradient, needed only for second derivatives, is the
-  composition's: the vjp (`autograd.vjp`) of ⟨u, vjp of `unrolled`⟩, built of ops that
-  differentiate again.
+  composition's (`autograd.fused_vjp_gradient`: the vjp of ⟨w, vjp of `unrolled`⟩, built
+  of ops that differentiate again).
 
 A cell (`LSTMCellSteps` in needle/ops/lstm.py, `RNNCellSteps` here) gives `gates` (G),
 `state_size` and its step three ways: on arrays (`step`), its vjp on arrays (`step_vjp`),
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from needle.autograd import Tensor, TensorTuple, TensorTupleOp, vjp
+from needle.autograd import Tensor, TensorTuple, TensorTupleOp, fused_vjp_gradient
 from needle.backend_ndarray import api
 from needle.errors import UsageError, unknown_choice
 from needle.ops import strided
@@ -142,24 +142,10 @@ class RecurrenceGrad(TensorTupleOp):
         return (d_input, xp.matmul(xp.transpose(h_before, (1, 0)), d_rows), *d_state)
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple):
-        # Inputs that need no gradient become leaves that do, so that the composition's
-        # vjp has a gradient in each to take ⟨u, ·⟩ of (a constant h0 still shapes the rest).
-        n = 2 + self.cell.state_size
-        xs = [
-            x if x.requires_grad else Tensor.make_const(x.cached_data, requires_grad=True)
-            for x in node.inputs[:n]
-        ]
-        cotangents = list(node.inputs[n:])
-        firsts = vjp(unrolled(self.cell, *xs), cotangents, xs)
-        total = None
-        for first, u in zip(firsts, out_grad.tuple(), strict=True):
-            if first is not None:
-                term = (first * u).sum()
-                total = term if total is None else total + term
-        if total is None:
-            return (None,) * len(node.inputs)
-        ones = Tensor.make_const(api(total.cached_data).ones_like(total.cached_data))
-        return _for_those_needed(node.inputs, vjp([total], [ones], xs + cotangents))
+        def composition(*primals: Tensor) -> list[Tensor]:
+            return unrolled(self.cell, *primals)
+
+        return fused_vjp_gradient(composition, node.inputs, 2 + self.cell.state_size, out_grad)
 
 
 def _run(cell: Any, z_input: Any, w_hh: Any, state: tuple) -> tuple[list, list]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from needle.autograd import Tensor, TensorOp
+from needle.autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp, fused_vjp_gradient
 from needle.backend_ndarray import api
 from needle.errors import UsageError
 from needle.ops.registry import (
@@ -67,28 +67,45 @@ class _Layout:
 
     def __init__(self, a: Any, axes: tuple[int, ...]):
         self.shape, self.keep = a.shape, keepdims_shape(a.shape, axes)
-        self.order = _row_order(a, axes)
-        self.axes = (0,) if self.order is not None else axes
+        self.order = order = _row_order(a, axes)
+        self.axes = (0,) if order is not None else axes
+        if order is not None:
+            self.memory_shape = tuple(self.shape[i] for i in order)
+            self.inverse = tuple(order.index(axis) for axis in range(len(order)))
+
+    @classmethod
+    def of(cls, a: Any, axes: tuple[int, ...]) -> _Layout:
+        """The layout of `a`, made once per shape, memory order and axes (every batch norm
+        asks for the same few on every step)."""
+        numpy_array = type(a) is np.ndarray
+        key = (a.shape, a.strides, a.itemsize, axes) if numpy_array else (a.shape, axes)
+        layout = _LAYOUTS.get(key)
+        if layout is None:
+            if len(_LAYOUTS) >= 256:
+                _LAYOUTS.clear()
+            layout = _LAYOUTS[key] = cls(a, axes)
+        return layout
 
     def rows(self, b: Any) -> Any:
         """`b` (of the input's shape) in the computing form: a view when b has the input's
         memory order, else one copy into it."""
         if self.order is None:
             return b
-        return b.transpose(self.order).reshape(-1, self.shape[self.order[-1]])
+        return b.transpose(self.order).reshape(-1, self.memory_shape[-1])
 
     def back(self, m: Any) -> Any:
         """An array in the computing form, in the input's shape (a view)."""
         if self.order is None:
             return m
-        memory_shape = tuple(self.shape[i] for i in self.order)
-        inverse = tuple(self.order.index(axis) for axis in range(len(self.order)))
-        return m.reshape(memory_shape).transpose(inverse)
+        return m.reshape(self.memory_shape).transpose(self.inverse)
 
     def per_group(self, s: Any) -> Any:
         """A per-group array (the statistics' shape, or the kept axis alone) in the form
         that broadcasts against the computing form."""
         return api(s).reshape(s, (1, -1) if self.order is not None else self.keep)
+
+
+_LAYOUTS: dict[tuple, _Layout] = {}
 
 
 def _row_order(a: Any, axes: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -99,6 +116,30 @@ def _row_order(a: Any, axes: tuple[int, ...]) -> tuple[int, ...] | None:
     kept = next(i for i in range(a.ndim) if i not in axes)
     order = (*sorted(axes, key=lambda i: -a.strides[i]), kept)
     return order if a.transpose(order).flags.c_contiguous else None
+
+
+def _standardized(x: Any, axes: Axes, eps: float, scale: Any, shift: Any) -> tuple:
+    """`Standardize`'s arrays: (the output, μ and σ² with the standardized axes kept as
+    size 1, (r, x̂) for the gradient; x̂ None when it is the output itself)."""
+    axes = normalize_axes(axes, x.ndim)
+    layout, xp = _Layout.of(x, axes), api(x)
+    if scale is not None:
+        groups = tuple(n for i, n in enumerate(x.shape) if i not in axes)
+        for name, given in (("scale", scale), ("shift", shift)):
+            if given.shape not in (layout.keep, groups):
+                raise UsageError(
+                    f"standardize: the {name} has shape {given.shape}; one per group "
+                    f"over axes {axes} of an input of shape {x.shape} is {layout.keep} "
+                    f"or {groups}"
+                )
+    centered, mean, var, inverse_std = _statistics(layout.rows(x), layout.axes, eps)
+    mean, var, r = (xp.reshape(stat, layout.keep) for stat in (mean, var, inverse_std))
+    x_hat = xp.multiply(centered, inverse_std)
+    if scale is None:
+        return layout.back(x_hat), mean, var, (r, None)
+    scaled = xp.multiply(x_hat, layout.per_group(scale))
+    out = layout.back(xp.add(scaled, layout.per_group(shift)))
+    return out, mean, var, (r, layout.back(x_hat))
 
 
 class Standardize(TensorOp):
@@ -113,46 +154,30 @@ class Standardize(TensorOp):
     x̂ · s + t needs x̂ as a node of x).
     """
 
-    def __init__(self, axes: Axes, eps: float = 1e-5, *, value: Any = None):
+    def __init__(self, axes: Axes, eps: float = 1e-5, *, value: Any = None, fused: bool = True):
         self.axes = as_axes(axes)
         if not eps >= 0:
             raise UsageError(f"standardize: eps must be ≥ 0 (got {eps!r})")
         self.eps = float(eps)
         self.mean = self.var = None
         self.value = value
+        self.fused = fused  # with a scale: the gradient as one node (False: the composition)
 
     def compute(self, x: Any, scale: Any = None, shift: Any = None) -> Any:
         known, self.value = self.value, None  # the given x̂ stands for one call
         if known is not None:
             return known
-        axes = normalize_axes(self.axes, x.ndim)
-        layout, xp = _Layout(x, axes), api(x)
-        if scale is not None:
-            groups = tuple(n for i, n in enumerate(x.shape) if i not in axes)
-            for name, given in (("scale", scale), ("shift", shift)):
-                if given.shape not in (layout.keep, groups):
-                    raise UsageError(
-                        f"standardize: the {name} has shape {given.shape}; one per group "
-                        f"over axes {axes} of an input of shape {x.shape} is {layout.keep} "
-                        f"or {groups}"
-                    )
-        centered, mean, var, inverse_std = _statistics(layout.rows(x), layout.axes, self.eps)
-        self.mean, self.var, inverse_std_kept = (
-            xp.reshape(stat, layout.keep) for stat in (mean, var, inverse_std)
-        )
-        x_hat = xp.multiply(centered, inverse_std)
-        inputs = (x,) if scale is None else (x, scale, shift)
-        # r, and x̂ when it is not the output itself, kept for the gradient
-        self.keep(inputs, (inverse_std_kept, None if scale is None else layout.back(x_hat)))
-        if scale is None:
-            return layout.back(x_hat)
-        scaled = xp.multiply(x_hat, layout.per_group(scale))
-        return layout.back(xp.add(scaled, layout.per_group(shift)))
+        out, self.mean, self.var, kept = _standardized(x, self.axes, self.eps, scale, shift)
+        self.keep((x,) if scale is None else (x, scale, shift), kept)  # for the gradient
+        return out
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         x = node.inputs[0]
         # The forward pass's r and x̂, handed over once; a second backward pass recomputes.
         known_r, known_x_hat = self.kept(node) or (None, None)
+        if len(node.inputs) == 3 and self.fused:
+            grads = AffineStandardizeGrad(self.axes, self.eps, (known_r, known_x_hat))
+            return grads(*node.inputs, out_grad).tuple()
         r = InverseStd(self.axes, self.eps, value=known_r)(x)
         if len(node.inputs) == 1:
             return StandardizeGrad(self.axes)(out_grad, node, r)
@@ -168,6 +193,34 @@ class Standardize(TensorOp):
         grad_scale = _shaped(GroupSum(axes, value=sum_ux)(out_grad, x_hat), scale.shape)
         grad_shift = _shaped(GroupSum(axes, value=sum_u)(out_grad), shift.shape)
         return grad_x, grad_scale, grad_shift
+
+
+class AffineStandardizeGrad(TensorTupleOp):
+    """(x, scale, shift, u) → the gradients of x̂ · scale + shift in x, scale and shift under
+    the out_grad u, in one node: `Standardize.gradient`'s composition (InverseStd, x̂,
+    r · scale, StandardizeGrad, two GroupSums: seven nodes) computed on arrays, the same
+    bits. `kept`: the forward pass's (r, x̂), else they are computed again.
+
+    Its own gradient, for second derivatives, is that composition's (`fused_vjp_gradient`)."""
+
+    def __init__(self, axes: Axes, eps: float, kept: tuple[Any, Any] = (None, None)):
+        self.axes, self.eps, self.kept_arrays = axes, eps, kept
+
+    def compute(self, x: Any, scale: Any, shift: Any, u: Any) -> tuple[Any, Any, Any]:
+        (r, x_hat), self.kept_arrays = self.kept_arrays, (None, None)
+        if r is None or x_hat is None:
+            r, x_hat = _standardized(x, self.axes, self.eps, scale, shift)[3]
+        xp = api(u)
+        grad = StandardizeGrad(self.axes)
+        grad_x = grad.compute(u, x_hat, xp.multiply(r, xp.reshape(scale, r.shape)))
+        sum_ux, sum_u = grad.sums
+        return grad_x, xp.reshape(sum_ux, scale.shape), xp.reshape(sum_u, shift.shape)
+
+    def gradient(self, out_grad: TensorTuple, node: TensorTuple):
+        def composition(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+            return Standardize(self.axes, self.eps, fused=False)(x, scale, shift)
+
+        return fused_vjp_gradient(composition, node.inputs, 3, out_grad)
 
 
 def _shaped(t: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -217,7 +270,7 @@ class StandardizeGrad(TensorOp):
         xp = api(u)
         axes = normalize_axes(self.axes, u.ndim)
         count = _count(u.shape, axes)
-        layout = _Layout(x_hat, axes)  # u is brought into x̂'s memory order
+        layout = _Layout.of(x_hat, axes)  # u is brought into x̂'s memory order
         groups = tuple(n for i, n in enumerate(u.shape) if i not in axes)
         u, x_hat, axes = layout.rows(u), layout.rows(x_hat), layout.axes
         sum_u = xp.sum(u, axis=axes, keepdims=True)
