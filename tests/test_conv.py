@@ -426,3 +426,14 @@ def test_gradcheck_command_checks_the_conv_ops(args, params):
 def test_gradcheck_refuses_a_fractional_stride():
     result = runner.invoke(app, ["gradcheck", "conv", "--stride", "2.5"])
     assert one_line_error(result, 2) == "--stride expects an integer (got '2.5')"
+
+
+def test_windows_keeps_the_first_count_windows_and_never_more_than_fit():
+    from needle.ops import strided
+
+    a = np.arange(2 * 5 * 6 * 3, dtype=np.float64).reshape(2, 5, 6, 3)
+    full = strided.windows(a, 3, 1)
+    assert full.shape == (2, 3, 4, 3, 3, 3)
+    np.testing.assert_array_equal(strided.windows(a, 3, 1, count=(2, 3)), full[:, :2, :3])
+    with pytest.raises(ValueError, match=r"\(3, 5\) windows asked of an input that fits \(3, 4\)"):
+        strided.windows(a, 3, 1, count=(3, 5))

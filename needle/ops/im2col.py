@@ -67,8 +67,7 @@ def im2col(a: Any, kernel: int, stride: int, padding: int) -> tuple[Any, tuple[i
         origin = strided.read(
             padded, (ALL, slice(rows.start, None), slice(columns.start, None), ALL)
         )
-    view = strided.windows(origin, (len(rows), len(columns)), s)
-    view = strided.read(view, (ALL, slice(0, ho), slice(0, wo), ALL, ALL, ALL))
+    view = strided.windows(origin, (len(rows), len(columns)), s, count=(ho, wo))
     return strided.reshape(view, (n * ho * wo, len(rows) * len(columns) * c)), (n, ho, wo)
 
 
@@ -106,18 +105,38 @@ def col2im(g: Any, b: Any, size: tuple[int, int], stride: int, padding: int) -> 
     cut down after, saves a copy of the gradient."""
     n, ho, wo, c_out = g.shape
     kernel, _, c_in, _ = b.shape
-    (h, w), p, s = size, padding, stride
     rows = strided.reshape(g, (n * ho * wo, c_out))
-    out = strided.zeros((n, h, w, c_in), like=g)
-    used_rows, used_columns = used_taps((n, h, w, c_in), kernel, s, p)
-    for di in used_rows:  # a tap that reads only padding adds nothing
-        outputs_i, read_rows = tap_reads(di, h, ho, s, p)
+    out = strided.zeros((n, *size, c_in), like=g)
+    taps = strided.permute(b, (0, 1, 3, 2))  # each tap's (Cout, Cin) block, as views
+    for di, dj, outputs, reads in col2im_plan(size, (ho, wo), kernel, stride, padding):
+        share = strided.reshape(
+            strided.matmul(rows, strided.read(taps, (di, dj))), (n, ho, wo, c_in)
+        )
+        strided.add_into(out, reads, strided.read(share, outputs))
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def col2im_plan(
+    size: tuple[int, int], out: tuple[int, int], kernel: int, stride: int, padding: int
+) -> tuple[tuple[int, int, tuple, tuple], ...]:
+    """The kernel taps (di, dj) whose windows read the input (H, W) = `size` for some of the
+    (Ho, Wo) = `out` outputs, each with the index of those outputs into an (N, Ho, Wo, C)
+    block and the index of the input entries they read: col2im's loop, worked out once per
+    geometry (a tap that reads only padding is left out: it adds nothing)."""
+    (h, w), (ho, wo) = size, out
+    used_rows, used_columns = (
+        used_offsets(h, kernel, stride, padding),
+        used_offsets(w, kernel, stride, padding),
+    )
+    plan = []
+    for di in used_rows:
+        outputs_i, read_rows = tap_reads(di, h, ho, stride, padding)
         for dj in used_columns:
-            outputs_j, read_columns = tap_reads(dj, w, wo, s, p)
+            outputs_j, read_columns = tap_reads(dj, w, wo, stride, padding)
             if outputs_i.stop == outputs_i.start or outputs_j.stop == outputs_j.start:
                 continue
-            tap = strided.permute(strided.read(b, (di, dj, ALL, ALL)), (1, 0))
-            share = strided.reshape(strided.matmul(rows, tap), (n, ho, wo, c_in))
-            part = strided.read(share, (ALL, outputs_i, outputs_j, ALL))
-            strided.add_into(out, (ALL, read_rows, read_columns, ALL), part)
-    return out
+            plan.append(
+                (di, dj, (ALL, outputs_i, outputs_j, ALL), (ALL, read_rows, read_columns, ALL))
+            )
+    return tuple(plan)

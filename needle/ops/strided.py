@@ -53,10 +53,13 @@ def matmul(a: Any, b: Any) -> Any:
     return api(a).matmul(a, b)
 
 
-def windows(a: Any, kernel: int | tuple[int, int], stride: int) -> Any:
+def windows(
+    a: Any, kernel: int | tuple[int, int], stride: int, count: tuple[int, int] | None = None
+) -> Any:
     """The (N, Ho, Wo, Kh, Kw, C) view of every Kh×Kw window of an NHWC array `a` (`kernel`
     K or (Kh, Kw)), taken every `stride` rows and columns: element [n, i, j, di, dj, c] is
-    a[n, i·s + di, j·s + dj, c].
+    a[n, i·s + di, j·s + dj, c]. `count` (Ho, Wo), when given, keeps the first Ho × Wo
+    windows only (at most as many as fit).
 
     No copy: the window axes reuse the row and column strides (the im2col view).
     """
@@ -64,8 +67,11 @@ def windows(a: Any, kernel: int | tuple[int, int], stride: int) -> Any:
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     n, h, w, c = a.shape
     sn, sh, sw, sc = xp.element_strides(a)
-    shape = (n, (h - kh) // stride + 1, (w - kw) // stride + 1, kh, kw, c)
-    return xp.as_strided(a, shape, (sn, sh * stride, sw * stride, sh, sw, sc))
+    fit = ((h - kh) // stride + 1, (w - kw) // stride + 1)
+    if count is not None and (count[0] > fit[0] or count[1] > fit[1]):
+        raise ValueError(f"windows: {count} windows asked of an input that fits {fit}")
+    ho, wo = fit if count is None else count
+    return xp.as_strided(a, (n, ho, wo, kh, kw, c), (sn, sh * stride, sw * stride, sh, sw, sc))
 
 
 def read(a: Any, index: Index) -> Any:
