@@ -11,7 +11,9 @@ eps) (`InverseStd`, a node holding the value the forward pass found):
 
 With a scale and a shift (a batch norm's weight and bias), their gradients Σ u · x̂ and
 Σ u are the two sums that gradient takes anyway: `StandardizeGrad` hands them to two
-`GroupSum` nodes, so the backward pass takes no sum and no product twice.
+`GroupSum` nodes, so the backward pass takes no sum and no product twice. A batch norm's
+backward runs that composition on arrays, in one node (`AffineStandardizeGrad`, the same
+bits), and takes the composition itself only for second derivatives.
 
 That gradient is a function of (u, x̂, r) with a gradient of its own written in needle ops
 (`StandardizeGrad.gradient`), and x̂ and r are nodes of x, so standardize can be
