@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from needle.autograd import Tensor, TensorTuple, TensorTupleOp, fused_vjp_gradient
+from needle.autograd import Tensor, TensorTuple, TensorTupleOp
 from needle.backend_ndarray import api
+from needle.backward import fused_vjp_gradient
 from needle.errors import UsageError, unknown_choice
 from needle.ops import strided
 from needle.ops.elementwise import relu, tanh

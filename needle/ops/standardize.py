@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from needle.autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp, fused_vjp_gradient
+from needle.autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp
 from needle.backend_ndarray import api
+from needle.backward import fused_vjp_gradient
 from needle.errors import UsageError
 from needle.ops.registry import (
     OpParam,
