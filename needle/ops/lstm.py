@@ -21,6 +21,9 @@ is most of the step. Here it is one node forward and one backward:
   derivative of G along u), and in (z, c) the derivative of F along u (the Hessian of
   ⟨(dh′, dc′), G⟩ is symmetric). Both are written with the elementwise ops, so they can be
   differentiated again; they run only for second derivatives.
+
+The same step on arrays (`gates_forward`, `gates_vjp`) is what `ops.lstm_layer` runs at each
+step of a window (`LSTMCellSteps`, see needle/ops/recurrence.py).
 """
 
 from __future__ import annotations
@@ -98,14 +101,10 @@ class LSTMGatesGrad(TensorTupleOp):
         self.saved = saved
 
     def compute(self, z: Any, c: Any, dh: Any, dc: Any) -> tuple[Any, Any]:
-        xp, hidden = api(z), _hidden(z.shape, c.shape)
         saved, self.saved = self.saved, None  # the forward's activations stand for one call
         if saved is None:
-            i, f, g, o = gate_activations(z, hidden)
-            tanh_c = xp.tanh(xp.add(xp.multiply(f, c), xp.multiply(i, g)))
-        else:
-            i, f, g, o, tanh_c = saved
-        return gates_vjp((i, f, g, o, tanh_c), c, dh, dc)
+            saved = gates_forward(z, c, _hidden(z.shape, c.shape))[2]
+        return gates_vjp(saved, c, dh, dc)
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple):
         z, c, dh, dc = node.inputs

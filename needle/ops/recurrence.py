@@ -51,13 +51,12 @@ _ROWS = (slice(None), slice(None))
 class RNNCellSteps:
     """The Elman cell as `Recurrence` runs it: h′ = act(z), act tanh or relu; state (h,)."""
 
-    gates, state_size = 1, 1
+    name, gates, state_size = "rnn_layer", 1, 1
 
     def __init__(self, nonlinearity: str):
         if nonlinearity not in ("tanh", "relu"):
             raise unknown_choice("nonlinearity", nonlinearity, ("tanh", "relu"))
         self.nonlinearity = nonlinearity
-        self.name = "rnn_layer"
 
     def step(self, z: Any, state: tuple[Any, ...]) -> tuple[tuple[Any], Any]:
         xp = api(z)
