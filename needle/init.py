@@ -156,14 +156,15 @@ def one_hot(
     return _tensor(rows, device, dtype, requires_grad)
 
 
-def class_indices(i: Tensor | np.ndarray | Any, n: int) -> np.ndarray:
-    """The labels `i` as an integer array, checked to be whole numbers in [0, n)."""
+def class_indices(i: Tensor | np.ndarray | Any, n: int | None) -> np.ndarray:
+    """The labels `i` as an integer array, checked to be whole numbers, in [0, n) unless n
+    is None (for a caller whose op checks the range itself, as `ops.cross_entropy` does)."""
     labels = i.numpy() if isinstance(i, Tensor) else np.asarray(i)
     if labels.dtype.kind not in "iu":
         if labels.dtype.kind != "f" or not np.array_equal(labels, np.trunc(labels)):
             raise UsageError(f"one_hot: labels must be whole numbers (got {labels.dtype} values)")
         labels = labels.astype(np.intp)
-    if labels.size and (labels.min() < 0 or labels.max() >= n):
+    if n is not None and labels.size and (labels.min() < 0 or labels.max() >= n):
         bad = labels[(labels < 0) | (labels >= n)].flat[0]
         raise UsageError(f"one_hot: label {bad} is outside [0, {n}) for {n} classes")
     return labels

@@ -21,8 +21,9 @@ from needle.ops.shape import (
 )
 
 
-def _shift(z: Any, axes: tuple[int, ...]) -> Any:
-    """The maximum over `axes` (kept as size-1 axes), or 0 where that maximum is ±inf.
+def _shift(z: Any, axes: tuple[int, ...]) -> tuple[Any, bool]:
+    """The maximum over `axes` (kept as size-1 axes), or 0 where that maximum is ±inf; and
+    whether every slice had a finite maximum.
 
     Subtracting it keeps every exponent ≤ 0, so nothing overflows at 1e30. An infinite
     maximum (a slice of all −inf, or a +inf entry) is not subtracted: it would turn the
@@ -31,21 +32,23 @@ def _shift(z: Any, axes: tuple[int, ...]) -> Any:
     """
     xp = api(z)
     if z.size == 0:
-        return xp.zeros_like(z, shape=keepdims_shape(z.shape, axes))
+        return xp.zeros_like(z, shape=keepdims_shape(z.shape, axes)), False
     shift = xp.max(z, axis=axes, keepdims=True)
     finite = xp.isfinite(shift)
     if xp.all(finite):  # the usual case: skip building a replacement array
-        return shift
-    return xp.astype(xp.where(finite, shift, xp.zeros_like(shift)), z.dtype)
+        return shift, True
+    return xp.astype(xp.where(finite, shift, xp.zeros_like(shift)), z.dtype), False
 
 
-def _log_sum_exp_shifted(shifted: Any, axes: tuple[int, ...]) -> Any:
-    """log Σ exp(shifted) over `axes`, kept as size-1 axes, for `shifted` = z − _shift(z)."""
+def _log_sum_exp_shifted(shifted: Any, axes: tuple[int, ...], every_finite: bool) -> Any:
+    """log Σ exp(shifted) over `axes`, kept as size-1 axes, for `shifted` = z − _shift(z)
+    (`every_finite`: its second answer)."""
     xp = api(shifted)
     total = xp.sum(xp.exp(shifted), axis=axes, keepdims=True)
-    # A finite shift is some slice's maximum, so that slice's sum holds exp(0) = 1 and the
-    # log is finite. Only an all −inf slice (every term 0) or an empty one sums to 0:
-    # its log is −inf, the right answer, and not worth numpy's warning.
+    if every_finite:  # each slice's maximum shifted to 0: its sum holds exp(0) = 1
+        return xp.log(total)
+    # Only an all −inf slice (every term 0) or an empty one sums to 0: its log is −inf, the
+    # right answer, and not worth numpy's warning.
     with xp.errstate(divide="ignore"):
         return xp.log(total)
 
@@ -53,8 +56,8 @@ def _log_sum_exp_shifted(shifted: Any, axes: tuple[int, ...]) -> Any:
 def _stable_lse(z: Any, axes: tuple[int, ...]) -> Any:
     """log Σ exp(z) over `axes`, kept as size-1 axes."""
     xp = api(z)
-    shift = _shift(z, axes)
-    return xp.add(_log_sum_exp_shifted(xp.subtract(z, shift), axes), shift)
+    shift, every_finite = _shift(z, axes)
+    return xp.add(_log_sum_exp_shifted(xp.subtract(z, shift), axes, every_finite), shift)
 
 
 class LogSumExp(TensorOp):
@@ -103,8 +106,9 @@ class LogSoftmax(TensorOp):
         if z.ndim != 2:
             raise UsageError(f"logsoftmax takes a 2-D input, got shape {z.shape}")
         xp = api(z)
-        shifted = xp.subtract(z, _shift(z, (1,)))
-        return xp.subtract(shifted, _log_sum_exp_shifted(shifted, (1,)))
+        shift, every_finite = _shift(z, (1,))
+        shifted = xp.subtract(z, shift)
+        return xp.subtract(shifted, _log_sum_exp_shifted(shifted, (1,), every_finite))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
         rows = sum_to_shape(out_grad, (node.shape[0], 1))  # each row's Σ_j, kept as a column
@@ -135,7 +139,7 @@ class Softmax(TensorOp):
     def compute(self, z: Any) -> Any:
         axes = normalize_axes(self.axes, z.ndim)
         xp = api(z)
-        weights = xp.exp(xp.subtract(z, _shift(z, axes)))
+        weights = xp.exp(xp.subtract(z, _shift(z, axes)[0]))
         return xp.divide(weights, xp.sum(weights, axis=axes, keepdims=True))
 
     def gradient(self, out_grad: Tensor, node: Tensor):
