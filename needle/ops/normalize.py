@@ -21,6 +21,7 @@ from needle.errors import UsageError
 from needle.ops import strided
 from needle.ops.registry import OpParam, Setting, normal, positive, random_shape, register
 from needle.ops.shape import reshape, summation
+from needle.ops.standardize import GroupLayout
 
 
 class Normalize(TensorOp):
@@ -58,10 +59,14 @@ class Normalize(TensorOp):
         xp = api(x)
         s = xp.multiply(scale, xp.divide(1.0, xp.sqrt(xp.add(var, self.eps))))
         t = xp.subtract(shift, xp.multiply(mean, s))
+        axis = self.axis % x.ndim
+        layout = GroupLayout.of(x, tuple(i for i in range(x.ndim) if i != axis))
+        if layout.order is not None:  # the rows of x's memory, groups innermost
+            out = xp.multiply(layout.rows(x), s)
+            strided.add_into(out, (slice(None), slice(None)), t)  # one new array, not two
+            return layout.back(out)
         out = xp.multiply(x, xp.reshape(s, view))
-        # t added into x · s: one new array, not two.
-        t = xp.broadcast_to(xp.reshape(t, view), out.shape)
-        strided.add_into(out, (slice(None),) * out.ndim, t)
+        strided.add_into(out, (slice(None),) * out.ndim, xp.reshape(t, view))
         return out
 
     def gradient(self, out_grad: Tensor, node: Tensor):

@@ -60,8 +60,9 @@ def _statistics(x: Any, axes: tuple[int, ...], eps: float) -> tuple[Any, Any, An
     return centered, mean, var, xp.divide(1.0, xp.sqrt(xp.add(var, eps)))
 
 
-class _Layout:
-    """How the standardize ops compute on an input of one shape and memory order: as the
+class GroupLayout:
+    """How the per-group ops (standardize, normalize) compute on an input of one shape and
+    memory order: as the
     (M, C) rows of its memory when it has a single kept axis and that axis is innermost
     there (a numpy array only: BatchNorm2d's NCHW view of a conv's NHWC output, a batch of
     rows), so that every broadcast is a (C,) row against the rows, numpy's fastest form (an
@@ -77,7 +78,7 @@ class _Layout:
             self.inverse = tuple(order.index(axis) for axis in range(len(order)))
 
     @classmethod
-    def of(cls, a: Any, axes: tuple[int, ...]) -> _Layout:
+    def of(cls, a: Any, axes: tuple[int, ...]) -> GroupLayout:
         """The layout of `a`, made once per shape, memory order and axes (every batch norm
         asks for the same few on every step)."""
         numpy_array = type(a) is np.ndarray
@@ -108,7 +109,7 @@ class _Layout:
         return api(s).reshape(s, (1, -1) if self.order is not None else self.keep)
 
 
-_LAYOUTS: dict[tuple, _Layout] = {}
+_LAYOUTS: dict[tuple, GroupLayout] = {}
 
 
 def _row_order(a: Any, axes: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -125,7 +126,7 @@ def _standardized(x: Any, axes: Axes, eps: float, scale: Any, shift: Any) -> tup
     """`Standardize`'s arrays: (the output, μ and σ² with the standardized axes kept as
     size 1, (r, x̂) for the gradient; x̂ None when it is the output itself)."""
     axes = normalize_axes(axes, x.ndim)
-    layout, xp = _Layout.of(x, axes), api(x)
+    layout, xp = GroupLayout.of(x, axes), api(x)
     if scale is not None:
         groups = tuple(n for i, n in enumerate(x.shape) if i not in axes)
         for name, given in (("scale", scale), ("shift", shift)):
@@ -273,7 +274,7 @@ class StandardizeGrad(TensorOp):
         xp = api(u)
         axes = normalize_axes(self.axes, u.ndim)
         count = _count(u.shape, axes)
-        layout = _Layout.of(x_hat, axes)  # u is brought into x̂'s memory order
+        layout = GroupLayout.of(x_hat, axes)  # u is brought into x̂'s memory order
         groups = tuple(n for i, n in enumerate(u.shape) if i not in axes)
         u, x_hat, axes = layout.rows(u), layout.rows(x_hat), layout.axes
         sum_u = xp.sum(u, axis=axes, keepdims=True)
