@@ -174,3 +174,21 @@ def test_the_affine_gradient_differentiates_in_its_out_grad_too(order):
     grad_op = lambda *t: ops.AffineStandardizeGrad((0,), 0.1)(*t)  # noqa: E731
     report = check_gradients(grad_op, [x, scale, shift, u], order=order)
     assert report.passed, report.inputs
+
+
+def test_batchnorm2d_evaluation_on_a_view_of_nhwc_memory_equals_it_on_nchw_memory():
+    # normalize reads an NCHW view of NHWC memory as the rows of that memory: the same
+    # numbers as on the images laid out NCHW, and as the definition.
+    rng = np.random.default_rng(16)
+    nhwc = rng.standard_normal((3, 4, 5, 2))
+    bn = nn.BatchNorm2d(2, dtype="float64").eval()
+    bn.running_mean.data = ndl.Tensor(np.array([0.3, -1.0]))
+    bn.running_var.data = ndl.Tensor(np.array([2.0, 0.5]))
+    bn.weight.data, bn.bias.data = ndl.Tensor(np.array([1.5, -0.5])), ndl.Tensor(np.ones(2))
+    view = nhwc.transpose(0, 3, 1, 2)
+    outs = [bn(ndl.Tensor(images)).numpy() for images in (view, np.ascontiguousarray(view))]
+    np.testing.assert_array_equal(outs[0], outs[1])  # every number the same
+    along = (1, 2, 1, 1)
+    mean, var = np.array([0.3, -1.0]).reshape(along), np.array([2.0, 0.5]).reshape(along)
+    w, b = np.array([1.5, -0.5]).reshape(along), 1.0
+    np.testing.assert_allclose(outs[0], (view - mean) / np.sqrt(var + 1e-5) * w + b, rtol=1e-12)
