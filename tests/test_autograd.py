@@ -140,6 +140,19 @@ def test_vjp_sums_over_outputs_and_assembles_a_tuple_input():
     np.testing.assert_array_equal(np.concatenate(got), [5.0 + 2.0, 1.0, 0.0])
 
 
+def test_fused_vjp_gradient_is_the_gradient_of_the_vjp_of_its_composition():
+    # F(x, u) = vjp of x ↦ x³ at x under u = 3x²·u; its gradient under w: in x 6x·u·w, in
+    # u 3x²·w. A composition that ignores its input gives no gradient at all.
+    from needle.backward import fused_vjp_gradient
+
+    x, u, w = (Tensor(np.array(v)) for v in ([1.0, -2.0], [0.5, 3.0], [2.0, 1.0]))
+    grad_x, grad_u = fused_vjp_gradient(lambda t: t * t * t, [x, u], 1, w)
+    np.testing.assert_allclose(grad_x.numpy(), 6 * x.numpy() * u.numpy() * w.numpy())
+    np.testing.assert_allclose(grad_u.numpy(), 3 * x.numpy() ** 2 * w.numpy())
+    constant = Tensor(np.ones(2), requires_grad=False)
+    assert fused_vjp_gradient(lambda t: constant, [x, u], 1, w) == (None, None)
+
+
 def test_backward_of_a_constant_raises_and_keeps_every_grad():
     # x * 3's gradient is out_grad · 3, a constant: x.grad.sum() does not depend on x, so a
     # backward() there could write nothing, and x.grad silently kept the first gradient.
