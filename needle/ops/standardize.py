@@ -71,6 +71,8 @@ class GroupLayout:
 
     def __init__(self, a: Any, axes: tuple[int, ...]):
         self.shape, self.keep = a.shape, keepdims_shape(a.shape, axes)
+        self.groups = tuple(n for i, n in enumerate(a.shape) if i not in axes)  # axes dropped
+        self.count = _count(a.shape, axes)  # entries in each group
         self.order = order = _row_order(a, axes)
         self.axes = (0,) if order is not None else axes
         if order is not None:
@@ -128,13 +130,12 @@ def _standardized(x: Any, axes: Axes, eps: float, scale: Any, shift: Any) -> tup
     axes = normalize_axes(axes, x.ndim)
     layout, xp = GroupLayout.of(x, axes), api(x)
     if scale is not None:
-        groups = tuple(n for i, n in enumerate(x.shape) if i not in axes)
         for name, given in (("scale", scale), ("shift", shift)):
-            if given.shape not in (layout.keep, groups):
+            if given.shape != layout.groups and given.shape != layout.keep:
                 raise UsageError(
                     f"standardize: the {name} has shape {given.shape}; one per group "
                     f"over axes {axes} of an input of shape {x.shape} is {layout.keep} "
-                    f"or {groups}"
+                    f"or {layout.groups}"
                 )
     centered, mean, var, inverse_std = _statistics(layout.rows(x), layout.axes, eps)
     mean, var, r = (xp.reshape(stat, layout.keep) for stat in (mean, var, inverse_std))
@@ -272,16 +273,13 @@ class StandardizeGrad(TensorOp):
 
     def compute(self, u: Any, x_hat: Any, r: Any) -> Any:
         xp = api(u)
-        axes = normalize_axes(self.axes, u.ndim)
-        count = _count(u.shape, axes)
-        layout = GroupLayout.of(x_hat, axes)  # u is brought into x̂'s memory order
-        groups = tuple(n for i, n in enumerate(u.shape) if i not in axes)
+        layout = GroupLayout.of(x_hat, normalize_axes(self.axes, u.ndim))  # u into x̂'s order
         u, x_hat, axes = layout.rows(u), layout.rows(x_hat), layout.axes
         sum_u = xp.sum(u, axis=axes, keepdims=True)
         sum_ux = xp.sum(xp.multiply(u, x_hat), axis=axes, keepdims=True)
         # Kept for the scale's and the shift's gradients (`GroupSum`), the axes dropped.
-        self.sums = (xp.reshape(sum_ux, groups), xp.reshape(sum_u, groups))
-        mean_u, mean_ux = xp.divide(sum_u, count), xp.divide(sum_ux, count)
+        self.sums = (xp.reshape(sum_ux, layout.groups), xp.reshape(sum_u, layout.groups))
+        mean_u, mean_ux = xp.divide(sum_u, layout.count), xp.divide(sum_ux, layout.count)
         projected = xp.subtract(xp.subtract(u, mean_u), xp.multiply(x_hat, mean_ux))
         return layout.back(xp.multiply(projected, layout.per_group(r)))
 
