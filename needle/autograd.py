@@ -10,7 +10,7 @@ value holding several arrays (what `split` returns).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -355,6 +355,11 @@ class TensorTuple(Value):
 
     def __getitem__(self, index: int) -> Tensor:
         return ops.tuple_get_item(self, index)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        """Its elements in order (`for x in split(…)`, `a, b = …`): without this, Python
+        would index until an IndexError, and an index out of range is a UsageError here."""
+        return iter(self.tuple())
 
     def __add__(self, other: TensorTuple) -> TensorTuple:
         """Element by element, as the backward pass sums two adjoints of a tuple."""

@@ -126,6 +126,19 @@ def test_tensor_tuple_api():
     assert len(constant) == 2 and not constant.requires_grad
 
 
+def test_a_tensor_tuple_iterates_and_unpacks_like_a_tuple():
+    # `for x in split(...)` and `a, b = split(...)`: Python iterates by __getitem__ until an
+    # IndexError, and an out-of-range index is a UsageError here, so iteration is its own.
+    x = ndl.Tensor(np.arange(6.0).reshape(3, 2))
+    parts = ndl.split(x, 0)
+    rows = list(parts)
+    assert len(rows) == 3 and all(isinstance(r, ndl.Tensor) for r in rows)
+    first, second, third = parts
+    np.testing.assert_array_equal(third.numpy(), [4.0, 5.0])
+    (first * 2 + second).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[2.0, 2.0], [1.0, 1.0], [0.0, 0.0]])
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
