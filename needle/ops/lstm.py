@@ -60,10 +60,13 @@ def _hidden(z_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _gate_scales(hidden: int, dtype: str) -> np.ndarray:
-    """(2, 4H): 1/2 in the columns of i, f, o, 1 in g's, then 1/2 and 0 (`gate_activations`)."""
+def _gate_scales(hidden: int, dtype: str, device: Any) -> tuple[Any, Any]:
+    """The (4H,) rows 1/2 in the columns of i, f, o and 1 in g's, then 1/2 and 0
+    (`gate_activations`), as arrays of `device` (None: numpy): made once, not on every step
+    of every window (on cuda() each would be a copy to the GPU)."""
     half = [0.5] * hidden
-    return np.asarray([half * 2 + [1.0] * hidden + half, half * 2 + [0.0] * hidden + half], dtype)
+    rows = np.asarray([half * 2 + [1.0] * hidden + half, half * 2 + [0.0] * hidden + half], dtype)
+    return tuple(rows) if device is None else tuple(device.array(r, dtype=dtype) for r in rows)
 
 
 def gate_activations(z: Any, hidden: int) -> tuple[Any, Any, Any, Any]:
@@ -72,9 +75,8 @@ def gate_activations(z: Any, hidden: int) -> tuple[Any, Any, Any, Any]:
     very negative x to within float rounding of ½, not of σ itself; a gate multiplies, so
     that is the error that matters. Three times faster than `ops.sigmoid`'s two branches.)"""
     xp = api(z)
-    scale, shift = _gate_scales(hidden, str(z.dtype))
-    if type(z) is not np.ndarray:
-        scale, shift = (device_of(z).array(v, dtype=z.dtype) for v in (scale, shift))
+    device = None if type(z) is np.ndarray else device_of(z)
+    scale, shift = _gate_scales(hidden, str(z.dtype), device)
     return _columns(xp.add(xp.multiply(xp.tanh(xp.multiply(z, scale)), scale), shift), hidden)
 
 
