@@ -48,14 +48,17 @@ from needle.ops.tuples import split, stack
 _ROWS = (slice(None), slice(None))
 
 
+NONLINEARITIES = ("tanh", "relu")  # an Elman cell's activations
+
+
 class RNNCellSteps:
     """The Elman cell as `Recurrence` runs it: h′ = act(z), act tanh or relu; state (h,)."""
 
     name, gates, state_size = "rnn_layer", 1, 1
 
     def __init__(self, nonlinearity: str):
-        if nonlinearity not in ("tanh", "relu"):
-            raise unknown_choice("nonlinearity", nonlinearity, ("tanh", "relu"))
+        if nonlinearity not in NONLINEARITIES:
+            raise unknown_choice("nonlinearity", nonlinearity, NONLINEARITIES)
         self.nonlinearity = nonlinearity
 
     def step(self, z: Any, state: tuple[Any, ...]) -> tuple[tuple[Any], Any]:
@@ -204,13 +207,13 @@ def lstm_layer(z_input: Tensor, w_hh: Tensor, h0: Tensor, c0: Tensor) -> TensorT
     return Recurrence(LSTM_STEPS)(z_input, w_hh, h0, c0)
 
 
+RNN_STEPS = {name: RNNCellSteps(name) for name in NONLINEARITIES}
+
+
 def _rnn_case(rng: np.random.Generator):
     steps, batch, hidden = (int(n) for n in rng.integers(1, 4, 3))
-    nonlinearity = ("tanh", "relu")[int(rng.integers(0, 2))]
+    nonlinearity = NONLINEARITIES[int(rng.integers(0, len(NONLINEARITIES)))]
     return {"nonlinearity": nonlinearity}, _layer_shapes(steps, batch, hidden, RNN_STEPS["tanh"])
-
-
-RNN_STEPS = {name: RNNCellSteps(name) for name in ("tanh", "relu")}
 
 
 @register(
@@ -222,12 +225,12 @@ RNN_STEPS = {name: RNNCellSteps(name) for name in ("tanh", "relu")}
             "choice",
             "the activation, tanh or relu",
             default="tanh",
-            choices=("tanh", "relu"),
+            choices=NONLINEARITIES,
         )
     ],
     shapes_for=lambda p: _layer_shapes(3, 2, 2, RNN_STEPS["tanh"]),
     random_case=_rnn_case,
-    settings=[{"nonlinearity": "tanh"}, {"nonlinearity": "relu"}],
+    settings=[{"nonlinearity": name} for name in NONLINEARITIES],
     nondifferentiable="a pre-activation at 0, with relu (relu'(0) is taken as 0)",
 )
 def rnn_layer(z_input: Tensor, w_hh: Tensor, h0: Tensor, nonlinearity: str = "tanh") -> TensorTuple:
@@ -235,5 +238,5 @@ def rnn_layer(z_input: Tensor, w_hh: Tensor, h0: Tensor, nonlinearity: str = "ta
     z_input (T, B, H), the recurrent weight W_hh (H, H) and the state h0, with
     h_t = act(z_input[t] + h_{t−1}·W_hh), act tanh or relu."""
     if nonlinearity not in RNN_STEPS:
-        raise unknown_choice("nonlinearity", nonlinearity, RNN_STEPS)
+        raise unknown_choice("nonlinearity", nonlinearity, NONLINEARITIES)
     return Recurrence(RNN_STEPS[nonlinearity])(z_input, w_hh, h0)

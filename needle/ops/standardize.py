@@ -62,12 +62,11 @@ def _statistics(x: Any, axes: tuple[int, ...], eps: float) -> tuple[Any, Any, An
 
 class GroupLayout:
     """How the per-group ops (standardize, normalize) compute on an input of one shape and
-    memory order: as the
-    (M, C) rows of its memory when it has a single kept axis and that axis is innermost
-    there (a numpy array only: BatchNorm2d's NCHW view of a conv's NHWC output, a batch of
-    rows), so that every broadcast is a (C,) row against the rows, numpy's fastest form (an
-    NCHW view broadcast against (1, C, 1, 1) took 1.3× as long at the MNIST CNN's first
-    layer); else as it is, reducing over the standardized axes."""
+    memory order: as the (M, C) rows of its memory when it has a single kept axis and that
+    axis is innermost there (a numpy array only: BatchNorm2d's NCHW view of a conv's NHWC
+    output, a batch of rows), so that every broadcast is a (C,) row against the rows,
+    numpy's fastest form (an NCHW view broadcast against (1, C, 1, 1) took 1.3× as long at
+    the MNIST CNN's first layer); else as it is, reducing over the standardized axes."""
 
     def __init__(self, a: Any, axes: tuple[int, ...]):
         self.shape, self.keep = a.shape, keepdims_shape(a.shape, axes)
