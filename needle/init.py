@@ -156,17 +156,21 @@ def one_hot(
     return _tensor(rows, device, dtype, requires_grad)
 
 
-def class_indices(i: Tensor | np.ndarray | Any, n: int | None) -> np.ndarray:
+def class_indices(
+    i: Tensor | np.ndarray | Any, n: int | None, *, op: str = "one_hot", name: str = "label"
+) -> np.ndarray:
     """The labels `i` as an integer array, checked to be whole numbers, in [0, n) unless n
-    is None (for a caller whose op checks the range itself, as `ops.cross_entropy` does)."""
+    is None (for a caller whose op checks the range itself, as `ops.cross_entropy` does).
+    An error names `op`, the caller, and calls each entry a `name` (a token id for
+    `Embedding`)."""
     labels = i.numpy() if isinstance(i, Tensor) else np.asarray(i)
     if labels.dtype.kind not in "iu":
         if labels.dtype.kind != "f" or not np.array_equal(labels, np.trunc(labels)):
-            raise UsageError(f"one_hot: labels must be whole numbers (got {labels.dtype} values)")
+            raise UsageError(f"{op}: {name}s must be whole numbers (got {labels.dtype} values)")
         labels = labels.astype(np.intp)
     if n is not None and labels.size and (labels.min() < 0 or labels.max() >= n):
         bad = labels[(labels < 0) | (labels >= n)].flat[0]
-        raise UsageError(f"one_hot: label {bad} is outside [0, {n}) for {n} classes")
+        raise UsageError(f"{op}: {name} {bad} is outside [0, {n})")
     return labels
 
 

@@ -46,5 +46,7 @@ def test_embedding_draws_one_randn_and_looks_rows_up(num, dim, steps, batch, see
 
 def test_embedding_refuses_ids_out_of_range():
     layer = nn.Embedding(3, 2)
-    with pytest.raises(UsageError, match="3"):
+    with pytest.raises(UsageError, match=r"^Embedding: token id 3 is outside \[0, 3\)$"):
         layer(ndl.Tensor(np.array([[3.0]]), requires_grad=False))
+    with pytest.raises(UsageError, match=r"^Embedding: token ids must be whole numbers"):
+        layer(ndl.Tensor(np.array([[0.5]]), requires_grad=False))

@@ -264,7 +264,7 @@ class SoftmaxLoss(Module):
 
     def forward(self, logits: Tensor, y: Tensor) -> Tensor:
         # cross_entropy checks the labels' range against the logits itself: not twice.
-        return ops.cross_entropy(logits, init.class_indices(y, None))
+        return ops.cross_entropy(logits, init.class_indices(y, None, op="SoftmaxLoss"))
 
 
 class BatchNorm1d(Module):

@@ -48,7 +48,7 @@ class Embedding(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(T, B) ids → (T, B, embedding_dim)."""
-        ids = init.class_indices(x, self.num_embeddings)
+        ids = init.class_indices(x, self.num_embeddings, op="Embedding", name="token id")
         rows = ops.gather_rows(self.weight, ids.reshape(-1))
         return ops.reshape(rows, (*ids.shape, self.embedding_dim))
 
