@@ -186,6 +186,10 @@ def test_batchnorm2d_evaluation_on_a_view_of_nhwc_memory_equals_it_on_nchw_memor
     bn.running_var.data = ndl.Tensor(np.array([2.0, 0.5]))
     bn.weight.data, bn.bias.data = ndl.Tensor(np.array([1.5, -0.5])), ndl.Tensor(np.ones(2))
     view = nhwc.transpose(0, 3, 1, 2)
+    from needle.ops.standardize import GroupLayout
+
+    layouts = [GroupLayout.of(a, (0, 2, 3)).order for a in (view, np.ascontiguousarray(view))]
+    assert layouts[0] is not None and layouts[1] is None  # one image each way
     outs = [bn(ndl.Tensor(images)).numpy() for images in (view, np.ascontiguousarray(view))]
     np.testing.assert_array_equal(outs[0], outs[1])  # every number the same
     along = (1, 2, 1, 1)
