@@ -157,13 +157,14 @@ class LSTMCell(_Cell):
 
     def _gates(self, z: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
         if c is None:  # σ(f)·0 + σ(i)·tanh(g) is σ(i)·tanh(g) exactly
-            c = _zero_state(z)
+            c = _zero_state(z, self.hidden_size)
         return ops.lstm_gates(z, c).tuple()
 
 
-def _zero_state(z: Tensor, gates: int = 4) -> Tensor:
-    """Zeros (B, H) for pre-activations z (…, B, gates·H): a state that was not given."""
-    return init.zeros(z.shape[-2], z.shape[-1] // gates, device=z.device, dtype=z.dtype)
+def _zero_state(z: Tensor, hidden: int) -> Tensor:
+    """Zeros (B, hidden) for pre-activations z (…, B, ·), of z's device and dtype: a state
+    that was not given."""
+    return init.zeros(z.shape[-2], hidden, device=z.device, dtype=z.dtype)
 
 
 def _check_sequence(X: Tensor, input_size: int, layer: str) -> None:
@@ -216,7 +217,7 @@ class RNN(Module):
         for cell, h in zip(self.rnn_cells, starts, strict=True):
             z_input = cell.input_part(X)
             if h is None:
-                h = _zero_state(z_input, gates=1)
+                h = _zero_state(z_input, cell.hidden_size)
             X, h = ops.rnn_layer(z_input, cell.W_hh, h, cell.nonlinearity).tuple()
             finals.append(h)
         return X, ops.stack(finals, 0)
@@ -260,7 +261,7 @@ class LSTM(Module):
         for cell, (h_t, c_t) in zip(self.lstm_cells, starts, strict=True):
             z_input = cell.input_part(X)
             if h_t is None:
-                h_t = c_t = _zero_state(z_input)
+                h_t = c_t = _zero_state(z_input, cell.hidden_size)
             X, h_t, c_t = ops.lstm_layer(z_input, cell.W_hh, h_t, c_t).tuple()
             final_h.append(h_t)
             final_c.append(c_t)
