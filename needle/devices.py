@@ -6,13 +6,15 @@ Storage follows the device: on `cpu_numpy()` a tensor's `cached_data` is a numpy
 `needle.backend_ndarray.NDArray` (over numpy, or over CuPy). All of them live in one process.
 `NEEDLE_BACKEND`, read once at import into `BACKEND`, only picks `default_device()`, where
 tensors go when no device is given: `np` (the default) → cpu_numpy(), `nd` → cpu().
+`using_device(d)` makes d the default within a block (a training run's `train.device`).
 docs/spec.md ("Devices and backends") says why np is the default.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,17 @@ import numpy as np
 from needle.backend_ndarray import BackendDevice, NDArray, all_devices, cpu, cpu_numpy, cuda
 from needle.errors import UsageError
 
-__all__ = ["BACKEND", "BACKENDS", "Device", "all_devices", "cpu", "cpu_numpy", "cuda"]
+__all__ = [
+    "BACKEND",
+    "BACKENDS",
+    "Device",
+    "all_devices",
+    "cpu",
+    "cpu_numpy",
+    "cuda",
+    "device_named",
+    "using_device",
+]
 
 Device = BackendDevice
 BACKENDS = ("np", "nd")
@@ -40,8 +52,35 @@ _DEFAULT = cpu() if BACKEND == "nd" else CPU_NUMPY
 
 def default_device() -> BackendDevice:
     """Where tensors go when no device is given: cpu() under NEEDLE_BACKEND=nd, else
-    cpu_numpy()."""
+    cpu_numpy(); inside `using_device(d)`, d."""
     return _DEFAULT
+
+
+def device_named(name: str) -> BackendDevice:
+    """The device called `name` ("cpu_numpy", "cpu" or "cuda"), enabled or not."""
+    for device in all_devices():
+        if device.name == name:
+            return device
+    names = ", ".join(d.name for d in all_devices())
+    raise DeviceError(f"unknown device {name!r}; valid: {names}")
+
+
+@contextlib.contextmanager
+def using_device(device: BackendDevice) -> Iterator[BackendDevice]:
+    """Within the block, `default_device()` is `device`: the tensors, parameters and batches
+    made there without a device go to it (a training run on one device, `train.device`).
+    The previous default comes back on leaving, by an exception too. Not thread-local: one
+    run at a time per process. A device that is not enabled is refused (UsageError)."""
+    global _DEFAULT
+    if not isinstance(device, BackendDevice):
+        raise DeviceError(f"using_device takes a device, got {device!r}")
+    if not device.enabled():
+        raise UsageError(f"{device} is not enabled: it needs CuPy and a CUDA GPU")
+    before, _DEFAULT = _DEFAULT, device
+    try:
+        yield device
+    finally:
+        _DEFAULT = before
 
 
 def device_of(data: Any) -> BackendDevice:

@@ -27,9 +27,11 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
+from needle.devices import all_devices
 from needle.errors import ConfigError, UsageError
 from needle.train.constructors import name_or_mapping
 from needle.train.datasets import GENERATOR, DataConfig, names
@@ -38,6 +40,7 @@ from needle.train.fields import (
     Positive,
     PositiveFloat,
     Strict,
+    check_choice,
 )
 from needle.train.layers import LayerSpec, ModelConfig, Residual
 from needle.train.optimizers import OptimizerConfig
@@ -48,6 +51,9 @@ from needle.train.source import KeyPath, SourceMap, read_yaml, show_value
 # Derived from the dataset registry, for the modules that still ask config for them.
 GENERATED = names(GENERATOR)
 DATASETS = names()
+# `train.device`'s choices: every device needle has, enabled here or not (a config names
+# where it runs; whether this machine has that device is checked when the run starts).
+DEVICE_NAMES = tuple(device.name for device in all_devices())
 
 
 class TrainSettings(Strict):
@@ -75,6 +81,17 @@ class TrainSettings(Strict):
         description="write per-layer weight and gradient norms, update ratios and dead ReLUs "
         "into metrics.jsonl each epoch",
     )
+    device: str | None = Field(
+        None,
+        description="where the run computes: cpu_numpy (numpy arrays), cpu (needle's NDArray) "
+        "or cuda (NDArray over CuPy: needs a GPU); default: NEEDLE_BACKEND's",
+        json_schema_extra={"enum": list(DEVICE_NAMES)},
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str | None) -> str | None:
+        return None if value is None else check_choice("device", DEVICE_NAMES, value)
 
     @model_validator(mode="after")
     def _check_together(self) -> TrainSettings:

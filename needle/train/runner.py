@@ -35,6 +35,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from needle.devices import using_device
 from needle.errors import ConfigError, NeedleError, UsageError
 from needle.fileio import TEMP_PREFIX
 from needle.train.checkpoint import (
@@ -268,7 +269,8 @@ def _run(
         *early,
         _SignalStop(stop),
     ]
-    fit(session.train_loader, session.val_loader, loop, everything, rest=rest)
+    with using_device(session.device):
+        fit(session.train_loader, session.val_loader, loop, everything, rest=rest)
     assert folder.result is not None  # fit always ends with on_stop
     return folder.result
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from needle import nn, optim
 from needle.data import DataLoader, NDArrayDataset
+from needle.devices import Device, all_devices, default_device, device_named, using_device
 from needle.errors import ConfigError, NeedleError, NeedleWarning
 from needle.train.build import LayerSummary, build_model, plan_model
 from needle.train.checkpoint import Checkpoint, EpochMetrics
@@ -41,6 +42,7 @@ class Session:
     optimizer: optim.Optimizer
     train_loader: DataLoader | Windows  # Windows for a language model
     val_loader: DataLoader | Windows
+    device: Device  # where the model and the batches live (`train.device`)
 
     @property
     def parameter_count(self) -> int:
@@ -73,9 +75,32 @@ class Session:
 
 def prepare(config: TrainConfig, *, normalization: Normalization | None = None) -> Session:
     """Load the data (scaled with a resumed run's `normalization`, if it has one) and build the
-    model and optimizer, checking that everything fits, before anything is written. Seeds
-    numpy's global RNG with `config.seed` first. Features that look unscaled get a
-    NeedleWarning."""
+    model and optimizer on `train.device`, checking that everything fits, before anything is
+    written. Seeds numpy's global RNG with `config.seed` first. Features that look unscaled
+    get a NeedleWarning."""
+    device = run_device(config)
+    with using_device(device):
+        return _prepare(config, normalization, device)
+
+
+def run_device(config: TrainConfig) -> Device:
+    """The device `train.device` names (default: `default_device()`), or a ConfigError at
+    that key when this machine cannot compute on it."""
+    name = config.train.device
+    if name is None:
+        return default_device()
+    device = device_named(name)
+    if not device.enabled():
+        enabled = ", ".join(d.name for d in all_devices() if d.enabled())
+        raise config.error(
+            ("train", "device"),
+            f"{name} is not enabled on this machine: it needs CuPy and a CUDA GPU "
+            f"(valid here: {enabled})",
+        )
+    return device
+
+
+def _prepare(config: TrainConfig, normalization: Normalization | None, device: Device) -> Session:
     generated = config.data.dataset in GENERATED
     with _memory_for(config, ("data", "samples" if generated else "path"), "the data"):
         data = load_data(config, normalization=normalization)
@@ -89,7 +114,7 @@ def prepare(config: TrainConfig, *, normalization: Normalization | None = None) 
         optimizer = config.train.optimizer.build(model.parameters())
         train_windows, val_windows = language_windows(config, data)
         return Session(
-            config, data, LanguageModel(model), plan, optimizer, train_windows, val_windows
+            config, data, LanguageModel(model), plan, optimizer, train_windows, val_windows, device
         )
     shape = model_input(config, data.sample_shape, data.num_classes)
     model, plan = build_checked_model(config, shape, data.num_classes)
@@ -103,7 +128,7 @@ def prepare(config: TrainConfig, *, normalization: Normalization | None = None) 
     train_loader = DataLoader(train_set, batch_size=batch, shuffle=config.train.shuffle)
     val_set = NDArrayDataset(as_input(data.val.X, shape), data.val.y)  # never augmented
     val_loader = DataLoader(val_set, batch_size=batch)
-    return Session(config, data, model, plan, optimizer, train_loader, val_loader)
+    return Session(config, data, model, plan, optimizer, train_loader, val_loader, device)
 
 
 @contextlib.contextmanager
