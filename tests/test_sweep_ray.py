@@ -7,6 +7,7 @@ rerun does the rest; without Ray, `--ray` is one line saying how to install it."
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -101,10 +102,14 @@ def test_an_interrupted_trial_resumes_on_ray_into_its_own_folder(local_ray, conf
     assert len([p for p in out.iterdir() if p.is_dir()]) == 2
 
 
-def test_without_ray_the_option_says_how_to_install_it(config, monkeypatch):
+def test_without_ray_the_option_says_how_to_install_it_and_writes_nothing(
+    config, monkeypatch, tmp_path
+):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
-    result = CliRunner().invoke(app, ["sweep", str(config), "--grid", GRID, "--ray", "auto"])
-    assert one_line_error(result, 2) == RAY_MISSING
+    out = tmp_path / "sweep"
+    args = ["sweep", str(config), "--grid", GRID, "--ray", "auto", "--out", str(out)]
+    assert one_line_error(CliRunner().invoke(app, args), 2) == RAY_MISSING
+    assert not out.exists()
 
 
 def test_workers_and_ray_together_are_refused_in_one_line(config):
@@ -132,3 +137,32 @@ def test_a_stopped_sweep_on_ray_keeps_finished_trials_and_a_rerun_does_the_rest(
     assert all(t.finished for t in rest.trials)
     assert {t.id for t in rest.trials if t.reused} == {t.id for t in done}
     assert len([p for p in out.iterdir() if p.is_dir()]) == len(trials)
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_an_address_where_nothing_listens_is_one_line_at_once_and_writes_nothing(
+    config, monkeypatch, tmp_path, scheme
+):
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'needle[ray]'")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh process
+
+    def never(*args, **kwargs):  # ray.init would retry such an address for minutes
+        raise AssertionError("ray.init was called")
+
+    monkeypatch.setattr(ray, "init", never)
+    address = f"{scheme}127.0.0.1:{_closed_port()}"
+    out = tmp_path / "sweep"
+    args = ["sweep", str(config), "--grid", GRID, "--ray", address, "--out", str(out)]
+    message = one_line_error(CliRunner().invoke(app, args), 1)
+    assert message.startswith(
+        f"--ray {address}: cannot connect to a Ray cluster (nothing answers at "
+        f"127.0.0.1:{address.rpartition(':')[2]}: Connection refused); give auto, "
+    ), message
+    assert not out.exists()

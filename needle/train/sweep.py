@@ -327,6 +327,10 @@ def run_sweep(
     config_path, out = str(config_path), Path(out)
     for trial in trials:
         load_config(config_path, trial.overrides)
+    if ray is not None:  # a cluster that cannot be reached is said before any folder is made
+        from needle.train.sweep_ray import check_cluster
+
+        check_cluster(ray)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

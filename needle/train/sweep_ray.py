@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from needle.train.signals import StopFlag
 
 RAY_MISSING = "--ray needs Ray: pip install 'needle[ray]'"
 ADDRESSES = "auto, ray://HOST:PORT or local"
+CONNECT_SECONDS = 5.0  # how long a cluster's address may take to accept a connection
 
 
 def import_ray() -> Any:
@@ -42,14 +44,24 @@ def import_ray() -> Any:
     return ray
 
 
-def _connect(ray: Any, address: str) -> bool:
-    """Connect to the cluster at `address` (`local` starts one for the sweep); True when this
-    call connected, so the sweep disconnects at its end. A process already connected (a
-    program, a test) keeps its connection."""
+def check_cluster(address: str) -> None:
+    """What can be known of `--ray address` before a sweep writes anything: Ray is installed,
+    the address is given and, for HOST:PORT, something answers there. A process already
+    connected (a program, a test) keeps its connection, whatever the address."""
+    ray = import_ray()
     if ray.is_initialized():
-        return False
+        return
     if not address.strip():
         raise UsageError(f"--ray '{address}': give a cluster's address: {ADDRESSES}")
+    _check_answers(address)
+
+
+def _connect(ray: Any, address: str) -> bool:
+    """Connect to the cluster at `address` (`local` starts one for the sweep), checked first
+    by `check_cluster`; True when this call connected, so the sweep disconnects at its end.
+    A process already connected keeps its connection."""
+    if ray.is_initialized():
+        return False
     try:
         ray.init(address=address, include_dashboard=False, logging_level="warning")
     except (ConnectionError, RuntimeError, ValueError) as err:
@@ -58,6 +70,24 @@ def _connect(ray: Any, address: str) -> bool:
             f"--ray {address}: cannot connect to a Ray cluster ({reason}); give {ADDRESSES}"
         ) from None
     return True
+
+
+def _check_answers(address: str) -> None:
+    """NeedleError unless something accepts a connection at a HOST:PORT `address` (or
+    ray://HOST:PORT) within CONNECT_SECONDS. `ray.init` retries an address where nothing
+    listens for minutes, printing a warning every few seconds; this says so at once.
+    `auto`, `local` and addresses without a port are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as err:
+        reason = err.strerror or str(err) or type(err).__name__
+        raise NeedleError(
+            f"--ray {address}: cannot connect to a Ray cluster (nothing answers at "
+            f"{host}:{port}: {reason}); give {ADDRESSES}"
+        ) from None
 
 
 def read_folder(folder: Path) -> dict[str, bytes]:
