@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from needle.backend_ndarray import BackendDevice, NDArray, all_devices, cpu, cpu_numpy, cuda
+from needle.backend_ndarray.device import NEEDS
 from needle.errors import UsageError
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "cuda",
     "device_named",
     "using_device",
+    "NEEDS",
 ]
 
 Device = BackendDevice
@@ -75,7 +77,7 @@ def using_device(device: BackendDevice) -> Iterator[BackendDevice]:
     if not isinstance(device, BackendDevice):
         raise DeviceError(f"using_device takes a device, got {device!r}")
     if not device.enabled():
-        raise UsageError(f"{device} is not enabled: it needs CuPy and a CUDA GPU")
+        raise UsageError(f"{device} is not enabled: {NEEDS}")
     before, _DEFAULT = _DEFAULT, device
     try:
         yield device

@@ -27,6 +27,10 @@ from needle.errors import UsageError
 NUMPY_KERNELS = ArrayBackend(numpy, to_host=numpy.array)
 
 
+# What a device that is not enabled lacks (only cuda() can be), for the errors that say so.
+NEEDS = "it needs CuPy and a CUDA GPU"
+
+
 class BackendDevice:
     """A named device over a backend module; attributes it lacks are the module's kernels
     (`cpu().Array(n)`, `cpu().matmul_tiled`, `cpu().__tile_size__`), as in the course."""
@@ -82,7 +86,7 @@ class BackendDevice:
     def check_holds_ndarrays(self) -> None:
         """Raise UsageError unless NDArrays can live on this device."""
         if self.mod is None:
-            raise UsageError(f"{self} is not enabled: it needs CuPy and a CUDA GPU")
+            raise UsageError(f"{self} is not enabled: {NEEDS}")
         if not isinstance(self.mod, ArrayBackend):
             raise UsageError(f"{self} holds plain numpy arrays, not NDArrays; use cpu() for those")
 

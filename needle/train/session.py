@@ -16,7 +16,14 @@ import numpy as np
 
 from needle import nn, optim
 from needle.data import DataLoader, NDArrayDataset
-from needle.devices import Device, all_devices, default_device, device_named, using_device
+from needle.devices import (
+    NEEDS,
+    Device,
+    all_devices,
+    default_device,
+    device_named,
+    using_device,
+)
 from needle.errors import ConfigError, NeedleError, NeedleWarning
 from needle.train.build import LayerSummary, build_model, plan_model
 from needle.train.checkpoint import Checkpoint, EpochMetrics
@@ -94,8 +101,7 @@ def run_device(config: TrainConfig) -> Device:
         enabled = ", ".join(d.name for d in all_devices() if d.enabled())
         raise config.error(
             ("train", "device"),
-            f"{name} is not enabled on this machine: it needs CuPy and a CUDA GPU "
-            f"(valid here: {enabled})",
+            f"{name} is not enabled on this machine: {NEEDS} (valid here: {enabled})",
         )
     return device
 
