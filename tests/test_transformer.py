@@ -419,3 +419,38 @@ def test_a_tiny_transformer_learns_to_copy_the_previous_token():
     unseen = float(loss_fn(model.eval()(x), y).numpy())
     assert losses[-1] < 0.2 * losses[0], losses
     assert unseen < 0.5 * math.log(vocab), (unseen, losses)
+
+
+def _swapped(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (*shape[:-2], shape[-1], shape[-2])
+
+
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((2, 1, 3, 4), (3, 4, 2))])
+def test_matmul_of_transposed_operands(transpose_a, transpose_b, shapes, device):
+    """MatMul(transpose_a=, transpose_b=) multiplies the inputs with their last two axes
+    swapped: numpy's product of the swapped views, and gradients (orders 1 and 2, batch axes
+    broadcast) that pass the float64 check; the gradient products are such MatMuls too."""
+    rng = np.random.default_rng(5)
+    a_shape, b_shape = shapes  # as multiplied
+    a = rng.standard_normal(_swapped(a_shape) if transpose_a else a_shape)
+    b = rng.standard_normal(_swapped(b_shape) if transpose_b else b_shape)
+    op = ops.MatMul(transpose_a=transpose_a, transpose_b=transpose_b)
+    out = op(ndl.Tensor(a, device=device), ndl.Tensor(b, device=device))
+    expected = np.matmul(
+        np.swapaxes(a, -1, -2) if transpose_a else a, np.swapaxes(b, -1, -2) if transpose_b else b
+    )
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12)
+    flags = {"transpose_a": transpose_a, "transpose_b": transpose_b}
+    function = ops.matmul(ndl.Tensor(a, device=device), ndl.Tensor(b, device=device), **flags)
+    np.testing.assert_array_equal(function.numpy(), out.numpy())
+
+    def product(x, y):
+        return ops.MatMul(transpose_a=transpose_a, transpose_b=transpose_b)(x, y)
+
+    report = check_gradients(product, [a, b], order=2, seed=6, device=device)
+    assert report.passed, report.inputs
+    x, y = ndl.Tensor(a, device=device), ndl.Tensor(b, device=device)
+    product(x, y).sum().backward()
+    assert {type(x.grad.op), type(y.grad.op)} <= {ops.MatMul, ops.SumToShape}

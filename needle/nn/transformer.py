@@ -67,7 +67,7 @@ class MultiHeadAttention(Module):
         """a @ b_transposeᵀ over the last two axes, batched over the leading ones:
         (…, T, D) with (…, S, D) → (…, T, S); summed in float64, rounded once to the inputs'
         dtype (float32 partial sums put a 4-layer model outside 1e-5 of its float64 self)."""
-        return ops.matmul(a, ops.transpose(b_transpose), accumulate="float64")
+        return ops.matmul(a, b_transpose, accumulate="float64", transpose_b=True)
 
     def softmax(self, logit: Tensor) -> Tensor:
         """softmax over the last axis, each row shifted by its maximum."""
@@ -91,7 +91,7 @@ class MultiHeadAttention(Module):
         if self.causal:
             logit = logit + self.create_causal_mask(queries, keys, q.device)
         probs = self.dropout(self.softmax(logit))
-        result = self.matmul(probs, ops.transpose(v))
+        result = ops.matmul(probs, v, accumulate="float64")  # self.matmul's sums, v as it is
         return result, probs
 
 
