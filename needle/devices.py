@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from needle.backend_ndarray import BackendDevice, NDArray, all_devices, cpu, cpu_numpy, cuda
-from needle.backend_ndarray.device import NEEDS
+from needle.backend_ndarray.device import DEVICES, NEEDS
 from needle.errors import UsageError
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "cuda",
     "device_named",
     "using_device",
+    "DEVICES",
     "NEEDS",
 ]
 
@@ -60,11 +61,9 @@ def default_device() -> BackendDevice:
 
 def device_named(name: str) -> BackendDevice:
     """The device called `name` ("cpu_numpy", "cpu" or "cuda"), enabled or not."""
-    for device in all_devices():
-        if device.name == name:
-            return device
-    names = ", ".join(d.name for d in all_devices())
-    raise DeviceError(f"unknown device {name!r}; valid: {names}")
+    if name not in DEVICES:
+        raise DeviceError(f"unknown device {name!r}; valid: {', '.join(DEVICES)}")
+    return DEVICES[name]()
 
 
 @contextlib.contextmanager

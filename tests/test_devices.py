@@ -336,3 +336,30 @@ def test_numpy_namespace_pad_is_numpy_pad(shape, data):
     got = numpy_api.pad(a, widths)
     np.testing.assert_array_equal(got, np.pad(a, widths))
     assert got.dtype == a.dtype
+
+
+def test_device_names_are_known_without_importing_cupy(tmp_path):
+    """Reading a training config and finding cpu or cpu_numpy by name never imports CuPy:
+    on a machine with it, that import (and CUDA's start) costs a second before a CPU run."""
+    fake = tmp_path / "cupy"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import builtins\nbuiltins.CUPY_IMPORTED = True\nraise ImportError('fake')\n"
+    )
+    code = (
+        "import builtins\n"
+        "from needle.train.config import DEVICE_NAMES\n"
+        "from needle.devices import device_named\n"
+        "print(DEVICE_NAMES, device_named('cpu'), device_named('cpu_numpy'))\n"
+        "print(getattr(builtins, 'CUPY_IMPORTED', False))\n"
+        "device_named('cuda').enabled()\n"  # only asking for cuda itself imports it
+        "print(getattr(builtins, 'CUPY_IMPORTED', False))\n"
+    )
+    env = {"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "('cpu', 'cuda', 'cpu_numpy') cpu() cpu_numpy()",
+        "False",
+        "True",
+    ]

@@ -162,6 +162,11 @@ def default_device() -> BackendDevice:
     return cpu()
 
 
+# Every device by name, each made when asked for: cuda() imports CuPy and starts CUDA, so
+# a name is known (a config's `train.device`) without that.
+DEVICES = {"cpu": cpu, "cuda": cuda, "cpu_numpy": cpu_numpy}
+
+
 def all_devices() -> list[BackendDevice]:
     """Every device, enabled or not (course code skips those whose enabled() is False)."""
-    return [cpu(), cuda(), cpu_numpy()]
+    return [make() for make in DEVICES.values()]

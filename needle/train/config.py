@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from needle.devices import all_devices
+from needle.devices import DEVICES
 from needle.errors import ConfigError, UsageError
 from needle.train.constructors import name_or_mapping
 from needle.train.datasets import GENERATOR, DataConfig, names
@@ -53,7 +53,7 @@ GENERATED = names(GENERATOR)
 DATASETS = names()
 # `train.device`'s choices: every device needle has, enabled here or not (a config names
 # where it runs; whether this machine has that device is checked when the run starts).
-DEVICE_NAMES = tuple(device.name for device in all_devices())
+DEVICE_NAMES = tuple(DEVICES)
 
 
 class TrainSettings(Strict):
