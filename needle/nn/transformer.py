@@ -91,7 +91,7 @@ class MultiHeadAttention(Module):
         if self.causal:
             logit = logit + self.create_causal_mask(queries, keys, q.device)
         probs = self.dropout(self.softmax(logit))
-        result = ops.matmul(probs, v, accumulate="float64")  # self.matmul's sums, v as it is
+        result = ops.matmul(probs, v, accumulate="float64")  # float64 sums as in self.matmul; v untransposed
         return result, probs
 
 
