@@ -91,7 +91,7 @@ class MultiHeadAttention(Module):
         if self.causal:
             logit = logit + self.create_causal_mask(queries, keys, q.device)
         probs = self.dropout(self.softmax(logit))
-        result = ops.matmul(probs, v, accumulate="float64")  # float64 sums as in self.matmul; v untransposed
+        result = ops.matmul(probs, v, accumulate="float64")  # float64 sums, as self.matmul
         return result, probs
 
 

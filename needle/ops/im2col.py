@@ -125,10 +125,7 @@ def col2im_plan(
     block and the index of the input entries they read: col2im's loop, worked out once per
     geometry (a tap that reads only padding is left out: it adds nothing)."""
     (h, w), (ho, wo) = size, out
-    used_rows, used_columns = (
-        used_offsets(h, kernel, stride, padding),
-        used_offsets(w, kernel, stride, padding),
-    )
+    used_rows, used_columns = (used_offsets(n, kernel, stride, padding) for n in size)
     plan = []
     for di in used_rows:
         outputs_i, read_rows = tap_reads(di, h, ho, stride, padding)

@@ -62,14 +62,14 @@ def _hidden(z_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> int:
 @functools.lru_cache(maxsize=64)
 def _gate_scales(hidden: int, dtype: str, device: Any) -> tuple[Any, Any]:
     """The (4H,) rows 1/2 in the columns of i, f, o and 1 in g's, then 1/2 and 0
-    (`gate_activations`), as arrays of `device` (None: numpy): made once, not on every step
+    (`_gate_activations`), as arrays of `device` (None: numpy): made once, not on every step
     of every window (on cuda() each would be a copy to the GPU)."""
     half = [0.5] * hidden
     rows = np.asarray([half * 2 + [1.0] * hidden + half, half * 2 + [0.0] * hidden + half], dtype)
     return tuple(rows) if device is None else tuple(device.array(r, dtype=dtype) for r in rows)
 
 
-def gate_activations(z: Any, hidden: int) -> tuple[Any, Any, Any, Any]:
+def _gate_activations(z: Any, hidden: int) -> tuple[Any, Any, Any, Any]:
     """σ(i), σ(f), tanh(g), σ(o) from z (B, 4H), all four in one tanh of the whole array:
     σ(x) = ½·tanh(x/2) + ½, exact algebra, that never overflows either. (It gives σ of a
     very negative x to within float rounding of ½, not of σ itself; a gate multiplies, so
@@ -142,7 +142,7 @@ def gates_forward(z: Any, c: Any, hidden: int) -> tuple[Any, Any, tuple[Any, ...
     from z (B, 4H) and c (B, H): the arrays `LSTMGates` computes (and `ops.lstm_layer` at
     each step)."""
     xp = api(z)
-    i, f, g, o = gate_activations(z, hidden)
+    i, f, g, o = _gate_activations(z, hidden)
     c_next = xp.add(xp.multiply(f, c), xp.multiply(i, g))
     tanh_c = xp.tanh(c_next)
     return xp.multiply(o, tanh_c), c_next, (i, f, g, o, tanh_c)
