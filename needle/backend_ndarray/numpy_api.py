@@ -272,12 +272,15 @@ def setitem(out: numpy.ndarray, index: Index, values: numpy.ndarray) -> None:
 
 def add_into(out: numpy.ndarray, index: Index, values: numpy.ndarray) -> None:
     """`out[index] += values`, in place; `values` broadcast to the shape of `out[index]`
-    (a bias row added to a whole narrow matrix takes wider rows, as `add` does)."""
+    (a bias row added to a whole narrow matrix takes wider rows, as `add` does; a whole
+    matrix is added into without the view and write-back `out[:, :] +=` makes)."""
     if out.ndim == 2 and _whole(index):
         wide = _widened(out, values)
         if wide is not None:
             numpy.add(*wide, out=wide[0])
-            return
+        else:
+            numpy.add(out, values, out=out)
+        return
     out[index] += values
 
 

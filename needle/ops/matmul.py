@@ -104,9 +104,11 @@ def _add(product: Any, addend: Any) -> Any:
             f"matmul: an addend of shape {addend.shape} does not broadcast to the product's "
             f"shape {product.shape}"
         )
-    xp = api(product)
-    if np.result_type(product.dtype, addend.dtype) != product.dtype:
-        return xp.add(product, addend)
+    if (
+        addend.dtype != product.dtype
+        and np.result_type(product.dtype, addend.dtype) != product.dtype
+    ):
+        return api(product).add(product, addend)
     strided.add_into(product, (slice(None),) * product.ndim, addend)
     return product
 
