@@ -437,3 +437,32 @@ def test_windows_keeps_the_first_count_windows_and_never_more_than_fit():
     np.testing.assert_array_equal(strided.windows(a, 3, 1, count=(2, 3)), full[:, :2, :3])
     with pytest.raises(ValueError, match=r"\(3, 5\) windows asked of an input that fits \(3, 4\)"):
         strided.windows(a, 3, 1, count=(3, 5))
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=conv_cases(max_size=9), channels=st.sampled_from([1, 2]))
+def test_im2col_rows_are_the_padded_windows_at_the_used_taps(case, channels):
+    """im2col's matrix, row (n, i, j), column (di, dj, c), is the padded input at
+    (n, i·s + di, j·s + dj, c) over the taps that read the input (`used_taps`); one-channel
+    images take the tap-by-tap copy, others the one copy of the window view."""
+    from needle.ops.im2col import im2col
+
+    (n, h, w, _), (k, *_), stride, padding = case
+    a = np.random.default_rng(3).standard_normal((n, h, w, channels))
+    cols, (_, ho, wo) = im2col(a, k, stride, padding)
+    rows, columns = used_taps(a.shape, k, stride, padding)
+    padded = np.pad(a, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    expected = np.array(
+        [
+            [
+                padded[b, i * stride + di, j * stride + dj, c]
+                for di in rows
+                for dj in columns
+                for c in range(channels)
+            ]
+            for b in range(n)
+            for i in range(ho)
+            for j in range(wo)
+        ]
+    ).reshape(n * ho * wo, len(rows) * len(columns) * channels)
+    np.testing.assert_array_equal(cols, expected)
