@@ -69,7 +69,7 @@ def test_narrow_row_major_matrices_are_widened(shape):
 @pytest.mark.parametrize(
     "a, b",
     [
-        (np.zeros((2048, 16)).T, np.ones(2048)),  # not row-major
+        (np.zeros((16, 2048)).T, np.ones(16)),  # (2048, 16), but column-major
         (np.zeros((512, 16)), np.ones(16)),  # too few rows to pay for the row copy
         (np.zeros((2048, 256)), np.ones(256)),  # wide already
         (np.zeros((2048, 16)), np.ones((2048, 16))),  # no broadcast
