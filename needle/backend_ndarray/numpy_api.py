@@ -42,27 +42,26 @@ Index = tuple[Any, ...]
 
 
 def add(a: Any, b: Any) -> Any:
-    """a + b, numpy's; a row added down a narrow matrix's rows takes wider rows (`_widened`)."""
-    wide = _widened(a, b)
-    if wide is None:
-        return numpy.add(a, b)
-    return numpy.add(*wide).reshape(a.shape)
+    """a + b, numpy's (`_rowwise`)."""
+    return _rowwise(numpy.add, a, b)
 
 
 def subtract(a: Any, b: Any) -> Any:
-    """a − b, numpy's; a row subtracted down a narrow matrix's rows takes wider rows."""
-    wide = _widened(a, b)
-    if wide is None:
-        return numpy.subtract(a, b)
-    return numpy.subtract(*wide).reshape(a.shape)
+    """a − b, numpy's (`_rowwise`)."""
+    return _rowwise(numpy.subtract, a, b)
 
 
 def multiply(a: Any, b: Any) -> Any:
-    """a · b, numpy's; a narrow matrix times a row, down its rows, takes wider rows."""
+    """a · b, numpy's (`_rowwise`)."""
+    return _rowwise(numpy.multiply, a, b)
+
+
+def _rowwise(ufunc: numpy.ufunc, a: Any, b: Any) -> Any:
+    """ufunc(a, b); a row broadcast down a narrow matrix's rows takes wider rows (`_widened`)."""
     wide = _widened(a, b)
     if wide is None:
-        return numpy.multiply(a, b)
-    return numpy.multiply(*wide).reshape(a.shape)
+        return ufunc(a, b)
+    return ufunc(*wide).reshape(a.shape)
 
 
 # Rows at least this wide run numpy's inner loop at full speed; narrower ones pay its
