@@ -15,11 +15,19 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import needle as ndl
+from needle.backend_ndarray import api
 from needle.errors import UsageError
 from needle.gradcheck import check_gradients
 from needle.ops import REGISTRY
 from needle.ops.conv import ConvInputGrad, ConvWeightGrad
-from needle.ops.im2col import tap_reads, used_offsets, used_taps
+from needle.ops.im2col import (
+    col2im,
+    col2im_plan,
+    covering_offsets,
+    tap_reads,
+    used_offsets,
+    used_taps,
+)
 from needle_cli.app import app
 
 
@@ -283,6 +291,79 @@ def test_reads_pairs_each_output_with_the_real_row_it_reads(size, kernel, stride
     ]
     outputs, rows = tap_reads(d, size, out, stride, padding)
     assert list(zip(range(out)[outputs], range(size)[rows], strict=True)) == pairs
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    size=st.integers(1, 9),
+    kernel=st.integers(1, 5),
+    stride=st.integers(1, 4),
+    padding=st.integers(0, 3),
+)
+def test_covering_offsets_read_each_row_once_and_are_found_whenever_they_exist(
+    size, kernel, stride, padding
+):
+    """By brute force over the offsets' read rows: the offsets found read every row exactly
+    once between them; none are found only when some class of rows r, r + s, … is read
+    in full by no offset (then col2im adds every tap into zeros)."""
+    out = (size + 2 * padding - kernel) // stride + 1
+    if out < 1:
+        return
+    read = {
+        d: [i * stride + d - padding for i in range(out) if 0 <= i * stride + d - padding < size]
+        for d in range(kernel)
+    }
+    classes = [list(range(first, size, stride)) for first in range(min(stride, size))]
+    found = covering_offsets(size, out, kernel, stride, padding)
+    if found:
+        assert sorted(row for d in found for row in read[d]) == list(range(size))
+    else:
+        assert any(all(read[d] != rows for d in range(kernel)) for rows in classes)
+
+
+def _col2im_loops(g, b, size, stride, padding):
+    """col2im's definition: every window's g · bᵀ added back at the rows it read."""
+    n, ho, wo, _ = g.shape
+    kernel, _, c_in, _ = b.shape
+    out = np.zeros((n, *size, c_in))
+    for i in range(ho):
+        for j in range(wo):
+            for di in range(kernel):
+                for dj in range(kernel):
+                    row, column = i * stride + di - padding, j * stride + dj - padding
+                    if 0 <= row < size[0] and 0 <= column < size[1]:
+                        out[:, row, column] += g[:, i, j] @ b[di, dj].T
+    return out
+
+
+@pytest.mark.parametrize("device", [ndl.cpu_numpy(), ndl.cpu()], ids=str)
+@settings(max_examples=80, deadline=None)
+@given(case=conv_cases(max_size=9))
+def test_col2im_is_its_loop_definition_whichever_taps_are_written(case, device):
+    """Against the loops, on every geometry: the taps that read each entry once are written,
+    the rest added."""
+    (n, h, w, c_in), (k, _, _, c_out), stride, padding = case
+    ho, wo = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    g, b = _normal((n, ho, wo, c_out), (k, k, c_in, c_out), seed=11)
+    expected = _col2im_loops(g, b, (h, w), stride, padding)
+    got = col2im(device.array(g), device.array(b), (h, w), stride, padding)
+    np.testing.assert_allclose(api(got).to_numpy(got), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "size, out, stride, written",
+    [
+        ((28, 28), (14, 14), 2, [(1, 1), (1, 2), (2, 1), (2, 2)]),  # the MNIST CNN's 2nd layer
+        ((8, 8), (8, 8), 1, [(1, 1)]),  # a "same" conv: the centre tap reads every entry
+        ((9, 9), (3, 3), 4, []),  # a stride past the kernel: rows no window reads
+    ],
+)
+def test_col2im_plan_writes_the_covering_taps_first(size, out, stride, written):
+    plan = col2im_plan(size, out, 3, stride, 1)
+    assert len(plan) == 9
+    assert [(tap.di, tap.dj) for tap in plan if tap.write] == written
+    writes = [tap.write for tap in plan]
+    assert writes == sorted(writes, reverse=True)  # every write before every add
 
 
 @pytest.mark.parametrize("size, stride", [(1, 1), (2, 2), (1, 2), (3, 3)])
