@@ -124,6 +124,23 @@ def test_add_into_broadcasts_its_values_in_both_namespaces(values_shape):
         np.testing.assert_array_equal(module.to_numpy(target), expected)
 
 
+@pytest.mark.parametrize("name", ["add", "subtract", "multiply"])
+def test_elementwise_out_is_numpys_in_both_namespaces(name):
+    """A spent temporary given as `out=` (standardize's) gets the result written in and is
+    what comes back, as numpy's out= does; NDArray refuses an out of another shape."""
+    rng = np.random.default_rng(14)
+    a = rng.standard_normal((6, 4)).astype(np.float32)
+    b = rng.standard_normal((4,)).astype(np.float32)
+    expected = getattr(np, name)(a, b)
+    for module, make in ((numpy_api, np.array), (ndarray_api, nd.array)):
+        out = make(np.zeros_like(a))
+        result = getattr(module, name)(make(a), make(b), out=out)
+        assert result is out
+        np.testing.assert_array_equal(module.to_numpy(out), expected)
+    with pytest.raises(nd.ShapeError, match=r"does not fit out="):
+        getattr(ndarray_api, name)(nd.array(a), nd.array(b), out=nd.array(np.zeros((6, 1))))
+
+
 # What needle.ops may take from numpy: types, dtypes and shape arithmetic, never a function
 # of device data (an NDArray reaching one fails; a CuPy array would be copied to the host).
 NUMPY_IN_OPS = {"integer", "ndarray", "generic", "dtype", "result_type", "prod", "random", "size",

@@ -196,3 +196,38 @@ def test_batchnorm2d_evaluation_on_a_view_of_nhwc_memory_equals_it_on_nchw_memor
     mean, var = np.array([0.3, -1.0]).reshape(along), np.array([2.0, 0.5]).reshape(along)
     w, b = np.array([1.5, -0.5]).reshape(along), 1.0
     np.testing.assert_allclose(outs[0], (view - mean) / np.sqrt(var + 1e-5) * w + b, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "x_dtype, affine_dtype, u_dtype",
+    [
+        ("float32", "float64", "float32"),
+        ("float32", "float32", "float64"),
+        ("float64", "float32", "float32"),
+        ("float32", "float32", "float32"),
+    ],
+)
+def test_mixed_dtypes_give_numpys_promotion(x_dtype, affine_dtype, u_dtype):
+    """Standardize writes over its own temporaries only where every operand has their dtype
+    (`_spare`): with a wider scale and shift the output has numpy's promoted dtype, and with
+    a wider out_grad so do the gradient's sums; the values are the float64 definition's."""
+    rng = np.random.default_rng(16)
+    rows = 2048  # enough rows for numpy_api's wide-row form to be taken
+    x = rng.standard_normal((rows, 3)).astype(x_dtype)
+    scale, shift = (rng.standard_normal(3).astype(affine_dtype) for _ in range(2))
+    u = rng.standard_normal((rows, 3)).astype(u_dtype)
+    inputs = [ndl.Tensor(a) for a in (x, scale, shift)]
+    out = ops.Standardize((0,), 1e-5)(*inputs)
+    out.backward(ndl.Tensor(u))
+
+    x64, u64 = x.astype(np.float64), u.astype(np.float64)
+    r = 1 / np.sqrt(x64.var(axis=0) + 1e-5)
+    x_hat = (x64 - x64.mean(axis=0)) * r
+    expected = x_hat * scale + shift
+    assert out.dtype == np.result_type(x, scale, shift)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
+    projected = u64 - u64.mean(axis=0) - x_hat * (u64 * x_hat).mean(axis=0)
+    grads = [r * scale * projected, (u64 * x_hat).sum(axis=0), u64.sum(axis=0)]
+    for tensor, want in zip(inputs, grads, strict=True):
+        assert tensor.grad.dtype == tensor.dtype
+        np.testing.assert_allclose(tensor.grad.numpy(), want, rtol=1e-4, atol=1e-3)

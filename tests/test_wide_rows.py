@@ -45,6 +45,28 @@ def test_elementwise_ops_give_numpys_bits(case, name):
     np.testing.assert_array_equal(ours, theirs)
 
 
+@settings(max_examples=300, deadline=None)
+@given(matrix_and_row(), st.sampled_from(sorted(OPS)), st.sampled_from(["a", "new", "other"]))
+def test_elementwise_ops_write_numpys_bits_into_out(case, name, into):
+    """`out=` as numpy's: the result written into the array given (`a` itself, or a new
+    one in a's layout or in the other memory order) and returned as it."""
+    a, b = case
+    dtype = np.result_type(a, b)
+    theirs = OPS[name](a, b)
+    if into == "a":
+        if a.dtype != dtype:
+            return
+        out = a = a.copy(order="K")
+        theirs = OPS[name](a, b)
+    elif into == "new":
+        out = np.empty_like(theirs, order="K")
+    else:
+        out = np.empty(theirs.shape, dtype, order="F" if theirs.flags.c_contiguous else "C")
+    result = getattr(numpy_api, name)(a, b, out=out)
+    assert result is out
+    np.testing.assert_array_equal(out, theirs)
+
+
 @settings(max_examples=200, deadline=None)
 @given(matrix_and_row())
 def test_add_into_a_whole_matrix_gives_numpys_bits(case):

@@ -34,19 +34,30 @@ def _broadcast(a: Any, b: Any) -> tuple[Any, Any]:
     return a.broadcast_to(shape), b.broadcast_to(shape)
 
 
-def add(a: Any, b: Any) -> NDArray:
+def add(a: Any, b: Any, out: NDArray | None = None) -> NDArray:
     a, b = _broadcast(a, b)
-    return a + b
+    return _into(out, a + b)
 
 
-def subtract(a: Any, b: Any) -> NDArray:
+def subtract(a: Any, b: Any, out: NDArray | None = None) -> NDArray:
     a, b = _broadcast(a, b)
-    return a - b
+    return _into(out, a - b)
 
 
-def multiply(a: Any, b: Any) -> NDArray:
+def multiply(a: Any, b: Any, out: NDArray | None = None) -> NDArray:
     a, b = _broadcast(a, b)
-    return a * b
+    return _into(out, a * b)
+
+
+def _into(out: NDArray | None, result: NDArray) -> NDArray:
+    """`result`, or, with `out` given (as numpy's `out=`), `out` with the result written in:
+    NDArray's kernels make a new array either way, so this keeps numpy's semantics only."""
+    if out is None:
+        return result
+    if result.shape != out.shape:
+        raise ShapeError(f"a result of shape {result.shape} does not fit out= {out.shape}")
+    out[(slice(None),) * out.ndim] = result
+    return out
 
 
 def divide(a: Any, b: Any) -> NDArray:

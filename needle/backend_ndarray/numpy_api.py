@@ -41,27 +41,34 @@ from numpy import (  # noqa: F401 - re-exported as the namespace
 Index = tuple[Any, ...]
 
 
-def add(a: Any, b: Any) -> Any:
+def add(a: Any, b: Any, out: Any = None) -> Any:
     """a + b, numpy's (`_rowwise`)."""
-    return _rowwise(numpy.add, a, b)
+    return _rowwise(numpy.add, a, b, out)
 
 
-def subtract(a: Any, b: Any) -> Any:
+def subtract(a: Any, b: Any, out: Any = None) -> Any:
     """a − b, numpy's (`_rowwise`)."""
-    return _rowwise(numpy.subtract, a, b)
+    return _rowwise(numpy.subtract, a, b, out)
 
 
-def multiply(a: Any, b: Any) -> Any:
+def multiply(a: Any, b: Any, out: Any = None) -> Any:
     """a · b, numpy's (`_rowwise`)."""
-    return _rowwise(numpy.multiply, a, b)
+    return _rowwise(numpy.multiply, a, b, out)
 
 
-def _rowwise(ufunc: numpy.ufunc, a: Any, b: Any) -> Any:
-    """ufunc(a, b); a row broadcast down a narrow matrix's rows takes wider rows (`_widened`)."""
+def _rowwise(ufunc: numpy.ufunc, a: Any, b: Any, out: Any = None) -> Any:
+    """ufunc(a, b); a row broadcast down a narrow matrix's rows takes wider rows (`_widened`).
+    `out`, when given, is an array of the result's shape and dtype that the result is
+    written into and returned as (a temporary of the caller's, reused: no new array)."""
     wide = _widened(a, b)
     if wide is None:
-        return ufunc(a, b)
-    return ufunc(*wide).reshape(a.shape)
+        return ufunc(a, b, out=out)
+    if out is None:
+        return ufunc(*wide).reshape(a.shape)
+    if not out.flags.c_contiguous:  # its wide form would be a copy, not a view
+        return ufunc(a, b, out=out)
+    ufunc(*wide, out=out.reshape(wide[0].shape))
+    return out
 
 
 # Rows at least this wide run numpy's inner loop at full speed; narrower ones pay its
