@@ -129,7 +129,7 @@ def col2im(g: Any, b: Any, size: tuple[int, int], stride: int, padding: int) -> 
     a stride of 1 the centre tap. At that second layer col2im took 9.9 ms adding all nine,
     8.3 ms so. (The centre tap's block at a stride of 1, the whole gradient's shape, could be
     the gradient itself, saving the zeros and a write: 0.03–0.17 ms at ResNet-9's layers,
-    but the step then took 47 more page faults.)"""
+    within the step's noise; left, for one way of filling the gradient.)"""
     n, ho, wo, c_out = g.shape
     kernel, _, c_in, _ = b.shape
     rows = strided.reshape(g, (n * ho * wo, c_out))
