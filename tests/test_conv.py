@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from cli_contract import one_line_error
 from conv_reference import conv_loops, dilate_loops, undilate_loops
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -253,20 +253,22 @@ def test_the_kernel_gradient_from_the_forward_im2col_equals_a_fresh_one():
     np.testing.assert_array_equal(first, fresh)
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    size=st.integers(1, 7),
-    kernel=st.integers(1, 5),
-    stride=st.integers(1, 3),
-    padding=st.integers(0, 3),
-)
-def test_used_taps_run_from_the_first_to_the_last_offset_that_reads_the_input(
-    size, kernel, stride, padding
-):
-    """By brute force: the offsets at which some output window reads a real row."""
+@st.composite
+def one_axis(draw, max_size=7, max_stride=3):
+    """(size, kernel, stride, padding, out) along one axis: an input of `size` rows, padded,
+    with `out` ≥ 1 windows of `kernel` rows every `stride`."""
+    size, kernel = draw(st.integers(1, max_size)), draw(st.integers(1, 5))
+    stride, padding = draw(st.integers(1, max_stride)), draw(st.integers(0, 3))
     out = (size + 2 * padding - kernel) // stride + 1
-    if out < 1:
-        return
+    assume(out >= 1)
+    return size, kernel, stride, padding, out
+
+
+@settings(max_examples=200, deadline=None)
+@given(axis=one_axis())
+def test_used_taps_run_from_the_first_to_the_last_offset_that_reads_the_input(axis):
+    """By brute force: the offsets at which some output window reads a real row."""
+    size, kernel, stride, padding, out = axis
     reads = [
         d for d in range(kernel) if any(0 <= i * stride + d - padding < size for i in range(out))
     ]
@@ -275,17 +277,10 @@ def test_used_taps_run_from_the_first_to_the_last_offset_that_reads_the_input(
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    size=st.integers(1, 7),
-    kernel=st.integers(1, 5),
-    stride=st.integers(1, 3),
-    padding=st.integers(0, 3),
-    d=st.integers(0, 4),
-)
-def test_reads_pairs_each_output_with_the_real_row_it_reads(size, kernel, stride, padding, d):
-    out = (size + 2 * padding - kernel) // stride + 1
-    if out < 1 or d >= kernel:
-        return
+@given(axis=one_axis(), d=st.integers(0, 4))
+def test_reads_pairs_each_output_with_the_real_row_it_reads(axis, d):
+    size, kernel, stride, padding, out = axis
+    assume(d < kernel)
     pairs = [
         (i, i * stride + d - padding) for i in range(out) if 0 <= i * stride + d - padding < size
     ]
@@ -294,21 +289,12 @@ def test_reads_pairs_each_output_with_the_real_row_it_reads(size, kernel, stride
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    size=st.integers(1, 9),
-    kernel=st.integers(1, 5),
-    stride=st.integers(1, 4),
-    padding=st.integers(0, 3),
-)
-def test_covering_offsets_read_each_row_once_and_are_found_whenever_they_exist(
-    size, kernel, stride, padding
-):
+@given(axis=one_axis(max_size=9, max_stride=4))
+def test_covering_offsets_read_each_row_once_and_are_found_whenever_they_exist(axis):
     """By brute force over the offsets' read rows: the offsets found read every row exactly
     once between them; none are found only when some class of rows r, r + s, … is read
     in full by no offset (then col2im adds every tap into zeros)."""
-    out = (size + 2 * padding - kernel) // stride + 1
-    if out < 1:
-        return
+    size, kernel, stride, padding, out = axis
     read = {
         d: [i * stride + d - padding for i in range(out) if 0 <= i * stride + d - padding < size]
         for d in range(kernel)
