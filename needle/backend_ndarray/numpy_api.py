@@ -62,7 +62,7 @@ def _rowwise(ufunc: numpy.ufunc, a: Any, b: Any, out: Any = None) -> Any:
     written into and returned as (a temporary of the caller's, reused: no new array)."""
     wide = _widened(a, b)
     if wide is None:
-        return ufunc(a, b, out=out)
+        return ufunc(a, b) if out is None else ufunc(a, b, out=out)  # no keyword on the hot path
     if out is None:
         return ufunc(*wide).reshape(a.shape)
     if not out.flags.c_contiguous:  # its wide form would be a copy, not a view

@@ -68,7 +68,7 @@ def _spare(buffer: Any, *operands: Any) -> Any:
     else None: a new array, in the dtype numpy's promotion gives. Writing into a spent
     temporary instead of a new array of the input's size is the same arithmetic; at the
     MNIST CNN's first batch norm (batch 128, 6.4 MB an array) it kept 8 MB off the training
-    step's peak and 2–3 % off its time."""
+    step's peak and about 1–2 % off its time."""
     dtype = buffer.dtype
     return buffer if all(operand.dtype == dtype for operand in operands) else None
 
