@@ -126,8 +126,9 @@ def test_add_into_broadcasts_its_values_in_both_namespaces(values_shape):
 
 @pytest.mark.parametrize("name", ["add", "subtract", "multiply"])
 def test_elementwise_out_is_numpys_in_both_namespaces(name):
-    """A spent temporary given as `out=` (standardize's) gets the result written in and is
-    what comes back, as numpy's out= does; NDArray refuses an out of another shape."""
+    """A spent temporary given as `out=` (standardize's) gets the result written in, by the
+    kernel itself, and is what comes back, as numpy's out= does, also when it is the first
+    operand; NDArray refuses an out of another shape or dtype, or a view that is not compact."""
     rng = np.random.default_rng(14)
     a = rng.standard_normal((6, 4)).astype(np.float32)
     b = rng.standard_normal((4,)).astype(np.float32)
@@ -137,8 +138,17 @@ def test_elementwise_out_is_numpys_in_both_namespaces(name):
         result = getattr(module, name)(make(a), make(b), out=out)
         assert result is out
         np.testing.assert_array_equal(module.to_numpy(out), expected)
-    with pytest.raises(nd.ShapeError, match=r"does not fit out="):
-        getattr(ndarray_api, name)(nd.array(a), nd.array(b), out=nd.array(np.zeros((6, 1))))
+        first = make(a.copy())
+        assert getattr(module, name)(first, make(b), out=first) is first
+        np.testing.assert_array_equal(module.to_numpy(first), expected)
+    op = getattr(ndarray_api, name)
+    for wrong, message in [
+        (nd.array(np.zeros((6, 1), np.float32)), "result is float32, of shape \\(6, 4\\)"),
+        (nd.array(np.zeros((6, 4)), dtype="float64"), "out= is a float64 array"),
+        (nd.array(np.zeros((6, 8), np.float32))[:, :4], "out= must be compact"),
+    ]:
+        with pytest.raises(nd.ShapeError, match=message):
+            op(nd.array(a), nd.array(b), out=wrong)
 
 
 # What needle.ops may take from numpy: types, dtypes and shape arithmetic, never a function

@@ -45,22 +45,51 @@ class NDArray(StridedArray):
 
     # -- elementwise ------------------------------------------------------------------------------
 
-    def _binary(self, other: Any, ewise: str, scalar: str, op: str) -> NDArray:
-        """A new compact array: kernel `ewise` on (self, other) or `scalar` on (self, number)."""
+    def _binary(
+        self, other: Any, ewise: str, scalar: str, op: str, out: NDArray | None = None
+    ) -> NDArray:
+        """A new compact array, or `out` written over (`_output`): kernel `ewise` on (self,
+        other) or `scalar` on (self, number)."""
         if isinstance(other, NDArray):
             self._check_operand(other, op)
-            out = self.make(self.shape, device=self.device, dtype=self._result_dtype(other))
+            out = self._output(out, self._result_dtype(other), op)
             kernel = getattr(self.device, ewise)
             kernel(self.compact()._handle, other.compact()._handle, out._handle)
             return out
-        return self._scalar_op(scalar, other, op)
+        return self._scalar_op(scalar, other, op, out)
+
+    def _output(self, out: NDArray | None, dtype: Any, op: str) -> NDArray:
+        """A new compact array of self's shape in `dtype`, or `out` itself: a compact array of
+        that shape, dtype and device, which the kernel writes into (it may be self)."""
+        if out is None:
+            return self.make(self.shape, device=self.device, dtype=dtype)
+        if (out.shape, out.dtype, out.device) != (self.shape, dtype, self.device):
+            raise ShapeError(
+                f"NDArray {op}: out= is a {out.dtype} array of shape {out.shape} on "
+                f"{out.device}; the result is {dtype}, of shape {self.shape}, on {self.device}"
+            )
+        if not out.is_compact():
+            raise ShapeError(f"NDArray {op}: out= must be compact (a view of its whole buffer)")
+        return out
+
+    def add(self, other: Any, out: NDArray | None = None) -> NDArray:
+        """self + other, into `out` when given (numpy's `np.add(self, other, out=out)`)."""
+        return self._binary(other, "ewise_add", "scalar_add", "+", out)
+
+    def subtract(self, other: Any, out: NDArray | None = None) -> NDArray:
+        """self − other, into `out` when given."""
+        return self._binary(other, "ewise_sub", "scalar_sub", "-", out)
+
+    def multiply(self, other: Any, out: NDArray | None = None) -> NDArray:
+        """self · other, into `out` when given."""
+        return self._binary(other, "ewise_mul", "scalar_mul", "*", out)
 
     def _result_dtype(self, other: NDArray) -> str:
         """float64 if either operand is, else float32."""
         return self.dtype if other.dtype == self.dtype else np.result_type(self.dtype, other.dtype)
 
-    def _scalar_op(self, kernel: str, value: Any, op: str) -> NDArray:
-        out = self.make(self.shape, device=self.device, dtype=self.dtype)
+    def _scalar_op(self, kernel: str, value: Any, op: str, out: NDArray | None = None) -> NDArray:
+        out = self._output(out, self.dtype, op)
         getattr(self.device, kernel)(self.compact()._handle, as_scalar(value, op), out._handle)
         return out
 

@@ -35,29 +35,19 @@ def _broadcast(a: Any, b: Any) -> tuple[Any, Any]:
 
 
 def add(a: Any, b: Any, out: NDArray | None = None) -> NDArray:
+    """a + b; into `out` when given (`a` an NDArray): NDArray's kernel writes there."""
     a, b = _broadcast(a, b)
-    return _into(out, a + b)
+    return a + b if out is None else a.add(b, out=out)
 
 
 def subtract(a: Any, b: Any, out: NDArray | None = None) -> NDArray:
     a, b = _broadcast(a, b)
-    return _into(out, a - b)
+    return a - b if out is None else a.subtract(b, out=out)
 
 
 def multiply(a: Any, b: Any, out: NDArray | None = None) -> NDArray:
     a, b = _broadcast(a, b)
-    return _into(out, a * b)
-
-
-def _into(out: NDArray | None, result: NDArray) -> NDArray:
-    """`result`, or, with `out` given (as numpy's `out=`), `out` with the result written in:
-    NDArray's kernels make a new array either way, so this keeps numpy's semantics only."""
-    if out is None:
-        return result
-    if result.shape != out.shape:
-        raise ShapeError(f"a result of shape {result.shape} does not fit out= {out.shape}")
-    out[(slice(None),) * out.ndim] = result
-    return out
+    return a * b if out is None else a.multiply(b, out=out)
 
 
 def divide(a: Any, b: Any) -> NDArray:
