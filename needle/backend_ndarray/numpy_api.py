@@ -281,11 +281,7 @@ def add_into(out: numpy.ndarray, index: Index, values: numpy.ndarray) -> None:
     (a bias row added to a whole narrow matrix takes wider rows, as `add` does; a whole
     matrix is added into without the view and write-back `out[:, :] +=` makes)."""
     if out.ndim == 2 and _whole(index):
-        wide = _widened(out, values)
-        if wide is not None:
-            numpy.add(*wide, out=wide[0])
-        else:
-            numpy.add(out, values, out=out)
+        _rowwise(numpy.add, out, values, out)
         return
     out[index] += values
 
