@@ -171,8 +171,8 @@ def col2im_plan(
     written; the others follow, in order, to be added."""
     (h, w), (ho, wo) = size, out
     used_rows, used_columns = (used_offsets(n, kernel, stride, padding) for n in size)
-    first_rows = covering_offsets(h, ho, kernel, stride, padding)
-    first_columns = covering_offsets(w, wo, kernel, stride, padding)
+    covering_rows = covering_offsets(h, ho, kernel, stride, padding)
+    covering_columns = covering_offsets(w, wo, kernel, stride, padding)
     writes, adds = [], []
     for di in used_rows:
         outputs_i, read_rows = tap_reads(di, h, ho, stride, padding)
@@ -181,7 +181,7 @@ def col2im_plan(
             if outputs_i.stop == outputs_i.start or outputs_j.stop == outputs_j.start:
                 continue
             outputs, reads = (ALL, outputs_i, outputs_j, ALL), (ALL, read_rows, read_columns, ALL)
-            write = di in first_rows and dj in first_columns
+            write = di in covering_rows and dj in covering_columns
             (writes if write else adds).append(TapShare(di, dj, outputs, reads, write))
     return (*writes, *adds)
 
