@@ -40,13 +40,13 @@ class Optimizer:
         for p in self.params:
             p.grad = None
 
-    def _grad(self, p: Tensor, weight_decay: float) -> Any:
-        """g = grad + weight_decay · p, as an array of p's device and dtype."""
-        g = p.grad.cached_data
-        if g.dtype != p.dtype:
-            g = api(g).astype(g, p.dtype)
+    @staticmethod
+    def _grad(w: Any, g: Any, weight_decay: float) -> Any:
+        """g + weight_decay · w for a parameter's array w and its gradient's g, in w's dtype."""
+        if g.dtype != w.dtype:
+            g = api(g).astype(g, w.dtype)
         if weight_decay:
-            g = g + weight_decay * p.cached_data
+            g = g + weight_decay * w
         return g
 
     @staticmethod
@@ -119,17 +119,21 @@ class SGD(Optimizer):
         self.u: dict[int, np.ndarray] = {}
 
     def step(self) -> None:
+        # Python floats: a numpy float64 hyperparameter (a schedule's) would promote float32.
+        rate, momentum, decay = -float(self.lr), float(self.momentum), float(self.weight_decay)
         for i, p in enumerate(self.params):
-            if p.grad is None:
+            grad = p.grad
+            if grad is None:
                 continue
-            u = self._grad(p, self.weight_decay)
-            if self.momentum:  # with momentum 0, u = g exactly; skip the buffer
-                u = self.momentum * self.u.get(i, 0.0) + (1 - self.momentum) * u
+            w = p.cached_data
+            u = self._grad(w, grad.cached_data, decay)
+            if momentum:  # with momentum 0, u = g exactly; skip the buffer
+                u = momentum * self.u.get(i, 0.0) + (1 - momentum) * u
                 self.u[i] = u
             # p − lr·u with a single new array (negation is exact, so the bits are the same).
-            new = u * -self.lr
-            new += p.cached_data
-            self._assign(p, new)
+            new = u * rate
+            new += w
+            p.cached_data = new
 
 
 class Adam(Optimizer):
@@ -173,7 +177,7 @@ class Adam(Optimizer):
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
-            g = self._grad(p, l2)
+            g = self._grad(p.cached_data, p.grad.cached_data, l2)
             m = b1 * self.m.get(i, 0.0) + (1 - b1) * g
             v = b2 * self.v.get(i, 0.0) + (1 - b2) * g**2
             self.m[i], self.v[i] = m, v
