@@ -125,6 +125,11 @@ def sum(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
     against 0.08 ms for the product, which also came out closer to the float64 sum (3.4e-6
     relative against 8.2e-6)."""
     if axis is not None and a.ndim > 1 and a.dtype.char in "fd":
+        if a.ndim == 2 and (axis == 0 or axis == (0,)) and a.flags.c_contiguous:
+            # A row-major matrix's column sums (a bias's gradient, a batch norm's rows):
+            # `_column_sums`'s product, without its layout lookup (2 µs of a 4 µs call).
+            summed = numpy.matmul(_ones(a.shape[0], a.dtype), a)
+            return summed.reshape(1, a.shape[1]) if keepdims else summed
         summed = _column_sums(a, (axis,) if isinstance(axis, int) else tuple(axis), keepdims)
         if summed is not None:
             return summed
