@@ -365,6 +365,27 @@ def test_numpy_namespace_pad_is_numpy_pad(shape, data):
     assert got.dtype == a.dtype
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    channels=st.integers(1, 6),
+    side=st.sampled_from([5, 24, 40]),
+    flipped=st.booleans(),
+    pad=st.integers(0, 3),
+)
+def test_padding_images_seen_through_a_transpose_is_numpy_pad(n, channels, side, flipped, pad):
+    """NCHW images seen as NHWC (the last axis short and strided) are padded a channel at a
+    time from 4096 entries up: the same array as numpy's pad, at every size around that."""
+    nchw = np.random.default_rng(channels * side).standard_normal((n, channels, side, side))
+    if flipped:
+        nchw = nchw[:, ::-1, :, ::-1]
+    a = nchw.astype(np.float32).transpose(0, 2, 3, 1)
+    widths = [(0, 0), (pad, pad + 1), (pad, pad), (0, 0)]
+    got = numpy_api.pad(a, widths)
+    np.testing.assert_array_equal(got, np.pad(a, widths))
+    assert got.flags.c_contiguous
+
+
 def test_device_names_are_known_without_importing_cupy(tmp_path):
     """Reading a training config and finding cpu or cpu_numpy by name never imports CuPy:
     on a machine with it, that import (and CUDA's start) costs a second before a CPU run."""

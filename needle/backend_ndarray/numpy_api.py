@@ -10,6 +10,7 @@ computes the same bits, in places faster: `sum` takes column sums as one product
 
 from __future__ import annotations
 
+import builtins
 import functools
 import math
 from collections.abc import Sequence
@@ -110,8 +111,30 @@ def pad(a: Any, widths: Sequence[tuple[int, int]]) -> Any:
         shape.append(n + lo + hi)
         inside.append(slice(lo, lo + n))
     out = numpy.zeros(shape, dtype=a.dtype)
-    out[tuple(inside)] = a
+    _copy_into(out, tuple(inside), a)
     return out
+
+
+# A transposed copy whose innermost axis has at most this many entries, strided, goes one
+# index of that axis at a time; from this many elements up (below, the loop costs more).
+NARROW_LAST_AXIS = 4
+NARROW_COPY_FROM = 4096
+
+
+def _copy_into(out: numpy.ndarray, index: Index, a: numpy.ndarray) -> None:
+    """`out[index] = a`. A row-major copy of a view whose last axis is short and strided (a
+    batch of NCHW images seen as NHWC, with 3 colour channels) runs numpy's inner loop over
+    that axis, 3 entries a row; one copy per index of it runs over the view's own
+    contiguous rows instead. The NCHW CIFAR batch 32 into ResNet-9's padded first layer:
+    196 µs at once, 65 µs a channel at a time (at 8 channels and up, at once is faster)."""
+    c = a.shape[-1] if a.ndim > 1 else 0
+    if 1 < c <= NARROW_LAST_AXIS and a.size >= NARROW_COPY_FROM:
+        if builtins.abs(a.strides[-1]) > builtins.abs(a.strides[-2]):
+            target = out[index]
+            for i in range(c):
+                target[..., i] = a[..., i]
+            return
+    out[index] = a
 
 
 def sum(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
